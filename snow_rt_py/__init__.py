@@ -1,8 +1,45 @@
 """snow_rt_py: Snow's WebSocket runtime in Python, with a C ABI.
 
-The public Python API is re-exported here (see README.md).
+The Python API::
+
+    import snow_rt_py
+    server = snow_rt_py.start(on_message=lambda conn, msg: conn.send(msg), port=0)
+    server.stop()
+
+See README.md for the whole API.
 """
 
 from __future__ import annotations
 
+from snow_rt_py.api import RunningServer, serve, spawn, start
+from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, ServerStartError, SnowError
+from snow_rt_py.runtime.handler import Handler, Reject, make_handler
+from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.scheduler import ExitSignal, link, send
+from snow_rt_py.runtime.scheduler import exit as exit_actor
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Connection",
+    "ConnectionClosedError",
+    "ExitSignal",
+    "Handler",
+    "Headers",
+    "InvalidArgumentError",
+    "Reject",
+    "RunningServer",
+    "ServerOptions",
+    "ServerStartError",
+    "SnowError",
+    "__version__",
+    "exit_actor",
+    "link",
+    "make_handler",
+    "send",
+    "serve",
+    "spawn",
+    "start",
+]

@@ -1,0 +1,101 @@
+"""``python -m snow_rt_py serve ...`` (also installed as ``snow-ws``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from snow_rt_py.api import serve
+from snow_rt_py.apps import APPS
+from snow_rt_py.runtime.errors import ServerStartError
+from snow_rt_py.runtime.options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
+from snow_rt_py.runtime.server import Server
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(prog="snow-ws", description="Snow WebSocket runtime server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a WebSocket server")
+    s.add_argument("--app", choices=sorted(APPS), default="echo", help="handler to serve (default: echo)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
+    s.add_argument(
+        "--max-message-size",
+        type=_positive_int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="largest message in bytes; bigger ones are closed with 1009 (default: 16 MiB)",
+    )
+    s.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (needs --tls-key)")
+    s.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    s.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        default=30.0,
+        help="seconds between server pings, 0 disables the heartbeat (default: 30)",
+    )
+    s.add_argument(
+        "--pong-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a pong has to arrive before close 1011 (default: 10)",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: handlers run on the event loop; N: on N worker threads (default: 0)",
+    )
+    s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        max_message_size=args.max_message_size,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        ping_interval=args.ping_interval or None,
+        pong_timeout=args.pong_timeout if args.pong_timeout > 0 else 10.0,
+        workers=args.workers,
+    )
+    try:
+        options.validate()
+    except ValueError as exc:
+        print(f"snow-ws: error: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(server: Server) -> None:
+        print(f"listening on {server.url}", flush=True)
+
+    try:
+        serve(APPS[args.app](), options, ready=ready)
+    except ServerStartError as exc:
+        print(f"snow-ws: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

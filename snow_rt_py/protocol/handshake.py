@@ -1,0 +1,303 @@
+"""The server side of the opening handshake (RFC 6455 §4.2, HTTP/1.1 syntax from RFC 9112).
+
+:class:`RequestParser` buffers the request head as it arrives (in any chunking), bounded by ``max_size``, and
+validates it. Every invalid request raises :class:`HandshakeError` carrying the HTTP status to answer with:
+
+=========================================================  ======  ============================================
+Problem                                                    Status  Extra response header
+=========================================================  ======  ============================================
+request line + headers longer than ``max_size``            431
+malformed request line, header line (no colon, space       400
+before the colon, obs-fold, control characters), or
+request-target; HTTP version below 1.1
+method other than GET (RFC 6455 §4.1 requires GET)         405     ``Allow: GET``
+no ``Host``, or several (RFC 9112 §3.2)                    400
+a body (``Transfer-Encoding``, ``Content-Length`` not 0)   400
+``Upgrade`` without the token ``websocket``                400
+``Connection`` without the token ``upgrade``               400
+``Sec-WebSocket-Key`` missing, repeated, or not the        400
+base64 encoding of exactly 16 bytes
+``Sec-WebSocket-Version`` missing or not exactly ``13``    426     ``Sec-WebSocket-Version: 13``
+=========================================================  ======  ============================================
+
+A missing version gets 426 rather than 400 so that the response tells the client which version to speak
+(RFC 6455 §4.4). Checks run in the table's order and the first failure wins. Bare ``LF`` line endings are
+accepted as well as ``CRLF`` (RFC 9112 §2.2).
+
+The responses are built by :func:`build_response_101` and :func:`build_error_response`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import NamedTuple
+
+from snow_rt_py.protocol.errors import HandshakeError, UsageError
+from snow_rt_py.protocol.headers import Headers
+
+__all__ = [
+    "DEFAULT_MAX_HANDSHAKE_SIZE",
+    "WEBSOCKET_GUID",
+    "ParsedRequest",
+    "RequestParser",
+    "accept_key",
+    "build_error_response",
+    "build_response_101",
+    "parse_request",
+]
+
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+WEBSOCKET_VERSION = "13"  # RFC 6455 §4.1, §11.6
+DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
+
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 §5.6.2
+_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")  # RFC 9112 §3
+# RFC 9112 §5: no whitespace before the colon; optional whitespace around the value; the value holds visible
+# ASCII, spaces, tabs and obs-text, never a control character.
+_HEADER_LINE = re.compile(rb"(" + _TCHAR + rb"+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+_TOKEN = re.compile(_TCHAR.decode() + "+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+class ParsedRequest(NamedTuple):
+    """A valid opening handshake request.
+
+    Attributes:
+        target: the raw request-target (e.g. ``"/chat?room=1"``).
+        headers: the request headers.
+        key: the client's ``Sec-WebSocket-Key``, for :func:`build_response_101`.
+        rest: the bytes received after the request head (the client's first frames, if it pipelined them).
+    """
+
+    target: str
+    headers: Headers
+    key: str
+    rest: bytes
+
+
+def accept_key(key: str) -> str:
+    """Compute ``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2).
+
+    Args:
+        key: the ``Sec-WebSocket-Key`` header value.
+
+    Returns:
+        base64(SHA-1(key + GUID)).
+    """
+    digest = hashlib.sha1((key + WEBSOCKET_GUID).encode("ascii"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class RequestParser:
+    """Incremental, bounded parser of the opening handshake request.
+
+    Feed it bytes as they arrive; it returns the parsed request once the empty line ending the head has
+    arrived. It never holds more than ``max_size`` bytes of head (plus the last chunk fed).
+
+    Args:
+        max_size: the most bytes the request line and headers (with their line endings) may take.
+    """
+
+    __slots__ = ("_buffer", "_done", "_max_size", "_scanned")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_HANDSHAKE_SIZE) -> None:
+        self._max_size = max_size
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes already searched for the end of the head
+        self._done = False
+
+    def feed(self, data: bytes | bytearray | memoryview) -> ParsedRequest | None:
+        """Add received bytes.
+
+        Args:
+            data: the next bytes from the client.
+
+        Returns:
+            The request once its head is complete, else None (feed more).
+
+        Raises:
+            HandshakeError: the request is invalid (see the module docstring for each status). The parser
+                must not be fed again.
+            UsageError: the request was already returned or rejected.
+        """
+        if self._done:
+            raise UsageError("the request head was already parsed")
+        buf = self._buffer
+        buf += data
+        # The head ends with an empty line; start 2 bytes back in case the terminator straddles two feeds.
+        start = max(0, self._scanned - 2)
+        end = -1
+        crlf = buf.find(b"\n\r\n", start)
+        if crlf >= 0:
+            end = crlf + 3
+        lf = buf.find(b"\n\n", start, None if crlf < 0 else crlf + 2)
+        if lf >= 0:
+            end = lf + 2
+        if end < 0:
+            self._scanned = len(buf)
+            if len(buf) > self._max_size:
+                self._fail()
+            return None
+        if end > self._max_size:
+            self._fail()
+        self._done = True
+        head = bytes(buf[:end])
+        rest = bytes(buf[end:])
+        self._buffer = bytearray()
+        target, headers, key = parse_request(head)
+        return ParsedRequest(target, headers, key, rest)
+
+    def _fail(self) -> None:
+        self._done = True
+        self._buffer = bytearray()
+        raise HandshakeError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large.")
+
+
+def parse_request(head: bytes) -> tuple[str, Headers, str]:
+    """Parse and validate a complete request head (request line, headers and the empty line).
+
+    Args:
+        head: the head, line endings included.
+
+    Returns:
+        ``(target, headers, key)``.
+
+    Raises:
+        HandshakeError: the request is not a valid WebSocket opening handshake.
+    """
+    lines = head.split(b"\n")
+    # The head ends with an empty line, so the split ends with two empty items.
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]]
+    if not lines:
+        raise _bad_request("Malformed request line.")
+    request_line = _REQUEST_LINE.fullmatch(lines[0])
+    if request_line is None:
+        raise _bad_request("Malformed request line.")
+    method, raw_target, major, minor = request_line.groups()
+    headers = Headers()
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t"):
+            raise _bad_request("Obsolete line folding is not allowed.")
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:
+            raise _bad_request("Malformed header line.")
+        headers.add(match.group(1).decode("ascii"), match.group(2).decode("latin-1"))
+
+    if (int(major), int(minor)) < (1, 1):
+        raise _bad_request("HTTP/1.1 or later required.")
+    target = raw_target.decode("ascii")
+    if not (target.startswith("/") or "://" in target):
+        raise _bad_request("Invalid request target.")
+    if method != b"GET":
+        raise HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed.", (("Allow", "GET"),))
+    if len(headers.get_all("Host")) != 1:
+        raise _bad_request("Missing or repeated Host header.")
+    if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+        raise _bad_request("A WebSocket handshake request has no body.")
+    if not _has_token(headers, "Upgrade", "websocket"):
+        raise _bad_request("Upgrade header must include websocket.")
+    if not _has_token(headers, "Connection", "upgrade"):
+        raise _bad_request("Connection header must include upgrade.")
+    keys = headers.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1 or not _is_valid_key(keys[0]):
+        raise _bad_request("Missing or invalid Sec-WebSocket-Key header.")
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != [WEBSOCKET_VERSION]:
+        raise HandshakeError(
+            HTTPStatus.UPGRADE_REQUIRED,
+            "Unsupported WebSocket version.",
+            (("Sec-WebSocket-Version", WEBSOCKET_VERSION),),
+        )
+    return target, headers, keys[0]
+
+
+def _bad_request(reason: str) -> HandshakeError:
+    return HandshakeError(HTTPStatus.BAD_REQUEST, reason)
+
+
+def _has_token(headers: Headers, name: str, token: str) -> bool:
+    """Whether a comma-separated token list header (RFC 9110 §5.6.1) holds ``token``, ignoring case."""
+    return any(
+        item.strip(" \t").lower() == token for value in headers.get_all(name) for item in value.split(",")
+    )
+
+
+def _is_valid_key(key: str) -> bool:
+    """RFC 6455 §4.1: the key is the base64 encoding of a 16-byte nonce."""
+    try:
+        return len(binascii.a2b_base64(key.encode("ascii"), strict_mode=True)) == 16
+    except (UnicodeEncodeError, binascii.Error):
+        return False
+
+
+def build_response_101(key: str, extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """Build the ``101 Switching Protocols`` response accepting a handshake (RFC 6455 §4.2.2).
+
+    Args:
+        key: the client's ``Sec-WebSocket-Key``.
+        extra_headers: more response headers (e.g. ``Sec-WebSocket-Protocol``, ``Set-Cookie``).
+
+    Returns:
+        The response head.
+
+    Raises:
+        UsageError: if an extra header name is not a token or a value holds CR, LF or another control
+            character.
+    """
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
+    lines += _header_lines(extra_headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def build_error_response(status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """Build an HTTP error response refusing a handshake; the connection closes after it.
+
+    Args:
+        status: the HTTP status, 300-599.
+        reason: a short plain-text explanation, sent as the body (followed by a newline).
+        headers: extra response headers (e.g. ``Allow: GET``).
+
+    Returns:
+        The complete response: status line, ``Content-Type: text/plain; charset=utf-8``, ``Content-Length``,
+        ``Connection: close``, the extra headers, and the body.
+
+    Raises:
+        UsageError: if the status is outside 300-599, or a header is invalid (see
+            :func:`build_response_101`).
+    """
+    if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status <= 599:
+        raise UsageError(f"status {status!r} is not an HTTP redirect or error status")
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body = (reason + "\n").encode("utf-8")
+    lines = [
+        f"HTTP/1.1 {status} {phrase}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    lines += _header_lines(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _header_lines(headers: Sequence[tuple[str, str]]) -> list[str]:
+    lines = []
+    for name, value in headers:
+        if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+            raise UsageError(f"invalid header name {name!r}")
+        if not isinstance(value, str) or _FIELD_VALUE.fullmatch(value) is None:
+            raise UsageError(f"invalid value for header {name}: {value!r}")
+        lines.append(f"{name}: {value}")
+    return lines

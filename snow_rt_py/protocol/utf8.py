@@ -1,0 +1,53 @@
+"""Incremental UTF-8 validation for fragmented text messages (RFC 6455 §5.6, §8.1).
+
+A text message must be valid UTF-8 as a whole, but a code point may be split across fragments. An endpoint
+should fail the connection (1007) as soon as the bytes received so far can no longer be the start of valid
+UTF-8, rather than buffering the rest of the message.
+
+CPython's incremental ``utf-8`` decoder already fails at the first byte that rules out every completion, with
+one exception (checked exhaustively over all 1-3 byte prefixes on CPython 3.11): after ``ED A0``..``ED BF`` --
+the start of a UTF-16 surrogate, which UTF-8 forbids -- it keeps the two bytes pending instead of failing.
+:class:`Utf8Decoder` adds that check.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from snow_rt_py.protocol.close import CloseCode
+from snow_rt_py.protocol.errors import ProtocolError
+
+__all__ = ["Utf8Decoder"]
+
+
+class Utf8Decoder:
+    """Decode a text message fragment by fragment, failing as early as the bytes allow."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+
+    def decode(self, data: bytes, final: bool) -> str:
+        """Decode the next fragment.
+
+        Args:
+            data: the fragment's bytes.
+            final: True for the message's last fragment (an incomplete trailing sequence is then an error).
+
+        Returns:
+            The characters completed by this fragment.
+
+        Raises:
+            ProtocolError: 1007 if the bytes so far cannot be (the start of) valid UTF-8.
+        """
+        try:
+            text: str = self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            raise ProtocolError(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
+        if not final:
+            pending = self._decoder.getstate()[0]
+            # ED A0..BF can only continue into a surrogate (U+D800-U+DFFF).
+            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise ProtocolError(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in text message")
+        return text

@@ -1,0 +1,411 @@
+"""One WebSocket connection: the asyncio protocol that owns its socket, and the handle the program holds.
+
+The loop thread moves bytes between the transport and the sans-I/O :class:`ServerProtocol` and turns its events
+into messages for the connection's actor. The program's handler runs in that actor (see scheduler.py).
+
+Life of a connection (loop thread unless said otherwise)::
+
+    connection_made -> [handshake deadline] -> Request -> on_upgrade -> 101 -> actor gets CONNECT (on_connect)
+      -> TEXT/BINARY messages (on_message) ... -> close handshake or drop -> connection_lost
+      -> actor gets DISCONNECT (on_close) -> actor exits, linked actors get ExitSignal(pid, (code, reason))
+
+Writes are batched: frames produced while one read is handled, or during one loop iteration, leave in one
+``transport.write`` (DESIGN.md §8). ``send_*`` and ``close`` are safe from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from snow_rt_py.protocol import events as ev
+from snow_rt_py.protocol.close import CloseCode, is_sendable_code
+from snow_rt_py.protocol.connection import ServerProtocol, State
+from snow_rt_py.protocol.frames import encode_binary, encode_text
+from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
+from snow_rt_py.runtime.handler import Reject
+from snow_rt_py.runtime.heartbeat import Heartbeat
+from snow_rt_py.runtime.scheduler import Actor, Tag, exit
+
+if TYPE_CHECKING:
+    from snow_rt_py.runtime.server import Server
+
+log = logging.getLogger("snow_rt_py.connection")
+
+_ids = itertools.count(1)
+
+KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
+SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
+HANDLER_CRASH = (int(CloseCode.INTERNAL_ERROR), "internal error")
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection. The program sees it in every callback.
+
+    Attributes:
+        id: a positive integer unique for the life of the process, never reused.
+        path: the raw request target, query included (set once the handshake arrived).
+        headers: the request headers (case-insensitive lookup).
+        remote_address: ``(host, port)`` of the peer.
+        pid: the pid of the connection's actor (0 before the upgrade).
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.id = next(_ids)
+        self.path = ""
+        self.headers = Headers()
+        self.remote_address: tuple[str, int] | None = None
+        self.pid = 0
+        self._loop = server.loop
+        self._loop_thread = server.loop_thread_id
+        self._proto = ServerProtocol(
+            max_message_size=server.options.max_message_size,
+            max_handshake_size=server.options.max_handshake_size,
+        )
+        self._transport: asyncio.Transport | None = None
+        self._actor: Actor | None = None
+        self._out: deque[bytes] = deque()
+        self._flush_pending = False
+        self._in_read = False
+        self._open = False  # accepted and not yet closing: sends allowed
+        self._ended = False  # TCP gone
+        self._end: tuple[int, str] | None = None  # the code/reason on_close will report
+        self._rejected = False
+        self._crashed = False
+        self._timer: asyncio.TimerHandle | None = None  # handshake deadline, then close deadline
+        self._heartbeat: Heartbeat | None = None
+        self.messages_in = 0
+        self.messages_out = 0
+
+    # -- public API (any thread) ----------------------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """True while messages can be sent (accepted, not closing, not ended)."""
+        return self._open
+
+    def send_text(self, text: str) -> None:
+        """Queue a text message. Safe from any thread; returns at once (the write happens on the loop).
+
+        Raises:
+            ConnectionClosedError: the connection is closing or has ended.
+            InvalidArgumentError: ``text`` is not a str or contains lone surrogates (not valid UTF-8).
+        """
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
+        try:
+            frame = encode_text(text)
+        except UnicodeEncodeError as exc:
+            raise InvalidArgumentError(f"text is not valid UTF-8: {exc.reason}") from None
+        self.send_frame(frame)
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue a binary message. Safe from any thread.
+
+        Raises:
+            ConnectionClosedError: the connection is closing or has ended.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgumentError(f"send_binary needs bytes, got {type(data).__name__}")
+        self.send_frame(encode_binary(data))
+
+    def send(self, message: str | bytes) -> None:
+        """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
+        if isinstance(message, str):
+            self.send_text(message)
+        else:
+            self.send_binary(message)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an already encoded frame (the same bytes may go to many connections: broadcast).
+
+        Raises:
+            ConnectionClosedError: the connection is closing or has ended.
+        """
+        if not self._open:
+            raise ConnectionClosedError(f"connection {self.id} is closed")
+        self._out.append(frame)
+        self.messages_out += 1
+        if not self._flush_pending:
+            self._flush_pending = True
+            if threading.get_ident() == self._loop_thread:
+                if not self._in_read:
+                    self._loop.call_soon(self._flush)
+            else:
+                self._loop.call_soon_threadsafe(self._flush)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake with ``code`` and ``reason``. Safe from any thread.
+
+        on_close will report this code. The TCP connection closes when the peer answers, or after
+        ``close_timeout``.
+
+        Raises:
+            InvalidArgumentError: ``code`` may not be sent (RFC 6455 §7.4) or ``reason`` is over 123 bytes.
+            ConnectionClosedError: the connection is already closing or ended.
+        """
+        if not isinstance(code, int) or not is_sendable_code(code):
+            raise InvalidArgumentError(f"close code {code!r} may not be sent (use 1000-1003, 1007-1014, 3000-4999)")
+        if len(reason.encode("utf-8", "surrogatepass")) > 123:
+            raise InvalidArgumentError("close reason is longer than 123 UTF-8 bytes")
+        if not self._open:
+            raise ConnectionClosedError(f"connection {self.id} is closed")
+        self._open = False
+        self._call_on_loop(self._start_close, code, reason)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for this connection: messages in/out, frames queued, bytes waiting in the transport."""
+        transport = self._transport
+        return {
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "queued_frames": len(self._out),
+            "write_buffer_bytes": transport.get_write_buffer_size() if transport is not None else 0,
+        }
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else ("ended" if self._ended else "closing")
+        return f"<Connection id={self.id} {state} path={self.path!r}>"
+
+    # -- asyncio callbacks (loop thread) -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.remote_address = (peer[0], peer[1])
+        self.server.connection_started(self)
+        self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        self._in_read = True
+        try:
+            self._handle(self._proto.receive_data(data))
+        finally:
+            self._in_read = False
+            self._flush()
+
+    def eof_received(self) -> bool:
+        self._handle(self._proto.receive_data(b""))
+        self._flush()
+        return False  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        self._open = False
+        self._cancel_timer()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self._out.clear()
+        self.server.connection_ended(self)
+        if self._actor is not None:
+            code, reason = self._end if self._end is not None else (int(CloseCode.ABNORMAL_CLOSURE), "")
+            self.server.scheduler.deliver(self._actor, Tag.DISCONNECT, (code, reason))
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- internals (loop thread) ---------------------------------------------------------------------------
+
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        out = self._out
+        pending = self._proto.data_to_send()
+        if pending:
+            out.append(pending)
+        n = len(out)
+        if not n or self._transport is None or self._ended:
+            return
+        if n == 1:
+            self._transport.write(out.popleft())
+        else:
+            self._transport.write(b"".join([out.popleft() for _ in range(n)]))
+
+    def _handle(self, events: list[ev.Event]) -> None:
+        actor = self._actor
+        for event in events:
+            kind = type(event)
+            if kind is ev.TextMessage or kind is ev.BinaryMessage:
+                if actor is not None:
+                    self.messages_in += 1
+                    self.server.scheduler.deliver(
+                        actor,
+                        Tag.TEXT if kind is ev.TextMessage else Tag.BINARY,
+                        event.data,  # type: ignore[union-attr]
+                    )
+            elif kind is ev.Ping:
+                pass  # the pong is already queued by the protocol and leaves with this read's flush
+            elif kind is ev.Pong:
+                if self._heartbeat is not None:
+                    self._heartbeat.pong_received(event.payload)  # type: ignore[union-attr]
+            elif kind is ev.Request:
+                assert isinstance(event, ev.Request)
+                self._on_request(event)
+                actor = self._actor
+            elif kind is ev.CloseReceived:
+                assert isinstance(event, ev.CloseReceived)
+                self._open = False
+                if self._end is None:  # the peer started the close: report its code
+                    self._end = (event.code, event.reason)
+                self._finish()
+            elif kind is ev.ProtocolFailure:
+                assert isinstance(event, ev.ProtocolFailure)
+                self._open = False
+                if self._end is None:
+                    self._end = (event.code, event.reason)
+                self._half_close()
+            elif kind is ev.HandshakeFailure:
+                self._finish()
+            elif kind is ev.ConnectionLost:
+                self._open = False
+                self._finish()
+
+    def _on_request(self, request: ev.Request) -> None:
+        self._cancel_timer()
+        self.path = request.target
+        self.headers = request.headers
+        server = self.server
+        if server.closing:
+            self._proto.reject(503, "server shutting down")
+            self._finish()
+            return
+        try:
+            verdict = server.handler.on_upgrade(request.target, request.headers)
+        except Exception:
+            log.exception("on_upgrade raised; answering 500")
+            verdict = Reject("internal error", status=500)
+        if verdict is not None:
+            self._proto.reject(verdict.status, verdict.reason)
+            self._finish()
+            return
+        pipelined = self._proto.accept()
+        self._open = True
+        self._actor = actor = server.scheduler.spawn(self._behave, self._crash)
+        self.pid = actor.pid
+        server.connection_accepted(self)
+        server.scheduler.deliver(actor, Tag.CONNECT, None)
+        opts = server.options
+        if opts.ping_interval:
+            self._heartbeat = Heartbeat(
+                self._loop, opts.ping_interval, opts.pong_timeout, self._send_ping, self._keepalive_expired
+            )
+            self._heartbeat.start()
+        if pipelined:
+            self._handle(pipelined)
+
+    def _send_ping(self, payload: bytes) -> None:
+        if self._proto.state is State.OPEN:
+            self._out.append(self._proto.send_ping(payload))
+            self._flush()
+
+    def _keepalive_expired(self) -> None:
+        if self._open:
+            self._open = False
+            self._start_close(*KEEPALIVE_TIMEOUT)
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send our Close (if the protocol still can) and arm the close deadline."""
+        if self._ended:
+            return
+        self._open = False
+        if self._end is None:
+            self._end = (code, reason)
+        if self._proto.state is State.OPEN:
+            self._out.append(self._proto.send_close(code, reason))
+            self._flush()
+            self._arm_close_deadline()
+        elif self._proto.state is State.HANDSHAKE:
+            self._finish()
+
+    def _half_close(self) -> None:
+        """After failing the connection: our Close is queued; send it, then EOF, and wait (bounded) for theirs."""
+        self._flush()
+        transport = self._transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+            self._arm_close_deadline()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The exchange is over: flush what is queued and close TCP (the server closes first, RFC 6455 §7.1.1)."""
+        self._flush()
+        self._cancel_timer()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _arm_close_deadline(self) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(self.server.options.close_timeout, self._abort)
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self._proto.state is State.HANDSHAKE and self._transport is not None:
+            self._transport.abort()
+
+    def _abort(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- the connection's actor (loop thread or a worker) ------------------------------------------------------
+
+    def _behave(self, tag: Tag, payload: Any) -> None:
+        handler = self.server.handler
+        if tag is Tag.TEXT or tag is Tag.BINARY:
+            if not self._rejected and not self._crashed:
+                handler.on_message(self, payload)
+        elif tag is Tag.CONNECT:
+            verdict = handler.on_connect(self, self.path, self.headers)
+            if verdict is False or isinstance(verdict, Reject):
+                self._rejected = True
+                reject = verdict if isinstance(verdict, Reject) else Reject()
+                self._shutdown(reject.code, reject.reason)
+        elif tag is Tag.DISCONNECT:
+            code, reason = payload
+            try:
+                if not self._rejected:
+                    handler.on_close(self, code, reason)
+            finally:
+                exit(self.pid, (code, reason))
+        else:  # INFO and EXIT
+            handler.on_info(self, payload)
+
+    def _crash(self, exc: BaseException) -> None:
+        log.error("handler of connection %d crashed", self.id, exc_info=exc)
+        if not self._crashed:
+            self._crashed = True
+            self._shutdown(*HANDLER_CRASH)
+
+    def _shutdown(self, code: int, reason: str) -> None:
+        """Close from inside the runtime (reject, crash, server shutdown): never raises."""
+        if self._open:
+            self._open = False
+            self._call_on_loop(self._start_close, code, reason)

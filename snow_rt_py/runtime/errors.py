@@ -1,0 +1,19 @@
+"""Exceptions the runtime raises to the program (the Python API; the C ABI maps them to error codes)."""
+
+from __future__ import annotations
+
+
+class SnowError(Exception):
+    """Base class of every error the runtime raises to its caller."""
+
+
+class ConnectionClosedError(SnowError):
+    """The connection has ended (or was never accepted); nothing was sent."""
+
+
+class ServerStartError(SnowError):
+    """The server could not start: the address is in use, a TLS file is missing or invalid..."""
+
+
+class InvalidArgumentError(SnowError, ValueError):
+    """An argument is out of range or of the wrong type (e.g. a close code that may not be sent)."""

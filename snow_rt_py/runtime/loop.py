@@ -1,0 +1,62 @@
+"""The runtime's event loop thread: one loop owns every socket and timer of the servers started from the
+Python API or the C ABI (no thread per connection). Started on first use, shared, a daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (faster sockets), else asyncio's; SNOW_RT_PY_NO_UVLOOP=1 forces asyncio."""
+    if not os.environ.get("SNOW_RT_PY_NO_UVLOOP"):
+        try:
+            import uvloop
+
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+        except ImportError:  # pragma: no cover - uvloop is a declared dependency on Linux
+            pass
+    return asyncio.new_event_loop()
+
+
+class LoopThread:
+    """A daemon thread running an event loop forever."""
+
+    def __init__(self) -> None:
+        self.loop = new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, args=(ready,), name="snow-loop", daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _main(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result (must not be called from the loop thread)."""
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("LoopThread.run() called from the loop thread would deadlock")
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+
+_shared: LoopThread | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_loop() -> LoopThread:
+    """The process-wide loop thread, started on first call."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = LoopThread()
+        return _shared

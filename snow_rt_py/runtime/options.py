@@ -1,0 +1,73 @@
+"""Server options shared by the Python API, the CLI and the C ABI (one place for every default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # snow-rt's MAX_PAYLOAD_SIZE
+DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
+
+
+@dataclass(slots=True)
+class ServerOptions:
+    """How a server listens and treats its connections.
+
+    Attributes:
+        host: address to bind ("127.0.0.1", "0.0.0.0", "::"...).
+        port: TCP port; 0 binds an ephemeral port (read it back from ``Server.port``).
+        max_message_size: largest message (and frame) accepted, in bytes; bigger ones fail with close 1009.
+        max_handshake_size: largest request line + headers, in bytes; bigger ones get HTTP 431.
+        handshake_timeout: seconds a client has to complete the opening handshake (TLS included).
+        close_timeout: seconds we wait for the peer's half of the close handshake before dropping TCP.
+        ping_interval: seconds between server pings; 0 or None disables the heartbeat.
+        pong_timeout: seconds a pong echoing the latest ping has to arrive, else close 1011.
+        workers: 0 runs handlers inline on the event loop (fast path, handlers must not block); N >= 1 runs
+            each connection's actor on a pool of N worker threads.
+        tls_cert: PEM certificate chain file for wss:// (with ``tls_key``).
+        tls_key: PEM private key file for wss://.
+        max_queue_bytes: bound of a connection's outbound queue (bytes not yet accepted by the kernel).
+        reuse_port: set SO_REUSEPORT on the listening socket.
+        backlog: listen() backlog.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE
+    handshake_timeout: float = 10.0
+    close_timeout: float = 5.0
+    ping_interval: float | None = 30.0
+    pong_timeout: float = 10.0
+    workers: int = 0
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+    max_queue_bytes: int = 4 * 1024 * 1024
+    reuse_port: bool = False
+    backlog: int = 1024
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a clear message for an impossible combination."""
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if self.max_message_size < 1:
+            raise ValueError(f"max_message_size must be positive, got {self.max_message_size}")
+        if self.max_handshake_size < 256:
+            raise ValueError(f"max_handshake_size must be at least 256, got {self.max_handshake_size}")
+        if self.handshake_timeout <= 0 or self.close_timeout <= 0:
+            raise ValueError("handshake_timeout and close_timeout must be positive")
+        if self.ping_interval is not None and self.ping_interval < 0:
+            raise ValueError(f"ping_interval must be >= 0 (0 disables), got {self.ping_interval}")
+        if self.pong_timeout <= 0:
+            raise ValueError(f"pong_timeout must be positive, got {self.pong_timeout}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.max_queue_bytes < 1024:
+            raise ValueError(f"max_queue_bytes must be at least 1024, got {self.max_queue_bytes}")
+
+    @property
+    def heartbeat_enabled(self) -> bool:
+        """True when the server pings its clients."""
+        return bool(self.ping_interval)

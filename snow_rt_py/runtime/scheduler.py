@@ -1,0 +1,273 @@
+"""Actors and the scheduler that runs them.
+
+Rules:
+
+* An actor is a pid, a mailbox and a behaviour ``fn(tag, payload)`` that runs **one message at a time**, in the
+  order the messages were delivered. Pids are never reused.
+* Messages carry a :class:`Tag`. WebSocket events use reserved tags (CONNECT, TEXT, BINARY, DISCONNECT); messages
+  from other actors or threads always travel as INFO and exit signals as EXIT, so a program's message can never be
+  taken for a WebSocket event (snow-rt's ``WS_TEXT_TAG == JOB_RESULT_TAG`` collision cannot happen here).
+* ``workers == 0``: actors run inline on the event loop thread (the fast path; behaviours must not block).
+  ``workers >= 1``: a pool of that many threads runs ready actors. An actor is on the run queue at most once, so
+  its messages stay sequential; a blocked behaviour holds one worker and delays only its own actor. With more
+  blocked actors than workers, the remaining actors wait in the run queue until a worker frees up (their
+  sockets, pings and pongs are still served by the loop meanwhile).
+* Links are symmetric. When an actor exits (``exit``), every linked, still-alive actor receives
+  ``(Tag.EXIT, ExitSignal(pid, reason))`` as an ordinary message; exit signals do not kill the receiver (all
+  actors trap exits), they tell it.
+* A behaviour that raises is caught and logged; what happens next is the owner's choice (``on_crash``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("snow_rt_py.scheduler")
+
+_BATCH = 64  # messages an actor handles before it yields its worker to the next ready actor
+
+
+class Tag(enum.Enum):
+    """Reserved mailbox tags; programs' own messages always travel as ``INFO``."""
+
+    CONNECT = "connect"
+    TEXT = "text"
+    BINARY = "binary"
+    DISCONNECT = "disconnect"
+    INFO = "info"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitSignal:
+    """Delivered to linked actors when an actor exits.
+
+    Attributes:
+        pid: the actor that exited.
+        reason: why: for a connection actor ``(close_code, close_reason)``; otherwise what ``exit`` was given.
+    """
+
+    pid: int
+    reason: object
+
+
+Behaviour = Callable[[Tag, Any], None]
+
+_pids = itertools.count(1)
+_registry: dict[int, Actor] = {}
+_registry_lock = threading.Lock()
+
+
+class Actor:
+    """One actor: pid, mailbox, sequential behaviour, links. Created by :meth:`Scheduler.spawn`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_lock",
+        "alive",
+        "behaviour",
+        "links",
+        "mailbox",
+        "on_crash",
+        "pid",
+        "running",
+        "scheduler",
+    )
+
+    def __init__(
+        self, scheduler: Scheduler, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None
+    ) -> None:
+        self.pid = next(_pids)
+        self.scheduler = scheduler
+        self.behaviour = behaviour
+        self.on_crash = on_crash
+        self.mailbox: deque[tuple[Tag, Any]] = deque()
+        self.links: set[int] = set()
+        self.alive = True
+        self.running = False  # on the run queue or being run
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Actor pid={self.pid} alive={self.alive} queued={len(self.mailbox)}>"
+
+
+class Scheduler:
+    """Runs actors inline on ``loop`` (``workers == 0``) or on ``workers`` threads.
+
+    Args:
+        loop: the event loop that owns the sockets (used for inline mode and for cross-thread wake-ups).
+        workers: 0 for inline, else the number of worker threads.
+        name: used in thread names and logs.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int = 0, name: str = "snow") -> None:
+        self.loop = loop
+        self.workers = workers
+        self._runq: queue.SimpleQueue[Actor | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._loop_thread_id: int | None = None
+        self._closed = False
+        for i in range(workers):
+            t = threading.Thread(target=self._worker, name=f"{name}-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- actors --------------------------------------------------------------------------------------------
+
+    def spawn(self, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None = None) -> Actor:
+        """Create an actor; it runs when it first receives a message.
+
+        Args:
+            behaviour: ``fn(tag, payload)`` called once per message, one at a time.
+            on_crash: called (on the actor's thread) with the exception if ``behaviour`` raises; the actor keeps
+                running unless ``on_crash`` calls :func:`exit`. Default: log and carry on.
+
+        Returns:
+            The new actor.
+        """
+        actor = Actor(self, behaviour, on_crash)
+        with _registry_lock:
+            _registry[actor.pid] = actor
+        return actor
+
+    def deliver(self, actor: Actor, tag: Tag, payload: Any) -> bool:
+        """Put a message in ``actor``'s mailbox and make sure it will run. Safe from any thread.
+
+        Returns:
+            False if the actor has exited (the message is dropped), else True.
+        """
+        with actor._lock:
+            if not actor.alive:
+                return False
+            actor.mailbox.append((tag, payload))
+            if actor.running:
+                return True
+            actor.running = True
+        if self.workers:
+            self._runq.put(actor)
+        elif self._on_loop_thread():
+            self._run(actor, None)
+        else:
+            self.loop.call_soon_threadsafe(self._run, actor, None)
+        return True
+
+    def _on_loop_thread(self) -> bool:
+        if self._loop_thread_id is None:
+            try:
+                if asyncio.get_running_loop() is self.loop:
+                    self._loop_thread_id = threading.get_ident()
+            except RuntimeError:
+                return False
+        return threading.get_ident() == self._loop_thread_id
+
+    def _run(self, actor: Actor, limit: int | None) -> bool:
+        """Run up to ``limit`` messages of ``actor``. Returns True if it must be rescheduled."""
+        handled = 0
+        while True:
+            with actor._lock:
+                if not actor.alive:
+                    actor.mailbox.clear()
+                if not actor.mailbox:
+                    actor.running = False
+                    return False
+                if limit is not None and handled >= limit:
+                    return True
+                tag, payload = actor.mailbox.popleft()
+            handled += 1
+            try:
+                actor.behaviour(tag, payload)
+            except Exception as exc:  # a crash stays inside its actor
+                if actor.on_crash is not None:
+                    try:
+                        actor.on_crash(exc)
+                    except Exception:
+                        log.exception("on_crash of actor %d failed", actor.pid)
+                else:
+                    log.exception("actor %d crashed", actor.pid)
+
+    def _worker(self) -> None:
+        while True:
+            actor = self._runq.get()
+            if actor is None:
+                return
+            if self._run(actor, _BATCH):
+                self._runq.put(actor)
+
+    def close(self) -> None:
+        """Stop the worker threads (they finish the message in hand). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._runq.put(None)
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for every worker thread to end."""
+        for t in self._threads:
+            t.join(timeout)
+
+
+def lookup(pid: int) -> Actor | None:
+    """The live actor with ``pid``, or None."""
+    actor = _registry.get(pid)
+    return actor if actor is not None and actor.alive else None
+
+
+def send(pid: int, message: object) -> bool:
+    """Send ``message`` to actor ``pid`` (it receives ``(Tag.INFO, message)``). Safe from any thread.
+
+    Returns:
+        True if delivered to a live actor's mailbox, False if no such actor is alive.
+    """
+    actor = lookup(pid)
+    return actor is not None and actor.scheduler.deliver(actor, Tag.INFO, message)
+
+
+def link(pid_a: int, pid_b: int) -> None:
+    """Link two actors: when either exits, the other receives an :class:`ExitSignal`.
+
+    Raises:
+        LookupError: if either actor is not alive (linking to a dead actor would lose the signal).
+    """
+    a, b = lookup(pid_a), lookup(pid_b)
+    if a is None or b is None:
+        raise LookupError(f"cannot link {pid_a} and {pid_b}: actor {pid_a if a is None else pid_b} is not alive")
+    with _registry_lock:
+        a.links.add(pid_b)
+        b.links.add(pid_a)
+
+
+def exit(pid: int, reason: object = "normal") -> bool:
+    """End actor ``pid``: drop its pending messages and signal every linked actor. Idempotent.
+
+    Returns:
+        True if the actor was alive.
+    """
+    actor = _registry.get(pid)
+    if actor is None:
+        return False
+    with actor._lock:
+        if not actor.alive:
+            return False
+        actor.alive = False
+        actor.mailbox.clear()
+    with _registry_lock:
+        _registry.pop(pid, None)
+        links, actor.links = actor.links, set()
+    signal = ExitSignal(pid, reason)
+    for other_pid in links:
+        other = _registry.get(other_pid)
+        if other is not None:
+            with _registry_lock:
+                other.links.discard(pid)
+            other.scheduler.deliver(other, Tag.EXIT, signal)
+    return True

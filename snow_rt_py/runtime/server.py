@@ -1,0 +1,144 @@
+"""The asyncio WebSocket server: listens, owns the set of connections, shuts down in order.
+
+Shutdown (``close``) is idempotent and ordered: stop accepting; new handshakes get 503; open connections get
+close 1001 "server shutting down" (on_close reports 1001); wait up to ``timeout`` for them to finish the close
+handshake; abort whatever remains; stop the scheduler's workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+
+from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection
+from snow_rt_py.runtime.errors import ServerStartError
+from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.scheduler import Scheduler
+from snow_rt_py.runtime.tls import server_context
+
+log = logging.getLogger("snow_rt_py.server")
+
+
+class Server:
+    """A WebSocket server bound to one address, running on the current event loop.
+
+    Create it with :meth:`start` from a coroutine running on the loop that will own the sockets.
+    """
+
+    def __init__(self, handler: Handler, options: ServerOptions, loop: asyncio.AbstractEventLoop) -> None:
+        options.validate()
+        self.handler = handler
+        self.options = options
+        self.loop = loop
+        self.loop_thread_id = threading.get_ident()
+        self.scheduler = Scheduler(loop, options.workers, name="snow-ws")
+        self.closing = False
+        self._server: asyncio.base_events.Server | None = None
+        self._sockets: set[Connection] = set()  # every TCP connection, handshake included
+        self._accepted: dict[int, Connection] = {}
+        self._all_gone = asyncio.Event()
+        self._all_gone.set()
+        self._closed = asyncio.Event()
+
+    @classmethod
+    async def start(cls, handler: Handler, options: ServerOptions) -> Server:
+        """Bind and start accepting.
+
+        Raises:
+            ServerStartError: the address is in use or cannot be bound, or the TLS files are unusable.
+            ValueError: an option is out of range.
+        """
+        self = cls(handler, options, asyncio.get_running_loop())
+        ssl_ctx = server_context(options.tls_cert, options.tls_key) if options.tls_cert is not None else None
+        try:
+            self._server = await self.loop.create_server(
+                lambda: Connection(self),
+                options.host,
+                options.port,
+                ssl=ssl_ctx,
+                ssl_handshake_timeout=options.handshake_timeout if ssl_ctx is not None else None,
+                backlog=options.backlog,
+                reuse_address=True,
+                reuse_port=options.reuse_port or None,
+            )
+        except OSError as exc:
+            self.scheduler.close()
+            what = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ServerStartError(f"cannot listen on {options.host}:{options.port}: {what}") from None
+        return self
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``port=0``)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def scheme(self) -> str:
+        """``"wss"`` with TLS, else ``"ws"``."""
+        return "wss" if self.options.tls_cert is not None else "ws"
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/`` (or wss://)."""
+        host = self.options.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}/"
+
+    def connections(self) -> list[Connection]:
+        """The accepted connections still open or closing."""
+        return list(self._accepted.values())
+
+    # -- called by Connection (loop thread) -----------------------------------------------------------------
+
+    def connection_started(self, conn: Connection) -> None:
+        """A TCP (or TLS) connection was accepted."""
+        self._sockets.add(conn)
+        self._all_gone.clear()
+
+    def connection_accepted(self, conn: Connection) -> None:
+        """The WebSocket handshake succeeded."""
+        self._accepted[conn.id] = conn
+
+    def connection_ended(self, conn: Connection) -> None:
+        """The TCP connection is gone."""
+        self._sockets.discard(conn)
+        self._accepted.pop(conn.id, None)
+        if not self._sockets:
+            self._all_gone.set()
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection with 1001, wait up to ``timeout`` s, then force. Idempotent."""
+        if self.closing:
+            await self._closed.wait()
+            return
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._sockets):
+            if conn.pid:
+                conn._shutdown(*SERVER_SHUTDOWN)
+            else:
+                conn._finish()
+        try:
+            await asyncio.wait_for(self._all_gone.wait(), timeout)
+        except TimeoutError:
+            log.warning("%d connections did not close within %.1fs; aborting them", len(self._sockets), timeout)
+            for conn in list(self._sockets):
+                conn._abort()
+            await asyncio.sleep(0)
+        if self._server is not None:
+            await self._server.wait_closed()
+        # Let the actors see their DISCONNECT (on_close) before the workers stop.
+        await asyncio.get_running_loop().run_in_executor(None, self._drain_scheduler, timeout)
+        self._closed.set()
+
+    def _drain_scheduler(self, timeout: float) -> None:
+        self.scheduler.close()
+        self.scheduler.join(timeout)

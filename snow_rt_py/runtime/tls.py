@@ -1,0 +1,53 @@
+"""TLS (wss://) server context from PEM files, checked at start so errors name the file, not the first client."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+
+from snow_rt_py.runtime.errors import ServerStartError
+
+
+def _readable(kind: str, path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ServerStartError(f"TLS {kind} file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ServerStartError(f"TLS {kind} file {str(p)!r} is not a regular file")
+    if not os.access(p, os.R_OK):
+        raise ServerStartError(f"TLS {kind} file {str(p)!r} is not readable")
+    return p
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """An ``SSLContext`` for a server with the certificate chain ``cert`` and private key ``key`` (PEM).
+
+    Raises:
+        ServerStartError: a file is missing, unreadable, not PEM, or the key does not match the certificate;
+            the message names the file.
+    """
+    cert_path = _readable("certificate", cert)
+    key_path = _readable("key", key)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_path, key_path)
+    except ssl.SSLError as exc:
+        text = str(exc)
+        if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
+            raise ServerStartError(
+                f"TLS key file {str(key_path)!r} does not match certificate {str(cert_path)!r}"
+            ) from None
+        if "PEM" in text or "no start line" in text.lower():
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(cert_path)
+            except ssl.SSLError:
+                raise ServerStartError(
+                    f"TLS certificate file {str(cert_path)!r} is not a PEM certificate chain"
+                ) from None
+            raise ServerStartError(f"TLS key file {str(key_path)!r} is not a PEM private key") from None
+        raise ServerStartError(f"cannot load TLS files {str(cert_path)!r}, {str(key_path)!r}: {text}") from None
+    except OSError as exc:
+        raise ServerStartError(f"cannot read TLS files {str(cert_path)!r}, {str(key_path)!r}: {exc}") from None
+    return ctx

@@ -1,0 +1,227 @@
+"""A blocking raw WebSocket client for tests, conformance checks and examples.
+
+It speaks to a server over a plain socket with a timeout on every read, sends exactly the bytes it is told
+(including invalid frames), and parses server frames itself -- independently of the server's parser -- so tests
+can assert what is on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import ssl
+import struct
+from dataclasses import dataclass
+
+from snow_rt_py.protocol.frames import encode_frame
+
+
+@dataclass(slots=True)
+class WireFrame:
+    """A frame as read from the server."""
+
+    fin: bool
+    rsv: int
+    opcode: int
+    masked: bool
+    payload: bytes
+
+    def close_code(self) -> int | None:
+        """The code of a Close frame (None if it has no payload)."""
+        return struct.unpack("!H", self.payload[:2])[0] if len(self.payload) >= 2 else None
+
+    def close_reason(self) -> str:
+        """The reason of a Close frame."""
+        return self.payload[2:].decode("utf-8")
+
+
+class RawClient:
+    """A test client. ``RawClient.connect(port)`` performs a valid handshake; ``RawClient(port)`` only connects.
+
+    Args:
+        port: server port on ``host``.
+        host: server address (tests use 127.0.0.1 only).
+        timeout: seconds any single read may wait.
+        tls: an SSL context to wrap the socket with (wss://).
+    """
+
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        self.buf = bytearray()
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def connect(
+        cls,
+        port: int,
+        path: str = "/",
+        headers: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> RawClient:
+        """Connect and complete a handshake; raises AssertionError unless the answer is 101."""
+        client = cls(port, host, timeout, tls)
+        status, _, _ = client.handshake(path, headers)
+        if status != 101:
+            raise AssertionError(f"expected 101, got {status}")
+        return client
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+
+    def request_bytes(self, path: str = "/", headers: dict[str, str] | None = None) -> bytes:
+        """A valid upgrade request with ``headers`` overriding/adding fields (a value of "" removes it)."""
+        fields = {
+            "Host": f"{self.host}:{self.port}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13",
+        }
+        for k, v in (headers or {}).items():
+            fields[k] = v
+        lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items() if v != ""]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def handshake(self, path: str = "/", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """Send an upgrade request, return ``(status, headers with lower-case names, body)``."""
+        self.sock.sendall(self.request_bytes(path, headers))
+        return self.read_response()
+
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        """Read one HTTP response head (and its body if Content-Length says so)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        end = self.buf.index(b"\r\n\r\n")
+        head = bytes(self.buf[:end]).decode("latin-1")
+        del self.buf[: end + 4]
+        status_line, *lines = head.split("\r\n")
+        status = int(status_line.split(" ")[1])
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf[:length] = bytes(self.buf[:length]), b""
+        return status, headers, body
+
+    # -- frames --------------------------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are."""
+        self.sock.sendall(data)
+
+    def send_frame(
+        self, opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True
+    ) -> None:
+        """Send one frame, masked with a random key unless ``mask=False``."""
+        self.sock.sendall(encode_frame(opcode, payload, fin=fin, rsv=rsv, mask=os.urandom(4) if mask else None))
+
+    def send_text(self, text: str) -> None:
+        """Send a masked text frame."""
+        self.send_frame(1, text.encode("utf-8"))
+
+    def send_binary(self, data: bytes) -> None:
+        """Send a masked binary frame."""
+        self.send_frame(2, data)
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Send a masked Close frame (``code=None``: empty payload)."""
+        payload = b"" if code is None else struct.pack("!H", code) + reason.encode("utf-8")
+        self.send_frame(8, payload)
+
+    def recv_frame(self) -> WireFrame:
+        """Read one frame (raises ``socket.timeout`` or ``ConnectionError`` if none comes)."""
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        masked = bool(b1 & 0x80)
+        n = b1 & 0x7F
+        offset = 2
+        if n == 126:
+            self._need(4)
+            n = struct.unpack_from("!H", self.buf, 2)[0]
+            offset = 4
+        elif n == 127:
+            self._need(10)
+            n = struct.unpack_from("!Q", self.buf, 2)[0]
+            offset = 10
+        key = b""
+        if masked:
+            self._need(offset + 4)
+            key = bytes(self.buf[offset : offset + 4])
+            offset += 4
+        self._need(offset + n)
+        payload = bytes(self.buf[offset : offset + n])
+        del self.buf[: offset + n]
+        if masked:
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return WireFrame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, masked, payload)
+
+    def recv_message(self) -> str | bytes:
+        """Read frames until a complete data message (skipping pings/pongs); text comes back as str."""
+        parts: list[bytes] = []
+        opcode = 0
+        while True:
+            frame = self.recv_frame()
+            if frame.opcode in (9, 10):
+                continue
+            if frame.opcode == 8:
+                raise AssertionError(f"expected a message, got Close {frame.close_code()} {frame.payload[2:]!r}")
+            if frame.opcode != 0:
+                opcode = frame.opcode
+            parts.append(frame.payload)
+            if frame.fin:
+                data = b"".join(parts)
+                return data.decode("utf-8") if opcode == 1 else data
+
+    def expect_close(self) -> tuple[int | None, str]:
+        """Read frames until a Close arrives (skipping others); return its code and reason."""
+        while True:
+            frame = self.recv_frame()
+            if frame.opcode == 8:
+                return frame.close_code(), frame.close_reason()
+
+    def wait_eof(self) -> bool:
+        """Read (and discard) until the server closes TCP; True if it did before the timeout."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+        except ConnectionError:  # a reset is a close too
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        """Close the socket."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+    def _need(self, n: int) -> None:
+        while len(self.buf) < n:
+            self._fill()

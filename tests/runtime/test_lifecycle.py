@@ -1,0 +1,282 @@
+"""Lifecycle callbacks, actors and the scheduler, observed over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+import snow_rt_py
+from snow_rt_py import (
+    Connection,
+    ConnectionClosedError,
+    ExitSignal,
+    Handler,
+    Headers,
+    InvalidArgumentError,
+    Reject,
+)
+from snow_rt_py.testing import RawClient
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def ws(url: str, **kw: Any):  # type: ignore[no-untyped-def]
+    return connect(url, open_timeout=5, close_timeout=5, **kw)
+
+
+def test_callbacks_in_order_with_their_arguments(start_server, recorder) -> None:
+    server = start_server(recorder)
+    with ws(server.url + "chat?room=1&x=%20y", additional_headers={"X-Token": "abc", "x-multi": "1"}) as c:
+        c.send("hi")
+        assert c.recv(timeout=5) == "hi"
+        c.send(b"\x01")
+        assert c.recv(timeout=5) == b"\x01"
+        c.close(4001, "see you")
+    recorder.wait_close()
+    kinds = [call[0] for call in recorder.calls]
+    assert kinds == ["connect", "message", "message", "close"]
+    _, cid, path, headers = recorder.calls[0]
+    assert path == "/chat?room=1&x=%20y"
+    assert isinstance(headers, Headers)
+    assert headers["x-token"] == "abc" and headers["X-TOKEN"] == "abc"
+    assert headers.get("sec-websocket-key")
+    assert recorder.calls[1][1:] == (cid, "hi")
+    assert recorder.calls[2][1:] == (cid, b"\x01")
+    assert recorder.calls[3][1:] == (cid, 4001, "see you")
+
+
+def test_connection_ids_are_unique(start_server, recorder) -> None:
+    server = start_server(recorder)
+    for _ in range(5):
+        with ws(server.url):
+            pass
+    recorder.wait_for(lambda calls: sum(c[0] == "close" for c in calls) == 5)
+    ids = [c[1] for c in recorder.calls if c[0] == "connect"]
+    assert len(set(ids)) == 5
+
+
+class RejectAfterUpgrade(Handler):
+    def __init__(self) -> None:
+        self.closed: list[Any] = []
+        self.done = threading.Event()
+
+    def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool | Reject:
+        if path == "/custom":
+            return Reject("no entry", code=4003)
+        return path != "/deny"
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        self.closed.append((conn.path, code))
+        self.done.set()
+
+
+def test_reject_in_on_connect_sends_1008_and_skips_on_close(start_server) -> None:
+    handler = RejectAfterUpgrade()
+    server = start_server(handler)
+    with RawClient.connect(server.port, "/deny") as c:
+        assert c.expect_close() == (1008, "rejected")
+        c.send_close(1008)
+        assert c.wait_eof()
+    with RawClient.connect(server.port, "/custom") as c:
+        assert c.expect_close() == (4003, "no entry")
+    with ws(server.url + "ok") as c:  # the server carries on
+        c.send("x")
+    assert handler.done.wait(5)
+    assert handler.closed == [("/ok", 1000)]
+
+
+def test_reject_before_upgrade_with_http_status(start_server) -> None:
+    def on_upgrade(path: str, headers: Headers) -> Reject | None:
+        return None if headers.get("Authorization") == "Bearer good" else Reject("forbidden", status=403)
+
+    calls: list[Any] = []
+    server = start_server(snow_rt_py.make_handler(on_upgrade=on_upgrade, on_connect=lambda *a: calls.append(a)))
+    with RawClient(server.port) as c:
+        status, _, body = c.handshake(headers={"Authorization": "Bearer bad"})
+        assert (status, body) == (403, b"forbidden\n")
+        assert c.wait_eof()
+    with RawClient(server.port) as c:
+        assert c.handshake(headers={"Authorization": "Bearer good"})[0] == 101
+    assert len(calls) <= 1
+
+
+class Crashy(Handler):
+    def __init__(self) -> None:
+        self.closed: list[tuple[int, int, str]] = []
+        self.cond = threading.Condition()
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "boom":
+            raise RuntimeError("handler exploded")
+        conn.send(message)
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        with self.cond:
+            self.closed.append((conn.id, code, reason))
+            self.cond.notify_all()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_handler_crash_closes_only_its_connection_with_1011(start_server, caplog, workers: int) -> None:
+    handler = Crashy()
+    server = start_server(handler, workers=workers)
+    with caplog.at_level(logging.ERROR), ws(server.url) as other:
+        with RawClient.connect(server.port) as bad:
+            bad.send_text("boom")
+            assert bad.expect_close() == (1011, "internal error")
+        other.send("still here")
+        assert other.recv(timeout=5) == "still here"
+        with ws(server.url) as fresh:  # still accepting
+            fresh.send("new")
+            assert fresh.recv(timeout=5) == "new"
+        with handler.cond:
+            assert handler.cond.wait_for(lambda: any(c[1] == 1011 for c in handler.closed), 5)
+    assert any(
+        "handler exploded" in (r.exc_text or "") or (r.exc_info and "handler exploded" in str(r.exc_info[1]))
+        for r in caplog.records
+    )
+
+
+class Closer(Handler):
+    def __init__(self) -> None:
+        self.conns: list[Connection] = []
+        self.closed: list[tuple[int, str]] = []
+        self.done = threading.Event()
+
+    def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
+        conn.send("welcome")  # sent from inside on_connect: must arrive before anything else
+        self.conns.append(conn)
+        return True
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "close me":
+            conn.close(4100, "as requested")
+        else:
+            conn.send(message)
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+        self.done.set()
+
+
+def test_explicit_close_and_use_after_close(start_server) -> None:
+    handler = Closer()
+    server = start_server(handler)
+    with RawClient.connect(server.port) as c:
+        assert c.recv_message() == "welcome"
+        c.send_text("close me")
+        assert c.expect_close() == (4100, "as requested")
+        c.send_close(4100)
+        assert c.wait_eof()
+    assert handler.done.wait(5)
+    assert handler.closed == [(4100, "as requested")]
+    conn = handler.conns[0]
+    with pytest.raises(ConnectionClosedError):
+        conn.send_text("late")
+    with pytest.raises(ConnectionClosedError):
+        conn.close()
+
+
+def test_close_argument_errors(start_server) -> None:
+    handler = Closer()
+    server = start_server(handler)
+    with ws(server.url) as c:
+        assert c.recv(timeout=5) == "welcome"
+        conn = handler.conns[0]
+        with pytest.raises(InvalidArgumentError):
+            conn.close(1005)
+        with pytest.raises(InvalidArgumentError):
+            conn.close(1000, "x" * 124)
+        with pytest.raises(InvalidArgumentError):
+            conn.send_text("\ud800")
+        c.send("still open")
+        assert c.recv(timeout=5) == "still open"
+
+
+def test_send_from_a_foreign_thread_and_on_info(start_server, recorder) -> None:
+    server = start_server(recorder)
+    with ws(server.url) as c:
+        recorder.wait_for(lambda calls: calls and calls[0][0] == "connect")
+        conn = server.server.connections()[0]
+        threading.Thread(target=lambda: [conn.send_text(f"t{i}") for i in range(50)]).start()
+        assert [c.recv(timeout=5) for _ in range(50)] == [f"t{i}" for i in range(50)]
+        assert snow_rt_py.send(conn.pid, {"job": 1})
+        recorder.wait_for(lambda calls: ("info", conn.id, {"job": 1}) in calls)
+    recorder.wait_close()
+    assert not snow_rt_py.send(conn.pid, "after the end")
+
+
+def test_linked_actor_gets_exit_signal_with_the_close_reason(start_server, recorder) -> None:
+    server = start_server(recorder)
+    got: list[Any] = []
+    event = threading.Event()
+
+    def watcher(message: Any) -> None:
+        got.append(message)
+        event.set()
+
+    pid = snow_rt_py.spawn(watcher)
+    with ws(server.url) as c:
+        recorder.wait_for(lambda calls: calls and calls[0][0] == "connect")
+        conn = server.server.connections()[0]
+        snow_rt_py.link(pid, conn.pid)
+        c.close(4242, "bye")
+    assert event.wait(5)
+    assert got == [ExitSignal(conn.pid, (4242, "bye"))]
+    with pytest.raises(LookupError):
+        snow_rt_py.link(pid, conn.pid)
+
+
+class Sleepy(Handler):
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "sleep":
+            time.sleep(1.0)
+        conn.send(message)
+
+
+def test_blocking_handler_does_not_delay_other_connections_with_workers(start_server) -> None:
+    server = start_server(Sleepy(), workers=2)
+    with ws(server.url) as slow, ws(server.url) as fast:
+        slow.send("sleep")
+        time.sleep(0.05)  # let the slow handler start blocking
+        delays = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            fast.send("ping")
+            assert fast.recv(timeout=5) == "ping"
+            delays.append(time.monotonic() - t0)
+        assert max(delays) < 0.05, delays
+        assert slow.recv(timeout=5) == "sleep"
+
+
+def test_client_ping_answered_while_handler_busy(start_server) -> None:
+    server = start_server(Sleepy(), workers=1)
+    with RawClient.connect(server.port) as c:
+        c.send_text("sleep")
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        c.send_frame(9, b"hb")
+        frame = c.recv_frame()
+        assert (frame.opcode, frame.payload) == (10, b"hb")
+        assert time.monotonic() - t0 < 0.5
+
+
+def test_connection_closed_error_after_drop_never_touches_another(start_server) -> None:
+    handler = Closer()
+    server = start_server(handler)
+    a = RawClient.connect(server.port)
+    assert a.recv_message() == "welcome"
+    with RawClient.connect(server.port) as b:
+        assert b.recv_message() == "welcome"
+        a.close()
+        assert handler.done.wait(5)
+        first = handler.conns[0]
+        with pytest.raises(ConnectionClosedError):
+            first.send_text("to a dead connection")
+        b.send_text("mine")
+        assert b.recv_message() == "mine"

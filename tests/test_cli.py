@@ -1,0 +1,97 @@
+"""The command line: `python -m snow_rt_py serve ...` as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snow_rt_py", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line
+
+
+def test_serve_prints_one_line_echoes_and_stops_on_sigterm_with_1001() -> None:
+    proc, line = start_cli("--app", "echo", "--port", "0")
+    try:
+        assert line.startswith("listening on ws://127.0.0.1:") and line.endswith("/\n"), line
+        url = line.split()[-1]
+        with connect(url, open_timeout=5, close_timeout=5) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+            ws.send(b"\x00\xff")
+            assert ws.recv(timeout=5) == b"\x00\xff"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10)
+            assert ws.close_code == 1001
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigint_exits_zero() -> None:
+    proc, line = start_cli("--port", "0")
+    try:
+        assert line.startswith("listening on ws://")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_port_in_use_is_one_line_on_stderr_and_exit_1() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "snow_rt_py", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "address already in use" in lines[0], proc.stderr
+
+
+def test_max_message_size_option_is_applied() -> None:
+    proc, line = start_cli("--port", "0", "--max-message-size", "100")
+    try:
+        with connect(line.split()[-1], open_timeout=5, close_timeout=5) as ws:
+            ws.send("x" * 100)
+            assert ws.recv(timeout=5) == "x" * 100
+            ws.send("x" * 101)
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+            assert ws.close_code == 1009
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_console_script_is_installed() -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "snow-ws")
+    out = subprocess.run([script, "serve", "--help"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0 and "--max-message-size" in out.stdout
