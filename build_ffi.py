@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(description="Build the C parts of snow_rt_py with cffi.")
     known = [*TARGETS, "all"]
-    parser.add_argument(
-        "targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(known)} (default: all)"
-    )
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(known)} (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true", help="echo the compiler commands")
     args = parser.parse_args(argv)
     # Checked here rather than with choices=: argparse (3.11) rejects an empty list for nargs="*" + choices.

@@ -7,9 +7,10 @@ validates it. Every invalid request raises :class:`HandshakeError` carrying the 
 Problem                                                    Status  Extra response header
 =========================================================  ======  ============================================
 request line + headers longer than ``max_size``            431
-malformed request line, header line (no colon, space       400
-before the colon, obs-fold, control characters), or
-request-target; HTTP version below 1.1
+malformed request line, HTTP version below 1.1, or a       400
+request-target neither origin- nor absolute-form
+malformed header line (no colon, space before the          400
+colon, obs-fold, control characters)
 method other than GET (RFC 6455 §4.1 requires GET)         405     ``Allow: GET``
 no ``Host``, or several (RFC 9112 §3.2)                    400
 a body (``Transfer-Encoding``, ``Content-Length`` not 0)   400
@@ -20,9 +21,14 @@ base64 encoding of exactly 16 bytes
 ``Sec-WebSocket-Version`` missing or not exactly ``13``    426     ``Sec-WebSocket-Version: 13``
 =========================================================  ======  ============================================
 
-A missing version gets 426 rather than 400 so that the response tells the client which version to speak
-(RFC 6455 §4.4). Checks run in the table's order and the first failure wins. Bare ``LF`` line endings are
-accepted as well as ``CRLF`` (RFC 9112 §2.2).
+Checks run in the table's order and the first failure wins. The request line is checked as soon as it is
+complete (garbage such as a TLS ClientHello on a plain port fails at once, not at ``max_size``); the rest
+once the empty line ending the head has arrived. Either way the outcome depends only on the bytes, never on
+how they were chunked.
+
+405 rather than 400 for another method, since the resource exists but only for GET (RFC 9110 §15.5.6). A
+missing version gets 426 rather than 400 so that the response tells the client which version to speak
+(RFC 6455 §4.4). Bare ``LF`` line endings are accepted as well as ``CRLF`` (RFC 9112 §2.2).
 
 The responses are built by :func:`build_response_101` and :func:`build_error_response`.
 """
@@ -103,12 +109,13 @@ class RequestParser:
         max_size: the most bytes the request line and headers (with their line endings) may take.
     """
 
-    __slots__ = ("_buffer", "_done", "_max_size", "_scanned")
+    __slots__ = ("_buffer", "_done", "_line_checked", "_max_size", "_scanned")
 
     def __init__(self, max_size: int = DEFAULT_MAX_HANDSHAKE_SIZE) -> None:
         self._max_size = max_size
         self._buffer = bytearray()
         self._scanned = 0  # bytes already searched for the end of the head
+        self._line_checked = False  # the request line was seen and is valid
         self._done = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> ParsedRequest | None:
@@ -129,6 +136,18 @@ class RequestParser:
             raise UsageError("the request head was already parsed")
         buf = self._buffer
         buf += data
+        if not self._line_checked:
+            # Reject garbage (say, TLS on a plain port) at its first line rather than at max_size. Only a
+            # line within the limit is checked, so the outcome is the same in any chunking.
+            eol = buf.find(b"\n", self._scanned, self._max_size)  # no LF before _scanned, or it was checked
+            if eol >= 0:
+                self._line_checked = True
+                try:
+                    _parse_request_line(bytes(buf[: eol - 1 if buf[eol - 1 : eol] == b"\r" else eol]))
+                except HandshakeError:
+                    self._done = True
+                    self._buffer = bytearray()
+                    raise
         # The head ends with an empty line; start 2 bytes back in case the terminator straddles two feeds.
         start = max(0, self._scanned - 2)
         end = -1
@@ -170,15 +189,11 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
     Raises:
         HandshakeError: the request is not a valid WebSocket opening handshake.
     """
-    lines = head.split(b"\n")
     # The head ends with an empty line, so the split ends with two empty items.
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines[:-2]]
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]]
     if not lines:
         raise _bad_request("Malformed request line.")
-    request_line = _REQUEST_LINE.fullmatch(lines[0])
-    if request_line is None:
-        raise _bad_request("Malformed request line.")
-    method, raw_target, major, minor = request_line.groups()
+    method, target = _parse_request_line(lines[0])
     headers = Headers()
     for line in lines[1:]:
         if line[:1] in (b" ", b"\t"):
@@ -188,11 +203,6 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
             raise _bad_request("Malformed header line.")
         headers.add(match.group(1).decode("ascii"), match.group(2).decode("latin-1"))
 
-    if (int(major), int(minor)) < (1, 1):
-        raise _bad_request("HTTP/1.1 or later required.")
-    target = raw_target.decode("ascii")
-    if not (target.startswith("/") or "://" in target):
-        raise _bad_request("Invalid request target.")
     if method != b"GET":
         raise HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed.", (("Allow", "GET"),))
     if len(headers.get_all("Host")) != 1:
@@ -216,15 +226,28 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
     return target, headers, keys[0]
 
 
+def _parse_request_line(line: bytes) -> tuple[bytes, str]:
+    """Check the request line (without its line ending); return the method and the request-target."""
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        raise _bad_request("Malformed request line.")
+    method, raw_target, major, minor = match.groups()
+    if (int(major), int(minor)) < (1, 1):
+        raise _bad_request("HTTP/1.1 or later required.")
+    target = raw_target.decode("ascii")
+    # origin-form or absolute-form (RFC 9112 §3.2); a GET has no authority-form or asterisk-form.
+    if not (target.startswith("/") or "://" in target):
+        raise _bad_request("Invalid request target.")
+    return method, target
+
+
 def _bad_request(reason: str) -> HandshakeError:
     return HandshakeError(HTTPStatus.BAD_REQUEST, reason)
 
 
 def _has_token(headers: Headers, name: str, token: str) -> bool:
     """Whether a comma-separated token list header (RFC 9110 §5.6.1) holds ``token``, ignoring case."""
-    return any(
-        item.strip(" \t").lower() == token for value in headers.get_all(name) for item in value.split(",")
-    )
+    return any(item.strip(" \t").lower() == token for value in headers.get_all(name) for item in value.split(","))
 
 
 def _is_valid_key(key: str) -> bool:

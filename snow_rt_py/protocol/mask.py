@@ -25,9 +25,9 @@ from typing import Any
 
 __all__ = ["C_THRESHOLD", "HAVE_SPEEDUPS", "apply_mask", "apply_mask_inplace", "apply_mask_py"]
 
-C_THRESHOLD = 128
-"""Payloads at least this long go to C. Below it one cffi call (allocate, call, copy out: ~0.5 µs) costs more
-than the pure-Python XOR; measured with ``bench/bench_parser.py --mask``."""
+C_THRESHOLD = 160
+"""Payloads at least this long go to C. A cffi call has a fixed cost (~0.5 µs on the reference machine) that
+the pure-Python XOR only exceeds from ~150 bytes on; see ``bench/bench_parser.py --mask``."""
 
 _ffi: Any
 _lib: Any
@@ -43,8 +43,18 @@ except ImportError:  # pragma: no cover
 HAVE_SPEEDUPS: bool = _lib is not None
 """True when :func:`apply_mask` and :func:`apply_mask_inplace` use the C accelerator."""
 
-# The result of a C mask is fully overwritten, so the usual zero-fill of ffi.new() is wasted work.
+# apply_mask's C path writes into a scratch buffer, then copies it into the result. A fresh scratch buffer per
+# call would be two big allocations alive at once, and when both are freed glibc hands the top of the heap back
+# to the kernel (trim threshold = 2x the largest freed chunk): every call then page-faults its memory in again,
+# 15x slower at 1 MiB on a VM. So scratch buffers are reused. Each caller pops one from the pool and puts it
+# back (list.pop/append are atomic), so threads -- the C call releases the GIL -- never share one; the pool
+# holds at most one buffer per concurrent caller, each at most _SCRATCH_MAX bytes (bigger payloads get a
+# one-off buffer). Scratch memory is fully overwritten, so ffi.new()'s zero-fill is skipped.
+_SCRATCH_MIN = 64 << 10
+_SCRATCH_MAX = 4 << 20
+_scratch_pool: list[Any] = []
 _new_uncleared: Any = _ffi.new_allocator(should_clear_after_alloc=False) if HAVE_SPEEDUPS else None
+_CHAR_ARRAY: Any = _ffi.typeof("char[]") if HAVE_SPEEDUPS else None
 
 _from_bytes = int.from_bytes
 
@@ -54,8 +64,7 @@ BytesLike = bytes | bytearray | memoryview
 
 def _key(mask: BytesLike) -> bytes:
     """``mask`` as ``bytes`` (what both implementations need), after checking its length."""
-    if type(mask) is not bytes:
-        mask = bytes(mask)
+    mask = bytes(mask)
     if len(mask) != 4:
         raise ValueError(f"a masking key is 4 bytes, got {len(mask)}")
     return mask
@@ -74,7 +83,8 @@ def apply_mask_py(data: BytesLike, mask: BytesLike) -> bytes:
     Raises:
         ValueError: ``mask`` is not 4 bytes long.
     """
-    mask = _key(mask)
+    if type(mask) is not bytes or len(mask) != 4:
+        mask = _key(mask)
     n = len(data)
     if n == 0:
         return b""
@@ -86,8 +96,9 @@ def apply_mask_py(data: BytesLike, mask: BytesLike) -> bytes:
 def apply_mask(data: BytesLike, mask: BytesLike) -> bytes:
     """Mask or unmask ``data`` with the 4-byte ``mask`` (in C when the payload is long enough).
 
-    The input is read once and the result written once: no zero-filled scratch buffer, one copy into the
-    returned ``bytes``. ``data`` may be a ``memoryview`` into a receive buffer; it is not modified.
+    ``data`` may be a ``memoryview`` into a receive buffer: it is read in place, never modified, and no view
+    on it is kept. The C path writes the result into a reused scratch buffer (no allocation, no zero-filling)
+    and copies it once into the returned ``bytes``. Safe to call from several threads at once.
 
     Args:
         data: the payload.
@@ -102,32 +113,47 @@ def apply_mask(data: BytesLike, mask: BytesLike) -> bytes:
     n = len(data)
     if n < C_THRESHOLD or _lib is None:
         return apply_mask_py(data, mask)
-    mask = _key(mask)
-    out = _new_uncleared("char[]", n)
+    if type(mask) is not bytes or len(mask) != 4:
+        mask = _key(mask)  # C reads exactly 4 octets of the key: never pass it a shorter one
     # cffi passes a bytes object's own storage to a `const char *`; other buffers need from_buffer.
-    _lib.snow_mask_copy(data if type(data) is bytes else _ffi.from_buffer(data), n, mask, out)
-    return _ffi.unpack(out, n)  # type: ignore[no-any-return]
+    src = data if type(data) is bytes else _ffi.from_buffer(data)
+    if n > _SCRATCH_MAX:
+        out = _new_uncleared(_CHAR_ARRAY, n)
+        _lib.snow_mask_copy(src, n, mask, out)
+        return _ffi.unpack(out, n)  # type: ignore[no-any-return]
+    try:
+        scratch = _scratch_pool.pop()
+    except IndexError:
+        scratch = None
+    if scratch is None or len(scratch) < n:
+        scratch = _new_uncleared(_CHAR_ARRAY, max(_SCRATCH_MIN, 1 << (n - 1).bit_length()))
+    try:
+        _lib.snow_mask_copy(src, n, mask, scratch)
+        return _ffi.unpack(scratch, n)  # type: ignore[no-any-return]
+    finally:
+        _scratch_pool.append(scratch)
 
 
 def apply_mask_inplace(buf: bytearray | memoryview, mask: BytesLike) -> None:
     """Mask or unmask a writable buffer in place (in C when it is long enough).
 
-    Cheaper than :func:`apply_mask` when the caller already owns a mutable copy of the payload (a frame
-    reassembled from several reads, say): no allocation and a single pass over the octets.
+    Cheaper than :func:`apply_mask` when the caller already owns a mutable copy of the payload (a message
+    reassembled from several frames, say): no allocation, a single pass over the octets.
 
     Args:
-        buf: the payload, writable (a ``bytearray`` or a writable ``memoryview`` of format ``B``).
+        buf: the payload, writable: a ``bytearray`` or a writable ``memoryview`` of format ``B``.
         mask: the masking key, exactly 4 bytes.
 
     Raises:
         ValueError: ``mask`` is not 4 bytes long.
         TypeError: ``buf`` is not a writable buffer.
     """
-    mask = _key(mask)
+    if type(mask) is not bytes or len(mask) != 4:
+        mask = _key(mask)
     if not (type(buf) is bytearray or (isinstance(buf, memoryview) and not buf.readonly)):
         raise TypeError(f"apply_mask_inplace() needs a writable buffer, got {type(buf).__name__}")
     n = len(buf)
     if n < C_THRESHOLD or _lib is None:
         buf[:] = apply_mask_py(buf, mask)
-        return
-    _lib.snow_mask_inplace(_ffi.from_buffer(buf, require_writable=True), n, mask)
+    else:
+        _lib.snow_mask_inplace(_ffi.from_buffer(buf, require_writable=True), n, mask)

@@ -22,11 +22,12 @@ import logging
 import socket
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from snow_rt_py.protocol import events as ev
 from snow_rt_py.protocol.close import CloseCode, is_sendable_code
 from snow_rt_py.protocol.connection import ServerProtocol, State
+from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import encode_binary, encode_text
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
@@ -103,8 +104,8 @@ class Connection(asyncio.Protocol):
             raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
         try:
             frame = encode_text(text)
-        except UnicodeEncodeError as exc:
-            raise InvalidArgumentError(f"text is not valid UTF-8: {exc.reason}") from None
+        except UsageError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         self.send_frame(frame)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
@@ -178,8 +179,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks (loop thread) -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):  # not a TCP socket
@@ -256,7 +256,8 @@ class Connection(asyncio.Protocol):
                         event.data,  # type: ignore[union-attr]
                     )
             elif kind is ev.Ping:
-                pass  # the pong is already queued by the protocol and leaves with this read's flush
+                # The protocol queued the pong; take it now so it leaves before replies to later messages.
+                self._out.append(self._proto.data_to_send())
             elif kind is ev.Pong:
                 if self._heartbeat is not None:
                     self._heartbeat.pong_received(event.payload)  # type: ignore[union-attr]
@@ -301,6 +302,7 @@ class Connection(asyncio.Protocol):
             self._finish()
             return
         pipelined = self._proto.accept()
+        self._out.append(self._proto.data_to_send())  # the 101 goes before anything on_connect sends
         self._open = True
         self._actor = actor = server.scheduler.spawn(self._behave, self._crash)
         self.pid = actor.pid

@@ -52,7 +52,9 @@ class Server:
             ValueError: an option is out of range.
         """
         self = cls(handler, options, asyncio.get_running_loop())
-        ssl_ctx = server_context(options.tls_cert, options.tls_key) if options.tls_cert is not None else None
+        ssl_ctx = None
+        if options.tls_cert is not None and options.tls_key is not None:
+            ssl_ctx = server_context(options.tls_cert, options.tls_key)
         try:
             self._server = await self.loop.create_server(
                 lambda: Connection(self),
@@ -129,6 +131,8 @@ class Server:
         try:
             await asyncio.wait_for(self._all_gone.wait(), timeout)
         except TimeoutError:
+            pass
+        if self._sockets:
             log.warning("%d connections did not close within %.1fs; aborting them", len(self._sockets), timeout)
             for conn in list(self._sockets):
                 conn._abort()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -139,7 +141,7 @@ def test_empty_payload() -> None:
     assert buf == b""
 
 
-@pytest.mark.parametrize("size", [1 << 16, (1 << 20) + 3])
+@pytest.mark.parametrize("size", [1 << 16, (1 << 20) + 3, (4 << 20) + 1])
 def test_large_payloads(size: int) -> None:
     data = os.urandom(size)
     expected = apply_mask_py(data, RFC_KEY)
@@ -147,6 +149,24 @@ def test_large_payloads(size: int) -> None:
     buf = bytearray(data)
     apply_mask_inplace(buf, RFC_KEY)
     assert buf == expected
+
+
+def test_growing_and_shrinking_payloads() -> None:
+    # apply_mask reuses scratch memory between calls: a long payload after a short one (and back) must not
+    # see stale or truncated output.
+    for size in [200, 100_000, 200, 70_001, 5, 300_000, 161]:
+        data = os.urandom(size)
+        assert apply_mask(data, RFC_KEY) == apply_mask_py(data, RFC_KEY), size
+
+
+def test_concurrent_callers_get_their_own_results() -> None:
+    # The C call releases the GIL: threads masking at the same time must not share scratch memory.
+    rng = random.Random(6455)
+    jobs = [(rng.randbytes(rng.randrange(150, 200_000)), rng.randbytes(4)) for _ in range(64)]
+    expected = [apply_mask_py(data, key) for data, key in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda job: apply_mask(*job), jobs)) == expected
 
 
 # --- C against pure Python ----------------------------------------------------------------------------------
@@ -220,8 +240,6 @@ def test_environment_variable_forces_the_fallback() -> None:
     )
     env = {**os.environ, "SNOW_RT_PY_NO_SPEEDUPS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

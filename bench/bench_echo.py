@@ -1,0 +1,416 @@
+"""Echo benchmark (issue 3): messages/s and round-trip latency of 32-byte text echoes.
+
+For each server: 100 connections with 16 messages in flight each (throughput, messages/s), then 100 connections
+with 1 in flight each (round trip p50/p99). Servers: ours inline (``--workers 0``), ours on worker threads
+(``--workers 1``, ``--workers 2``), the ``websockets`` library (asyncio) and, as a ceiling, a raw TCP echo on
+uvloop with no WebSocket framing. The load generator is ``bench/loadgen.c`` (compiled here with gcc). Server on
+core 0, load generator on core 1 (``taskset``). Each server runs ``--runs`` times (3), interleaved, fresh process
+each time; the table shows medians and ratios to ``websockets``, then the same as markdown rows.
+
+    .venv/bin/python bench/bench_echo.py            # full run, about 5 minutes
+    .venv/bin/python bench/bench_echo.py --quick    # 1 run, short windows, under a minute
+
+Every process started here is stopped here (SIGTERM, then SIGKILL after 10 s), also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import selectors
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADGEN_SRC = ROOT / "bench" / "loadgen.c"
+LOADGEN = ROOT / "build" / "loadgen"
+SERVERS_DIR = ROOT / "bench" / "servers"
+PYTHON = sys.executable
+SERVER_CORE = "0"
+LOADGEN_CORE = "1"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+# -- shared with bench_idle.py ---------------------------------------------------------------------------------
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's open-files limit to the hard limit; children (servers, loadgen) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def build_loadgen() -> Path:
+    """Compile bench/loadgen.c into build/loadgen unless it is up to date."""
+    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return LOADGEN
+    LOADGEN.parent.mkdir(exist_ok=True)
+    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(LOADGEN), str(LOADGEN_SRC)]
+    subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
+    return LOADGEN
+
+
+def pinned(core: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` pinned to ``core`` with taskset (taskset execs, so the pid stays the program's)."""
+    if shutil.which("taskset") is None:
+        return list(argv)
+    return ["taskset", "-c", core, *argv]
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shapes the figures."""
+    out: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
+    for mod in ("websockets", "uvloop"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = "not installed"
+    try:
+        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=10).stdout
+        out["gcc"] = gcc.splitlines()[0] if gcc else "?"
+    except (OSError, subprocess.SubprocessError):
+        out["gcc"] = "not found"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        out["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line)
+    except (OSError, StopIteration):
+        out["cpu"] = platform.processor() or "?"
+    out["cores"] = str(os.cpu_count())
+    return out
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kib(pid: int, key: str) -> int:
+    """A ``kB`` field (VmRSS, VmHWM, ...) of /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def proc_threads(pid: int) -> int:
+    """Threads of process ``pid``."""
+    return proc_status_kib(pid, "Threads")
+
+
+@dataclass
+class ServerSpec:
+    """How to start one server under test."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    loadgen_flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunningServer:
+    """A started server: its process, URL and captured stderr."""
+
+    spec: ServerSpec
+    proc: subprocess.Popen[bytes]
+    url: str
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _drain(stream: Any) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while stream.read(65536):
+            pass
+
+
+@contextlib.contextmanager
+def running_server(spec: ServerSpec, tmpdir: Path) -> Iterator[RunningServer]:
+    """Start ``spec`` on the server core, wait for its ``listening on`` line, stop it on exit whatever happens."""
+    stderr_path = tmpdir / f"{spec.name.replace(' ', '_').replace('/', '_')}.{time.monotonic_ns()}.stderr"
+    env = {**os.environ, **spec.env}
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            pinned(SERVER_CORE, spec.argv), stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT, bufsize=0
+        )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + READY_TIMEOUT
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while not line.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+                if sel.select(timeout=0.2):
+                    chunk = proc.stdout.read(1)
+                    if not chunk:
+                        break
+                    line += chunk
+        text = line.decode(errors="replace").strip()
+        if not text.startswith("listening on "):
+            tail = stderr_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{spec.name}: no 'listening on' line (got {text!r}); stderr:\n{tail}")
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+        yield RunningServer(spec, proc, text.removeprefix("listening on "), stderr_path)
+    finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL. Returns the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"  ! pid {proc.pid} ignored SIGTERM for {STOP_TIMEOUT:.0f} s; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+    if proc.stdout is not None:
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+    return proc.returncode
+
+
+def run_loadgen(args: Sequence[str], timeout: float, on_open: Any = None) -> dict[str, Any]:
+    """Run the load generator on its core; return its final JSON line. ``on_open(event)`` is called when it
+    reports that every connection is open (while it keeps running)."""
+    cmd = pinned(LOADGEN_CORE, [str(LOADGEN), *args])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    err_lines: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    err_thread = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    err_thread.start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    result: dict[str, Any] | None = None
+    try:
+        for line in proc.stdout:
+            data = json.loads(line)
+            if data.get("event") == "open":
+                if on_open is not None:
+                    on_open(data)
+            else:
+                result = data
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err_thread.join(5)
+    if result is None:
+        raise RuntimeError(f"loadgen gave no result (exit {proc.returncode}); stderr: {''.join(err_lines)[-2000:]}")
+    result["stderr"] = "".join(err_lines)[-2000:]
+    return result
+
+
+# -- the echo benchmark ----------------------------------------------------------------------------------------
+
+
+def server_specs(asyncio_loop: bool) -> dict[str, ServerSpec]:
+    """Every server this benchmark knows, by short name."""
+    snow = [PYTHON, "-m", "snow_rt_py", "serve", "--app", "echo", "--host", "127.0.0.1", "--port", "0"]
+    snow_env = {"SNOW_RT_PY_NO_UVLOOP": "1"} if asyncio_loop else {}
+    specs = [
+        ServerSpec("snow workers=0", [*snow, "--workers", "0", "--ping-interval", "0"], snow_env),
+        ServerSpec("snow workers=1", [*snow, "--workers", "1", "--ping-interval", "0"], snow_env),
+        ServerSpec("snow workers=2", [*snow, "--workers", "2", "--ping-interval", "0"], snow_env),
+        ServerSpec("websockets", [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), "--ping-interval", "0"]),
+        ServerSpec(
+            "websockets+uvloop",
+            [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), "--ping-interval", "0", "--uvloop"],
+        ),
+        ServerSpec("raw TCP echo (ceiling)", [PYTHON, str(SERVERS_DIR / "tcp_echo_uvloop.py")], {}, ["-M"]),
+    ]
+    return {s.name: s for s in specs}
+
+
+DEFAULT_SERVERS = ["snow workers=0", "snow workers=1", "snow workers=2", "websockets", "raw TCP echo (ceiling)"]
+
+
+def measure(server: RunningServer, inflight: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """One loadgen run against a running server, with the server's CPU use over the same span."""
+    args = [
+        "echo",
+        "-u",
+        server.url,
+        "-c",
+        str(opts.connections),
+        "-k",
+        str(inflight),
+        "-s",
+        str(opts.size),
+        "-d",
+        str(opts.duration),
+        "-w",
+        str(opts.warmup),
+        "-q",
+        *server.spec.loadgen_flags,
+    ]
+    cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
+    result = run_loadgen(args, timeout=opts.warmup + opts.duration + 40)
+    cpu1, t1 = proc_cpu_seconds(server.pid), time.monotonic()
+    result["server_cpu_pct"] = 100.0 * (cpu1 - cpu0) / (t1 - t0)
+    return result
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 run, 2 s windows, 0.5 s warm-up")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per load run")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--inflight", type=int, default=16, help="messages in flight per connection (throughput)")
+    parser.add_argument("--size", type=int, default=32, help="payload bytes (text)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help="comma-separated subset of: " + ", ".join(server_specs(False)),
+    )
+    parser.add_argument(
+        "--asyncio-loop", action="store_true", help="run our server on asyncio's loop (SNOW_RT_PY_NO_UVLOOP=1)"
+    )
+    parser.add_argument("--json", type=Path, help="also write every run's raw results here")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.runs, opts.duration, opts.warmup = 1, 2.0, 0.5
+
+    specs = server_specs(opts.asyncio_loop)
+    names = [n.strip() for n in opts.servers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {list(specs)}")
+    raise_nofile_limit()
+    build_loadgen()
+    info = versions()
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print(
+        f"echo: {opts.connections} connections, {opts.size}-byte text, k={opts.inflight} and k=1 in flight, "
+        f"{opts.warmup:g} s warm-up + {opts.duration:g} s, {opts.runs} run(s); server on core {SERVER_CORE}, "
+        f"loadgen on core {LOADGEN_CORE}"
+    )
+
+    raw: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench_echo.") as tmp:
+        for run in range(1, opts.runs + 1):
+            for name in names:  # interleaved, so slow drifts of a noisy machine hit every server alike
+                try:
+                    with running_server(specs[name], Path(tmp)) as server:
+                        tput = measure(server, opts.inflight, opts)
+                        lat = measure(server, 1, opts)
+                        threads = proc_threads(server.pid)
+                        stderr = server.stderr_text()
+                    status = server.proc.returncode
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    problems.append(f"{name} run {run}: {exc}")
+                    print(f"  ! {name} run {run}: {exc}", file=sys.stderr)
+                    continue
+                rec = {"run": run, "throughput": tput, "latency": lat, "threads": threads, "exit": status}
+                raw[name].append(rec)
+                errs = tput["errors"] + lat["errors"]
+                if errs:
+                    problems.append(f"{name} run {run}: loadgen errors {errs}: {tput['stderr'] or lat['stderr']}")
+                if "Traceback" in stderr or status not in (0, None):
+                    problems.append(f"{name} run {run}: server exit {status}, stderr:\n{stderr[-3000:]}")
+                print(
+                    f"  run {run} {name:24} {fmt_int(tput['msgs_per_sec']):>11} msg/s "
+                    f"(server cpu {tput['server_cpu_pct']:3.0f}%, loadgen cpu {tput['cpu_pct']:3.0f}%)   "
+                    f"k=1: p50 {lat['p50_us']:6.0f} us p99 {lat['p99_us']:6.0f} us "
+                    f"{fmt_int(lat['msgs_per_sec']):>9} msg/s   errors {errs}",
+                    flush=True,
+                )
+
+    if opts.json:
+        opts.json.write_text(json.dumps({"versions": info, "options": vars(opts) | {"json": None}, "runs": raw}))
+
+    # medians and ratios
+    med: dict[str, dict[str, float]] = {}
+    for name, recs in raw.items():
+        if not recs:
+            continue
+        med[name] = {
+            "tput": statistics.median(r["throughput"]["msgs_per_sec"] for r in recs),
+            "srv_cpu": statistics.median(r["throughput"]["server_cpu_pct"] for r in recs),
+            "lg_cpu": statistics.median(r["throughput"]["cpu_pct"] for r in recs),
+            "p50": statistics.median(r["latency"]["p50_us"] for r in recs),
+            "p99": statistics.median(r["latency"]["p99_us"] for r in recs),
+            "k1_tput": statistics.median(r["latency"]["msgs_per_sec"] for r in recs),
+            "runs": len(recs),
+            "errors": sum(r["throughput"]["errors"] + r["latency"]["errors"] for r in recs),
+        }
+    base = med.get("websockets")
+
+    def ratio(name: str, key: str) -> str:
+        if base is None or not base[key]:
+            return "-"
+        return f"{med[name][key] / base[key]:.2f}x"
+
+    print()
+    hdr = (
+        f"{'server':24} {'msg/s k=' + str(opts.inflight):>12} {'vs ws':>6} {'srv cpu':>7} {'lg cpu':>6} "
+        f"{'p50 us k=1':>10} {'p99 us k=1':>10} {'p50 vs ws':>9} {'msg/s k=1':>10} {'runs':>4} {'errors':>6}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for name, m in med.items():
+        print(
+            f"{name:24} {fmt_int(m['tput']):>12} {ratio(name, 'tput'):>6} {m['srv_cpu']:6.0f}% {m['lg_cpu']:5.0f}% "
+            f"{m['p50']:10.0f} {m['p99']:10.0f} {ratio(name, 'p50'):>9} {fmt_int(m['k1_tput']):>10} "
+            f"{m['runs']:>4} {m['errors']:>6}"
+        )
+
+    print("\nmarkdown rows (medians):\n")
+    print(
+        f"| server | msg/s (k={opts.inflight}) | vs websockets | server CPU | loadgen CPU "
+        "| p50 µs (k=1) | p99 µs (k=1) | p50 vs websockets | msg/s (k=1) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, m in med.items():
+        print(
+            f"| {name} | {fmt_int(m['tput'])} | {ratio(name, 'tput')} | {m['srv_cpu']:.0f}% | {m['lg_cpu']:.0f}% "
+            f"| {m['p50']:.0f} | {m['p99']:.0f} | {ratio(name, 'p50')} | {fmt_int(m['k1_tput'])} |"
+        )
+    if problems:
+        print("\nPROBLEMS:", file=sys.stderr)
+        for p in problems:
+            print(" - " + p, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

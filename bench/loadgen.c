@@ -1,0 +1,954 @@
+/*
+ * loadgen: a small, fast WebSocket (RFC 6455) load generator. One thread, epoll, non-blocking sockets.
+ *
+ * Build:  gcc -O2 -Wall -Wextra -Werror -o build/loadgen bench/loadgen.c
+ *
+ * Modes:
+ *   loadgen echo -u ws://127.0.0.1:PORT/ [-c 100] [-k 16] [-s 32] [-b] [-d 5] [-w 1]
+ *       N connections, each keeping K messages in flight; every echoed message is replaced by a new one.
+ *       Replacements produced while handling one read leave in ONE write per connection (batched), so the
+ *       generator costs about one read and one write system call per connection per round, not per message.
+ *       Prints one JSON line: msgs_per_sec, latency percentiles (round trip; pure when -k 1, includes
+ *       queueing when k > 1), errors, and the generator's own CPU use during the measured window.
+ *   loadgen idle -u ws://127.0.0.1:PORT/ [-c 10000] [-H 30]
+ *       Opens N connections (at most -C handshakes in progress at once), prints {"event":"open",...} when all
+ *       are open, holds them H seconds answering server pings with pongs, then closes them (close 1000) and
+ *       prints one JSON result line.
+ *
+ * Other options: -C max handshakes in progress (default 100), -T seconds allowed to open everything
+ * (default 60), -M accept masked server frames (only for the raw TCP echo ceiling server, which reflects
+ * the client's masked frames unchanged), -q no progress lines on stderr.
+ *
+ * Client frames are masked with a random key chosen per connection (RFC 6455 5.3 asks for a fresh key per
+ * frame; one per connection is enough for a benchmark and lets a frame be built once and copied).
+ * Server frames of any length encoding are parsed; partial reads and many frames per read are handled;
+ * fragmented messages are reassembled (by length) and every echoed payload is compared with what was sent.
+ * The handshake is checked: status 101 and the Sec-WebSocket-Accept value (SHA-1 + base64, below).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------------------------------ */
+/* configuration and counters                                                                          */
+
+enum mode { MODE_ECHO, MODE_IDLE };
+
+static struct {
+    enum mode mode;
+    char host[300];
+    char port[16];
+    char path[1024];
+    int conns;
+    int inflight;
+    size_t size;
+    int binary;
+    double duration;
+    double warmup;
+    double hold;
+    int max_pending;
+    double open_timeout;
+    int allow_masked;
+    int quiet;
+} cfg;
+
+static struct {
+    uint64_t messages;          /* every echoed message */
+    uint64_t measured;          /* echoed messages completed inside the measured window */
+    uint64_t connect_errors;    /* connect() failed, or the TCP connection died before the 101 */
+    uint64_t handshake_errors;  /* a response that is not a valid 101 */
+    uint64_t protocol_errors;   /* a server frame that breaks RFC 6455 (or is masked without -M) */
+    uint64_t mismatches;        /* an echo whose payload or type differs from what was sent */
+    uint64_t server_closes;     /* a close frame or EOF from the server before we asked to close */
+    uint64_t io_errors;         /* read/write errors on open connections */
+    uint64_t lost;              /* messages still not echoed 1 s after the end */
+    uint64_t pings;             /* server pings received */
+    uint64_t pongs;             /* pongs sent back */
+    uint64_t clean_closes;      /* our close 1000 answered with a close frame */
+    int opened;                 /* connections that completed the handshake */
+    int open_now;               /* connections open at this moment */
+} st;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* small helpers                                                                                       */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static void note(const char *fmt, ...) {
+    if (cfg.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n);
+    if (q == NULL && n != 0) die("out of memory (%zu bytes)", n);
+    return q;
+}
+
+static uint64_t rng_state;
+
+static uint64_t rng(void) { /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* SHA-1 (FIPS 180-4) and base64, only for the handshake's Sec-WebSocket-Accept                        */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const unsigned char *p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDC;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6;
+        }
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t full = len / 64 * 64;
+    for (size_t i = 0; i < full; i += 64) sha1_block(h, msg + i);
+    unsigned char tail[128];
+    size_t rem = len - full;
+    memset(tail, 0, sizeof tail);
+    memcpy(tail, msg + full, rem);
+    tail[rem] = 0x80;
+    size_t tlen = rem + 1 + 8 <= 64 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
+    sha1_block(h, tail);
+    if (tlen == 128) sha1_block(h, tail + 64);
+    for (int i = 0; i < 5; i++) {
+        out[4 * i] = (unsigned char)(h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)h[i];
+    }
+}
+
+static void base64(const unsigned char *in, size_t len, char *out) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len) v |= in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* latency histogram: 1 us buckets up to 1 s, then one overflow bucket                                 */
+
+#define HIST_MAX 1000000u
+static uint32_t *hist;
+static uint64_t hist_count, hist_sum_ns, hist_max_ns;
+
+static void hist_add(uint64_t ns) {
+    uint64_t us = ns / 1000;
+    hist[us < HIST_MAX ? us : HIST_MAX]++;
+    hist_count++;
+    hist_sum_ns += ns;
+    if (ns > hist_max_ns) hist_max_ns = ns;
+}
+
+static double hist_pct(double q) {
+    if (hist_count == 0) return 0.0;
+    uint64_t want = (uint64_t)(q * (double)hist_count);
+    if (want < 1) want = 1;
+    uint64_t cum = 0;
+    for (uint32_t i = 0; i <= HIST_MAX; i++) {
+        cum += hist[i];
+        if (cum >= want) return (double)i;
+    }
+    return (double)HIST_MAX;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* connections                                                                                         */
+
+enum cstate { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DONE };
+
+typedef struct conn {
+    int fd;
+    enum cstate state;
+    int want_out;              /* EPOLLOUT registered */
+    unsigned char *rbuf;       /* unconsumed input (a partial frame or response head) */
+    size_t rlen, rcap;
+    unsigned char *wbuf;       /* output not yet accepted by the kernel */
+    size_t woff, wlen, wcap;
+    unsigned char mask[4];
+    unsigned char *frame;      /* one masked message frame, built once (echo mode) */
+    size_t frame_len;
+    uint64_t *ts;              /* ring of send times of the messages in flight */
+    unsigned ts_head, ts_count;
+    int in_frag;               /* a fragmented message is being received */
+    int frag_op;
+    size_t frag_len;
+    int frag_bad;
+    char accept[32];           /* expected Sec-WebSocket-Accept */
+} conn_t;
+
+static conn_t *conns;
+static int epfd;
+static struct sockaddr_storage server_addr;
+static socklen_t server_addrlen;
+static unsigned char *payload;     /* the message every connection sends */
+static unsigned char *sbuf;        /* shared read buffer */
+static size_t sbuf_cap = 256 * 1024;
+static int stopping;               /* echo: no more replacements; idle: closing */
+static int measuring;              /* inside the measured window */
+static int pending;                /* connections connecting or handshaking */
+static int next_to_open;           /* index of the next connection to start */
+static uint64_t loop_now;          /* time taken once per epoll round */
+
+#define READ_CHUNK 65536
+#define MAX_FRAME (64u << 20)
+
+static void set_events(conn_t *c, int want_out) {
+    if (c->want_out == want_out) return;
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl MOD: %s", strerror(errno));
+    c->want_out = want_out;
+}
+
+static void conn_finish(conn_t *c) {
+    if (c->state == C_DONE) return;
+    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) pending--;
+    if (c->state == C_OPEN || c->state == C_CLOSING) st.open_now--;
+    if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
+    c->fd = -1;
+    c->state = C_DONE;
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c->frame);
+    free(c->ts);
+    c->rbuf = c->wbuf = c->frame = NULL;
+    c->ts = NULL;
+    c->rlen = c->rcap = c->woff = c->wlen = c->wcap = 0;
+}
+
+static void wappend(conn_t *c, const void *data, size_t n) {
+    if (c->wlen + n > c->wcap) {
+        if (c->woff > 0) { /* reclaim the flushed prefix first */
+            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+            c->wlen -= c->woff;
+            c->woff = 0;
+        }
+        if (c->wlen + n > c->wcap) {
+            size_t cap = c->wcap ? c->wcap : 1024;
+            while (cap < c->wlen + n) cap *= 2;
+            c->wbuf = xrealloc(c->wbuf, cap);
+            c->wcap = cap;
+        }
+    }
+    memcpy(c->wbuf + c->wlen, data, n);
+    c->wlen += n;
+}
+
+/* One write system call for everything queued (more only if the kernel took part of it). */
+static int flush(conn_t *c) {
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_events(c, 1);
+            return 0;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return -1;
+    }
+    c->woff = c->wlen = 0;
+    set_events(c, 0);
+    return 0;
+}
+
+/* A masked client frame (FIN set) carrying data, appended to the output. */
+static void append_frame(conn_t *c, int opcode, const unsigned char *data, size_t len) {
+    unsigned char hdr[14];
+    size_t h = 0;
+    hdr[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        hdr[h++] = (unsigned char)(0x80 | len);
+    } else if (len < 65536) {
+        hdr[h++] = 0x80 | 126;
+        hdr[h++] = (unsigned char)(len >> 8);
+        hdr[h++] = (unsigned char)len;
+    } else {
+        hdr[h++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--) hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(hdr + h, c->mask, 4);
+    h += 4;
+    wappend(c, hdr, h);
+    size_t start = c->wlen;
+    wappend(c, data, len);
+    for (size_t i = 0; i < len; i++) c->wbuf[start + i] ^= c->mask[i & 3];
+}
+
+static void build_message_frame(conn_t *c) {
+    unsigned char *saved = c->wbuf;
+    size_t swlen = c->wlen, swcap = c->wcap, swoff = c->woff;
+    c->wbuf = NULL;
+    c->wlen = c->wcap = c->woff = 0;
+    append_frame(c, cfg.binary ? 2 : 1, payload, cfg.size);
+    c->frame = c->wbuf;
+    c->frame_len = c->wlen;
+    c->wbuf = saved;
+    c->wlen = swlen;
+    c->wcap = swcap;
+    c->woff = swoff;
+}
+
+static void send_message(conn_t *c) {
+    wappend(c, c->frame, c->frame_len);
+    c->ts[(c->ts_head + c->ts_count) % (unsigned)cfg.inflight] = loop_now;
+    c->ts_count++;
+}
+
+static void send_close(conn_t *c, unsigned code) {
+    unsigned char body[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+    append_frame(c, 8, body, 2);
+}
+
+static void start_connection(conn_t *c) {
+    int fd = socket(server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket: %s (raise the open files limit?)", strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->state = C_CONNECTING;
+    c->want_out = 1;
+    pending++;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl ADD: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&server_addr, server_addrlen) < 0 && errno != EINPROGRESS) {
+        st.connect_errors++;
+        conn_finish(c);
+    }
+}
+
+static void send_handshake(conn_t *c) {
+    unsigned char key_raw[16];
+    for (int i = 0; i < 16; i += 8) {
+        uint64_t r = rng();
+        memcpy(key_raw + i, &r, 8);
+    }
+    char key[32];
+    base64(key_raw, 16, key);
+    char cat[128];
+    int n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    unsigned char digest[20];
+    sha1((unsigned char *)cat, (size_t)n, digest);
+    base64(digest, 20, c->accept);
+    char req[2048];
+    n = snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: snow-loadgen\r\n\r\n",
+                 cfg.path, cfg.host, cfg.port, key);
+    wappend(c, req, (size_t)n);
+    c->state = C_HANDSHAKE;
+}
+
+static void on_open(conn_t *c) {
+    c->state = C_OPEN;
+    pending--;
+    st.opened++;
+    st.open_now++;
+    uint64_t r = rng();
+    memcpy(c->mask, &r, 4);
+    if (cfg.mode == MODE_ECHO) {
+        build_message_frame(c);
+        c->ts = xrealloc(NULL, sizeof(uint64_t) * (size_t)cfg.inflight);
+        for (int i = 0; i < cfg.inflight; i++) send_message(c);
+    }
+}
+
+/* Parse the HTTP response head in buf[0..len). Returns bytes consumed, 0 if incomplete, -1 if invalid. */
+static long parse_handshake(conn_t *c, unsigned char *buf, size_t len) {
+    unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (end == NULL) return len > 16384 ? -1 : 0;
+    size_t head_len = (size_t)(end - buf) + 4;
+    if (head_len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0) return -1;
+    int accept_ok = 0, upgrade_ok = 0;
+    unsigned char *p = (unsigned char *)memmem(buf, head_len, "\r\n", 2) + 2;
+    while (p < end) {
+        unsigned char *eol = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
+        unsigned char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon != NULL) {
+            size_t nlen = (size_t)(colon - p);
+            unsigned char *v = colon + 1;
+            while (v < eol && (*v == ' ' || *v == '\t')) v++;
+            unsigned char *ve = eol;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            size_t vlen = (size_t)(ve - v);
+            if (nlen == 20 && strncasecmp((char *)p, "Sec-WebSocket-Accept", 20) == 0)
+                accept_ok = vlen == strlen(c->accept) && memcmp(v, c->accept, vlen) == 0;
+            else if (nlen == 7 && strncasecmp((char *)p, "Upgrade", 7) == 0)
+                upgrade_ok = vlen == 9 && strncasecmp((char *)v, "websocket", 9) == 0;
+        }
+        p = eol + 2;
+    }
+    if (!accept_ok || !upgrade_ok) return -1;
+    return (long)head_len;
+}
+
+/* Queue our close 1000; the caller flushes (or the round's single write does). */
+static void begin_close(conn_t *c) {
+    c->state = C_CLOSING;
+    send_close(c, 1000);
+}
+
+static void message_done(conn_t *c, int op, int bad) {
+    st.messages++;
+    if (cfg.mode != MODE_ECHO) return;
+    if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
+    if (c->ts_count > 0) {
+        uint64_t sent = c->ts[c->ts_head];
+        c->ts_head = (c->ts_head + 1) % (unsigned)cfg.inflight;
+        c->ts_count--;
+        if (measuring) {
+            st.measured++;
+            hist_add(loop_now - sent);
+        }
+    } else {
+        st.mismatches++; /* an echo of something we never sent */
+    }
+    if (c->state != C_OPEN) return;
+    if (!stopping)
+        send_message(c);
+    else if (c->ts_count == 0) /* drained: now close, so no echo races with our close frame */
+        begin_close(c);
+}
+
+/* Handle the frames in buf[0..len). Returns bytes consumed or -1 if the connection must be dropped. */
+static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
+    size_t off = 0;
+    while (len - off >= 2) {
+        unsigned char *p = buf + off;
+        size_t avail = len - off;
+        int fin = p[0] >> 7, rsv = p[0] & 0x70, op = p[0] & 0x0f, masked = p[1] >> 7;
+        uint64_t plen = p[1] & 0x7f;
+        size_t h = 2;
+        if (plen == 126) {
+            if (avail < 4) break;
+            plen = (uint64_t)p[2] << 8 | p[3];
+            h = 4;
+        } else if (plen == 127) {
+            if (avail < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = plen << 8 | p[2 + i];
+            h = 10;
+        }
+        if (masked) h += 4;
+        if (rsv || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
+            st.protocol_errors++;
+            return -1;
+        }
+        if (avail < h + plen) break;
+        unsigned char *data = p + h;
+        if (masked) {
+            const unsigned char *m = p + h - 4;
+            for (uint64_t i = 0; i < plen; i++) data[i] ^= m[i & 3];
+        }
+        off += h + (size_t)plen;
+        if (op >= 8) { /* control frame */
+            if (!fin || plen > 125) {
+                st.protocol_errors++;
+                return -1;
+            }
+            if (op == 9) {
+                st.pings++;
+                if (c->state == C_OPEN) {
+                    append_frame(c, 10, data, (size_t)plen);
+                    st.pongs++;
+                }
+            } else if (op == 8) {
+                if (c->state == C_CLOSING) {
+                    st.clean_closes++;
+                } else {
+                    st.server_closes++;
+                    unsigned code = plen >= 2 ? (unsigned)data[0] << 8 | data[1] : 0;
+                    note("server closed a connection: code %u reason '%.*s'", code, plen > 2 ? (int)plen - 2 : 0,
+                         plen > 2 ? (char *)data + 2 : "");
+                    send_close(c, plen >= 2 ? code : 1000);
+                    flush(c);
+                }
+                return -1; /* close the TCP connection */
+            } else if (op != 10) {
+                st.protocol_errors++;
+                return -1;
+            }
+            continue;
+        }
+        if (op == 1 || op == 2) {
+            if (c->in_frag) {
+                st.protocol_errors++;
+                return -1;
+            }
+            int bad = cfg.mode == MODE_ECHO && (plen > cfg.size || memcmp(data, payload, (size_t)plen) != 0);
+            if (fin) {
+                message_done(c, op, bad || plen != cfg.size);
+            } else {
+                c->in_frag = 1;
+                c->frag_op = op;
+                c->frag_len = (size_t)plen;
+                c->frag_bad = bad;
+            }
+        } else if (op == 0) {
+            if (!c->in_frag) {
+                st.protocol_errors++;
+                return -1;
+            }
+            if (cfg.mode == MODE_ECHO &&
+                (c->frag_len + plen > cfg.size || memcmp(data, payload + c->frag_len, (size_t)plen) != 0))
+                c->frag_bad = 1;
+            c->frag_len += (size_t)plen;
+            if (fin) {
+                c->in_frag = 0;
+                message_done(c, c->frag_op, c->frag_bad || c->frag_len != cfg.size);
+            }
+        } else {
+            st.protocol_errors++;
+            return -1;
+        }
+    }
+    return (long)off;
+}
+
+/* Feed buf[0..len) to the connection; keeps what is left over. Returns -1 if the connection must go. */
+static int consume(conn_t *c, unsigned char *buf, size_t len) {
+    size_t off = 0;
+    if (c->state == C_HANDSHAKE) {
+        long n = parse_handshake(c, buf, len);
+        if (n < 0) {
+            st.handshake_errors++;
+            note("bad handshake response: %.*s", (int)(len < 80 ? len : 80), (char *)buf);
+            return -1;
+        }
+        if (n == 0) goto keep;
+        off = (size_t)n;
+        on_open(c);
+    }
+    {
+        long n = parse_frames(c, buf + off, len - off);
+        if (n < 0) return -1;
+        off += (size_t)n;
+    }
+keep:
+    if (off < len) {
+        if (buf != c->rbuf) {
+            if (c->rcap < len - off) {
+                c->rcap = len - off > 4096 ? len - off : 4096;
+                c->rbuf = xrealloc(c->rbuf, c->rcap);
+            }
+            memcpy(c->rbuf, buf + off, len - off);
+        } else if (off > 0) {
+            memmove(c->rbuf, buf + off, len - off);
+        }
+        c->rlen = len - off;
+    } else {
+        c->rlen = 0;
+    }
+    return 0;
+}
+
+static void on_readable(conn_t *c) {
+    unsigned char *buf;
+    size_t have, cap;
+    if (c->rlen == 0) { /* the common case: read into the shared buffer */
+        buf = sbuf;
+        have = 0;
+        cap = sbuf_cap;
+    } else { /* a partial frame is pending: append to it */
+        if (c->rcap - c->rlen < READ_CHUNK) {
+            c->rcap = c->rcap * 2 > c->rlen + READ_CHUNK ? c->rcap * 2 : c->rlen + READ_CHUNK;
+            c->rbuf = xrealloc(c->rbuf, c->rcap);
+        }
+        buf = c->rbuf;
+        have = c->rlen;
+        cap = c->rcap;
+    }
+    ssize_t n = recv(c->fd, buf + have, cap - have, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        if (c->state == C_HANDSHAKE)
+            st.connect_errors++;
+        else if (c->state == C_OPEN)
+            st.io_errors++;
+        conn_finish(c);
+        return;
+    }
+    if (n == 0) {
+        if (c->state == C_HANDSHAKE)
+            st.connect_errors++;
+        else if (c->state == C_OPEN)
+            st.server_closes++;
+        conn_finish(c);
+        return;
+    }
+    if (consume(c, buf, have + (size_t)n) < 0) {
+        conn_finish(c);
+        return;
+    }
+    if (c->wlen > c->woff && !c->want_out && flush(c) < 0) { /* one write for the whole round */
+        st.io_errors++;
+        conn_finish(c);
+    }
+}
+
+static void on_writable(conn_t *c) {
+    if (c->state == C_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            st.connect_errors++;
+            note("connect: %s", strerror(err));
+            conn_finish(c);
+            return;
+        }
+        send_handshake(c);
+    }
+    if (flush(c) < 0) {
+        if (c->state == C_HANDSHAKE) st.connect_errors++;
+        else st.io_errors++;
+        conn_finish(c);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* main                                                                                                */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q]\n");
+    exit(2);
+}
+
+static void parse_url(const char *url) {
+    if (strncmp(url, "ws://", 5) != 0) die("only ws:// URLs are supported: %s", url);
+    const char *h = url + 5;
+    const char *slash = strchr(h, '/');
+    size_t hostport_len = slash ? (size_t)(slash - h) : strlen(h);
+    snprintf(cfg.path, sizeof cfg.path, "%s", slash ? slash : "/");
+    char hostport[300];
+    if (hostport_len >= sizeof hostport) die("URL too long");
+    memcpy(hostport, h, hostport_len);
+    hostport[hostport_len] = '\0';
+    char *colon = strrchr(hostport, ':');
+    if (colon != NULL && hostport[0] != '[') {
+        *colon = '\0';
+        snprintf(cfg.port, sizeof cfg.port, "%s", colon + 1);
+    } else {
+        snprintf(cfg.port, sizeof cfg.port, "80");
+    }
+    snprintf(cfg.host, sizeof cfg.host, "%s", hostport);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(cfg.host, cfg.port, &hints, &res);
+    if (rc != 0) die("cannot resolve %s:%s: %s", cfg.host, cfg.port, gai_strerror(rc));
+    memcpy(&server_addr, res->ai_addr, res->ai_addrlen);
+    server_addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+}
+
+static double cpu_seconds(double *user, double *sys) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return *user + *sys;
+}
+
+static void print_errors(void) {
+    uint64_t errors = st.connect_errors + st.handshake_errors + st.protocol_errors + st.mismatches +
+                      st.server_closes + st.io_errors + st.lost;
+    printf("\"errors\":%llu,\"connect_errors\":%llu,\"handshake_errors\":%llu,\"protocol_errors\":%llu,"
+           "\"mismatches\":%llu,\"server_closes\":%llu,\"io_errors\":%llu,\"lost\":%llu,\"pings\":%llu,\"pongs\":%llu,"
+           "\"clean_closes\":%llu",
+           (unsigned long long)errors, (unsigned long long)st.connect_errors,
+           (unsigned long long)st.handshake_errors, (unsigned long long)st.protocol_errors,
+           (unsigned long long)st.mismatches, (unsigned long long)st.server_closes,
+           (unsigned long long)st.io_errors, (unsigned long long)st.lost, (unsigned long long)st.pings, (unsigned long long)st.pongs,
+           (unsigned long long)st.clean_closes);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage();
+    if (strcmp(argv[1], "echo") == 0)
+        cfg.mode = MODE_ECHO;
+    else if (strcmp(argv[1], "idle") == 0)
+        cfg.mode = MODE_IDLE;
+    else
+        usage();
+    cfg.conns = cfg.mode == MODE_ECHO ? 100 : 10000;
+    cfg.inflight = 16;
+    cfg.size = 32;
+    cfg.duration = 5;
+    cfg.warmup = 1;
+    cfg.hold = 30;
+    cfg.max_pending = 100;
+    cfg.open_timeout = 60;
+    const char *url = NULL;
+    int opt;
+    optind = 2;
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:Mq")) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'c': cfg.conns = atoi(optarg); break;
+        case 'k': cfg.inflight = atoi(optarg); break;
+        case 's': cfg.size = (size_t)strtoull(optarg, NULL, 10); break;
+        case 'b': cfg.binary = 1; break;
+        case 'd': cfg.duration = atof(optarg); break;
+        case 'w': cfg.warmup = atof(optarg); break;
+        case 'H': cfg.hold = atof(optarg); break;
+        case 'C': cfg.max_pending = atoi(optarg); break;
+        case 'T': cfg.open_timeout = atof(optarg); break;
+        case 'M': cfg.allow_masked = 1; break;
+        case 'q': cfg.quiet = 1; break;
+        default: usage();
+        }
+    }
+    if (url == NULL || cfg.conns < 1 || cfg.inflight < 1 || cfg.max_pending < 1 || cfg.duration <= 0 ||
+        cfg.warmup < 0 || cfg.hold < 0 || cfg.size > MAX_FRAME)
+        usage();
+    parse_url(url);
+
+    /* 10,000 connections need more than the usual 1024 descriptors: take everything the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)cfg.conns + 16 > rl.rlim_cur)
+        die("%d connections need more open files than the limit allows (%llu)", cfg.conns,
+            (unsigned long long)rl.rlim_cur);
+
+    signal(SIGPIPE, SIG_IGN);
+    rng_state = now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+    if (rng_state == 0) rng_state = 1;
+    payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
+    for (size_t i = 0; i < cfg.size; i++)
+        payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7) : (unsigned char)('a' + i % 26);
+    sbuf = xrealloc(NULL, sbuf_cap);
+    hist = calloc(HIST_MAX + 1, sizeof *hist);
+    conns = calloc((size_t)cfg.conns, sizeof *conns);
+    if (hist == NULL || conns == NULL) die("out of memory");
+    for (int i = 0; i < cfg.conns; i++) conns[i].fd = -1;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) die("epoll_create1: %s", strerror(errno));
+
+    enum { P_OPENING, P_WARMUP, P_MEASURE, P_HOLD, P_DRAIN, P_CLOSING, P_END } phase = P_OPENING;
+    uint64_t t0 = now_ns();
+    uint64_t deadline = t0 + (uint64_t)(cfg.open_timeout * 1e9);
+    uint64_t measure_start = 0, measure_end = 0, open_at = 0;
+    double cpu0 = 0, cpu1 = 0, u0 = 0, s0 = 0, u1 = 0, s1 = 0;
+    struct epoll_event evs[1024];
+    loop_now = t0;
+
+    while (phase != P_END) {
+        /* start more connections while fewer than max_pending handshakes are in progress */
+        while (phase == P_OPENING && next_to_open < cfg.conns && pending < cfg.max_pending)
+            start_connection(&conns[next_to_open++]);
+
+        int timeout_ms = 100;
+        if (deadline > loop_now) {
+            uint64_t left = (deadline - loop_now + 999999) / 1000000;
+            if (left < (uint64_t)timeout_ms) timeout_ms = (int)left;
+        } else {
+            timeout_ms = 0;
+        }
+        int n = epoll_wait(epfd, evs, 1024, timeout_ms);
+        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+        loop_now = now_ns();
+        for (int i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (c->state == C_DONE) continue;
+            if (c->state == C_CONNECTING) { /* connect finished, one way or the other */
+                on_writable(c);
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT) on_writable(c);
+            if (c->state != C_DONE && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) on_readable(c);
+        }
+
+        /* phase changes */
+        switch (phase) {
+        case P_OPENING:
+            if (next_to_open == cfg.conns && pending == 0) {
+                open_at = loop_now;
+            } else if (loop_now >= deadline) {
+                note("open timeout: %d of %d connections open", st.open_now, cfg.conns);
+                open_at = loop_now;
+                for (int i = 0; i < cfg.conns; i++)
+                    if (conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE) {
+                        st.connect_errors++;
+                        conn_finish(&conns[i]);
+                    }
+                next_to_open = cfg.conns;
+            }
+            if (open_at) {
+                printf("{\"event\":\"open\",\"connections\":%d,\"open\":%d,\"elapsed_s\":%.3f}\n", cfg.conns,
+                       st.open_now, (double)(open_at - t0) / 1e9);
+                fflush(stdout);
+                if (cfg.mode == MODE_ECHO) {
+                    phase = P_WARMUP;
+                    deadline = loop_now + (uint64_t)(cfg.warmup * 1e9);
+                } else {
+                    phase = P_HOLD;
+                    deadline = loop_now + (uint64_t)(cfg.hold * 1e9);
+                }
+            }
+            break;
+        case P_WARMUP:
+            if (loop_now >= deadline) {
+                phase = P_MEASURE;
+                measuring = 1;
+                measure_start = loop_now;
+                cpu0 = cpu_seconds(&u0, &s0);
+                deadline = loop_now + (uint64_t)(cfg.duration * 1e9);
+            }
+            break;
+        case P_MEASURE:
+            if (loop_now >= deadline) {
+                measuring = 0;
+                measure_end = loop_now;
+                cpu1 = cpu_seconds(&u1, &s1);
+            }
+            /* fall through */
+        case P_HOLD:
+            if (loop_now >= deadline) {
+                /* Stop replacing echoes; a connection closes once its messages in flight are back (at most
+                 * 1 s later), then the server has 2 s to answer the close. */
+                stopping = 1;
+                phase = P_DRAIN;
+                deadline = loop_now + 1000000000ull;
+                for (int i = 0; i < cfg.conns; i++) {
+                    conn_t *c = &conns[i];
+                    if (c->state != C_OPEN || c->ts_count > 0) continue;
+                    begin_close(c);
+                    if (!c->want_out && flush(c) < 0) conn_finish(c);
+                }
+            }
+            break;
+        case P_DRAIN:
+            if (loop_now >= deadline) {
+                phase = P_CLOSING;
+                deadline = loop_now + 2000000000ull;
+                for (int i = 0; i < cfg.conns; i++) {
+                    conn_t *c = &conns[i];
+                    if (c->state != C_OPEN) continue;
+                    note("connection %d: %u messages never echoed", i, c->ts_count);
+                    st.lost += c->ts_count;
+                    begin_close(c);
+                    if (!c->want_out && flush(c) < 0) conn_finish(c);
+                }
+            }
+            /* fall through */
+        case P_CLOSING:
+            if (st.open_now == 0 || (phase == P_CLOSING && loop_now >= deadline)) {
+                for (int i = 0; i < cfg.conns; i++) conn_finish(&conns[i]);
+                phase = P_END;
+            }
+            break;
+        case P_END:
+            break;
+        }
+    }
+
+    if (cfg.mode == MODE_ECHO) {
+        double secs = measure_end > measure_start ? (double)(measure_end - measure_start) / 1e9 : 0;
+        double cpu = cpu1 - cpu0;
+        printf("{\"mode\":\"echo\",\"connections\":%d,\"opened\":%d,\"inflight\":%d,\"size\":%zu,\"binary\":%d,"
+               "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"messages\":%llu,\"msgs_per_sec\":%.1f,"
+               "\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,\"max_us\":%.1f,"
+               "\"mean_us\":%.1f,\"cpu_pct\":%.1f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,",
+               cfg.conns, st.opened, cfg.inflight, cfg.size, cfg.binary, cfg.warmup, secs,
+               (unsigned long long)st.measured, secs > 0 ? (double)st.measured / secs : 0.0, hist_pct(0.50),
+               hist_pct(0.90), hist_pct(0.99), hist_pct(0.999), (double)hist_max_ns / 1e3,
+               hist_count ? (double)hist_sum_ns / (double)hist_count / 1e3 : 0.0,
+               secs > 0 ? 100.0 * cpu / secs : 0.0, u1 - u0, s1 - s0);
+    } else {
+        printf("{\"mode\":\"idle\",\"connections\":%d,\"opened\":%d,\"hold_s\":%.3f,\"open_s\":%.3f,",
+               cfg.conns, st.opened, cfg.hold, open_at ? (double)(open_at - t0) / 1e9 : 0.0);
+    }
+    print_errors();
+    printf("}\n");
+    fflush(stdout);
+    return 0;
+}

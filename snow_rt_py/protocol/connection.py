@@ -1,0 +1,579 @@
+"""The sans-I/O server side of a WebSocket connection (RFC 6455).
+
+Bytes from the client go into :meth:`ServerProtocol.receive_data`, which returns events (``events.py``).
+Bytes for the client come out two ways: ``send_*()`` return the frame to write, and :meth:`data_to_send`
+drains what the protocol queued by itself (the 101 or HTTP error response, pongs, Close replies, the Close
+that fails a connection). Nothing here touches a socket or a clock.
+
+States and transitions (the only place the state changes is :meth:`ServerProtocol._transition`, driven by
+``_TRANSITIONS``)::
+
+    HANDSHAKE --accept()----------------------------------> OPEN
+    HANDSHAKE --reject() / invalid request (HandshakeFailure)--> CLOSED
+    OPEN      --send_close()------------------------------> CLOSING
+    OPEN      --peer Close (reply queued, CloseReceived)--> CLOSED
+    OPEN      --peer breaks the protocol (ProtocolFailure)-> CLOSED
+    CLOSING   --peer Close (CloseReceived, no reply)------> CLOSED
+    CLOSING   --peer breaks the protocol (ProtocolFailure)-> CLOSED
+    any       --EOF, receive_data(b"") (ConnectionLost)---> CLOSED
+
+Rules enforced on client frames (each violation fails the connection: the Close frame with the code is queued,
+a ProtocolFailure event is returned, and all later input is ignored):
+
+* every frame is masked (§5.1), no RSV bit is set (§5.2, no extension is negotiated), the opcode is not
+  reserved (0x3-0x7, 0xB-0xF), a 64-bit length has its top bit clear: else 1002;
+* control frames have FIN set and at most 125 bytes of payload (§5.5): else 1002; they may arrive between
+  the fragments of a message without disturbing it (§5.4);
+* a continuation frame continues an open message and a new text/binary frame does not interrupt one (§5.4):
+  else 1002;
+* a message may not exceed ``max_message_size`` bytes: 1009, decided from a frame's header (its declared
+  length plus the bytes already received for the message) before its payload is buffered;
+* text is UTF-8 (§8.1): 1007 as soon as a complete frame makes the message invalid, even a first fragment;
+* a Close payload is empty or a sendable code plus a UTF-8 reason (§5.5.1, §7.4): else 1002 / 1007.
+
+Every check needs only the bytes of the frame it is about, and checks are made in order of how many bytes
+they need, so the events and the output never depend on how the input was split into chunks.
+
+After ``send_close()`` (state CLOSING) the client's data frames are still checked for framing and
+fragmentation errors but are otherwise ignored; control frames are handled as usual. A protocol error found
+while CLOSING yields a ProtocolFailure but queues no second Close frame.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from snow_rt_py.protocol.close import CloseCode, build_close_payload, parse_close_payload
+from snow_rt_py.protocol.errors import HandshakeError, ProtocolError, UsageError
+from snow_rt_py.protocol.events import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Event,
+    HandshakeFailure,
+    Ping,
+    Pong,
+    ProtocolFailure,
+    Request,
+    TextMessage,
+)
+from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
+from snow_rt_py.protocol.handshake import (
+    DEFAULT_MAX_HANDSHAKE_SIZE,
+    ParsedRequest,
+    RequestParser,
+    build_error_response,
+    build_response_101,
+)
+from snow_rt_py.protocol.mask import C_THRESHOLD, apply_mask
+from snow_rt_py.protocol.utf8 import Utf8Decoder
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ServerProtocol", "State"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+MAX_CONTROL_PAYLOAD = 125  # RFC 6455 §5.5
+
+
+class State(enum.Enum):
+    """Where a connection is in its life (see the module docstring for the transitions)."""
+
+    HANDSHAKE = "HANDSHAKE"
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+
+
+class _Trigger(enum.Enum):
+    ACCEPT = enum.auto()
+    REJECT = enum.auto()
+    SEND_CLOSE = enum.auto()
+    RECEIVE_CLOSE = enum.auto()
+    PROTOCOL_FAILURE = enum.auto()
+    EOF = enum.auto()
+
+
+_TRANSITIONS: dict[tuple[State, _Trigger], State] = {
+    (State.HANDSHAKE, _Trigger.ACCEPT): State.OPEN,
+    (State.HANDSHAKE, _Trigger.REJECT): State.CLOSED,
+    (State.OPEN, _Trigger.SEND_CLOSE): State.CLOSING,
+    (State.OPEN, _Trigger.RECEIVE_CLOSE): State.CLOSED,
+    (State.OPEN, _Trigger.PROTOCOL_FAILURE): State.CLOSED,
+    (State.CLOSING, _Trigger.RECEIVE_CLOSE): State.CLOSED,
+    (State.CLOSING, _Trigger.PROTOCOL_FAILURE): State.CLOSED,
+    **{(state, _Trigger.EOF): State.CLOSED for state in State},
+}
+
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
+# Unmasking small payloads inline. Read the masking key and the payload as ONE little-endian integer x (the
+# key in its low 32 bits); multiplying the key by _REPEAT[n] (a 1 every 32 bits, over the key and the n payload
+# bytes) lays it end to end; XOR cancels the key itself and unmasks the payload; _KEEP[n] drops what the last
+# copy of the key sticks out past the payload. About twice as fast as slicing and calling apply_mask.
+_SMALL = C_THRESHOLD  # from this size on, apply_mask's C accelerator (when built) is faster
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4 + 1)) for n in range(_SMALL)]
+_KEEP = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
+_KEY_BITS = 0xFFFFFFFF
+
+
+class ServerProtocol:
+    """One server-side WebSocket connection, from the opening handshake to the end of the TCP stream.
+
+    Args:
+        max_message_size: the largest message (after reassembly) the client may send, in bytes; a bigger
+            one fails the connection with 1009.
+        max_handshake_size: the most bytes the request line and headers may take (431 beyond).
+        open: start in OPEN, skipping the handshake (benchmarks and frame-level tests).
+
+    Attributes:
+        state: the current :class:`State`.
+        close_sent: a Close frame was sent (by ``send_close()``, a reply, or a failure).
+        close_received: the client's valid Close frame was received.
+    """
+
+    __slots__ = (
+        "_binary_parts",
+        "_buf",
+        "_decoder",
+        "_eof",
+        "_max_message_size",
+        "_msg_opcode",
+        "_msg_size",
+        "_out",
+        "_parser",
+        "_pending",
+        "_text_parts",
+        "close_received",
+        "close_sent",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        open: bool = False,
+    ) -> None:
+        self.state = State.OPEN if open else State.HANDSHAKE
+        self.close_sent = False
+        self.close_received = False
+        self._max_message_size = max_message_size
+        self._parser: RequestParser | None = None if open else RequestParser(max_handshake_size)
+        self._pending: ParsedRequest | None = None  # a Request returned, awaiting accept() or reject()
+        self._out: list[bytes] = []
+        self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
+        self._eof = False
+        # The message being reassembled from fragments: opcode (0 = none), bytes so far, and its parts
+        # (bytes for binary, decoded str for text).
+        self._msg_opcode = 0
+        self._msg_size = 0
+        self._text_parts: list[str] = []
+        self._binary_parts: list[bytes] = []
+        self._decoder: Utf8Decoder | None = None
+
+    # -- input -----------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Process bytes received from the client.
+
+        Never raises because of the bytes: a peer error becomes a ProtocolFailure / HandshakeFailure event.
+
+        Args:
+            data: the bytes read, in any chunking; ``b""`` means the client closed the TCP stream (EOF).
+
+        Returns:
+            The events the bytes completed, in order. Next: handle them, then write ``data_to_send()``.
+        """
+        state = self.state
+        if not data:
+            return self._receive_eof()
+        if state is _OPEN or state is _CLOSING:
+            return self._receive_frames(data)
+        if state is State.HANDSHAKE:
+            return self._receive_handshake(data)
+        return []
+
+    def _receive_eof(self) -> list[Event]:
+        if self._eof:
+            return []
+        self._eof = True
+        self._transition(_Trigger.EOF)
+        self._drop_input()
+        return [ConnectionLost(clean=self.close_sent and self.close_received)]
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        if self._pending is not None or self._parser is None:
+            # Frames pipelined behind the request: kept for accept().
+            self._buf += data
+            return []
+        try:
+            request = self._parser.feed(data)
+        except HandshakeError as exc:
+            self._parser = None
+            self._out.append(build_error_response(exc.status, exc.reason, exc.headers))
+            self._transition(_Trigger.REJECT)
+            return [HandshakeFailure(exc.status, exc.reason)]
+        if request is None:
+            return []
+        self._parser = None
+        self._pending = request
+        self._buf += request.rest
+        return [Request(request.target, request.headers)]
+
+    def _receive_frames(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """The hot path: parse every complete frame in the buffered bytes plus ``data``."""
+        events: list[Event] = []
+        buf = self._buf
+        if buf:
+            buf += data
+            data = buf
+        n = len(data)
+        pos = 0
+        msg_opcode = self._msg_opcode
+        msg_size = self._msg_size
+        max_size = self._max_message_size
+        ignore_data = self.state is _CLOSING
+        from_bytes = int.from_bytes
+        while n - pos >= 2:
+            # Checks needing only the first two bytes come first (see the module docstring).
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            opcode = b0 & 0x0F
+            if b0 & 0x70:
+                events.append(self._fail(CloseCode.PROTOCOL_ERROR, "reserved bits set"))
+                return events
+            if b1 < 0x80:
+                events.append(self._fail(CloseCode.PROTOCOL_ERROR, "client frame not masked"))
+                return events
+            length = b1 & 0x7F
+            if opcode >= 8:
+                if opcode > 10 or length > MAX_CONTROL_PAYLOAD or b0 < 0x80:
+                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, _bad_control(opcode, b0)))
+                    return events
+                header = 6
+            else:
+                if opcode > 2:
+                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}"))
+                    return events
+                if (opcode == 0) != (msg_opcode != 0):
+                    reason = "message not finished" if opcode else "continuation without a message"
+                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, reason))
+                    return events
+                if length < 126:
+                    header = 6
+                elif length == 126:
+                    if n - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    header = 8
+                else:
+                    if n - pos < 10:
+                        break
+                    length = from_bytes(data[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        events.append(self._fail(CloseCode.PROTOCOL_ERROR, "payload length too big"))
+                        return events
+                    header = 14
+                if msg_size + length > max_size:
+                    events.append(self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big"))
+                    return events
+            end = pos + header + length
+            if end > n:
+                break
+            key_start = end - length - 4
+            pos = end
+            if length == 0:
+                payload = b""
+            elif length < _SMALL:
+                x = from_bytes(data[key_start:end], "little")
+                x = ((x ^ (x & _KEY_BITS) * _REPEAT[length]) >> 32) & _KEEP[length]
+                payload = x.to_bytes(length, "little")
+            else:
+                payload = _unmask(data, key_start, end)
+
+            if opcode >= 8:
+                if opcode == 8:
+                    events.append(self._receive_close(payload))
+                    return events
+                if opcode == 9:
+                    self._out.append(encode_frame(Opcode.PONG, payload))
+                    events.append(Ping(payload))
+                else:
+                    events.append(Pong(payload))
+            elif b0 & 0x80 and not msg_opcode:
+                # An unfragmented message: the common case.
+                if ignore_data:
+                    continue
+                if opcode == 2:
+                    events.append(BinaryMessage(payload))
+                else:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        events.append(self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in text message"))
+                        return events
+                    events.append(TextMessage(text))
+            else:
+                if opcode:
+                    msg_opcode = opcode
+                    msg_size = 0
+                msg_size += length
+                try:
+                    event = self._fragment(opcode, payload, b0 & 0x80 != 0, ignore_data)
+                except ProtocolError as exc:
+                    events.append(self._fail(exc.close_code, exc.reason))
+                    return events
+                if event is not None:
+                    events.append(event)
+                if b0 & 0x80:
+                    msg_opcode = 0
+                    msg_size = 0
+
+        self._msg_opcode = msg_opcode
+        self._msg_size = msg_size
+        if data is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < n:
+            self._buf = bytearray(memoryview(data)[pos:])
+        return events
+
+    def _fragment(
+        self, frame_opcode: int, payload: bytes, fin: bool, ignore: bool
+    ) -> TextMessage | BinaryMessage | None:
+        """Add one fragment to the message being reassembled; return the message on its last fragment.
+
+        Raises:
+            ProtocolError: 1007 if the text so far is not valid UTF-8.
+        """
+        if frame_opcode:  # the first fragment
+            self._decoder = Utf8Decoder() if frame_opcode == Opcode.TEXT else None
+            self._text_parts = []
+            self._binary_parts = []
+        decoder = self._decoder
+        if ignore:
+            return None
+        if decoder is not None:
+            self._text_parts.append(decoder.decode(payload, fin))
+            if not fin:
+                return None
+            text = "".join(self._text_parts)
+            self._text_parts = []
+            return TextMessage(text)
+        self._binary_parts.append(payload)
+        if not fin:
+            return None
+        data = b"".join(self._binary_parts)
+        self._binary_parts = []
+        return BinaryMessage(data)
+
+    def _receive_close(self, payload: bytes) -> CloseReceived | ProtocolFailure:
+        try:
+            code, reason = parse_close_payload(payload)
+        except ProtocolError as exc:
+            return self._fail(exc.close_code, exc.reason)
+        if not self.close_sent:
+            # RFC 6455 §5.5.1: echo the code; 1005 means "none" and must not go on the wire.
+            reply = CloseCode.NORMAL_CLOSURE if code == CloseCode.NO_STATUS_RCVD else code
+            self._out.append(encode_frame(Opcode.CLOSE, build_close_payload(reply)))
+            self.close_sent = True
+        self.close_received = True
+        self._transition(_Trigger.RECEIVE_CLOSE)
+        self._drop_input()
+        return CloseReceived(code, reason)
+
+    def _fail(self, code: int, reason: str) -> ProtocolFailure:
+        """The client broke the protocol: queue our Close (unless one was sent) and ignore further input."""
+        if not self.close_sent:
+            self._out.append(encode_frame(Opcode.CLOSE, build_close_payload(code, reason)))
+            self.close_sent = True
+        self._transition(_Trigger.PROTOCOL_FAILURE)
+        self._drop_input()
+        return ProtocolFailure(code, reason)
+
+    def _drop_input(self) -> None:
+        self._buf = bytearray()
+        self._text_parts = []
+        self._binary_parts = []
+        self._decoder = None
+        self._msg_opcode = 0
+        self._msg_size = 0
+        self._pending = None
+        self._parser = None
+
+    def _transition(self, trigger: _Trigger) -> None:
+        self.state = _TRANSITIONS[self.state, trigger]
+
+    # -- handshake decisions ---------------------------------------------------------------------------
+
+    def accept(self, extra_headers: Sequence[tuple[str, str]] = ()) -> list[Event]:
+        """Accept the handshake announced by a Request event.
+
+        Queues the 101 response and moves to OPEN. Next: write ``data_to_send()``, then handle the events
+        returned here.
+
+        Args:
+            extra_headers: more response headers (e.g. ``Sec-WebSocket-Protocol``).
+
+        Returns:
+            The events of the frames the client sent right behind its request (usually none).
+
+        Raises:
+            UsageError: if no Request is awaiting a decision, or a header is invalid.
+        """
+        if self._pending is None or self.state is not State.HANDSHAKE:
+            raise UsageError("accept() needs a Request event awaiting a decision")
+        response = build_response_101(self._pending.key, extra_headers)
+        self._pending = None
+        self._out.append(response)
+        self._transition(_Trigger.ACCEPT)
+        if not self._buf:
+            return []
+        return self._receive_frames(b"")
+
+    def reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Refuse the handshake announced by a Request event with an HTTP error.
+
+        Queues the response and moves to CLOSED. Next: write ``data_to_send()`` and close the connection.
+
+        Args:
+            status: the HTTP status, 300-599 (e.g. 403, 404).
+            reason: a short plain-text reason, sent as the body.
+            headers: extra response headers.
+
+        Raises:
+            UsageError: if no Request is awaiting a decision, or the status or a header is invalid.
+        """
+        if self._pending is None or self.state is not State.HANDSHAKE:
+            raise UsageError("reject() needs a Request event awaiting a decision")
+        response = build_error_response(status, reason, headers)
+        self._out.append(response)
+        self._transition(_Trigger.REJECT)
+        self._drop_input()
+
+    # -- output ----------------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Drain the bytes the protocol queued by itself.
+
+        That is the handshake response, pongs, the reply to the client's Close, and the Close failing the
+        connection -- never what ``send_*()`` returned, which the caller writes itself.
+
+        Returns:
+            The queued bytes, in order (``b""`` if none).
+        """
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def send_text(self, text: str) -> bytes:
+        """Encode a text message as one frame.
+
+        Args:
+            text: the message.
+
+        Returns:
+            The frame; write it to the client.
+
+        Raises:
+            UsageError: if the state is not OPEN, or ``text`` is not a UTF-8 encodable ``str``.
+        """
+        if self.state is not _OPEN:
+            raise UsageError(f"cannot send a message in state {self.state.name}")
+        return encode_text(text)
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Encode a binary message as one frame.
+
+        Args:
+            data: the message.
+
+        Returns:
+            The frame; write it to the client.
+
+        Raises:
+            UsageError: if the state is not OPEN, or ``data`` is not bytes-like.
+        """
+        if self.state is not _OPEN:
+            raise UsageError(f"cannot send a message in state {self.state.name}")
+        return encode_binary(data)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """Encode a Ping (allowed while OPEN or CLOSING).
+
+        Args:
+            payload: at most 125 bytes, echoed in the client's Pong.
+
+        Returns:
+            The frame; write it to the client.
+
+        Raises:
+            UsageError: if the state is neither OPEN nor CLOSING, or the payload is over 125 bytes.
+        """
+        return self._control_frame(Opcode.PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        """Encode an unsolicited Pong (allowed while OPEN or CLOSING; pings are answered automatically).
+
+        Args:
+            payload: at most 125 bytes.
+
+        Returns:
+            The frame; write it to the client.
+
+        Raises:
+            UsageError: if the state is neither OPEN nor CLOSING, or the payload is over 125 bytes.
+        """
+        return self._control_frame(Opcode.PONG, payload)
+
+    def _control_frame(self, opcode: Opcode, payload: bytes) -> bytes:
+        if self.state is not _OPEN and self.state is not _CLOSING:
+            raise UsageError(f"cannot send a {opcode.name} in state {self.state.name}")
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise UsageError(f"payload must be bytes-like, not {type(payload).__name__}")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise UsageError("a control frame payload is at most 125 bytes")
+        return encode_frame(opcode, payload)
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
+        """Start the closing handshake: encode our Close frame and move to CLOSING.
+
+        Afterwards the client's data frames are ignored; its Close completes the handshake (CloseReceived,
+        state CLOSED, nothing more to send). Next: write the returned bytes, wait (bounded) for CloseReceived,
+        then close the TCP connection.
+
+        Args:
+            code: a code allowed on the wire (1000-1003, 1007-1014, 3000-4999).
+            reason: cut to at most 123 UTF-8 bytes.
+
+        Returns:
+            The Close frame; write it to the client.
+
+        Raises:
+            UsageError: if the state is not OPEN, or the code or reason is invalid.
+        """
+        if self.state is not _OPEN:
+            raise UsageError(f"cannot send a Close in state {self.state.name}")
+        frame = encode_frame(Opcode.CLOSE, build_close_payload(code, reason))
+        self.close_sent = True
+        self._transition(_Trigger.SEND_CLOSE)
+        return frame
+
+
+def _unmask(data: bytes | bytearray | memoryview, key_start: int, end: int) -> bytes:
+    """Unmask a large payload with a single copy, without holding a view on ``data`` afterwards."""
+    with memoryview(data) as view, view[key_start + 4 : end] as payload:
+        return apply_mask(payload, bytes(view[key_start : key_start + 4]))
+
+
+def _bad_control(opcode: int, b0: int) -> str:
+    if opcode > 10:
+        return f"reserved opcode {opcode}"
+    if b0 < 0x80:
+        return "fragmented control frame"
+    return "control frame payload over 125 bytes"
