@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # C accelerator (masking) compiled with cffi; see build_ffi.py.
 SPEEDUPS_STAMP := build/.speedups
-$(SPEEDUPS_STAMP): $(STAMP) build_ffi.py $(wildcard snow_rt_py/_speedups.c)
+$(SPEEDUPS_STAMP): $(STAMP) build_ffi.py
 	$(PY) build_ffi.py speedups
 	mkdir -p build && touch $(SPEEDUPS_STAMP)
 

@@ -11,10 +11,28 @@ See README.md for the whole API.
 
 from __future__ import annotations
 
-from snow_rt_py.api import RunningServer, serve, spawn, start
+from snow_rt_py.api import (
+    RunningServer,
+    broadcast,
+    broadcast_except,
+    join,
+    leave,
+    member_count,
+    room_names,
+    rooms_of,
+    serve,
+    spawn,
+    start,
+)
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
-from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, ServerStartError, SnowError
+from snow_rt_py.runtime.errors import (
+    ConnectionClosedError,
+    InvalidArgumentError,
+    QueueFullError,
+    ServerStartError,
+    SnowError,
+)
 from snow_rt_py.runtime.handler import Handler, Reject, make_handler
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import ExitSignal, link, send
@@ -29,15 +47,23 @@ __all__ = [
     "Handler",
     "Headers",
     "InvalidArgumentError",
+    "QueueFullError",
     "Reject",
     "RunningServer",
     "ServerOptions",
     "ServerStartError",
     "SnowError",
     "__version__",
+    "broadcast",
+    "broadcast_except",
     "exit_actor",
+    "join",
+    "leave",
     "link",
     "make_handler",
+    "member_count",
+    "room_names",
+    "rooms_of",
     "send",
     "serve",
     "spawn",

@@ -22,9 +22,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler, make_handler
 from snow_rt_py.runtime.loop import new_event_loop, shared_loop
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.rooms import registry
 from snow_rt_py.runtime.scheduler import Scheduler, Tag
 from snow_rt_py.runtime.server import Server
 
@@ -187,3 +189,46 @@ async def _serve(
         await stop.wait()
     finally:
         await server.close()
+
+
+# -- rooms (see snow_rt_py/runtime/rooms.py for the rules) ----------------------------------------------------
+
+
+def join(conn: Connection, room: str) -> None:
+    """Add ``conn`` to ``room``; idempotent. Raises ConnectionClosedError if the connection ended."""
+    registry.join(conn, room)
+
+
+def leave(conn: Connection, room: str) -> None:
+    """Remove ``conn`` from ``room``; idempotent. Raises ConnectionClosedError if the connection ended."""
+    registry.leave(conn, room)
+
+
+def broadcast(room: str, message: str | bytes) -> int:
+    """Send ``message`` (text for str, binary for bytes) to every member of ``room``, encoded once.
+
+    Returns:
+        The number of members it could not be queued for (closing, ended, or over their queue bound); 0 for an
+        empty or unknown room. Never waits for a socket.
+    """
+    return registry.broadcast(room, message)
+
+
+def broadcast_except(room: str, message: str | bytes, conn: Connection | None) -> int:
+    """:func:`broadcast` to every member but ``conn`` (None excludes nobody)."""
+    return registry.broadcast(room, message, conn)
+
+
+def rooms_of(conn: Connection) -> list[str]:
+    """The rooms ``conn`` is in, sorted."""
+    return registry.rooms_of(conn)
+
+
+def member_count(room: str) -> int:
+    """The number of members of ``room`` (0 if it does not exist)."""
+    return registry.member_count(room)
+
+
+def room_names() -> list[str]:
+    """Every room that has members, sorted."""
+    return registry.room_names()

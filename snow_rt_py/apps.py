@@ -1,7 +1,11 @@
-"""Ready-made handlers served by the CLI (``--app NAME``)."""
+"""Ready-made handlers served by the CLI (``--app NAME``). They use only the public API."""
 
 from __future__ import annotations
 
+import json
+
+from snow_rt_py.api import broadcast, broadcast_except, join, leave, rooms_of
+from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler
 
@@ -13,4 +17,50 @@ class EchoApp(Handler):
         conn.send(message)
 
 
-APPS: dict[str, type[Handler]] = {"echo": EchoApp}
+class ChatApp(Handler):
+    """Rooms through a line protocol on text messages, usable from any client:
+
+    ``/join ROOM`` -> ``joined ROOM``; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other
+    members of ROOM; ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of
+    the sender's rooms, sorted; anything else (and binary) is echoed. A room name is one word (no spaces).
+    """
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if isinstance(message, bytes) or not message.startswith("/"):
+            conn.send(message)
+            return
+        command, _, rest = message.partition(" ")
+        if command == "/join" and rest:
+            join(conn, rest)
+            conn.send_text(f"joined {rest}")
+        elif command == "/leave" and rest:
+            leave(conn, rest)
+            conn.send_text(f"left {rest}")
+        elif command in ("/say", "/all") and rest:
+            room, _, text = rest.partition(" ")
+            if command == "/say":
+                broadcast_except(room, text, conn)
+            else:
+                broadcast(room, text)
+        elif command == "/rooms" and not rest:
+            conn.send_text(json.dumps(rooms_of(conn)))
+        else:
+            conn.send(message)
+
+
+class BenchApp(Handler):
+    """The benchmark protocol: every connection joins room ``bench``; a text message starting with ``B`` is
+    broadcast to the room (sender included); every other message is echoed with its type."""
+
+    def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
+        join(conn, "bench")
+        return True
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if isinstance(message, str) and message.startswith("B"):
+            broadcast("bench", message)
+        else:
+            conn.send(message)
+
+
+APPS: dict[str, type[Handler]] = {"echo": EchoApp, "chat": ChatApp, "bench": BenchApp}

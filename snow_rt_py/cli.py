@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="0: handlers run on the event loop; N: on N worker threads (default: 0)",
     )
+    s.add_argument(
+        "--max-queue-bytes",
+        type=_positive_int,
+        default=1024 * 1024,
+        help="bound of each connection's outbound queue (default: 1 MiB)",
+    )
+    s.add_argument(
+        "--slow-consumer",
+        choices=["close", "drop"],
+        default="close",
+        help="full queue: close the member with 1008 (default) or drop the message for it",
+    )
     s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser
 
@@ -79,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ping_interval=args.ping_interval or None,
         pong_timeout=args.pong_timeout if args.pong_timeout > 0 else 10.0,
         workers=args.workers,
+        max_queue_bytes=args.max_queue_bytes,
+        slow_consumer=args.slow_consumer,
     )
     try:
         options.validate()

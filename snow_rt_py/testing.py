@@ -45,12 +45,22 @@ class RawClient:
         host: server address (tests use 127.0.0.1 only).
         timeout: seconds any single read may wait.
         tls: an SSL context to wrap the socket with (wss://).
+        rcvbuf: SO_RCVBUF to set before connecting (simulates a client that reads slowly).
     """
 
     def __init__(
-        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, tls: ssl.SSLContext | None = None
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        if rcvbuf is not None:  # before connect, so the advertised window stays small (a slow reader)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect((host, port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)

@@ -95,3 +95,44 @@ def test_console_script_is_installed() -> None:
     script = os.path.join(os.path.dirname(sys.executable), "snow-ws")
     out = subprocess.run([script, "serve", "--help"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 0 and "--max-message-size" in out.stdout
+
+
+def test_tls_and_heartbeat_flags(tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    proc, line = start_cli(
+        "--port", "0", "--tls-cert", str(cert_path), "--tls-key", str(key_path),
+        "--ping-interval", "0.2", "--pong-timeout", "0.3", "--workers", "2",
+    )  # fmt: skip
+    try:
+        assert line.startswith("listening on wss://127.0.0.1:"), line
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        from snow_rt_py.testing import RawClient
+
+        port = int(line.rsplit(":", 1)[1].rstrip("/\n"))
+        with RawClient.connect(port, tls=ctx) as c:
+            c.send_text("over tls")
+            assert c.recv_message() == "over tls"
+            assert c.recv_frame().opcode == 9  # the heartbeat pings within 0.2 s
+            assert c.expect_close() == (1011, "keepalive ping timeout")  # we never answer
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_missing_tls_file_is_a_one_line_error(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snow_rt_py", "serve", "--port", "0", "--tls-cert", str(tmp_path / "none.pem"),
+         "--tls-key", str(tmp_path / "none.key")],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "none.pem" in proc.stderr and "does not exist" in proc.stderr

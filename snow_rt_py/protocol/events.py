@@ -87,7 +87,8 @@ class CloseReceived:
 
 @dataclass(slots=True)
 class ProtocolFailure:
-    """The peer broke the protocol. Our Close frame with ``code`` is already queued in ``data_to_send()``.
+    """The peer broke the protocol. Our Close frame with ``code`` is already queued in ``data_to_send()``
+    (unless we had already sent a Close, in which case nothing more is queued).
 
     The protocol is now CLOSED for input (later bytes are ignored). Next: write ``data_to_send()`` and close the
     TCP connection after a bounded wait.

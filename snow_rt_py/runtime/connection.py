@@ -30,7 +30,8 @@ from snow_rt_py.protocol.connection import ServerProtocol, State
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import encode_binary, encode_text
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
+from snow_rt_py.runtime import rooms
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.heartbeat import Heartbeat
 from snow_rt_py.runtime.scheduler import Actor, Tag, exit
@@ -45,6 +46,7 @@ _ids = itertools.count(1)
 KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
 SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
 HANDLER_CRASH = (int(CloseCode.INTERNAL_ERROR), "internal error")
+SLOW_CONSUMER = (int(CloseCode.POLICY_VIOLATION), "slow consumer")
 
 
 class Connection(asyncio.Protocol):
@@ -72,8 +74,10 @@ class Connection(asyncio.Protocol):
             max_handshake_size=server.options.max_handshake_size,
         )
         self._transport: asyncio.Transport | None = None
+        self._max_queue = server.options.max_queue_bytes
         self._actor: Actor | None = None
-        self._out: deque[bytes] = deque()
+        self._out: deque[bytes] = deque()  # frames not yet handed to the transport (FIFO, any thread appends)
+        self._out_bytes = 0
         self._flush_pending = False
         self._in_read = False
         self._open = False  # accepted and not yet closing: sends allowed
@@ -85,6 +89,9 @@ class Connection(asyncio.Protocol):
         self._heartbeat: Heartbeat | None = None
         self.messages_in = 0
         self.messages_out = 0
+        self.drops = 0  # data messages refused by the slow-consumer policy
+        self.rooms_joined: set[str] = set()  # reverse index of rooms.registry, guarded by its lock
+        self.rooms_closed = False  # set once the connection ended: joins are refused
 
     # -- public API (any thread) ----------------------------------------------------------------------------
 
@@ -126,22 +133,49 @@ class Connection(asyncio.Protocol):
             self.send_binary(message)
 
     def send_frame(self, frame: bytes) -> None:
-        """Queue an already encoded frame (the same bytes may go to many connections: broadcast).
+        """Queue an already encoded data frame (the same bytes may go to many connections: broadcast).
 
         Raises:
-            ConnectionClosedError: the connection is closing or has ended.
+            ConnectionClosedError: the connection is closing or has ended (or was just closed as a slow consumer).
+            QueueFullError: the outbound queue is full and the policy is "drop": this message was dropped.
+        """
+        if not self.offer_frame(frame):
+            if not self._open:
+                raise ConnectionClosedError(f"connection {self.id} is closed")
+            raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
+
+    def offer_frame(self, frame: bytes) -> bool:
+        """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
+
+        A frame always fits an empty queue (so one message of any allowed size can go out). When the queue holds
+        more than ``max_queue_bytes``, the slow-consumer policy applies: the frame is dropped, and with the default
+        policy "close" the connection is closed with 1008 "slow consumer" (what is already queued still goes out
+        first; ``close_timeout`` later the TCP connection is dropped if the peer never reads it).
+
+        Returns:
+            True if queued, False if not.
         """
         if not self._open:
-            raise ConnectionClosedError(f"connection {self.id} is closed")
+            return False
+        queued = self._out_bytes
+        transport = self._transport
+        if transport is not None:
+            queued += transport.get_write_buffer_size()
+        if queued and queued + len(frame) > self._max_queue:
+            self.drops += 1
+            if self.server.options.slow_consumer == "close":
+                self._shutdown(*SLOW_CONSUMER)
+            return False
         self._out.append(frame)
+        self._out_bytes += len(frame)
         self.messages_out += 1
         if not self._flush_pending:
             self._flush_pending = True
-            if threading.get_ident() == self._loop_thread:
-                if not self._in_read:
-                    self._loop.call_soon(self._flush)
-            else:
-                self._loop.call_soon_threadsafe(self._flush)
+            if threading.get_ident() != self._loop_thread:
+                self.server.schedule_flush_threadsafe(self)
+            elif not self._in_read:
+                self.server.schedule_flush(self)
+        return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason``. Safe from any thread.
@@ -163,13 +197,22 @@ class Connection(asyncio.Protocol):
         self._call_on_loop(self._start_close, code, reason)
 
     def statistics(self) -> dict[str, int]:
-        """Counters for this connection: messages in/out, frames queued, bytes waiting in the transport."""
+        """Counters for this connection.
+
+        Returns:
+            ``messages_in`` and ``messages_out`` (data messages received / queued), ``queued_frames`` and
+            ``queued_bytes`` (not yet handed to the transport), ``write_buffer_bytes`` (in the transport, not yet
+            accepted by the kernel), ``drops`` (messages refused by the slow-consumer policy), ``max_queue_bytes``.
+        """
         transport = self._transport
         return {
             "messages_in": self.messages_in,
             "messages_out": self.messages_out,
             "queued_frames": len(self._out),
+            "queued_bytes": self._out_bytes,
             "write_buffer_bytes": transport.get_write_buffer_size() if transport is not None else 0,
+            "drops": self.drops,
+            "max_queue_bytes": self._max_queue,
         }
 
     def __repr__(self) -> str:
@@ -210,7 +253,9 @@ class Connection(asyncio.Protocol):
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self._out.clear()
+        self._out_bytes = 0
         self.server.connection_ended(self)
+        rooms.registry.leave_all(self)
         if self._actor is not None:
             code, reason = self._end if self._end is not None else (int(CloseCode.ABNORMAL_CLOSURE), "")
             self.server.scheduler.deliver(self._actor, Tag.DISCONNECT, (code, reason))
@@ -230,7 +275,8 @@ class Connection(asyncio.Protocol):
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _flush(self) -> None:
-        self._flush_pending = False
+        """Hand every queued frame to the transport in one write (the loop thread only)."""
+        self._flush_pending = False  # first: a frame appended from now on schedules another flush
         out = self._out
         pending = self._proto.data_to_send()
         if pending:
@@ -238,10 +284,9 @@ class Connection(asyncio.Protocol):
         n = len(out)
         if not n or self._transport is None or self._ended:
             return
-        if n == 1:
-            self._transport.write(out.popleft())
-        else:
-            self._transport.write(b"".join([out.popleft() for _ in range(n)]))
+        data = out.popleft() if n == 1 else b"".join([out.popleft() for _ in range(n)])
+        self._out_bytes = max(0, self._out_bytes - len(data))
+        self._transport.write(data)
 
     def _handle(self, events: list[ev.Event]) -> None:
         actor = self._actor

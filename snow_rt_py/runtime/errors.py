@@ -17,3 +17,7 @@ class ServerStartError(SnowError):
 
 class InvalidArgumentError(SnowError, ValueError):
     """An argument is out of range or of the wrong type (e.g. a close code that may not be sent)."""
+
+
+class QueueFullError(SnowError):
+    """The connection's outbound queue is full (a slow consumer) and the policy dropped the message."""

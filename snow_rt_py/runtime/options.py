@@ -26,7 +26,10 @@ class ServerOptions:
             each connection's actor on a pool of N worker threads.
         tls_cert: PEM certificate chain file for wss:// (with ``tls_key``).
         tls_key: PEM private key file for wss://.
-        max_queue_bytes: bound of a connection's outbound queue (bytes not yet accepted by the kernel).
+        max_queue_bytes: bound of a connection's outbound queue (bytes not yet accepted by the kernel). A frame
+            always fits an empty queue; beyond the bound the slow-consumer policy applies.
+        slow_consumer: what happens to a member whose queue is full: "close" (default) drops the message and closes
+            the connection with 1008 "slow consumer"; "drop" drops the message and keeps the connection.
         reuse_port: set SO_REUSEPORT on the listening socket.
         backlog: listen() backlog.
     """
@@ -42,7 +45,8 @@ class ServerOptions:
     workers: int = 0
     tls_cert: str | Path | None = None
     tls_key: str | Path | None = None
-    max_queue_bytes: int = 4 * 1024 * 1024
+    max_queue_bytes: int = 1024 * 1024
+    slow_consumer: str = "close"
     reuse_port: bool = False
     backlog: int = 1024
 
@@ -66,6 +70,8 @@ class ServerOptions:
             raise ValueError("tls_cert and tls_key must be given together")
         if self.max_queue_bytes < 1024:
             raise ValueError(f"max_queue_bytes must be at least 1024, got {self.max_queue_bytes}")
+        if self.slow_consumer not in ("close", "drop"):
+            raise ValueError(f"slow_consumer must be 'close' or 'drop', got {self.slow_consumer!r}")
 
     @property
     def heartbeat_enabled(self) -> bool:

@@ -8,9 +8,11 @@ handshake; abort whatever remains; stop the scheduler's workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import threading
+from collections import deque
 
 from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection
 from snow_rt_py.runtime.errors import ServerStartError
@@ -39,6 +41,8 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._sockets: set[Connection] = set()  # every TCP connection, handshake included
         self._accepted: dict[int, Connection] = {}
+        self._dirty: deque[Connection] = deque()  # connections with frames to flush this loop iteration
+        self._flush_scheduled = False
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._closed = asyncio.Event()
@@ -95,6 +99,29 @@ class Server:
         """The accepted connections still open or closing."""
         return list(self._accepted.values())
 
+    # -- write batching -------------------------------------------------------------------------------------
+
+    def schedule_flush(self, conn: Connection) -> None:
+        """Flush ``conn`` at the end of this loop iteration (loop thread). One callback serves every connection
+        written to in the iteration, so a broadcast to 10,000 members costs one scheduled callback."""
+        self._dirty.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_dirty)
+
+    def schedule_flush_threadsafe(self, conn: Connection) -> None:
+        """Like :meth:`schedule_flush`, from any other thread."""
+        self._dirty.append(conn)  # first: a flush that is already running will pick it up
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon_threadsafe(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_scheduled = False  # first: a connection marked from now on schedules another run
+        dirty = self._dirty
+        while dirty:
+            dirty.popleft()._flush()
+
     # -- called by Connection (loop thread) -----------------------------------------------------------------
 
     def connection_started(self, conn: Connection) -> None:
@@ -128,10 +155,8 @@ class Server:
                 conn._shutdown(*SERVER_SHUTDOWN)
             else:
                 conn._finish()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_gone.wait(), timeout)
-        except TimeoutError:
-            pass
         if self._sockets:
             log.warning("%d connections did not close within %.1fs; aborting them", len(self._sockets), timeout)
             for conn in list(self._sockets):

@@ -1,0 +1,141 @@
+"""Rooms: named groups of connections, and encode-once fan-out.
+
+Rules (one registry per process; every function is safe from any thread, any actor, at once):
+
+* ``join``/``leave`` are idempotent. A connection can be in any number of rooms. Any ``str`` is a room name
+  (empty and non-ASCII included), compared exactly.
+* A connection leaves every room when it ends, whatever the cause, before its on_close runs. A connection that is
+  closing or has ended cannot join (``ConnectionClosedError``): there are never ghost members.
+* ``broadcast`` encodes the frame **once** and queues the same ``bytes`` on every member's outbound queue; it
+  never waits for a socket. Members are snapshotted under the lock, so a member that leaves or ends concurrently
+  either gets the whole message or is counted as a failure, never a partial frame.
+* The return value of a broadcast is the number of members the message **could not be queued for**: members
+  that were closing or ended at that instant, and members whose outbound queue was full (the slow-consumer policy
+  then drops the message for them, and with the default policy closes them with 1008). 0 for an empty or unknown
+  room. A queued message is delivered unless the member's connection ends before the kernel accepts it.
+* Messages from one broadcaster to one room reach every member in the order they were broadcast (each member's
+  queue is FIFO).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from snow_rt_py.protocol.errors import UsageError
+from snow_rt_py.protocol.frames import encode_binary, encode_text
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from snow_rt_py.runtime.connection import Connection
+
+
+class RoomRegistry:
+    """Room membership, with the reverse index kept on each connection (``conn.rooms_joined``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[str, dict[int, Connection]] = {}
+
+    def join(self, conn: Connection, room: str) -> None:
+        """Add ``conn`` to ``room`` (no-op if already a member).
+
+        Raises:
+            ConnectionClosedError: the connection is closing or has ended.
+            InvalidArgumentError: ``room`` is not a str.
+        """
+        _check_room(room)
+        with self._lock:
+            if conn.rooms_closed or not conn.open:
+                raise ConnectionClosedError(f"connection {conn.id} has ended; it cannot join {room!r}")
+            self._rooms.setdefault(room, {})[conn.id] = conn
+            conn.rooms_joined.add(room)
+
+    def leave(self, conn: Connection, room: str) -> None:
+        """Remove ``conn`` from ``room`` (no-op if not a member). Empty rooms disappear.
+
+        Raises:
+            ConnectionClosedError: the connection has ended (it already left every room).
+            InvalidArgumentError: ``room`` is not a str.
+        """
+        _check_room(room)
+        with self._lock:
+            if conn.rooms_closed:
+                raise ConnectionClosedError(f"connection {conn.id} has ended")
+            self._remove(conn, room)
+
+    def leave_all(self, conn: Connection) -> None:
+        """Called by the runtime when ``conn`` ends: leave every room and refuse later joins. Idempotent."""
+        with self._lock:
+            conn.rooms_closed = True
+            for room in list(conn.rooms_joined):
+                self._remove(conn, room)
+
+    def _remove(self, conn: Connection, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None and members.pop(conn.id, None) is not None and not members:
+            del self._rooms[room]
+        conn.rooms_joined.discard(room)
+
+    def broadcast(self, room: str, message: str | bytes, except_conn: Connection | None = None) -> int:
+        """Send ``message`` (text for str, binary for bytes) to every member of ``room`` but ``except_conn``.
+
+        Returns:
+            The number of members it could not be queued for (see the module rules); 0 for an unknown room.
+
+        Raises:
+            InvalidArgumentError: ``room`` is not a str, or ``message`` is not str/bytes or not valid UTF-8.
+        """
+        _check_room(room)
+        try:
+            if isinstance(message, str):
+                frame = encode_text(message)
+            elif isinstance(message, bytes | bytearray | memoryview):
+                frame = encode_binary(message)
+            else:
+                raise InvalidArgumentError(f"message must be str or bytes, not {type(message).__name__}")
+        except UsageError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return self.broadcast_frame(room, frame, except_conn)
+
+    def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:
+        """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn``; return the failures."""
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return 0
+            targets = list(members.values())
+        failures = 0
+        for conn in targets:
+            if conn is not except_conn and not conn.offer_frame(frame):
+                failures += 1
+        return failures
+
+    def rooms_of(self, conn: Connection) -> list[str]:
+        """The rooms ``conn`` is in, sorted."""
+        with self._lock:
+            return sorted(conn.rooms_joined)
+
+    def member_count(self, room: str) -> int:
+        """How many connections are in ``room`` (0 if unknown)."""
+        with self._lock:
+            return len(self._rooms.get(room, ()))
+
+    def members(self, room: str) -> list[Connection]:
+        """A snapshot of the members of ``room``, in joining order."""
+        with self._lock:
+            return list(self._rooms.get(room, {}).values())
+
+    def room_names(self) -> list[str]:
+        """Every room with at least one member, sorted."""
+        with self._lock:
+            return sorted(self._rooms)
+
+
+def _check_room(room: object) -> None:
+    if not isinstance(room, str):
+        raise InvalidArgumentError(f"room name must be str, not {type(room).__name__}")
+
+
+registry = RoomRegistry()
+"""The process-wide registry used by the Python API and the C ABI."""
