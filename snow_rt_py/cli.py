@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="close",
         help="full queue: close the member with 1008 (default) or drop the message for it",
     )
+    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs (e.g. a browser page)")
+    s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
     s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser
 
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         max_queue_bytes=args.max_queue_bytes,
         slow_consumer=args.slow_consumer,
+        static_dir=args.static_dir,
+        static_index=args.static_index,
     )
     try:
         options.validate()

@@ -10,6 +10,7 @@ States and transitions (the only place the state changes is :meth:`ServerProtoco
 
     HANDSHAKE --accept()----------------------------------> OPEN
     HANDSHAKE --reject() / invalid request (HandshakeFailure)--> CLOSED
+    HANDSHAKE --plain HTTP GET (HttpRequest), respond() or reject()--> CLOSED
     OPEN      --send_close()------------------------------> CLOSING
     OPEN      --peer Close (reply queued, CloseReceived)--> CLOSED
     OPEN      --peer breaks the protocol (ProtocolFailure)-> CLOSED
@@ -52,6 +53,7 @@ from snow_rt_py.protocol.events import (
     ConnectionLost,
     Event,
     HandshakeFailure,
+    HttpRequest,
     Ping,
     Pong,
     ProtocolFailure,
@@ -64,8 +66,10 @@ from snow_rt_py.protocol.handshake import (
     ParsedRequest,
     RequestParser,
     build_error_response,
+    build_response,
     build_response_101,
 )
+from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.mask import C_THRESHOLD, apply_mask
 from snow_rt_py.protocol.utf8 import Utf8Decoder
 
@@ -144,6 +148,7 @@ class ServerProtocol:
         "_out",
         "_parser",
         "_pending",
+        "_pending_http",
         "_text_parts",
         "close_received",
         "close_sent",
@@ -163,6 +168,7 @@ class ServerProtocol:
         self._max_message_size = max_message_size
         self._parser: RequestParser | None = None if open else RequestParser(max_handshake_size)
         self._pending: ParsedRequest | None = None  # a Request returned, awaiting accept() or reject()
+        self._pending_http = False  # an HttpRequest returned, awaiting respond() or reject()
         self._out: list[bytes] = []
         self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
         self._eof = False
@@ -213,6 +219,11 @@ class ServerProtocol:
             request = self._parser.feed(data)
         except HandshakeError as exc:
             self._parser = None
+            if exc.plain is not None:  # a plain HTTP GET: the caller answers it (respond() or reject())
+                target, headers = exc.plain
+                assert isinstance(headers, Headers)
+                self._pending_http = True
+                return [HttpRequest(target, headers)]
             self._out.append(build_error_response(exc.status, exc.reason, exc.headers))
             self._transition(_Trigger.REJECT)
             return [HandshakeFailure(exc.status, exc.reason)]
@@ -447,10 +458,26 @@ class ServerProtocol:
         Raises:
             UsageError: if no Request is awaiting a decision, or the status or a header is invalid.
         """
-        if self._pending is None or self.state is not State.HANDSHAKE:
-            raise UsageError("reject() needs a Request event awaiting a decision")
+        if (self._pending is None and not self._pending_http) or self.state is not State.HANDSHAKE:
+            raise UsageError("reject() needs a Request or HttpRequest event awaiting a decision")
         response = build_error_response(status, reason, headers)
+        self._pending_http = False
         self._out.append(response)
+        self._transition(_Trigger.REJECT)
+        self._drop_input()
+
+    def respond(self, status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Answer the plain HTTP request announced by an HttpRequest event.
+
+        Queues the response and moves to CLOSED. Next: write ``data_to_send()`` and close the connection.
+
+        Raises:
+            UsageError: if no HttpRequest is awaiting an answer, or the status or a header is invalid.
+        """
+        if not self._pending_http or self.state is not State.HANDSHAKE:
+            raise UsageError("respond() needs an HttpRequest event awaiting an answer")
+        self._out.append(build_response(status, body, content_type, headers))
+        self._pending_http = False
         self._transition(_Trigger.REJECT)
         self._drop_input()
 

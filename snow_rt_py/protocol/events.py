@@ -30,6 +30,22 @@ class Request:
 
 
 @dataclass(slots=True)
+class HttpRequest:
+    """A well-formed plain HTTP GET (no ``Upgrade`` header): not a WebSocket handshake.
+
+    Next: answer it with ``respond(status, body, content_type)`` (e.g. serve a page) or ``reject(400, reason)``,
+    then write ``data_to_send()`` and close the TCP connection.
+
+    Attributes:
+        target: the raw request-target.
+        headers: the request headers.
+    """
+
+    target: str
+    headers: Headers
+
+
+@dataclass(slots=True)
 class HandshakeFailure:
     """The opening handshake was invalid. The HTTP error response is already queued in ``data_to_send()``.
 
@@ -115,6 +131,7 @@ class ConnectionLost:
 
 Event = (
     Request
+    | HttpRequest
     | HandshakeFailure
     | TextMessage
     | BinaryMessage

@@ -14,6 +14,7 @@ colon, obs-fold, control characters)
 method other than GET (RFC 6455 §4.1 requires GET)         405     ``Allow: GET``
 no ``Host``, or several (RFC 9112 §3.2)                    400
 a body (``Transfer-Encoding``, ``Content-Length`` not 0)   400
+no ``Upgrade`` at all (a plain HTTP GET): see below         400
 ``Upgrade`` without the token ``websocket``                400
 ``Connection`` without the token ``upgrade``               400
 ``Sec-WebSocket-Key`` missing, repeated, or not the        400
@@ -30,7 +31,12 @@ how they were chunked.
 missing version gets 426 rather than 400 so that the response tells the client which version to speak
 (RFC 6455 §4.4). Bare ``LF`` line endings are accepted as well as ``CRLF`` (RFC 9112 §2.2).
 
-The responses are built by :func:`build_response_101` and :func:`build_error_response`.
+A well-formed GET that has no ``Upgrade`` header at all is a plain HTTP request: its HandshakeError carries
+``plain=(target, headers)`` so that :class:`~snow_rt_py.protocol.connection.ServerProtocol` can hand it to its
+caller (an :class:`~snow_rt_py.protocol.events.HttpRequest` event) to serve a page, or refuse it with the 400.
+
+The responses are built by :func:`build_response_101`, :func:`build_error_response` and
+:func:`build_response`.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ __all__ = [
     "RequestParser",
     "accept_key",
     "build_error_response",
+    "build_response",
     "build_response_101",
     "parse_request",
 ]
@@ -209,6 +216,8 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
         raise _bad_request("Missing or repeated Host header.")
     if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
         raise _bad_request("A WebSocket handshake request has no body.")
+    if "Upgrade" not in headers:  # a plain HTTP request: the caller may answer it (e.g. serve a page)
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "Upgrade header must include websocket.", plain=(target, headers))
     if not _has_token(headers, "Upgrade", "websocket"):
         raise _bad_request("Upgrade header must include websocket.")
     if not _has_token(headers, "Connection", "upgrade"):
@@ -311,6 +320,34 @@ def build_error_response(status: int, reason: str, headers: Sequence[tuple[str, 
         f"Content-Length: {len(body)}",
         "Connection: close",
     ]
+    lines += _header_lines(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def build_response(status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """Build a complete HTTP/1.1 response to a plain HTTP request; the connection closes after it.
+
+    Args:
+        status: the HTTP status, 200-599.
+        body: the body.
+        content_type: the ``Content-Type``.
+        headers: extra response headers.
+
+    Returns:
+        The status line, ``Content-Type``, ``Content-Length``, ``Connection: close``, the extra headers, the body.
+
+    Raises:
+        UsageError: if the status is outside 200-599, or a header is invalid.
+    """
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise UsageError(f"status {status!r} is not a final HTTP status")
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Status"
+    lines = [f"HTTP/1.1 {status} {phrase}"]
+    lines += _header_lines([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    lines.append("Connection: close")
     lines += _header_lines(headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 

@@ -30,7 +30,7 @@ from snow_rt_py.protocol.connection import ServerProtocol, State
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import encode_binary, encode_text
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.runtime import rooms
+from snow_rt_py.runtime import rooms, static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.heartbeat import Heartbeat
@@ -324,6 +324,9 @@ class Connection(asyncio.Protocol):
                 self._half_close()
             elif kind is ev.HandshakeFailure:
                 self._finish()
+            elif kind is ev.HttpRequest:
+                assert isinstance(event, ev.HttpRequest)
+                self._on_http_request(event)
             elif kind is ev.ConnectionLost:
                 self._open = False
                 self._finish()
@@ -361,6 +364,15 @@ class Connection(asyncio.Protocol):
             self._heartbeat.start()
         if pipelined:
             self._handle(pipelined)
+
+    def _on_http_request(self, request: ev.HttpRequest) -> None:
+        self._cancel_timer()
+        opts = self.server.options
+        if opts.static_dir is None:
+            self._proto.reject(400, "Upgrade header must include websocket.")
+        else:
+            self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
+        self._finish()
 
     def _send_ping(self, payload: bytes) -> None:
         if self._proto.state is State.OPEN:

@@ -30,6 +30,9 @@ class ServerOptions:
             always fits an empty queue; beyond the bound the slow-consumer policy applies.
         slow_consumer: what happens to a member whose queue is full: "close" (default) drops the message and closes
             the connection with 1008 "slow consumer"; "drop" drops the message and keeps the connection.
+        static_dir: answer plain HTTP GETs (no Upgrade header) with the files of this directory; None answers
+            them with 400.
+        static_index: the file ``GET /`` serves from ``static_dir``.
         reuse_port: set SO_REUSEPORT on the listening socket.
         backlog: listen() backlog.
     """
@@ -47,6 +50,8 @@ class ServerOptions:
     tls_key: str | Path | None = None
     max_queue_bytes: int = 1024 * 1024
     slow_consumer: str = "close"
+    static_dir: str | Path | None = None
+    static_index: str = "index.html"
     reuse_port: bool = False
     backlog: int = 1024
 
@@ -70,6 +75,8 @@ class ServerOptions:
             raise ValueError("tls_cert and tls_key must be given together")
         if self.max_queue_bytes < 1024:
             raise ValueError(f"max_queue_bytes must be at least 1024, got {self.max_queue_bytes}")
+        if self.static_dir is not None and not Path(self.static_dir).is_dir():
+            raise ValueError(f"static_dir {str(self.static_dir)!r} is not a directory")
         if self.slow_consumer not in ("close", "drop"):
             raise ValueError(f"slow_consumer must be 'close' or 'drop', got {self.slow_consumer!r}")
 

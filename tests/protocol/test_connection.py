@@ -655,3 +655,37 @@ def test_frames_from_an_independent_encoder(size: int) -> None:
     data += Frame(WsOpcode.CONT, b"!").serialize(mask=True)
     proto = opened()
     assert proto.receive_data(data) == [BinaryMessage(payload), Ping(b"ping"), TextMessage(text + "!")]
+
+
+def test_plain_http_get_is_offered_to_the_caller() -> None:
+    from snow_rt_py.protocol.events import HttpRequest
+
+    proto = ServerProtocol()
+    events = proto.receive_data(b"GET /page?x=1 HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n")
+    assert len(events) == 1 and isinstance(events[0], HttpRequest)
+    assert events[0].target == "/page?x=1" and events[0].headers["accept"] == "text/html"
+    assert proto.data_to_send() == b""  # nothing decided yet
+    with pytest.raises(UsageError):
+        proto.accept()
+    proto.respond(200, b"<p>", "text/html")
+    assert proto.data_to_send() == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 3\r\nConnection: close\r\n\r\n<p>"
+    )
+    assert proto.state is State.CLOSED
+    with pytest.raises(UsageError):
+        proto.respond(200, b"", "text/plain")
+
+
+def test_plain_http_get_can_be_rejected() -> None:
+    proto = ServerProtocol()
+    proto.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    proto.reject(400, "Upgrade header must include websocket.")
+    assert proto.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert proto.state is State.CLOSED
+
+
+def test_respond_needs_a_plain_request() -> None:
+    proto = ServerProtocol()
+    proto.receive_data(REQUEST)
+    with pytest.raises(UsageError):
+        proto.respond(200, b"", "text/plain")

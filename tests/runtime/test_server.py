@@ -310,3 +310,39 @@ def test_server_stop_sends_1001_and_reports_it(start_server, recorder) -> None:
             ws.recv(timeout=5)
         assert ws.close_code == 1001
     assert recorder.wait_close()[0] == 1001
+
+
+def test_plain_http_get_is_400_without_static_dir(start_server) -> None:
+    server = start_server()
+    with RawClient(server.port) as c:
+        c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = c.read_response()
+        assert status == 400 and b"websocket" in body
+        assert c.wait_eof()
+
+
+def test_static_dir_serves_files_for_plain_gets_and_nothing_outside(start_server, tmp_path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "page.html").write_text("<h1>hi</h1>")
+    (site / "app.js").write_text("let x = 1;")
+    (tmp_path / "secret.txt").write_text("no")
+    server = start_server(static_dir=site, static_index="page.html")
+
+    def get(target: str) -> tuple[int, dict[str, str], bytes]:
+        with RawClient(server.port) as c:
+            c.send_raw(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            response = c.read_response()
+            assert c.wait_eof()
+            return response
+
+    status, headers, body = get("/")
+    assert (status, body) == (200, b"<h1>hi</h1>")
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert get("/app.js?v=1")[0] == 200
+    assert get("/missing.html")[0] == 404
+    assert get("/../secret.txt")[0] == 404
+    assert get("/%2e%2e/secret.txt")[0] == 404
+    with RawClient.connect(server.port) as ws:  # the same port still upgrades
+        ws.send_text("x")
+        assert ws.recv_message() == "x"
