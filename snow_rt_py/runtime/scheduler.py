@@ -105,16 +105,23 @@ class Scheduler:
 
     Args:
         loop: the event loop that owns the sockets (used for inline mode and for cross-thread wake-ups).
+        loop_thread_id: ``threading.get_ident()`` of the loop's thread (inline mode runs actors there).
         workers: 0 for inline, else the number of worker threads.
         name: used in thread names and logs.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int = 0, name: str = "snow") -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        workers: int = 0,
+        name: str = "snow",
+        loop_thread_id: int | None = None,
+    ) -> None:
         self.loop = loop
         self.workers = workers
+        self._loop_thread_id = loop_thread_id
         self._runq: queue.SimpleQueue[Actor | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._loop_thread_id: int | None = None
         self._closed = False
         for i in range(workers):
             t = threading.Thread(target=self._worker, name=f"{name}-worker-{i}", daemon=True)
@@ -148,26 +155,29 @@ class Scheduler:
         with actor._lock:
             if not actor.alive:
                 return False
-            actor.mailbox.append((tag, payload))
-            if actor.running:
-                return True
+            # Inline fast path: an idle actor with an empty mailbox, on the loop thread, runs at once.
+            direct = (
+                not actor.running
+                and not actor.mailbox
+                and not self.workers
+                and threading.get_ident() == self._loop_thread_id
+            )
+            if not direct:
+                actor.mailbox.append((tag, payload))
+                if actor.running:
+                    return True
             actor.running = True
+        if direct:
+            self._call(actor, tag, payload)
+            self._run(actor, None)  # whatever arrived meanwhile (e.g. a message to itself); then idle
+            return True
         if self.workers:
             self._runq.put(actor)
-        elif self._on_loop_thread():
+        elif threading.get_ident() == self._loop_thread_id:
             self._run(actor, None)
         else:
             self.loop.call_soon_threadsafe(self._run, actor, None)
         return True
-
-    def _on_loop_thread(self) -> bool:
-        if self._loop_thread_id is None:
-            try:
-                if asyncio.get_running_loop() is self.loop:
-                    self._loop_thread_id = threading.get_ident()
-            except RuntimeError:
-                return False
-        return threading.get_ident() == self._loop_thread_id
 
     def _run(self, actor: Actor, limit: int | None) -> bool:
         """Run up to ``limit`` messages of ``actor``. Returns True if it must be rescheduled."""
@@ -183,16 +193,20 @@ class Scheduler:
                     return True
                 tag, payload = actor.mailbox.popleft()
             handled += 1
-            try:
-                actor.behaviour(tag, payload)
-            except Exception as exc:  # a crash stays inside its actor
-                if actor.on_crash is not None:
-                    try:
-                        actor.on_crash(exc)
-                    except Exception:
-                        log.exception("on_crash of actor %d failed", actor.pid)
-                else:
-                    log.exception("actor %d crashed", actor.pid)
+            self._call(actor, tag, payload)
+
+    @staticmethod
+    def _call(actor: Actor, tag: Tag, payload: Any) -> None:
+        try:
+            actor.behaviour(tag, payload)
+        except Exception as exc:  # a crash stays inside its actor
+            if actor.on_crash is not None:
+                try:
+                    actor.on_crash(exc)
+                except Exception:
+                    log.exception("on_crash of actor %d failed", actor.pid)
+            else:
+                log.exception("actor %d crashed", actor.pid)
 
     def _worker(self) -> None:
         while True:

@@ -36,7 +36,7 @@ class Server:
         self.options = options
         self.loop = loop
         self.loop_thread_id = threading.get_ident()
-        self.scheduler = Scheduler(loop, options.workers, name="snow-ws")
+        self.scheduler = Scheduler(loop, options.workers, name="snow-ws", loop_thread_id=self.loop_thread_id)
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
         self._sockets: set[Connection] = set()  # every TCP connection, handshake included
