@@ -21,7 +21,6 @@ import itertools
 import logging
 import socket
 import threading
-from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from snow_rt_py.protocol import events as ev
@@ -33,7 +32,6 @@ from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime import rooms, static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
 from snow_rt_py.runtime.handler import Reject
-from snow_rt_py.runtime.heartbeat import Heartbeat
 from snow_rt_py.runtime.scheduler import Actor, Tag, exit
 
 if TYPE_CHECKING:
@@ -42,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("snow_rt_py.connection")
 
 _ids = itertools.count(1)
+_NO_ROOMS: set[str] = set()  # shared empty placeholder; rooms.py gives a connection its own set on first join
 
 KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
 SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
@@ -76,7 +75,9 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._max_queue = server.options.max_queue_bytes
         self._actor: Actor | None = None
-        self._out: deque[bytes] = deque()  # frames not yet handed to the transport (FIFO, any thread appends)
+        # Frames not yet handed to the transport, FIFO. Any thread appends; only the loop thread removes, and only
+        # the items it read (``del out[:n]``), so a frame appended meanwhile by another thread is never lost.
+        self._out: list[bytes] = []
         self._out_bytes = 0
         self._flush_pending = False
         self._in_read = False
@@ -86,11 +87,12 @@ class Connection(asyncio.Protocol):
         self._rejected = False
         self._crashed = False
         self._timer: asyncio.TimerHandle | None = None  # handshake deadline, then close deadline
-        self._heartbeat: Heartbeat | None = None
+        self.hb_due = -1  # heartbeat state, driven by the server's HeartbeatWheel
+        self.hb_payload: bytes | None = None
         self.messages_in = 0
         self.messages_out = 0
         self.drops = 0  # data messages refused by the slow-consumer policy
-        self.rooms_joined: set[str] = set()  # reverse index of rooms.registry, guarded by its lock
+        self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of rooms.registry, guarded by its lock
         self.rooms_closed = False  # set once the connection ended: joins are refused
 
     # -- public API (any thread) ----------------------------------------------------------------------------
@@ -250,8 +252,8 @@ class Connection(asyncio.Protocol):
         self._ended = True
         self._open = False
         self._cancel_timer()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+        if self.server.heartbeat is not None:
+            self.server.heartbeat.stop(self)
         self._out.clear()
         self._out_bytes = 0
         self.server.connection_ended(self)
@@ -284,7 +286,8 @@ class Connection(asyncio.Protocol):
         n = len(out)
         if not n or self._transport is None or self._ended:
             return
-        data = out.popleft() if n == 1 else b"".join([out.popleft() for _ in range(n)])
+        data = out[0] if n == 1 else b"".join(out[:n])
+        del out[:n]
         self._out_bytes = max(0, self._out_bytes - len(data))
         self._transport.write(data)
 
@@ -304,8 +307,8 @@ class Connection(asyncio.Protocol):
                 # The protocol queued the pong; take it now so it leaves before replies to later messages.
                 self._out.append(self._proto.data_to_send())
             elif kind is ev.Pong:
-                if self._heartbeat is not None:
-                    self._heartbeat.pong_received(event.payload)  # type: ignore[union-attr]
+                if self.server.heartbeat is not None:
+                    self.server.heartbeat.pong_received(self, event.payload)  # type: ignore[union-attr]
             elif kind is ev.Request:
                 assert isinstance(event, ev.Request)
                 self._on_request(event)
@@ -356,12 +359,8 @@ class Connection(asyncio.Protocol):
         self.pid = actor.pid
         server.connection_accepted(self)
         server.scheduler.deliver(actor, Tag.CONNECT, None)
-        opts = server.options
-        if opts.ping_interval:
-            self._heartbeat = Heartbeat(
-                self._loop, opts.ping_interval, opts.pong_timeout, self._send_ping, self._keepalive_expired
-            )
-            self._heartbeat.start()
+        if server.heartbeat is not None:
+            server.heartbeat.start(self)
         if pipelined:
             self._handle(pipelined)
 
@@ -374,12 +373,14 @@ class Connection(asyncio.Protocol):
             self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
         self._finish()
 
-    def _send_ping(self, payload: bytes) -> None:
+    def send_heartbeat_ping(self, payload: bytes) -> None:
+        """Called by the heartbeat wheel (loop thread)."""
         if self._proto.state is State.OPEN:
             self._out.append(self._proto.send_ping(payload))
             self._flush()
 
-    def _keepalive_expired(self) -> None:
+    def heartbeat_expired(self) -> None:
+        """Called by the heartbeat wheel (loop thread) when a ping went unanswered."""
         if self._open:
             self._open = False
             self._start_close(*KEEPALIVE_TIMEOUT)

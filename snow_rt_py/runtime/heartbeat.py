@@ -1,85 +1,121 @@
 """Server-side keepalive: ping every ``interval`` seconds, expect the matching pong within ``timeout``.
 
-Timers come from the connection's event loop (``loop.call_later``), so a heartbeat costs two timer handles and no
-thread, and tests can drive it with short intervals. Rules:
+Rules:
 
 * Each ping carries a fresh 4-byte random payload; only a pong echoing the **latest** ping's payload counts.
   Mismatched and unsolicited pongs are ignored (RFC 6455 §5.5.3 allows unsolicited pongs).
 * The next ping is due ``interval`` seconds after the previous ping was answered (so a slow peer is never pinged
   twice in a row without answering).
-* No matching pong within ``timeout`` -> ``on_timeout()`` (the connection closes with 1011 "keepalive ping
-  timeout", the code websockets and browsers use for it: the peer is not going away by itself, something
-  unexpected prevented the exchange).
+* No matching pong within ``timeout`` -> the connection closes with 1011 "keepalive ping timeout", the code
+  websockets and browsers use for it: the peer is not going away by itself, something unexpected prevented the
+  exchange.
+
+One :class:`HeartbeatWheel` per server drives every connection's heartbeat with a single loop timer: deadlines
+are rounded up to ticks of ``min(interval, timeout) / 10`` and kept in per-tick buckets, so a heartbeat costs a
+bucket entry and two attributes per connection, not a timer handle, and ten thousand idle connections cost one
+timer. Deadlines fire at most one tick late. Timers come from the loop's clock, so tests drive the heartbeat fast
+with short intervals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
-from collections.abc import Callable
+from typing import Protocol
 
 
-class Heartbeat:
-    """Ping/pong keepalive for one connection.
+class HeartbeatClient(Protocol):
+    """What the wheel needs from a connection."""
+
+    hb_due: int  # the tick the connection is scheduled at, or -1
+    hb_payload: bytes | None  # the outstanding ping's payload
+
+    def send_heartbeat_ping(self, payload: bytes) -> None:
+        """Send a Ping frame with ``payload``."""
+
+    def heartbeat_expired(self) -> None:
+        """The outstanding ping was not answered in time."""
+
+
+class HeartbeatWheel:
+    """Ping/pong keepalive for every connection of a server.
 
     Args:
-        loop: the loop whose clock and timers are used.
+        loop: the loop whose clock and timer are used.
         interval: seconds between a pong (or the start) and the next ping.
         timeout: seconds the peer has to answer a ping.
-        send_ping: called with the payload to send as a Ping frame.
-        on_timeout: called once if a ping is not answered in time.
     """
 
-    __slots__ = ("_loop", "_on_timeout", "_pending", "_send_ping", "_timer", "interval", "timeout")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        interval: float,
-        timeout: float,
-        send_ping: Callable[[bytes], None],
-        on_timeout: Callable[[], None],
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float) -> None:
         self._loop = loop
         self.interval = interval
         self.timeout = timeout
-        self._send_ping = send_ping
-        self._on_timeout = on_timeout
-        self._pending: bytes | None = None
+        self._tick = max(0.005, min(interval, timeout) / 10)
+        self._buckets: dict[int, dict[HeartbeatClient, None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_tick = -1
 
-    def start(self) -> None:
-        """Schedule the first ping ``interval`` seconds from now."""
-        self._timer = self._loop.call_later(self.interval, self._ping)
+    def start(self, conn: HeartbeatClient) -> None:
+        """Begin the heartbeat of ``conn``: its first ping is due ``interval`` seconds from now."""
+        conn.hb_payload = None
+        self._schedule(conn, self.interval)
 
-    def stop(self) -> None:
-        """Cancel every timer. Idempotent."""
+    def stop(self, conn: HeartbeatClient) -> None:
+        """End the heartbeat of ``conn``. Idempotent."""
+        bucket = self._buckets.get(conn.hb_due)
+        if bucket is not None:
+            bucket.pop(conn, None)
+            if not bucket:
+                del self._buckets[conn.hb_due]
+        conn.hb_due = -1
+        conn.hb_payload = None
+
+    def pong_received(self, conn: HeartbeatClient, payload: bytes) -> bool:
+        """A pong arrived on ``conn``. Returns True if it answered the outstanding ping."""
+        if conn.hb_payload is None or payload != conn.hb_payload or conn.hb_due < 0:
+            return False
+        self.stop(conn)
+        self._schedule(conn, self.interval)
+        return True
+
+    def close(self) -> None:
+        """Stop the timer and forget every connection."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._pending = None
+        for bucket in self._buckets.values():
+            for conn in bucket:
+                conn.hb_due = -1
+        self._buckets.clear()
 
-    @property
-    def awaiting_pong(self) -> bool:
-        """True while a ping is outstanding."""
-        return self._pending is not None
+    def _schedule(self, conn: HeartbeatClient, delay: float) -> None:
+        due = math.ceil((self._loop.time() + delay) / self._tick)
+        conn.hb_due = due
+        self._buckets.setdefault(due, {})[conn] = None
+        if self._timer is None or due < self._timer_tick:
+            self._arm(due)
 
-    def pong_received(self, payload: bytes) -> bool:
-        """Tell the heartbeat a pong arrived. Returns True if it answered the outstanding ping."""
-        if self._pending is None or payload != self._pending:
-            return False
-        self._pending = None
+    def _arm(self, tick: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_later(self.interval, self._ping)
-        return True
+        self._timer_tick = tick
+        self._timer = self._loop.call_at(tick * self._tick, self._fire)
 
-    def _ping(self) -> None:
-        self._pending = os.urandom(4)
-        self._timer = self._loop.call_later(self.timeout, self._expired)
-        self._send_ping(self._pending)
-
-    def _expired(self) -> None:
+    def _fire(self) -> None:
         self._timer = None
-        self._pending = None
-        self._on_timeout()
+        now = math.floor(self._loop.time() / self._tick + 1e-9)
+        for tick in sorted(t for t in self._buckets if t <= now):
+            for conn in list(self._buckets.pop(tick)):
+                conn.hb_due = -1
+                if conn.hb_payload is None:  # a ping is due
+                    conn.hb_payload = os.urandom(4)
+                    self._schedule(conn, self.timeout)
+                    conn.send_heartbeat_ping(conn.hb_payload)
+                else:  # the ping was not answered in time
+                    conn.hb_payload = None
+                    conn.heartbeat_expired()
+        if self._buckets:  # the next due bucket may be earlier than what _schedule armed above
+            first = min(self._buckets)
+            if self._timer is None or first < self._timer_tick:
+                self._arm(first)

@@ -49,6 +49,8 @@ class RoomRegistry:
             if conn.rooms_closed or not conn.open:
                 raise ConnectionClosedError(f"connection {conn.id} has ended; it cannot join {room!r}")
             self._rooms.setdefault(room, {})[conn.id] = conn
+            if not conn.rooms_joined:
+                conn.rooms_joined = set()  # replaces the shared empty placeholder
             conn.rooms_joined.add(room)
 
     def leave(self, conn: Connection, room: str) -> None:
@@ -75,7 +77,8 @@ class RoomRegistry:
         members = self._rooms.get(room)
         if members is not None and members.pop(conn.id, None) is not None and not members:
             del self._rooms[room]
-        conn.rooms_joined.discard(room)
+        if room in conn.rooms_joined:
+            conn.rooms_joined.discard(room)
 
     def broadcast(self, room: str, message: str | bytes, except_conn: Connection | None = None) -> int:
         """Send ``message`` (text for str, binary for bytes) to every member of ``room`` but ``except_conn``.

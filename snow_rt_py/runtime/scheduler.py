@@ -90,14 +90,14 @@ class Actor:
         self.scheduler = scheduler
         self.behaviour = behaviour
         self.on_crash = on_crash
-        self.mailbox: deque[tuple[Tag, Any]] = deque()
-        self.links: set[int] = set()
+        self.mailbox: deque[tuple[Tag, Any]] | None = None  # created on first queued message (saves memory)
+        self.links: set[int] | None = None
         self.alive = True
         self.running = False  # on the run queue or being run
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Actor pid={self.pid} alive={self.alive} queued={len(self.mailbox)}>"
+        return f"<Actor pid={self.pid} alive={self.alive} queued={len(self.mailbox or ())}>"
 
 
 class Scheduler:
@@ -163,6 +163,8 @@ class Scheduler:
                 and threading.get_ident() == self._loop_thread_id
             )
             if not direct:
+                if actor.mailbox is None:
+                    actor.mailbox = deque()
                 actor.mailbox.append((tag, payload))
                 if actor.running:
                     return True
@@ -185,7 +187,7 @@ class Scheduler:
         while True:
             with actor._lock:
                 if not actor.alive:
-                    actor.mailbox.clear()
+                    actor.mailbox = None
                 if not actor.mailbox:
                     actor.running = False
                     return False
@@ -256,6 +258,10 @@ def link(pid_a: int, pid_b: int) -> None:
     if a is None or b is None:
         raise LookupError(f"cannot link {pid_a} and {pid_b}: actor {pid_a if a is None else pid_b} is not alive")
     with _registry_lock:
+        if a.links is None:
+            a.links = set()
+        if b.links is None:
+            b.links = set()
         a.links.add(pid_b)
         b.links.add(pid_a)
 
@@ -273,15 +279,16 @@ def exit(pid: int, reason: object = "normal") -> bool:
         if not actor.alive:
             return False
         actor.alive = False
-        actor.mailbox.clear()
+        actor.mailbox = None
     with _registry_lock:
         _registry.pop(pid, None)
-        links, actor.links = actor.links, set()
+        links, actor.links = actor.links or set(), None
     signal = ExitSignal(pid, reason)
     for other_pid in links:
         other = _registry.get(other_pid)
         if other is not None:
             with _registry_lock:
-                other.links.discard(pid)
+                if other.links is not None:
+                    other.links.discard(pid)
             other.scheduler.deliver(other, Tag.EXIT, signal)
     return True

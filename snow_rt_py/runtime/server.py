@@ -17,6 +17,7 @@ from collections import deque
 from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection
 from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.heartbeat import HeartbeatWheel
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
 from snow_rt_py.runtime.tls import server_context
@@ -38,6 +39,9 @@ class Server:
         self.loop_thread_id = threading.get_ident()
         self.scheduler = Scheduler(loop, options.workers, name="snow-ws", loop_thread_id=self.loop_thread_id)
         self.closing = False
+        self.heartbeat = (
+            HeartbeatWheel(loop, options.ping_interval, options.pong_timeout) if options.ping_interval else None
+        )
         self._server: asyncio.base_events.Server | None = None
         self._sockets: set[Connection] = set()  # every TCP connection, handshake included
         self._accepted: dict[int, Connection] = {}
@@ -166,6 +170,8 @@ class Server:
             await self._server.wait_closed()
         # Let the actors see their DISCONNECT (on_close) before the workers stop.
         await asyncio.get_running_loop().run_in_executor(None, self._drain_scheduler, timeout)
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         self._closed.set()
 
     def _drain_scheduler(self, timeout: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -61,3 +62,103 @@ def test_heartbeat_disabled_sends_no_ping(start_server) -> None:
     server = start_server(ping_interval=0)
     with RawClient.connect(server.port, timeout=0.5) as c, pytest.raises(TimeoutError):
         c.recv_frame()
+
+
+# -- the wheel itself, on a fake loop clock -------------------------------------------------------------------
+
+
+class FakeLoop:
+    """Just what HeartbeatWheel uses: time() and call_at(), run by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.queue: list[tuple[float, int, FakeHandle]] = []
+        self.seq = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback) -> FakeHandle:  # type: ignore[no-untyped-def]
+        import heapq
+
+        self.seq += 1
+        handle = FakeHandle(callback)
+        heapq.heappush(self.queue, (when, self.seq, handle))
+        return handle
+
+    def run_until(self, t: float) -> None:
+        import heapq
+
+        while self.queue and self.queue[0][0] <= t:
+            when, _, handle = heapq.heappop(self.queue)
+            if not handle.cancelled:
+                self.now = max(self.now, when)
+                handle.callback()
+        self.now = t
+
+
+class FakeHandle:
+    def __init__(self, callback) -> None:  # type: ignore[no-untyped-def]
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Peer:
+    def __init__(self, loop: FakeLoop, wheel, answer: bool = True, wrong: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.hb_due = -1
+        self.hb_payload: bytes | None = None
+        self.loop, self.wheel, self.answer, self.wrong = loop, wheel, answer, wrong
+        self.pings: list[tuple[float, bytes]] = []
+        self.expired: list[float] = []
+
+    def send_heartbeat_ping(self, payload: bytes) -> None:
+        self.pings.append((self.loop.now, payload))
+        if self.answer:
+            reply = payload[::-1] + b"!" if self.wrong else payload
+            self.loop.call_at(self.loop.now + 0.01, lambda: self.wheel.pong_received(self, reply))
+
+    def heartbeat_expired(self) -> None:
+        self.expired.append(self.loop.now)
+
+
+def test_wheel_pings_every_connection_on_time_with_fresh_payloads() -> None:
+    from snow_rt_py.runtime.heartbeat import HeartbeatWheel
+
+    loop = FakeLoop()
+    wheel = HeartbeatWheel(loop, interval=2.0, timeout=10.0)  # type: ignore[arg-type]
+    peers = []
+    for i in range(2000):
+        loop.now = i * 0.0001
+        peer = Peer(loop, wheel)
+        wheel.start(peer)
+        peers.append(peer)
+    loop.run_until(6.9)
+    tick = 0.2
+    for i, peer in enumerate(peers):
+        times = [t for t, _ in peer.pings]
+        assert len(times) == 3, (i, times)
+        start = i * 0.0001
+        assert start + 2.0 <= times[0] <= start + 2.0 + tick + 1e-6
+        assert all(1.99 <= b - a <= 2.0 + 0.01 + tick + 1e-6 for a, b in itertools.pairwise(times))
+        assert len({p for _, p in peer.pings}) == 3 and not peer.expired
+
+
+def test_wheel_expires_unanswered_and_mismatched_pings_once() -> None:
+    from snow_rt_py.runtime.heartbeat import HeartbeatWheel
+
+    loop = FakeLoop()
+    wheel = HeartbeatWheel(loop, interval=1.0, timeout=0.5)  # type: ignore[arg-type]
+    silent, wrong, good = Peer(loop, wheel, answer=False), Peer(loop, wheel, wrong=True), Peer(loop, wheel)
+    for peer in (silent, wrong, good):
+        wheel.start(peer)
+    loop.run_until(1.0 + 0.5 + 0.05 + 1e-6)  # one tick (0.05) of slack
+    assert len(silent.expired) == 1 and len(wrong.expired) == 1 and not good.expired
+    assert 1.5 <= silent.expired[0] <= 1.55 + 1e-6
+    wheel.stop(silent)
+    wheel.stop(wrong)
+    loop.run_until(10.0)
+    assert len(silent.expired) == 1 and len(silent.pings) == 1  # stopped: nothing more
+    assert len(good.pings) >= 9 and not good.expired
