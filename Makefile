@@ -20,10 +20,22 @@ $(SPEEDUPS_STAMP): $(STAMP) build_ffi.py
 	$(PY) build_ffi.py speedups
 	mkdir -p build && touch $(SPEEDUPS_STAMP)
 
-build: $(STAMP) $(SPEEDUPS_STAMP)
+# The C ABI: build/libsnow_ws.so (cffi embedding mode, include/snow_ws.h), then the C examples linked to it.
+ABI_LIB      := build/libsnow_ws.so
+C_EXAMPLES   := build/echo_server build/chat_server
+C_LINK_FLAGS := -Lbuild -lsnow_ws -Wl,-rpath,$(CURDIR)/build
+$(ABI_LIB): $(STAMP) $(SPEEDUPS_STAMP) build_ffi.py include/snow_ws.h snow_rt_py/abi/snow_ws.c
+	$(PY) build_ffi.py embedding
+build/%: examples/%.c include/snow_ws.h $(ABI_LIB)
+	$(CC) -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(C_LINK_FLAGS)
 
+build: $(STAMP) $(SPEEDUPS_STAMP) $(ABI_LIB) $(C_EXAMPLES)
+
+# The chat server in C (examples/chat_server.c); the Python CLI serves the same protocol with --app chat.
 run: build
-	$(PY) -m snow_rt_py serve --app echo --host $(HOST) --port $(PORT)
+	@echo "chat server (C, libsnow_ws): connect with  $(PY) -m websockets ws://$(HOST):$(PORT)/"
+	@echo "  then type: /join lobby | /say lobby hello | /all lobby hi | /rooms | /leave lobby | anything (echo)"
+	build/chat_server --host $(HOST) --port $(PORT)
 
 lint: build
 	$(VENV)/bin/ruff check .
@@ -33,6 +45,7 @@ typecheck: build
 	$(VENV)/bin/mypy
 
 unit: build
+	bash tests/interop/setup.sh
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
@@ -42,4 +55,4 @@ bench: build
 	$(PY) bench/bench_parser.py
 
 clean:
-	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/_speedups.c snow_rt_py/_speedups.o
+	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts

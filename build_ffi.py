@@ -9,19 +9,27 @@ Targets:
 * ``speedups`` -- the extension module ``snow_rt_py._speedups`` (RFC 6455 §5.3 masking at C speed). The C
   source lives in this file (:data:`SPEEDUPS_SOURCE`); cffi writes its generated C and object files under
   ``build/`` and the finished ``_speedups.<abi>.so`` is moved into ``snow_rt_py/`` so the package imports it.
+* ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
+  library that embeds the Python interpreter and runs this package. The header is the single source of truth:
+  its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list
+  becomes the error enum seen by Python. The C wrappers live in ``snow_rt_py/abi/snow_ws.c``, the Python skin
+  in ``snow_rt_py/abi/``. The absolute paths of this repository, of the venv's python and of its site-packages
+  are baked into the library, so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after
+  moving the repository.
 * ``all`` -- every target above, in order.
 
-Each target is one function in :data:`TARGETS`. A new target (the cffi embedding-mode library
-``build/libsnow_ws.so`` built from ``include/snow_ws.h``, say) is a new ``build_<name>()`` function registered
-there; ``main()`` and ``all`` pick it up without further changes.
+Each target is one function in :data:`TARGETS`; ``main()`` and ``all`` pick a new one up without further
+changes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -151,11 +159,171 @@ def _install(built: Path, dest: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# embedding: build/libsnow_ws.so
+# ----------------------------------------------------------------------------------------------------------
+
+HEADER = ROOT / "include" / "snow_ws.h"
+EMBED_C_SOURCE = PACKAGE_DIR / "abi" / "snow_ws.c"
+EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
+EMBED_LIBRARY = BUILD_DIR / "libsnow_ws.so"
+EMBED_COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+
+# Internal declarations, not part of the header: the ``extern "Python"`` functions the C wrappers call (static in
+# the library, not exported; implemented in snow_rt_py/abi/exports.py) and the C helpers Python calls.
+EMBED_INTERNAL_CDEF = """
+extern "Python" {
+    int64_t snow_abi_py_send_text(uint64_t conn, const char *data, int64_t len);
+    int64_t snow_abi_py_send_binary(uint64_t conn, const char *data, int64_t len);
+    int64_t snow_abi_py_join(uint64_t conn, const char *room, int64_t room_len);
+    int64_t snow_abi_py_leave(uint64_t conn, const char *room, int64_t room_len);
+    int64_t snow_abi_py_broadcast(const char *room, int64_t room_len, const char *msg, int64_t msg_len,
+                                  int64_t has_except, uint64_t except_conn);
+    int64_t snow_abi_py_close(uint64_t conn, int64_t code, const char *reason, int64_t reason_len);
+    int64_t snow_abi_py_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env,
+                              void *on_message_fn, void *on_message_env, void *on_close_fn, void *on_close_env);
+    int64_t snow_abi_py_server_port(int64_t server);
+    int64_t snow_abi_py_stop(int64_t server, int64_t timeout_ms);
+    SnowString *snow_abi_py_header_get(uint64_t headers, const char *name);
+    int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
+    int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
+}
+
+void snow_abi_set_error(int64_t code, const char *msg);
+void snow_abi_init_failed(const char *reason);
+void snow_abi_mark_ready(const char *version);
+int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
+                             uint64_t headers);
+int snow_abi_call_on_message(void *fn, void *env, uint64_t conn, const char *data, size_t len);
+int snow_abi_call_on_binary(void *fn, void *env, uint64_t conn, const char *data, size_t len);
+int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
+                           size_t reason_len);
+"""
+
+# Runs once, inside the embedded interpreter, when the library starts (cffi's embedding_init_code). It must never
+# raise: it either attaches every ``extern "Python"`` function and, as its very last step, sets the C-side ready
+# flag, or records why it could not (the C wrappers then return their error value with that reason).
+EMBED_INIT_CODE = """\
+import os
+import sys
+
+from {module} import ffi, lib
+
+try:
+    for _path in reversed({paths!r}):
+        if _path not in sys.path:
+            sys.path.insert(0, _path)
+    if os.environ.get("SNOW_RT_PY_ABI_FAIL_IMPORT") == "1":  # test hook: prove the failure path
+        raise ImportError("simulated failure to import snow_rt_py (test hook SNOW_RT_PY_ABI_FAIL_IMPORT=1)")
+    from snow_rt_py.abi import exports
+
+    exports.install(ffi, lib)
+except BaseException as _exc:
+    lib.snow_abi_init_failed(
+        f"the embedded runtime could not start: {{type(_exc).__name__}}: {{_exc}}".encode("utf-8", "replace")
+    )
+else:
+    lib.snow_abi_mark_ready(exports.VERSION.encode("ascii"))
+"""
+
+_ERROR_ITEM = re.compile(r'X\(\s*(\w+)\s*,\s*(-?\d+)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)')
+
+
+def header_errors(text: str) -> list[tuple[str, int, str]]:
+    """The ``(name, value, message)`` entries of the header's ``SNOW_WS_ERRORS(X)`` list, in order."""
+    joined = text.replace("\\\n", " ")
+    match = re.search(r"^#define SNOW_WS_ERRORS\(X\)(.*)$", joined, re.MULTILINE)
+    if match is None:
+        raise ValueError("include/snow_ws.h has no SNOW_WS_ERRORS(X) list")
+    return [(name, int(value), message) for name, value, message in _ERROR_ITEM.findall(match.group(1))]
+
+
+def header_version(text: str) -> str:
+    """The ``SNOW_WS_VERSION`` of the header."""
+    match = re.search(r'^#define SNOW_WS_VERSION "([^"]+)"', text, re.MULTILINE)
+    if match is None:
+        raise ValueError("include/snow_ws.h has no SNOW_WS_VERSION")
+    return match.group(1)
+
+
+def header_cdef(text: str) -> str:
+    """The header as cffi's cdef: comments, ``#ifdef __cplusplus`` blocks and preprocessor lines removed, and the
+    X-macro expansion of the error enum (which cffi cannot expand) replaced by its items."""
+    items = "".join(f"    {name} = {value},\n" for name, value, _ in header_errors(text))
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = text.replace("\\\n", " ")
+    text = re.sub(r"^\s*#ifdef __cplusplus\n.*?^\s*#endif[^\n]*\n", "", text, flags=re.DOTALL | re.MULTILINE)
+    text = re.sub(r"^\s*#[^\n]*\n?", "", text, flags=re.MULTILINE)
+    text, count = re.subn(r"SNOW_WS_ERRORS\(\w+\)", items, text)
+    if count != 1:
+        raise ValueError("include/snow_ws.h: expected one expansion of SNOW_WS_ERRORS in the error enum")
+    return text
+
+
+def package_version() -> str:
+    """``snow_rt_py.__version__``, read from the source (the package is not imported here)."""
+    match = re.search(r'^__version__ = "([^"]+)"', (PACKAGE_DIR / "__init__.py").read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError("snow_rt_py/__init__.py has no __version__")
+    return match.group(1)
+
+
+def embedding_ffi() -> FFI:
+    """The cffi builder of ``libsnow_ws.so`` (declarations, C source and init code, not yet compiled)."""
+    header = HEADER.read_text()
+    if header_version(header) != package_version():
+        raise SystemExit(
+            f"include/snow_ws.h says SNOW_WS_VERSION {header_version(header)!r} but the package is "
+            f"{package_version()!r}: update the header"
+        )
+    python = sys.executable  # not resolved: a venv's python is a symlink, and the venv is found from its path
+    paths = [str(ROOT), sysconfig.get_paths()["purelib"]]
+    libdir = sysconfig.get_config_var("LIBDIR")
+    baked = f"#define SNOW_ABI_PYTHON {_c_string(python)}\n\n"
+
+    ffibuilder = FFI()
+    ffibuilder.cdef(header_cdef(header))
+    ffibuilder.cdef(EMBED_INTERNAL_CDEF)
+    ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE, paths=paths))
+    ffibuilder.set_source(
+        EMBED_MODULE,
+        baked + EMBED_C_SOURCE.read_text(),
+        include_dirs=[str(ROOT / "include")],
+        extra_compile_args=EMBED_COMPILE_ARGS,
+        # libpython is a shared library: find it where it was at build time, whatever the program's rpath.
+        library_dirs=[libdir] if libdir else [],
+        extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED") else [],
+    )
+    return ffibuilder
+
+
+def _c_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def build_embedding(verbose: bool) -> Path:
+    """Compile ``build/libsnow_ws.so`` (cffi embedding mode) from include/snow_ws.h and snow_rt_py/abi/.
+
+    Args:
+        verbose: echo the compiler commands.
+
+    Returns:
+        The path of the library.
+    """
+    tmpdir = BUILD_DIR / "embedding"
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    built = Path(embedding_ffi().compile(tmpdir=str(tmpdir), target="libsnow_ws.*", verbose=verbose))
+    return _install(built, EMBED_LIBRARY)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------------------
 
 TARGETS: dict[str, Callable[[bool], Path]] = {
     "speedups": build_speedups,
+    "embedding": build_embedding,
 }
 
 

@@ -1,0 +1,353 @@
+/* chat_server.c -- rooms over WebSocket in C on libsnow_ws: the chat line protocol of snow_rt_py's ChatApp
+ * (`python -m snow_rt_py serve --app chat`), byte for byte, and the benchmark protocol behind `--app bench`.
+ *
+ *     make run              # builds everything, then runs this on ws://127.0.0.1:8765/
+ *     build/chat_server --port 0 [--app chat|bench] [--host H] [--max-message-size N] [--workers N]
+ *
+ * Chat protocol (text messages; binary messages are echoed as binary):
+ *     /join ROOM       -> "joined ROOM"          /leave ROOM     -> "left ROOM"
+ *     /say ROOM TEXT   -> TEXT to the other members of ROOM
+ *     /all ROOM TEXT   -> TEXT to every member of ROOM, sender included
+ *     /rooms           -> the JSON array of the sender's rooms, sorted, e.g. ["lobby", "news"]
+ *     anything else    -> echoed
+ * Bench protocol: every connection joins room "bench"; a text message starting with 'B' is broadcast to the room
+ * (sender included); every other message is echoed with its type.
+ *
+ * Prints `listening on ws://HOST:PORT/` when ready; SIGINT/SIGTERM close every connection with 1001, exit 0.
+ */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snow_ws.h"
+
+/* -- small helpers over SnowString ---------------------------------------------------------------------------- */
+
+typedef struct Slice {
+    const char *data;
+    size_t len;
+} Slice;
+
+static int slice_is(Slice s, const char *word)
+{
+    return s.len == strlen(word) && memcmp(s.data, word, s.len) == 0;
+}
+
+/* Python's str.partition(" "): head before the first space, tail after it (empty if there is no space). */
+static void partition(Slice s, Slice *head, Slice *tail)
+{
+    const char *space = memchr(s.data, ' ', s.len);
+    if (space == NULL) {
+        *head = s;
+        tail->data = s.data + s.len;
+        tail->len = 0;
+    }
+    else {
+        head->data = s.data;
+        head->len = (size_t)(space - s.data);
+        tail->data = space + 1;
+        tail->len = s.len - head->len - 1;
+    }
+}
+
+/* snow_* functions take SnowStrings: copy a slice into one (owned: free with snow_string_free). */
+static SnowString *string_of(Slice s)
+{
+    return snow_string_new(s.data, s.len);
+}
+
+static void send_text(void *conn, const char *prefix, Slice s)
+{
+    size_t n = strlen(prefix);
+    char *buf = malloc(n + s.len + 1);
+    SnowString *msg;
+    if (buf == NULL)
+        return;
+    memcpy(buf, prefix, n);
+    memcpy(buf + n, s.data, s.len);
+    msg = snow_string_new(buf, n + s.len);
+    free(buf);
+    snow_ws_send(conn, msg);
+    snow_string_free(msg);
+}
+
+/* -- JSON, as Python's json.dumps(list_of_str) writes it (ensure_ascii: \uXXXX for non-ASCII) --------------- */
+
+typedef struct Buf {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+static void put(Buf *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        char *grown;
+        while (cap < b->len + n)
+            cap *= 2;
+        grown = realloc(b->data, cap);
+        if (grown == NULL)
+            abort();
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void put_u16(Buf *b, unsigned v)
+{
+    char esc[8];
+    snprintf(esc, sizeof esc, "\\u%04x", v);
+    put(b, esc, 6);
+}
+
+/* Decode one UTF-8 sequence at s (valid UTF-8: room names come from text messages). */
+static uint32_t utf8_next(const unsigned char *s, size_t len, size_t *used)
+{
+    if (s[0] < 0x80 || len < 2) {
+        *used = 1;
+        return s[0];
+    }
+    if (s[0] < 0xE0) {
+        *used = 2;
+        return ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    }
+    if (s[0] < 0xF0 || len < 4) {
+        *used = 3;
+        return ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    }
+    *used = 4;
+    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
+           (s[3] & 0x3F);
+}
+
+static void put_json_string(Buf *b, const SnowString *str)
+{
+    const unsigned char *s = (const unsigned char *)SNOW_STRING_DATA(str);
+    size_t i = 0, used;
+    put(b, "\"", 1);
+    while (i < str->len) {
+        uint32_t c = utf8_next(s + i, (size_t)str->len - i, &used);
+        i += used;
+        if (c == '"')
+            put(b, "\\\"", 2);
+        else if (c == '\\')
+            put(b, "\\\\", 2);
+        else if (c == '\n')
+            put(b, "\\n", 2);
+        else if (c == '\r')
+            put(b, "\\r", 2);
+        else if (c == '\t')
+            put(b, "\\t", 2);
+        else if (c == '\b')
+            put(b, "\\b", 2);
+        else if (c == '\f')
+            put(b, "\\f", 2);
+        else if (c < 0x20 || (c >= 0x7F && c < 0x10000)) /* json.dumps escapes all but " " to "~" */
+            put_u16(b, c);
+        else if (c >= 0x10000) {
+            c -= 0x10000;
+            put_u16(b, 0xD800 | (c >> 10));
+            put_u16(b, 0xDC00 | (c & 0x3FF));
+        }
+        else {
+            char ch = (char)c;
+            put(b, &ch, 1);
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static void send_rooms(void *conn)
+{
+    SnowString *names[64];
+    SnowString **rooms = names;
+    int64_t n = snow_ws_rooms_of(conn, names, 64), i;
+    Buf json = {NULL, 0, 0};
+    SnowString *msg;
+    if (n > 64) { /* more rooms than the array holds: ask again with room for all of them */
+        int64_t again;
+        for (i = 0; i < 64; i++)
+            snow_string_free(names[i]);
+        rooms = calloc((size_t)n, sizeof *rooms);
+        if (rooms == NULL)
+            return;
+        again = snow_ws_rooms_of(conn, rooms, n);
+        n = again < n ? again : n;
+    }
+    if (n < 0)
+        n = 0;
+    put(&json, "[", 1);
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            put(&json, ", ", 2);
+        put_json_string(&json, rooms[i]);
+        snow_string_free(rooms[i]);
+    }
+    put(&json, "]", 1);
+    msg = snow_string_new(json.data, json.len);
+    snow_ws_send(conn, msg);
+    snow_string_free(msg);
+    free(json.data);
+    if (rooms != names)
+        free(rooms);
+}
+
+/* -- the chat app ------------------------------------------------------------------------------------------------ */
+
+static void *chat_on_message(void *conn, const SnowString *msg)
+{
+    Slice all = {SNOW_STRING_DATA(msg), (size_t)msg->len}, command, rest, room, text;
+    if (all.len == 0 || all.data[0] != '/') {
+        snow_ws_send(conn, msg);
+        return NULL;
+    }
+    partition(all, &command, &rest);
+    if (slice_is(command, "/join") && rest.len > 0) {
+        SnowString *name = string_of(rest);
+        if (snow_room_join(conn, name) == 0)
+            send_text(conn, "joined ", rest);
+        snow_string_free(name);
+    }
+    else if (slice_is(command, "/leave") && rest.len > 0) {
+        SnowString *name = string_of(rest);
+        if (snow_room_leave(conn, name) == 0)
+            send_text(conn, "left ", rest);
+        snow_string_free(name);
+    }
+    else if ((slice_is(command, "/say") || slice_is(command, "/all")) && rest.len > 0) {
+        SnowString *name, *body;
+        partition(rest, &room, &text);
+        name = string_of(room);
+        body = string_of(text);
+        if (slice_is(command, "/say"))
+            snow_room_broadcast_except(name, body, conn);
+        else
+            snow_room_broadcast(name, body);
+        snow_string_free(name);
+        snow_string_free(body);
+    }
+    else if (slice_is(command, "/rooms") && rest.len == 0) {
+        send_rooms(conn);
+    }
+    else {
+        snow_ws_send(conn, msg);
+    }
+    return NULL;
+}
+
+/* -- the bench app ----------------------------------------------------------------------------------------------- */
+
+static SnowString *bench_room;
+
+static void *bench_on_connect(void *conn, const SnowString *path, const SnowHeaders *headers)
+{
+    (void)path;
+    (void)headers;
+    snow_room_join(conn, bench_room);
+    return conn; /* non-NULL: accept */
+}
+
+static void *bench_on_message(void *conn, const SnowString *msg)
+{
+    if (msg->len > 0 && SNOW_STRING_DATA(msg)[0] == 'B')
+        snow_room_broadcast(bench_room, msg);
+    else
+        snow_ws_send(conn, msg);
+    return NULL;
+}
+
+/* Both apps echo binary messages as binary. */
+static void *on_binary(void *conn, const uint8_t *data, int64_t len)
+{
+    snow_ws_send_binary(conn, data, len);
+    return NULL;
+}
+
+/* -- main -------------------------------------------------------------------------------------------------------- */
+
+static int parse_int(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] "
+                    "[--ping-interval S] [--workers N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    SnowWsOptions opts;
+    long long value;
+    int64_t server;
+    const char *host = "127.0.0.1", *app = "chat";
+    void *on_connect = NULL, *on_message;
+    int i;
+
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.port = 8765;
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(arg, "--app") == 0)
+            app = argv[++i];
+        else if (strcmp(arg, "--host") == 0)
+            host = argv[++i];
+        else if (strcmp(arg, "--port") == 0 && parse_int(argv[++i], 0, 65535, &value) == 0)
+            opts.port = value;
+        else if (strcmp(arg, "--max-message-size") == 0 && parse_int(argv[++i], 1, INT64_MAX, &value) == 0)
+            opts.max_message_size = value;
+        else if (strcmp(arg, "--ping-interval") == 0 && parse_int(argv[++i], 0, INT64_MAX / 1000, &value) == 0)
+            opts.ping_interval_ms = value == 0 ? -1 : value * 1000;
+        else if (strcmp(arg, "--workers") == 0 && parse_int(argv[++i], 0, 1024, &value) == 0)
+            opts.workers = value;
+        else
+            usage();
+    }
+    if (strcmp(app, "chat") == 0) {
+        on_message = (void *)chat_on_message;
+    }
+    else if (strcmp(app, "bench") == 0) {
+        bench_room = snow_string_new("bench", 5);
+        on_connect = (void *)bench_on_connect;
+        on_message = (void *)bench_on_message;
+    }
+    else {
+        usage();
+        return 2;
+    }
+    opts.host = host;
+    opts.on_binary_fn = (void *)on_binary;
+
+    server = snow_ws_start(&opts, on_connect, NULL, on_message, NULL, NULL, NULL);
+    if (server < 0) {
+        fprintf(stderr, "chat_server: error: %s\n", snow_ws_last_error());
+        return 1;
+    }
+    if (strchr(host, ':') != NULL)
+        printf("listening on ws://[%s]:%lld/\n", host, (long long)snow_ws_server_port(server));
+    else
+        printf("listening on ws://%s:%lld/\n", host, (long long)snow_ws_server_port(server));
+    fflush(stdout);
+
+    snow_ws_wait_shutdown();
+    snow_ws_stop(server, 5000);
+    snow_string_free(bench_room);
+    return 0;
+}

@@ -1,0 +1,112 @@
+/* echo_server.c -- a WebSocket echo server in C on libsnow_ws: text comes back as text, binary as binary.
+ *
+ *     make build            # builds build/echo_server
+ *     build/echo_server --port 0 --max-message-size 1048576
+ *
+ * Options: --host H (127.0.0.1), --port N (8765; 0 picks a free port), --max-message-size N (16 MiB),
+ * --ping-interval S (30; 0 disables the heartbeat), --workers N (0: callbacks on the event loop).
+ * When ready it prints exactly one line, `listening on ws://HOST:PORT/`, and flushes it. SIGINT or SIGTERM close
+ * every connection with 1001 and exit 0; a bad option exits 2, a port in use prints one error line and exits 1.
+ */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snow_ws.h"
+
+/* Text: the message is borrowed for this call only, so it is sent (copied) before returning. */
+static void *on_message(void *conn, const SnowString *msg)
+{
+    snow_ws_send(conn, msg); /* -1 only if the connection is closing: nothing to do then */
+    return NULL;
+}
+
+/* Binary (SnowWsOptions.on_binary_fn): without it, binary messages would reach on_message and go back as text. */
+static void *on_binary(void *conn, const uint8_t *data, int64_t len)
+{
+    snow_ws_send_binary(conn, data, len);
+    return NULL;
+}
+
+static int parse_int(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: echo_server [--host H] [--port N] [--max-message-size N] [--ping-interval S] "
+                    "[--workers N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    SnowWsOptions opts;
+    long long value;
+    int64_t server;
+    const char *host = "127.0.0.1";
+    int i;
+
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.port = 8765;
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(arg, "--host") == 0) {
+            host = argv[++i];
+        }
+        else if (strcmp(arg, "--port") == 0) {
+            if (parse_int(argv[++i], 0, 65535, &value) != 0)
+                usage();
+            opts.port = value;
+        }
+        else if (strcmp(arg, "--max-message-size") == 0) {
+            if (parse_int(argv[++i], 1, INT64_MAX, &value) != 0)
+                usage();
+            opts.max_message_size = value;
+        }
+        else if (strcmp(arg, "--ping-interval") == 0) {
+            if (parse_int(argv[++i], 0, INT64_MAX / 1000, &value) != 0)
+                usage();
+            opts.ping_interval_ms = value == 0 ? -1 : value * 1000; /* 0 = off; in the struct 0 = default */
+        }
+        else if (strcmp(arg, "--workers") == 0) {
+            if (parse_int(argv[++i], 0, 1024, &value) != 0)
+                usage();
+            opts.workers = value;
+        }
+        else {
+            usage();
+        }
+    }
+    opts.host = host;
+    opts.on_binary_fn = (void *)on_binary;
+
+    server = snow_ws_start(&opts, NULL, NULL, (void *)on_message, NULL, NULL, NULL);
+    if (server < 0) {
+        fprintf(stderr, "echo_server: error: %s\n", snow_ws_last_error());
+        return 1;
+    }
+    if (strchr(host, ':') != NULL)
+        printf("listening on ws://[%s]:%lld/\n", host, (long long)snow_ws_server_port(server));
+    else
+        printf("listening on ws://%s:%lld/\n", host, (long long)snow_ws_server_port(server));
+    fflush(stdout);
+
+    snow_ws_wait_shutdown();      /* until SIGINT, SIGTERM or snow_ws_shutdown() */
+    snow_ws_stop(server, 5000); /* 1001 to every connection, then force after 5 s */
+    return 0;
+}

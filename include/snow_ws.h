@@ -1,0 +1,307 @@
+/* snow_ws.h -- the C ABI of snow_rt_py, Snow's WebSocket runtime (libsnow_ws.so).
+ *
+ * Build and link:
+ *     make build        (builds build/libsnow_ws.so)
+ *     gcc -Wall -Wextra -Iinclude prog.c -Lbuild -lsnow_ws -Wl,-rpath,$PWD/build
+ * The library embeds a Python interpreter running the snow_rt_py package. It finds the interpreter, the package
+ * and its dependencies by itself (their absolute paths are baked in at build time): a program linked with it runs
+ * from any working directory with no PYTHONPATH or VIRTUAL_ENV. Moving or deleting the repository or its .venv
+ * after the build makes the runtime fail to start (see "Start-up" below); rebuild after moving it.
+ *
+ * The first section mirrors snow-rt v4.0's WebSocket entry points (same symbols, argument order and return
+ * conventions), so Snow-compiled binaries link against this library unchanged. The second section holds the
+ * extensions, which the Snow ABI cannot express.
+ *
+ * ---------------------------------------------------------------------------------------------------------------
+ * Rules that hold for every function below
+ * ---------------------------------------------------------------------------------------------------------------
+ *
+ * Errors. A function that fails returns -1 (functions returning int64_t) or NULL (functions returning a pointer)
+ *   and leaves a message for snow_ws_last_error() and a code (enum SnowWsError) for snow_ws_last_error_code(),
+ *   on the calling thread. A void function (snow_ws_serve, snow_ws_serve_tls) that fails returns at once and
+ *   leaves the same. NULL pointers and negative lengths are errors (-1), never a crash. A call that fails never
+ *   fires a callback. No Python exception ever crosses into C.
+ *
+ * Start-up. The embedded runtime starts on the first call of any function that needs it (or on snow_ws_init()).
+ *   If it cannot start (the interpreter, the snow_rt_py package or a dependency cannot be loaded), every such
+ *   call returns its error value with code SNOW_WS_E_INIT and the reason in snow_ws_last_error(); nothing ever
+ *   looks like success. Functions marked "(no runtime)" work without it.
+ *   When the library starts the interpreter itself (a C program), it sets SIGPIPE to "ignore" if it was at its
+ *   default (a peer closing its socket must not kill the process); it installs no other signal handler, except
+ *   during snow_ws_serve / snow_ws_wait_shutdown (see there).
+ *   Test hook: with SNOW_RT_PY_ABI_FAIL_IMPORT=1 in the environment at start-up, the runtime simulates a failed
+ *   import of snow_rt_py (used by the test suite to prove the failure path).
+ *
+ * Threads. Every function may be called from any thread, including from inside any callback, without deadlock.
+ *   Callbacks run on the runtime's event-loop thread when a server has workers == 0 (the default: callbacks must
+ *   then not block, or every connection waits), and on one of the server's worker threads when workers >= 1.
+ *   Callbacks for one connection never run concurrently and arrive in order: on_connect, then on_message /
+ *   on_binary for each message, then on_close. Callbacks of different connections may run concurrently when
+ *   workers >= 2.
+ *   Exceptions: snow_ws_start and snow_ws_stop wait for the event-loop thread, so from a callback running on that
+ *   thread (workers == 0) they return -1 (SNOW_WS_E_INTERNAL) instead of deadlocking; use snow_ws_shutdown, or
+ *   call them from another thread. snow_ws_stop from a callback running on a worker of the server being stopped
+ *   returns, but only after waiting up to timeout_ms for that worker (itself) to finish.
+ *
+ * Strings. A SnowString is a length followed directly by that many bytes (no NUL terminator), UTF-8 for text.
+ *   - Strings passed IN (const SnowString *, const char *, const uint8_t *) are read or copied before the call
+ *     returns; the caller keeps ownership.
+ *   - Strings handed to a CALLBACK (path, msg, reason, data) are borrowed for the duration of that call: the
+ *     library frees them when the callback returns. Copy them (snow_string_new) to keep them.
+ *   - Strings RETURNED by snow_string_new and snow_ws_rooms_of are owned by the caller (free them with
+ *     snow_string_free); the one returned by snow_ws_header_get is borrowed until on_connect returns.
+ *   - const char * results (snow_ws_last_error, snow_ws_strerror, snow_ws_version) are owned by the library.
+ *
+ * Connection handles. `conn` is an opaque value (never NULL) identifying one connection; it is never reused for
+ *   another connection. It is valid from the start of on_connect until the connection ends: on_close (which
+ *   receives it, so a program can find and forget what it stored under it) or, for a rejected connection, the
+ *   return of on_connect. A call with a handle whose connection has ended (from on_close on, in every thread), or
+ *   with a made-up handle, returns -1 with SNOW_WS_E_BAD_HANDLE: never a crash, never another client's socket.
+ *   While a connection is closing (its close handshake started, on_close not yet called) its handle is still
+ *   known: sends and joins give SNOW_WS_E_CLOSED.
+ */
+#ifndef SNOW_WS_H
+#define SNOW_WS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version of the package this header belongs to; compare it with snow_ws_version() at run time. */
+#define SNOW_WS_VERSION "0.1.0"
+
+/* Every error code, once: X(name, value, message). The enum below, snow_ws_strerror() and the Python mapping of
+ * the runtime's exceptions (snow_rt_py/abi/errors.py, which names the codes and is checked against this list when
+ * the library starts) all come from it. */
+#define SNOW_WS_ERRORS(X)                                                                                         \
+    X(SNOW_WS_OK, 0, "no error")                                                                                  \
+    X(SNOW_WS_E_INIT, 1, "the embedded runtime could not start")                                                  \
+    X(SNOW_WS_E_INVALID_ARGUMENT, 2, "invalid argument")                                                          \
+    X(SNOW_WS_E_INVALID_UTF8, 3, "text is not valid UTF-8")                                                       \
+    X(SNOW_WS_E_BAD_HANDLE, 4, "unknown or expired handle")                                                       \
+    X(SNOW_WS_E_CLOSED, 5, "the connection is closing or closed")                                                 \
+    X(SNOW_WS_E_QUEUE_FULL, 6, "the connection's outbound queue is full: message dropped")                        \
+    X(SNOW_WS_E_SERVER_START, 7, "the server could not start")                                                    \
+    X(SNOW_WS_E_BAD_SERVER, 8, "unknown or stopped server")                                                       \
+    X(SNOW_WS_E_NOT_FOUND, 9, "not found")                                                                        \
+    X(SNOW_WS_E_INTERNAL, 10, "internal error")
+
+typedef enum SnowWsError {
+#define SNOW_WS_ENUM_ITEM_(name, value, message) name = value,
+    SNOW_WS_ERRORS(SNOW_WS_ENUM_ITEM_)
+#undef SNOW_WS_ENUM_ITEM_
+} SnowWsError;
+
+/* A string: len bytes follow the header directly (see "Strings" above). */
+typedef struct SnowString {
+    uint64_t len;
+} SnowString;
+
+/* The bytes of a SnowString. */
+#define SNOW_STRING_DATA(s) ((const char *)((const SnowString *)(s) + 1))
+
+/* The request headers, handed to on_connect; read them with snow_ws_header_get. Opaque. */
+typedef struct SnowHeaders SnowHeaders;
+
+/* Callback types. Snow's closure convention: every callback is a (fn, env) pair. When env is NULL, fn is called
+ * as fn(args...) (the first type of each pair below); otherwise as fn(env, args...) (the *EnvFn type). A NULL fn
+ * means "absent": on_connect then accepts, the others do nothing. Pass functions as void * (cast them).
+ *
+ * on_connect: once per connection, after the 101 response, before any message. Return non-NULL to accept (any
+ *   value: it is not kept), NULL to reject: the connection is then closed with 1008 "rejected" and on_close is
+ *   not called. path is the raw request target, query included. Sending from on_connect is allowed.
+ * on_message: once per complete message, in order. Text messages arrive as UTF-8; binary messages too when no
+ *   on_binary callback is set (the SnowString then holds the raw bytes, not necessarily UTF-8). Return ignored.
+ * on_close: exactly once per accepted connection, with what happened: the peer's close code and reason, 1006 for
+ *   a drop without a close frame, 1001 on server shutdown, 1011 after a heartbeat timeout, the code given to
+ *   snow_ws_close, or the code the server failed the connection with (1002, 1007, 1009...). The connection has
+ *   already left every room, and its handle is already stale (calls with it fail with
+ *   SNOW_WS_E_BAD_HANDLE). Return ignored.
+ * on_binary (extension, SnowWsOptions): receives binary messages instead of on_message. Return ignored. */
+typedef void *(*SnowWsOnConnectFn)(void *conn, const SnowString *path, const SnowHeaders *headers);
+typedef void *(*SnowWsOnConnectEnvFn)(void *env, void *conn, const SnowString *path, const SnowHeaders *headers);
+typedef void *(*SnowWsOnMessageFn)(void *conn, const SnowString *msg);
+typedef void *(*SnowWsOnMessageEnvFn)(void *env, void *conn, const SnowString *msg);
+typedef void *(*SnowWsOnCloseFn)(void *conn, int64_t code, const SnowString *reason);
+typedef void *(*SnowWsOnCloseEnvFn)(void *env, void *conn, int64_t code, const SnowString *reason);
+typedef void *(*SnowWsOnBinaryFn)(void *conn, const uint8_t *data, int64_t len);
+typedef void *(*SnowWsOnBinaryEnvFn)(void *env, void *conn, const uint8_t *data, int64_t len);
+
+/* ===============================================================================================================
+ * Snow-compatible entry points (snow-rt v4.0)
+ * =============================================================================================================== */
+
+/* Serve ws:// on 127.0.0.1:port (snow-rt binds 0.0.0.0; use snow_ws_start with SnowWsOptions.host for another
+ * address) with the three callbacks, blocking the calling thread until snow_ws_shutdown() is called (from any
+ * thread or callback) or the process receives SIGINT or SIGTERM; then close every connection with 1001 (their
+ * on_close runs), wait up to 5 s for them, and return.
+ * While it blocks (and while it stops its server), SIGINT and SIGTERM are caught, even if they were ignored; the
+ * previous dispositions are restored before it returns. Several snow_ws_serve calls may block at once (on
+ * different threads and ports); shutdown and signals end all of them.
+ * port: 0 to 65535 (0 binds an ephemeral port, which snow_ws_serve cannot report: use snow_ws_start). Like
+ * snow-rt's, it announces nothing once it listens (snow_ws_start returns when it does).
+ * A bind failure (port in use...) returns at once, without firing a callback, with SNOW_WS_E_SERVER_START and
+ * the reason in snow_ws_last_error() (snow-rt only prints it). If a snow_ws_shutdown() request is pending (made
+ * while nothing was blocked), it returns at once without starting a server and consumes the request. */
+void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                   void *on_close_fn, void *on_close_env, int64_t port);
+
+/* snow_ws_serve over TLS (wss://). cert_path: PEM certificate chain file; key_path: PEM private key file (both
+ * copied before the call blocks). A missing, unreadable or invalid file, or a key that does not match the
+ * certificate, returns at once with SNOW_WS_E_SERVER_START and a message naming the file. NULL paths:
+ * SNOW_WS_E_INVALID_ARGUMENT. */
+void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                       void *on_close_fn, void *on_close_env, int64_t port, const SnowString *cert_path,
+                       const SnowString *key_path);
+
+/* Queue msg as one text frame to conn. Returns at once (the write happens on the event loop); messages from one
+ * thread to one connection leave in call order. Returns 0, or -1: NULL conn or msg (SNOW_WS_E_INVALID_ARGUMENT),
+ * msg not valid UTF-8 (SNOW_WS_E_INVALID_UTF8: nothing is sent), unknown/ended handle (SNOW_WS_E_BAD_HANDLE),
+ * connection closing (SNOW_WS_E_CLOSED), outbound queue full (SNOW_WS_E_QUEUE_FULL: a slow consumer; with the
+ * default policy it is also being closed with 1008). */
+int64_t snow_ws_send(void *conn, const SnowString *msg);
+
+/* Queue len bytes from data as one binary frame to conn. data may be NULL only when len == 0. Returns 0, or -1
+ * as snow_ws_send (negative len: SNOW_WS_E_INVALID_ARGUMENT). */
+int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len);
+
+/* Rooms: named groups of connections, process-wide (shared with Python callers of snow_rt_py). Any UTF-8 string
+ * is a room name, compared exactly. A connection leaves every room when it ends, before its on_close.
+ * join: add conn to room (no-op if already in). Returns 0, or -1 (NULL argument, room not UTF-8, unknown/ended
+ *   handle, or a connection that is closing: it cannot join).
+ * leave: remove conn from room (no-op if not in). Returns 0, or -1 (as join; leaving while closing is allowed). */
+int64_t snow_room_join(void *conn, const SnowString *room);
+int64_t snow_room_leave(void *conn, const SnowString *room);
+
+/* Queue msg as one text frame (encoded once) to every member of room. Never waits for a socket.
+ * Returns the number of members it could not be queued for (members closing or ended at that instant, or over
+ * their outbound queue bound), 0 for an empty or unknown room; or -1: NULL room or msg, room or msg not UTF-8. */
+int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg);
+
+/* snow_room_broadcast to every member but except_conn (NULL excludes nobody). An unknown or ended except_conn is
+ * an error (-1, SNOW_WS_E_BAD_HANDLE), like any other stale handle: nothing is sent. */
+int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
+
+/* snow-rt's own names for the four room functions above (same behaviour). */
+int64_t snow_ws_join(void *conn, const SnowString *room);
+int64_t snow_ws_leave(void *conn, const SnowString *room);
+int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg);
+int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
+
+/* ===============================================================================================================
+ * Extensions
+ * =============================================================================================================== */
+
+/* Start the embedded runtime now (otherwise the first call that needs it does). Idempotent.
+ * Returns 0, or -1 with SNOW_WS_E_INIT if it could not start (the reason is in snow_ws_last_error(); the same
+ * error is then returned by every later call that needs the runtime). */
+int64_t snow_ws_init(void);
+
+/* The message of the last failed call made by the calling thread ("" if none failed yet). (no runtime)
+ * The pointer is owned by the library, per thread, and stays valid for the life of the thread; its content is
+ * replaced by the thread's next failed call. Successful calls do not change it. */
+const char *snow_ws_last_error(void);
+
+/* The SnowWsError code of the last failed call made by the calling thread (SNOW_WS_OK if none). (no runtime) */
+int64_t snow_ws_last_error_code(void);
+
+/* A static description of an error code ("unknown error code" for a value not in SNOW_WS_ERRORS). (no runtime) */
+const char *snow_ws_strerror(int64_t code);
+
+/* The version of the snow_rt_py package the library runs, e.g. "0.1.0" (static, owned by the library); compare
+ * with SNOW_WS_VERSION. NULL if the runtime could not start. */
+const char *snow_ws_version(void);
+
+/* Options of snow_ws_start. Zero-initialise the struct, set struct_size = sizeof(SnowWsOptions), then set the
+ * fields you need: a 0 or NULL field means the default. Fields past struct_size are taken as 0 (so a program
+ * compiled against an older, shorter struct keeps working); struct_size < 8 is SNOW_WS_E_INVALID_ARGUMENT.
+ *   host:             address to bind (copied); NULL = "127.0.0.1". "0.0.0.0" or "::" for every interface.
+ *   port:             0 to 65535; 0 binds an ephemeral port (read it back with snow_ws_server_port).
+ *   tls_cert_path,
+ *   tls_key_path:     PEM files (copied); both set = wss://, both NULL = ws://, one alone is an error.
+ *   ping_interval_ms: interval of the server's pings; 0 = 30000; negative = no heartbeat.
+ *   pong_timeout_ms:  time a pong has to arrive before close 1011; 0 = 10000; negative is an error.
+ *   max_message_size: largest message (and frame) in bytes, bigger ones are closed with 1009; 0 = 16 MiB.
+ *   workers:          0 = callbacks run on the event-loop thread (must not block); N >= 1 = on N worker threads.
+ *   on_binary_fn,
+ *   on_binary_env:    receives binary messages (SnowWsOnBinaryFn / SnowWsOnBinaryEnvFn); NULL fn = binary
+ *                     messages go to on_message as a SnowString. */
+typedef struct SnowWsOptions {
+    uint64_t struct_size;
+    const char *host;
+    int64_t port;
+    const char *tls_cert_path;
+    const char *tls_key_path;
+    int64_t ping_interval_ms;
+    int64_t pong_timeout_ms;
+    int64_t max_message_size;
+    int64_t workers;
+    void *on_binary_fn;
+    void *on_binary_env;
+} SnowWsOptions;
+
+/* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).
+ * opts: NULL = every default. Callbacks: as for snow_ws_serve (plus opts->on_binary_fn).
+ * Returns a server id > 0 (never reused), or -1: an invalid option (SNOW_WS_E_INVALID_ARGUMENT), host not UTF-8,
+ * or a bind/TLS failure (SNOW_WS_E_SERVER_START, with the address or file named in the message). */
+int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                      void *on_message_env, void *on_close_fn, void *on_close_env);
+
+/* The TCP port server is bound to, or -1 (SNOW_WS_E_BAD_SERVER: unknown or stopped server). */
+int64_t snow_ws_server_port(int64_t server);
+
+/* Graceful stop: stop accepting, close every connection with 1001 (their on_close runs), wait up to timeout_ms
+ * for the close handshakes, then drop what remains; the call returns when that is done. Returns 0, or -1:
+ * negative timeout_ms (SNOW_WS_E_INVALID_ARGUMENT), unknown or already stopped server (SNOW_WS_E_BAD_SERVER). */
+int64_t snow_ws_stop(int64_t server, int64_t timeout_ms);
+
+/* Make every blocked snow_ws_serve / snow_ws_serve_tls / snow_ws_wait_shutdown return (they stop their servers
+ * themselves; servers of snow_ws_start are not stopped). Returns at once, never fails: the number of blocked calls
+ * it woke. If none was blocked (0), the request is kept and the next such call returns at once, consuming it. */
+int64_t snow_ws_shutdown(void);
+
+/* Block the calling thread until snow_ws_shutdown() is called or the process receives SIGINT or SIGTERM (caught
+ * as described for snow_ws_serve while it blocks). For programs that start servers with snow_ws_start and then
+ * want snow_ws_serve's way of waiting (the examples do). Returns 0 for a snow_ws_shutdown request, or the number
+ * of the signal (SIGINT, SIGTERM). (no runtime) */
+int64_t snow_ws_wait_shutdown(void);
+
+/* Start the close handshake of conn with code and reason (NULL = empty; at most 123 bytes of UTF-8). on_close will
+ * report this code; the TCP connection closes when the peer answers (or after 5 s). Returns 0, or -1: a code that
+ * may not be sent (allowed: 1000-1003, 1007-1014, 3000-4999) or a reason too long or not UTF-8
+ * (SNOW_WS_E_INVALID_ARGUMENT / SNOW_WS_E_INVALID_UTF8), unknown/ended handle, or already closing
+ * (SNOW_WS_E_CLOSED). */
+int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason);
+
+/* The value of request header `name` (NUL-terminated, ASCII case-insensitive), or NULL. Only valid with the
+ * headers given to an on_connect that has not returned yet (from any thread). A header sent several times gives
+ * its values joined with ", ". The result is borrowed until that on_connect returns (do not free it).
+ * NULL result: no such header (SNOW_WS_E_NOT_FOUND), NULL argument or name not UTF-8
+ * (SNOW_WS_E_INVALID_ARGUMENT / SNOW_WS_E_INVALID_UTF8), headers whose on_connect has returned
+ * (SNOW_WS_E_BAD_HANDLE). */
+const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name);
+
+/* The number of members of room (0 for an unknown room), or -1 (NULL room, room not UTF-8). */
+int64_t snow_room_member_count(const SnowString *room);
+
+/* The rooms conn is in, sorted by code point. Writes at most `capacity` new strings to out[0..] (the caller owns
+ * them: snow_string_free each) and returns the total number of rooms, which may exceed capacity (call again with
+ * a bigger array). out may be NULL when capacity is 0. Returns -1: NULL conn, negative capacity, NULL out with
+ * capacity > 0, unknown/ended handle. */
+int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity);
+
+/* A new SnowString holding a copy of len bytes from data (data may be NULL only when len == 0), owned by the
+ * caller; free it with snow_string_free. NULL on failure (out of memory, len too large). (no runtime) */
+SnowString *snow_string_new(const char *data, uint64_t len);
+
+/* Free a string from snow_string_new or snow_ws_rooms_of. NULL is a no-op. Never free strings handed to a
+ * callback or returned by snow_ws_header_get. (no runtime) */
+void snow_string_free(SnowString *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SNOW_WS_H */

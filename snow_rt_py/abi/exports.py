@@ -1,0 +1,245 @@
+"""The Python side of libsnow_ws.so: the ``extern "Python"`` functions its C wrappers call.
+
+:func:`install` is called once by the library's init code (build_ffi.py) with the embedded module's ``ffi`` and
+``lib``. Each function maps one C call onto the Python API and nothing more: unpack the C arguments, look the
+handle up, call the API, and turn any exception into -1 (or NULL) plus the calling thread's last error. No
+exception ever propagates into C.
+
+The C wrappers (snow_rt_py/abi/snow_ws.c) have already checked raw pointers (NULL, negative lengths) and that the
+runtime is up, so these functions receive valid pointers and lengths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import snow_rt_py
+from snow_rt_py import api
+from snow_rt_py.abi import handles
+from snow_rt_py.abi.callbacks import CHandler
+from snow_rt_py.abi.errors import BAD_HANDLE, INVALID_ARGUMENT, NOT_FOUND, AbiError, ErrorMap
+from snow_rt_py.runtime.options import ServerOptions
+
+VERSION = snow_rt_py.__version__
+
+log = logging.getLogger("snow_rt_py.abi")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def export(ffi: Any, name: str, error: int | None = None) -> Callable[[F], F]:
+    """``@ffi.def_extern(name=name, error=error)``, typed: attach the Python body of ``extern "Python"`` ``name``.
+
+    ``error`` is what cffi returns if an exception escapes anyway (none should: every body catches everything).
+    """
+    decorator: Callable[[F], F] = ffi.def_extern(name=name) if error is None else ffi.def_extern(name=name, error=error)
+    return decorator
+
+
+def install(ffi: Any, lib: Any) -> None:
+    """Attach every ``extern "Python"`` function of the library (``@ffi.def_extern``)."""
+    errors = ErrorMap(lib)
+    null = ffi.NULL
+    unpack = ffi.unpack
+    set_error = lib.snow_abi_set_error
+    connection = handles.connection
+    option_fields = _option_fields(ffi)
+
+    def fail(exc: BaseException) -> int:
+        code, message, expected = errors.classify(exc)
+        if not expected:
+            log.error("unexpected error in the C ABI", exc_info=exc)
+        set_error(code, message.encode("utf-8", "replace"))
+        return -1
+
+    def text(data: Any, length: int) -> str:
+        return str(unpack(data, length).decode("utf-8"))
+
+    table = handles.connection_table()
+
+    # The two sends are the hot path (one call per message): the registry is read directly; connection() only
+    # runs to raise the error for an unknown handle.
+    @export(ffi, "snow_abi_py_send_text", -1)
+    def send_text(conn: int, data: Any, length: int) -> int:
+        try:
+            (table.get(conn) or connection(conn)).send_text(unpack(data, length).decode("utf-8"))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_send_binary", -1)
+    def send_binary(conn: int, data: Any, length: int) -> int:
+        try:
+            (table.get(conn) or connection(conn)).send_binary(unpack(data, length))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_join", -1)
+    def join(conn: int, room: Any, room_len: int) -> int:
+        try:
+            api.join(connection(conn), text(room, room_len))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_leave", -1)
+    def leave(conn: int, room: Any, room_len: int) -> int:
+        try:
+            api.leave(connection(conn), text(room, room_len))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_broadcast", -1)
+    def broadcast(room: Any, room_len: int, msg: Any, msg_len: int, has_except: int, except_conn: int) -> int:
+        try:
+            name, message = text(room, room_len), text(msg, msg_len)
+            if has_except:
+                return api.broadcast_except(name, message, connection(except_conn))
+            return api.broadcast(name, message)
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_close", -1)
+    def close(conn: int, code: int, reason: Any, reason_len: int) -> int:
+        try:
+            connection(conn).close(code, text(reason, reason_len))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_member_count", -1)
+    def member_count(room: Any, room_len: int) -> int:
+        try:
+            return api.member_count(text(room, room_len))
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_rooms_of", -1)
+    def rooms_of(conn: int, out: Any, capacity: int) -> int:
+        made: list[Any] = []
+        try:
+            names = api.rooms_of(connection(conn))
+            for name in names[:capacity]:
+                raw = name.encode("utf-8", "surrogatepass")
+                string = lib.snow_string_new(raw, len(raw))
+                if string == null:
+                    raise MemoryError("no memory for the room names")
+                made.append(string)
+            for i, string in enumerate(made):
+                out[i] = string
+            return len(names)
+        except BaseException as exc:
+            for string in made:
+                lib.snow_string_free(string)
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_header_get")
+    def header_get(headers: int, name: Any) -> Any:
+        try:
+            scope = handles.headers(headers)
+            key = ffi.string(name).decode("utf-8")
+            value = scope.headers.get(key)
+            if value is None:
+                raise AbiError(NOT_FOUND, f"no header named {key!r}")
+            raw = value.encode("latin-1")  # header values arrive as latin-1: these are the bytes sent
+            string = lib.snow_string_new(raw, len(raw))
+            if string == null:
+                raise MemoryError("no memory for the header value")
+            if not scope.keep(string):  # its on_connect returned meanwhile
+                lib.snow_string_free(string)
+                raise AbiError(BAD_HANDLE, "these headers are no longer valid: their on_connect has returned")
+            return string
+        except BaseException as exc:
+            fail(exc)
+            return null
+
+    @export(ffi, "snow_abi_py_start", -1)
+    def start(
+        opts: Any,
+        on_connect_fn: Any,
+        on_connect_env: Any,
+        on_message_fn: Any,
+        on_message_env: Any,
+        on_close_fn: Any,
+        on_close_env: Any,
+    ) -> int:
+        try:
+            options, binary = _options(ffi, opts, option_fields)
+            handler = CHandler(
+                ffi,
+                lib,
+                {
+                    "connect": (on_connect_fn, on_connect_env),
+                    "message": (on_message_fn, on_message_env),
+                    "close": (on_close_fn, on_close_env),
+                    "binary": binary,
+                },
+            )
+            return handles.register_server(snow_rt_py.start(handler, options=options))
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_server_port", -1)
+    def server_port(server: int) -> int:
+        try:
+            return handles.server(server).port
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_stop", -1)
+    def stop(server: int, timeout_ms: int) -> int:
+        try:
+            running = handles.server(server)
+            if timeout_ms < 0:  # internal: snow_ws_serve's stop, with the API's default grace period
+                running.stop()
+            else:
+                running.stop(timeout_ms / 1000)
+            handles.drop_server(server)
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+
+def _option_fields(ffi: Any) -> list[tuple[str, int, bool]]:
+    """``(name, end offset, is_pointer)`` of each SnowWsOptions field, for the struct_size rule."""
+    fields = ffi.typeof("SnowWsOptions").fields
+    return [(name, field.offset + ffi.sizeof(field.type), field.type.kind == "pointer") for name, field in fields]
+
+
+def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[ServerOptions, tuple[Any, Any]]:
+    """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary ``(fn, env)`` pair.
+
+    The ABI's conventions only: 0/NULL fields are left out so ServerOptions' own defaults apply; fields past
+    struct_size count as 0; a negative ping interval means "no heartbeat" (C has no None). Range checks are
+    ServerOptions.validate's.
+    """
+    null = ffi.NULL
+    if opts == null:
+        return ServerOptions(), (null, null)
+    size = int(opts.struct_size)
+    if size < 8:
+        raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.struct_size is {size}: set it to sizeof(SnowWsOptions)")
+    v = {name: (getattr(opts, name) if end <= size else (null if ptr else 0)) for name, end, ptr in fields}
+    kwargs: dict[str, Any] = {"port": int(v["port"])}
+    if v["host"] != null:
+        kwargs["host"] = ffi.string(v["host"]).decode("utf-8")
+    if v["tls_cert_path"] != null:
+        kwargs["tls_cert"] = os.fsdecode(ffi.string(v["tls_cert_path"]))
+    if v["tls_key_path"] != null:
+        kwargs["tls_key"] = os.fsdecode(ffi.string(v["tls_key_path"]))
+    if v["ping_interval_ms"] < 0:
+        kwargs["ping_interval"] = None
+    elif v["ping_interval_ms"] > 0:
+        kwargs["ping_interval"] = v["ping_interval_ms"] / 1000
+    if v["pong_timeout_ms"]:
+        kwargs["pong_timeout"] = v["pong_timeout_ms"] / 1000
+    if v["max_message_size"]:
+        kwargs["max_message_size"] = int(v["max_message_size"])
+    if v["workers"]:
+        kwargs["workers"] = int(v["workers"])
+    return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

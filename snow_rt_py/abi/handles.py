@@ -1,0 +1,141 @@
+"""The opaque values C holds: connection handles, server ids, on_connect header handles.
+
+* A connection handle is ``(void *)(uintptr_t)conn.id``: ids are never reused, so a stale handle can never reach
+  another client. A connection is registered just before its on_connect runs and dropped when it has ended, just
+  before its on_close is called (or right after an on_connect that rejected it); any other value is unknown.
+* A server id is a counter of this module (never reused), dropped once the server is stopped.
+* A header handle is a counter too, valid while its on_connect runs: strings returned for it are owned by it and
+  freed when on_connect returns.
+
+Every lookup either returns the object or raises :class:`AbiError` with the code C will see. Dict reads and
+writes are atomic, so lookups take no lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+from snow_rt_py.abi.errors import BAD_HANDLE, BAD_SERVER, AbiError
+from snow_rt_py.api import RunningServer
+from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.connection import Connection
+
+_connections: dict[int, Connection] = {}
+
+
+def register_connection(conn: Connection) -> None:
+    """Make ``conn``'s handle valid (before its on_connect)."""
+    _connections[conn.id] = conn
+
+
+def drop_connection(conn: Connection) -> None:
+    """Make ``conn``'s handle stale (before its on_close, or after a rejecting on_connect). Idempotent."""
+    _connections.pop(conn.id, None)
+
+
+def connection(handle: int) -> Connection:
+    """The connection behind ``handle``.
+
+    Raises:
+        AbiError: the handle is unknown (made up, or its connection has ended).
+    """
+    conn = _connections.get(handle)
+    if conn is None:
+        raise AbiError(BAD_HANDLE, f"connection handle {handle} is unknown or its connection has ended")
+    return conn
+
+
+def connection_table() -> dict[int, Connection]:
+    """The registry itself, for the hot path (read it with ``.get``; register and drop through the functions)."""
+    return _connections
+
+
+def connection_count() -> int:
+    """How many handles are valid (for tests: no leak)."""
+    return len(_connections)
+
+
+_servers: dict[int, RunningServer] = {}
+_server_ids = itertools.count(1)
+
+
+def register_server(server: RunningServer) -> int:
+    """A new id for ``server``."""
+    server_id = next(_server_ids)
+    _servers[server_id] = server
+    return server_id
+
+
+def server(server_id: int) -> RunningServer:
+    """The running server with ``server_id``.
+
+    Raises:
+        AbiError: unknown or already stopped.
+    """
+    found = _servers.get(server_id)
+    if found is None:
+        raise AbiError(BAD_SERVER, f"server {server_id} is unknown or stopped")
+    return found
+
+
+def drop_server(server_id: int) -> None:
+    """Forget a stopped server. Idempotent."""
+    _servers.pop(server_id, None)
+
+
+class HeaderScope:
+    """The headers of one on_connect call, and the C strings handed out for them (freed by :meth:`close`)."""
+
+    def __init__(self, headers: Headers, free: Any) -> None:
+        self.headers = headers
+        self._free = free  # lib.snow_string_free
+        self._strings: list[Any] = []
+        self._lock = threading.Lock()
+        self._open = True
+
+    def keep(self, string: Any) -> bool:
+        """Own ``string`` until :meth:`close`. False (and the caller frees it) if already closed."""
+        with self._lock:
+            if self._open:
+                self._strings.append(string)
+            return self._open
+
+    def close(self) -> None:
+        """Free every string handed out. Idempotent."""
+        with self._lock:
+            self._open = False
+            strings, self._strings = self._strings, []
+        for string in strings:
+            self._free(string)
+
+
+_header_scopes: dict[int, HeaderScope] = {}
+_header_ids = itertools.count(1)
+
+
+def open_headers(scope: HeaderScope) -> int:
+    """A new header handle for ``scope`` (valid until :func:`close_headers`)."""
+    handle = next(_header_ids)
+    _header_scopes[handle] = scope
+    return handle
+
+
+def headers(handle: int) -> HeaderScope:
+    """The header scope behind ``handle``.
+
+    Raises:
+        AbiError: unknown, or its on_connect has returned.
+    """
+    scope = _header_scopes.get(handle)
+    if scope is None:
+        raise AbiError(BAD_HANDLE, "these headers are no longer valid: their on_connect has returned")
+    return scope
+
+
+def close_headers(handle: int) -> None:
+    """End ``handle``: later lookups fail and its strings are freed."""
+    scope = _header_scopes.pop(handle, None)
+    if scope is not None:
+        scope.close()

@@ -1,0 +1,68 @@
+"""build_ffi.py's embedding target: the header is the single source of truth of what the library exports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import snow_rt_py
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def header_functions(text: str) -> set[str]:
+    """Names of the functions the header declares."""
+    return set(re.findall(r"^[A-Za-z][\w ]*?\**\b(snow_\w+)\(", text, re.MULTILINE))
+
+
+def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType) -> None:
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(REPO / "build" / "libsnow_ws.so")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
+    declared = header_functions(build_ffi.HEADER.read_text())
+    assert len(declared) == 28
+    # cffi's module init function is the only other symbol (the init code's extern "Python" helpers are static)
+    assert exported == declared | {"PyInit__snow_ws_abi"}
+
+
+def test_header_version_is_the_package_version(build_ffi: ModuleType, abi: tuple[Any, Any]) -> None:
+    ffi, lib = abi
+    assert build_ffi.header_version(build_ffi.HEADER.read_text()) == snow_rt_py.__version__
+    assert ffi.string(lib.snow_ws_version()).decode() == snow_rt_py.__version__
+
+
+def test_one_error_list_feeds_the_enum_and_strerror(build_ffi: ModuleType, abi: tuple[Any, Any]) -> None:
+    ffi, lib = abi
+    errors = build_ffi.header_errors(build_ffi.HEADER.read_text())
+    assert [name for name, _, _ in errors][:2] == ["SNOW_WS_OK", "SNOW_WS_E_INIT"]
+    assert len({value for _, value, _ in errors}) == len(errors)
+    for name, value, message in errors:
+        assert getattr(lib, name) == value
+        assert ffi.string(lib.snow_ws_strerror(value)).decode() == message
+    assert ffi.string(lib.snow_ws_strerror(12345)).decode() == "unknown error code"
+
+
+def test_header_cdef_strips_what_cffi_cannot_parse(build_ffi: ModuleType) -> None:
+    cdef = build_ffi.header_cdef(build_ffi.HEADER.read_text())
+    assert "#" not in cdef and "/*" not in cdef and 'extern "C"' not in cdef
+    assert "SNOW_WS_E_INTERNAL = 10," in cdef
+
+
+def test_the_header_compiles_as_c_and_cplusplus(tmp_path: Path) -> None:
+    for compiler, ext in (("gcc", "c"), ("g++", "cpp")):
+        source = tmp_path / f"h.{ext}"
+        source.write_text('#include "snow_ws.h"\nint main(void) { return SNOW_WS_OK; }\n')
+        subprocess.run(
+            [compiler, "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{REPO / 'include'}", "-c", str(source)],
+            cwd=tmp_path,
+            check=True,
+            timeout=60,
+        )

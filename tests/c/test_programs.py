@@ -1,0 +1,543 @@
+"""C programs (tests/c/*.c) linked against build/libsnow_ws.so, driven by a `websockets` client over 127.0.0.1.
+
+Every program runs from a temporary directory with an empty environment; its whole stdout is compared line for
+line (connection ids and ports normalized). The programs marked ``asan`` also run compiled with AddressSanitizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trustme
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.c.harness import Program, free_port, wait_listening
+
+pytestmark = pytest.mark.timeout(60)
+
+Run = Callable[..., Program]
+ASAN = [pytest.param(False, id="plain"), pytest.param(True, id="asan")]
+STALE = "-1 SNOW_WS_E_BAD_HANDLE: connection handle N is unknown or its connection has ended"
+
+
+def client(port: int, path: str = "/", **kwargs: object) -> ClientConnection:
+    return connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10, close_timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
+    """Wait (bounded) for the server to close ``ws``; its close code and reason."""
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=10)
+    return ws.close_code, ws.close_reason
+
+
+# -- callbacks -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_echo_without_env_pointers(run: Run, asan: bool) -> None:
+    prog = run("echo", "plain", asan=asan)
+    with client(prog.port(), "/echo?x=1") as ws:
+        prog.expect("connect /echo?x=1 headers=yes")
+        for text in ["hello", "héllo ✓ 🐍", ""]:
+            ws.send(text)
+            assert ws.recv(timeout=10) == text
+        ws.close(1000, "bye")
+    prog.expect(
+        "message 'hello' (5 bytes)",
+        "send -> 0",
+        "message 'héllo ✓ 🐍' (15 bytes)",
+        "send -> 0",
+        "message '' (0 bytes)",
+        "send -> 0",
+        "close 1000 'bye'",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_echo_with_env_pointers(run: Run, workers: str) -> None:
+    prog = run("echo", "env", workers)
+    with client(prog.port(), "/e") as ws:
+        ws.send("one")
+        assert ws.recv(timeout=10) == "one"
+        ws.send("x" * 1000)  # beyond the library's on-stack copy
+        assert ws.recv(timeout=10) == "x" * 1000
+    prog.expect(
+        "[connect ok] connect /e headers=yes",
+        "[message ok] message 'one' (3 bytes)",
+        "send -> 0",
+        f"[message ok] message '{'x' * 1000}' (1000 bytes)",
+        "send -> 0",
+        "[close ok] close 1000 ''",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+def test_reject_closes_1008_without_on_close_and_absent_on_connect_accepts(run: Run) -> None:
+    prog = run("reject")
+    port = prog.port()
+    with client(port, "/deny/me") as ws:
+        assert closed_with(ws) == (1008, "rejected")
+    prog.expect("reject /deny/me")
+    with client(port, "/ok") as ws:
+        assert ws.recv(timeout=10) == "welcome"
+        prog.expect("accept /ok", "send from on_connect -> 0")
+    prog.expect(
+        "close 1000 ''",
+        "send to the rejected handle -> -1 SNOW_WS_E_BAD_HANDLE: "
+        "connection handle N is unknown or its connection has ended",
+    )
+    with client(prog.port(), "/anything") as ws:  # the second server: on_connect NULL
+        ws.send("accepted")
+        assert ws.recv(timeout=10) == "accepted"
+    prog.expect("message 'accepted'", "close 1000 ''", "stop first -> 0", "stop second -> 0", "done")
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_headers(run: Run, asan: bool) -> None:
+    prog = run("headers", asan=asan)
+    headers = [("x-custom", "Value One"), ("X-Repeat", "a"), ("x-repeat", "b")]
+    with client(prog.port(), "/h?q", additional_headers=headers) as ws:
+        ws.send("later")
+        assert ws.recv(timeout=10) == "ok"
+    prog.expect(
+        "connect /h?q",
+        "X-Custom -> 'Value One'",
+        "x-custom -> 'Value One'",
+        "X-CUSTOM -> 'Value One'",
+        "x-repeat -> 'a, b'",
+        "Missing -> NULL SNOW_WS_E_NOT_FOUND: no header named 'Missing'",
+        "NULL name -> NULL SNOW_WS_E_INVALID_ARGUMENT: snow_ws_header_get: name is NULL",
+        "NULL headers -> NULL SNOW_WS_E_INVALID_ARGUMENT: snow_ws_header_get: headers is NULL",
+        "X-Custom from another thread -> 'Value One'",
+        "X-Custom after on_connect returned -> NULL SNOW_WS_E_BAD_HANDLE: "
+        "these headers are no longer valid: their on_connect has returned",
+        "close 1000",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("mode", ["onbinary", "onmessage"])
+@pytest.mark.parametrize("asan", ASAN)
+def test_binary_both_paths(run: Run, mode: str, asan: bool) -> None:
+    prog = run("binary", mode, asan=asan)
+    small = b"\x00\xff\x80abc"  # not UTF-8
+    big = bytes(range(256)) * 300
+    with client(prog.port()) as ws:
+        ws.send(small)
+        assert ws.recv(timeout=10) == small
+        ws.send(big)
+        assert ws.recv(timeout=10) == big
+        ws.send("text")
+        assert ws.recv(timeout=10) == "text"
+    path = ["on_binary env=binary-env", "binary"] if mode == "onbinary" else [None, "on_message"]
+    lines: list[str] = []
+    for data in (small, big):
+        if path[0] is not None:
+            lines.append(path[0])
+        hex8 = " ".join(f"{b:02x}" for b in data[:8]) + " "
+        lines += [f"{path[1]} {len(data)} bytes: {hex8}...", "send_binary -> 0"]
+    lines += ["on_message 4 bytes: 74 65 78 74 ...", "send -> 0", "close 1000", "stop -> 0", "done"]
+    prog.expect(*lines)
+    assert prog.finish() == 0
+
+
+# -- rooms, close, handles, threads ----------------------------------------------------------------------------
+
+
+def recv_all(clients: dict[str, ClientConnection], names: str, text: str) -> None:
+    for name in names:
+        assert clients[name].recv(timeout=10) == text, name
+
+
+def nothing_pending(ws: ClientConnection) -> None:
+    ws.ping().wait(10)  # a pong proves nothing queued before it: the server answers in order
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0)
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_rooms_broadcast_and_except(run: Run, asan: bool) -> None:
+    prog = run("rooms", asan=asan)
+    port = prog.port()
+    with contextlib.ExitStack() as stack:
+        c = {name: stack.enter_context(client(port, f"/{name}")) for name in "ABC"}
+        prog.expect("A joins r -> 0", "B joins r -> 0", "C joins r -> 0")
+        c["A"].send("all hi")
+        recv_all(c, "ABC", "hi")
+        prog.expect("A: all hi -> 0")
+        c["B"].send("others from-b")
+        recv_all(c, "AC", "from-b")
+        prog.expect("B: others from-b -> 0")
+        c["C"].send("everyone e")
+        recv_all(c, "ABC", "e")
+        prog.expect("C: everyone e -> 0")
+        c["A"].send("alias a")
+        recv_all(c, "ABC", "a")
+        prog.expect("A: alias a -> 0")
+        c["C"].send("count")
+        prog.expect("C: count -> 3")
+        c["C"].send("leave")
+        prog.expect("C: leave -> 0", "leave again (no-op) -> 0")
+        c["C"].send("join news")
+        prog.expect("C: join news -> 0", "join again (no-op) -> 0")
+        c["C"].send("join lobby")
+        prog.expect("C: join lobby -> 0", "join again (no-op) -> 0")
+        c["C"].send("rooms")
+        prog.expect("C: rooms -> 2 (capacity 1)", "  room 'lobby'", "  room 'news'")
+        c["A"].send("all after-leave")
+        recv_all(c, "AB", "after-leave")
+        prog.expect("A: all after-leave -> 0")
+        nothing_pending(c["C"])
+        c["B"].close()
+        prog.expect(f"B closed 1000; joins r from on_close -> {STALE}")
+        c["A"].send("stale x")
+        prog.expect(f"A: stale x -> {STALE}")
+        c["A"].send("count")
+        prog.expect("A: count -> 1")
+        nothing_pending(c["A"])
+    lines = [prog.line(), prog.line()]
+    assert sorted(lines) == [
+        f"A closed 1000; joins r from on_close -> {STALE}",
+        f"C closed 1000; joins r from on_close -> {STALE}",
+    ]
+    prog.expect("members of r after every close -> 0", "stop -> 0", "done")
+    assert prog.finish() == 0
+
+
+def test_close_with_code(run: Run) -> None:
+    prog = run("close")
+    port = prog.port()
+    with client(port) as ws:
+        ws.send("close 1005 no")
+        prog.expect(
+            "close 1005 'no' -> -1 SNOW_WS_E_INVALID_ARGUMENT: close code 1005 may not be sent "
+            "(use 1000-1003, 1007-1014, 3000-4999)"
+        )
+        ws.send("close-long")
+        prog.expect(
+            "close 1000 with a 124-byte reason -> -1 SNOW_WS_E_INVALID_ARGUMENT: "
+            "close reason is longer than 123 UTF-8 bytes"
+        )
+        ws.send("close-bad-utf8")
+        prog.expect(
+            "close 1000 with an invalid UTF-8 reason -> -1 SNOW_WS_E_INVALID_UTF8: "
+            "not valid UTF-8: invalid continuation byte at byte 0"
+        )
+        ws.send("close 4001 custom reason")
+        assert closed_with(ws) == (4001, "custom reason")
+    prog.expect(
+        "close 4001 'custom reason' -> 0",
+        "send while closing -> -1 SNOW_WS_E_CLOSED: connection N is closed",
+        "join while closing -> -1 SNOW_WS_E_CLOSED: connection N has ended; it cannot join 'custom reason'",
+        "close again -> -1 SNOW_WS_E_CLOSED: connection N is closed",
+        "on_close 4001 'custom reason'",
+        f"send from on_close -> {STALE}",
+        f"close from on_close -> {STALE}",
+    )
+    with client(port) as ws:
+        ws.send("close-null")
+        assert closed_with(ws) == (1000, "")
+    prog.expect(
+        "close 1000 NULL reason -> 0",
+        "on_close 1000 ''",
+        f"send from on_close -> {STALE}",
+        f"close from on_close -> {STALE}",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_stale_made_up_and_null_handles(run: Run, asan: bool) -> None:
+    prog = run("handles", asan=asan)
+    port = prog.port()
+    bad = STALE
+    null = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    prog.expect(
+        "-- made-up and NULL handles",
+        f"send made-up -> {bad}",
+        f"send_binary made-up -> {bad}",
+        f"send_binary made-up, NULL data, len 0 -> {bad}",
+        f"close made-up -> {bad}",
+        f"join made-up -> {bad}",
+        f"leave made-up -> {bad}",
+        f"rooms_of made-up -> {bad}",
+        f"broadcast_except made-up -> {bad}",
+        f"send NULL conn -> {null} snow_ws_send: conn is NULL",
+        f"send NULL msg -> {null} snow_ws_send: msg is NULL",
+        f"send_binary negative len -> {null} snow_ws_send_binary: len is negative",
+        f"send_binary NULL data, len 2 -> {null} snow_ws_send_binary: data is NULL",
+        f"join NULL room -> {null} snow_room_join: room is NULL",
+        f"close NULL conn -> {null} snow_ws_close: conn is NULL",
+        f"broadcast NULL room -> {null} snow_room_broadcast: room is NULL",
+        f"broadcast NULL msg -> {null} snow_room_broadcast: msg is NULL",
+        f"rooms_of negative capacity -> {null} snow_ws_rooms_of: capacity is negative",
+        f"rooms_of NULL out -> {null} snow_ws_rooms_of: out is NULL",
+    )
+    with client(port) as ws:
+        prog.expect(
+            "-- invalid UTF-8 on a live connection",
+            "send invalid UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+            "send invalid UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+            "send invalid UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "send invalid UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: unexpected end of data at byte 2",
+            "send valid -> 0",
+        )
+        assert ws.recv(timeout=10) == "after the invalid ones"  # nothing invalid went on the wire before it
+        ws.send("stop-from-callback")
+        prog.expect(
+            "snow_ws_stop from a loop-thread callback -> -1 SNOW_WS_E_INTERNAL: "
+            "LoopThread.run() called from the loop thread would deadlock",
+            "snow_ws_start from a loop-thread callback -> -1 SNOW_WS_E_INTERNAL: "
+            "LoopThread.run() called from the loop thread would deadlock",
+            "send from the same callback -> 0",
+        )
+        assert ws.recv(timeout=10) == "stop-from-callback"
+    prog.expect(
+        "close 1000",
+        "-- stale handle (its connection ended)",
+        f"send stale -> {bad}",
+        f"send_binary stale -> {bad}",
+        f"close stale -> {bad}",
+        f"join stale -> {bad}",
+        f"rooms_of stale -> {bad}",
+        "stop -> 0",
+        "stop again -> -1 SNOW_WS_E_BAD_SERVER: server 1 is unknown or stopped",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_sends_from_program_threads(run: Run, asan: bool) -> None:
+    prog = run("thread_send", asan=asan)
+    with client(prog.port()) as ws:
+        got: list[str] = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                got.append(str(ws.recv(timeout=10)))
+        assert (ws.close_code, ws.close_reason) == (1000, "done")
+    for tag in "ab":
+        assert [m for m in got if m.startswith(tag)] == [f"{tag} {i}" for i in range(100)]
+    assert len(got) == 200
+    prog.expect(
+        "thread a: 100 sent, 0 failed",
+        "thread b: 100 sent, 0 failed",
+        "close from main -> 0",
+        "close 1000 'done'",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+# -- blocking serve, shutdown, signals, TLS ----------------------------------------------------------------------
+
+
+def test_serve_and_shutdown_from_another_thread(run: Run) -> None:
+    port = free_port()
+    prog = run("serve_shutdown", str(port))
+    prog.expect(
+        "init -> 0",
+        "-- a shutdown with nobody blocked is kept",
+        "shutdown -> 0",
+        "serve returned at once",
+        "wait_shutdown after a consumed request: shutdown -> 0",
+        "wait_shutdown -> 0",
+        "-- serve in a thread, shutdown from main",
+        "serving on the given port",
+    )
+    wait_listening(port)
+    with client(port) as ws:
+        ws.send("echo me")
+        assert ws.recv(timeout=10) == "echo me"
+        ws.send("stop")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect(
+        "message 'echo me'",
+        "message 'stop'",
+        "close 1001 'server shutting down'",
+        "serve returned",
+        "shutdown woke -> 1",
+        "-- serve in a thread, shutdown from a callback",
+        "serving on the given port",
+    )
+    wait_listening(port)
+    with client(port) as ws:
+        ws.send("stop-here")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect(
+        "message 'stop-here'",
+        "shutdown from the callback -> 1",
+        "close 1001 'server shutting down'",
+        "serve returned",
+        "-- bind failure returns at once",
+        "serve returned: SNOW_WS_E_SERVER_START: cannot listen on 127.0.0.1:PORT: address already in use",
+        "serve returned: SNOW_WS_E_INVALID_ARGUMENT: port must be between 0 and 65535, got -1",
+        "stop -> 0",
+        "done",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize(
+    ("sig", "ignored"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-ignored-by-parent"],
+)
+def test_serve_returns_on_signal_and_restores_handlers(run: Run, sig: signal.Signals, ignored: bool) -> None:
+    port = free_port()
+    prog = run("serve_signal", str(port), ignore_sigint=ignored)
+    prog.expect("init -> 0")
+    wait_listening(port)
+    with client(port) as ws:
+        prog.expect("connected")
+        prog.proc.send_signal(sig)
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect(
+        "close 1001 'server shutting down'",
+        "serve returned",
+        "own SIGTERM handler ran after serve returned: yes",
+    )
+    assert prog.finish() == 0
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    out = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = out / "cert.pem", out / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(cert_path), append=True)
+    cert.private_key_pem.write_to_path(str(key_path))
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return cert_path, key_path, ctx
+
+
+def test_tls_server(run: Run, tls_files: tuple[Path, Path, ssl.SSLContext]) -> None:
+    cert, key, ctx = tls_files
+    port = free_port()
+    prog = run("tls", str(port), str(cert), str(key))
+    prog.expect(
+        "missing cert: SNOW_WS_E_SERVER_START: TLS certificate file '/nonexistent/snow-cert.pem' does not exist",
+        "key as cert: SNOW_WS_E_SERVER_START",
+        "NULL cert: SNOW_WS_E_INVALID_ARGUMENT: snow_ws_serve_tls: cert_path is NULL",
+        "serving wss",
+    )
+    wait_listening(port)
+    with connect(f"wss://127.0.0.1:{port}/", ssl=ctx, open_timeout=10, close_timeout=10) as ws:
+        ws.send("secret")
+        assert ws.recv(timeout=10) == "secret"
+        ws.send("stop")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect("message 'secret'", "message 'stop'", "close 1001", "serve_tls returned")
+    assert prog.finish() == 0
+
+
+# -- start-up failure, misc -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_init_failure_every_entry_point_fails(run: Run, asan: bool) -> None:
+    prog = run("init_fail", asan=asan, env={"SNOW_RT_PY_ABI_FAIL_IMPORT": "1"})
+    reason = (
+        "SNOW_WS_E_INIT: the embedded runtime could not start: ImportError: "
+        "simulated failure to import snow_rt_py (test hook SNOW_RT_PY_ABI_FAIL_IMPORT=1)"
+    )
+    calls = ["send", "send_binary", "close", "join", "leave", "broadcast", "broadcast_except", "member_count"]
+    calls += ["rooms_of", "start", "server_port", "stop"]
+    prog.expect(
+        f"init -> -1 {reason}",
+        f"init again -> -1 {reason}",
+        f"version -> NULL {reason}",
+        *[f"{call} -> -1 {reason}" for call in calls],
+        f"header_get -> NULL {reason}",
+        f"serve returned: {reason}",
+        "serve_tls returned: SNOW_WS_E_INIT",
+        "other thread, before any call: ''",
+        f"other thread: send -> -1 {reason}",
+        "-- without the runtime",
+        "shutdown -> 0",
+        "wait_shutdown (pending request) -> 0",
+        "strerror(SNOW_WS_E_INIT): the embedded runtime could not start",
+        "string: 1 bytes 'x'",
+        "done",
+    )
+    assert prog.finish() == 0
+    assert "CALLBACK" not in "".join(prog.lines)
+
+
+def test_misc_options_errors_strings(run: Run) -> None:
+    prog = run("misc")
+    arg = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    prog.expect(
+        "last error before any call '' code 0",
+        "version 0.1.0, header 0.1.0: match",
+        "strerror(0) SNOW_WS_OK: no error",
+        "strerror(1) SNOW_WS_E_INIT: the embedded runtime could not start",
+        "strerror(2) SNOW_WS_E_INVALID_ARGUMENT: invalid argument",
+        "strerror(3) SNOW_WS_E_INVALID_UTF8: text is not valid UTF-8",
+        "strerror(4) SNOW_WS_E_BAD_HANDLE: unknown or expired handle",
+        "strerror(5) SNOW_WS_E_CLOSED: the connection is closing or closed",
+        "strerror(6) SNOW_WS_E_QUEUE_FULL: the connection's outbound queue is full: message dropped",
+        "strerror(7) SNOW_WS_E_SERVER_START: the server could not start",
+        "strerror(8) SNOW_WS_E_BAD_SERVER: unknown or stopped server",
+        "strerror(9) SNOW_WS_E_NOT_FOUND: not found",
+        "strerror(10) SNOW_WS_E_INTERNAL: internal error",
+        "strerror(11) ?: unknown error code",
+        "strerror(-1): unknown error code",
+        "-- options",
+        f"struct_size 4 -> {arg} SnowWsOptions.struct_size is 4: set it to sizeof(SnowWsOptions)",
+        f"port 70000 -> {arg} port must be between 0 and 65535, got 70000",
+        f"pong_timeout_ms -5 -> {arg} pong_timeout must be positive, got -0.005",
+        f"max_message_size -1 -> {arg} max_message_size must be positive, got -1",
+        f"workers -2 -> {arg} workers must be >= 0, got -2",
+        f"tls cert alone -> {arg} tls_cert and tls_key must be given together",
+        "tls files missing -> -1 SNOW_WS_E_SERVER_START: TLS certificate file '/nonexistent/cert.pem' does not exist",
+        "host not UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+        "struct_size 16 -> server started, port ephemeral",
+        "stop -> 0",
+        "stop again -> -1 SNOW_WS_E_BAD_SERVER: server 1 is unknown or stopped",
+        "server_port of the stopped server -> -1 SNOW_WS_E_BAD_SERVER: server 1 is unknown or stopped",
+        "NULL options -> server started",
+        f"stop negative timeout -> {arg} snow_ws_stop: timeout_ms is negative",
+        "stop -> 0",
+        "server_port(0) -> -1 SNOW_WS_E_BAD_SERVER: server 0 is unknown or stopped",
+        "stop(-3) -> -1 SNOW_WS_E_BAD_SERVER: server -3 is unknown or stopped",
+        "-- rooms without members",
+        "member_count nobody -> 0",
+        "broadcast to nobody -> 0",
+        "broadcast invalid UTF-8 msg -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+        "broadcast invalid UTF-8 room -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+        f"member_count NULL -> {arg} snow_room_member_count: room is NULL",
+        "-- strings",
+        "snow_string_new(NULL, 0): ok, len 0",
+        f"snow_string_new(NULL, 1) -> NULL {arg[3:]} snow_string_new: data is NULL",
+        "snow_string_free(NULL): ok",
+        "-- the last error is per thread",
+        "main: server_port(31337) -> -1 SNOW_WS_E_BAD_SERVER: server 31337 is unknown or stopped",
+        "thread: last error before any call '' code 0",
+        "thread: server_port(424242) -> -1 SNOW_WS_E_BAD_SERVER: server 424242 is unknown or stopped",
+        "main: last error still 'server 31337 is unknown or stopped'",
+        "done",
+    )
+    assert prog.finish() == 0
