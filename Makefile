@@ -33,9 +33,10 @@ build: $(STAMP) $(SPEEDUPS_STAMP) $(ABI_LIB) $(C_EXAMPLES)
 
 # The chat server in C (examples/chat_server.c); the Python CLI serves the same protocol with --app chat.
 run: build
-	@echo "chat server (C, libsnow_ws): connect with  $(PY) -m websockets ws://$(HOST):$(PORT)/"
+	@echo "chat server (C, libsnow_ws). Open http://$(HOST):$(PORT)/ in a browser (the chat page), or connect with"
+	@echo "  $(PY) -m websockets ws://$(HOST):$(PORT)/"
 	@echo "  then type: /join lobby | /say lobby hello | /all lobby hi | /rooms | /leave lobby | anything (echo)"
-	build/chat_server --host $(HOST) --port $(PORT)
+	build/chat_server --host $(HOST) --port $(PORT) --static-dir examples --static-index chat.html
 
 lint: build
 	$(VENV)/bin/ruff check .

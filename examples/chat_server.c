@@ -3,6 +3,7 @@
  *
  *     make run              # builds everything, then runs this on ws://127.0.0.1:8765/
  *     build/chat_server --port 0 [--app chat|bench] [--host H] [--max-message-size N] [--workers N]
+ *                       [--static-dir DIR --static-index FILE]   (serve a browser page on the same port)
  *
  * Chat protocol (text messages; binary messages are echoed as binary):
  *     /join ROOM       -> "joined ROOM"          /leave ROOM     -> "left ROOM"
@@ -285,7 +286,7 @@ static int parse_int(const char *text, long long min, long long max, long long *
 static void usage(void)
 {
     fprintf(stderr, "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] "
-                    "[--ping-interval S] [--workers N]\n");
+                    "[--ping-interval S] [--workers N] [--static-dir DIR] [--static-index FILE]\n");
     exit(2);
 }
 
@@ -317,6 +318,10 @@ int main(int argc, char **argv)
             opts.ping_interval_ms = value == 0 ? -1 : value * 1000;
         else if (strcmp(arg, "--workers") == 0 && parse_int(argv[++i], 0, 1024, &value) == 0)
             opts.workers = value;
+        else if (strcmp(arg, "--static-dir") == 0)
+            opts.static_dir = argv[++i];
+        else if (strcmp(arg, "--static-index") == 0)
+            opts.static_index = argv[++i];
         else
             usage();
     }

@@ -227,7 +227,10 @@ const char *snow_ws_version(void);
  *   workers:          0 = callbacks run on the event-loop thread (must not block); N >= 1 = on N worker threads.
  *   on_binary_fn,
  *   on_binary_env:    receives binary messages (SnowWsOnBinaryFn / SnowWsOnBinaryEnvFn); NULL fn = binary
- *                     messages go to on_message as a SnowString. */
+ *                     messages go to on_message as a SnowString.
+ *   static_dir:       directory (copied) whose files answer plain HTTP GETs (no Upgrade header) on the same port,
+ *                     e.g. a browser page; NULL = such requests get 400. Must exist (else SNOW_WS_E_INVALID_ARGUMENT).
+ *   static_index:     file served for "GET /" from static_dir (copied); NULL = "index.html". */
 typedef struct SnowWsOptions {
     uint64_t struct_size;
     const char *host;
@@ -240,6 +243,8 @@ typedef struct SnowWsOptions {
     int64_t workers;
     void *on_binary_fn;
     void *on_binary_env;
+    const char *static_dir;
+    const char *static_index;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).

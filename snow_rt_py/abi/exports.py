@@ -242,4 +242,8 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
         kwargs["max_message_size"] = int(v["max_message_size"])
     if v["workers"]:
         kwargs["workers"] = int(v["workers"])
+    if v["static_dir"] != null:
+        kwargs["static_dir"] = os.fsdecode(ffi.string(v["static_dir"]))
+    if v["static_index"] != null:
+        kwargs["static_index"] = os.fsdecode(ffi.string(v["static_index"]))
     return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

@@ -44,7 +44,11 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result (must not be called from the loop thread)."""
         if threading.current_thread() is self.thread:
-            raise RuntimeError("LoopThread.run() called from the loop thread would deadlock")
+            coro.close()  # never awaited: close it so no "coroutine was never awaited" warning follows
+            raise RuntimeError(
+                "this call waits for the event loop and cannot be made from the loop thread (a callback with "
+                "workers=0); call it from another thread or run the server with workers >= 1"
+            )
         fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(timeout)
 

@@ -172,3 +172,19 @@ def test_echo_server_port_in_use_and_bad_options(run: Callable[..., Program], tm
         assert bad.finish() == 2
         assert bad.stderr[0].startswith("usage: echo_server")
     assert first.finish(signal.SIGTERM) == 0
+
+
+def test_chat_server_serves_the_chat_page_on_the_same_port(run: Callable[..., Program]) -> None:
+    from snow_rt_py.testing import RawClient
+
+    examples = str(REPO / "examples")
+    prog, port = start_c(run, "chat_server", "--static-dir", examples, "--static-index", "chat.html")
+    with RawClient(port) as c:
+        c.send_raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, headers, body = c.read_response()
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    assert body == (REPO / "examples" / "chat.html").read_bytes()
+    with connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as ws:  # and still a chat server
+        ws.send("/join lobby")
+        assert ws.recv(timeout=TIMEOUT) == "joined lobby"
+    assert prog.finish(signal.SIGTERM) == 0
