@@ -278,15 +278,33 @@ def test_membership_under_concurrency_with_dropping_connections(start_server) ->
         except BaseException as exc:
             errors.append(exc)
 
+    actor_rounds = threading.Semaphore(0)
+
+    def actor(message: Any) -> None:  # an actor joining, broadcasting and leaving on every message it gets
+        try:
+            _, conn = stable[message % len(stable)]
+            snow_rt_py.join(conn, "actor-room")
+            snow_rt_py.broadcast("busy2", "from actor")
+            snow_rt_py.leave(conn, "actor-room")
+        except BaseException as exc:
+            errors.append(exc)
+        actor_rounds.release()
+
+    pids = [snow_rt_py.spawn(actor) for _ in range(3)]
     threads = [threading.Thread(target=f) for f in (churn, churn, joiner_leaver, broadcaster)]
     for t in threads:
         t.start()
+    for i in range(300):
+        assert snow_rt_py.send(pids[i % 3], i)
     threads[0].join(30)
     threads[1].join(30)
     stop.set()
     for t in threads[2:]:
         t.join(10)
+    for _ in range(300):
+        assert actor_rounds.acquire(timeout=10)
     assert errors == []
+    assert snow_rt_py.member_count("actor-room") == 0
     handler.wait(lambda: len(handler.closed) == 30, timeout=10)
     assert snow_rt_py.member_count("busy") == 4
     assert snow_rt_py.member_count("busy2") == 0
