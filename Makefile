@@ -54,6 +54,9 @@ test: lint typecheck unit
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/bench_parser.py
+	$(PY) bench/bench_echo.py
+	$(PY) bench/bench_idle.py
+	$(PY) bench/bench_abi.py
 
 clean:
 	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts

@@ -10,6 +10,7 @@
  *       generator costs about one read and one write system call per connection per round, not per message.
  *       Prints one JSON line: msgs_per_sec, latency percentiles (round trip; pure when -k 1, includes
  *       queueing when k > 1), errors, and the generator's own CPU use during the measured window.
+ *       Event lines {"event":"open"}, {"event":"measure_start"} and {"event":"measure_end"} come before it.
  *   loadgen idle -u ws://127.0.0.1:PORT/ [-c 10000] [-H 30]
  *       Opens N connections (at most -C handshakes in progress at once), prints {"event":"open",...} when all
  *       are open, holds them H seconds answering server pings with pongs, then closes them (close 1000) and
@@ -17,7 +18,8 @@
  *
  * Other options: -C max handshakes in progress (default 100), -T seconds allowed to open everything
  * (default 60), -M accept masked server frames (only for the raw TCP echo ceiling server, which reflects
- * the client's masked frames unchanged), -q no progress lines on stderr.
+ * the client's masked frames unchanged), -q no progress lines on stderr, -P busy-poll (epoll_wait never sleeps:
+ * the generator burns its core but the server never pays for waking it up; an experiment, not a default).
  *
  * Client frames are masked with a random key chosen per connection (RFC 6455 5.3 asks for a fresh key per
  * frame; one per connection is enough for a benchmark and lets a frame be built once and copied).
@@ -67,6 +69,7 @@ static struct {
     double open_timeout;
     int allow_masked;
     int quiet;
+    int busy_poll;
 } cfg;
 
 static struct {
@@ -79,6 +82,8 @@ static struct {
     uint64_t server_closes;     /* a close frame or EOF from the server before we asked to close */
     uint64_t io_errors;         /* read/write errors on open connections */
     uint64_t lost;              /* messages still not echoed 1 s after the end */
+    uint64_t reads, writes;     /* recv/send system calls inside the measured window */
+    uint64_t wakeups, events;   /* epoll_wait calls that returned events, and those events (measured window) */
     uint64_t pings;             /* server pings received */
     uint64_t pongs;             /* pongs sent back */
     uint64_t clean_closes;      /* our close 1000 answered with a close frame */
@@ -320,6 +325,7 @@ static void wappend(conn_t *c, const void *data, size_t n) {
 static int flush(conn_t *c) {
     while (c->woff < c->wlen) {
         ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (measuring) st.writes++;
         if (n > 0) {
             c->woff += (size_t)n;
             continue;
@@ -643,6 +649,7 @@ static void on_readable(conn_t *c) {
         cap = c->rcap;
     }
     ssize_t n = recv(c->fd, buf + have, cap - have, 0);
+    if (measuring) st.reads++;
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         if (c->state == C_HANDSHAKE)
@@ -696,7 +703,7 @@ static void on_writable(conn_t *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
-            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q]\n");
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P]\n");
     exit(2);
 }
 
@@ -738,13 +745,13 @@ static void print_errors(void) {
     uint64_t errors = st.connect_errors + st.handshake_errors + st.protocol_errors + st.mismatches +
                       st.server_closes + st.io_errors + st.lost;
     printf("\"errors\":%llu,\"connect_errors\":%llu,\"handshake_errors\":%llu,\"protocol_errors\":%llu,"
-           "\"mismatches\":%llu,\"server_closes\":%llu,\"io_errors\":%llu,\"lost\":%llu,\"pings\":%llu,\"pongs\":%llu,"
-           "\"clean_closes\":%llu",
+           "\"mismatches\":%llu,\"server_closes\":%llu,\"io_errors\":%llu,\"lost\":%llu,\"pings\":%llu,"
+           "\"pongs\":%llu,\"clean_closes\":%llu",
            (unsigned long long)errors, (unsigned long long)st.connect_errors,
            (unsigned long long)st.handshake_errors, (unsigned long long)st.protocol_errors,
            (unsigned long long)st.mismatches, (unsigned long long)st.server_closes,
-           (unsigned long long)st.io_errors, (unsigned long long)st.lost, (unsigned long long)st.pings, (unsigned long long)st.pongs,
-           (unsigned long long)st.clean_closes);
+           (unsigned long long)st.io_errors, (unsigned long long)st.lost, (unsigned long long)st.pings,
+           (unsigned long long)st.pongs, (unsigned long long)st.clean_closes);
 }
 
 int main(int argc, char **argv) {
@@ -766,7 +773,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:Mq")) != -1) {
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqP")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'c': cfg.conns = atoi(optarg); break;
@@ -780,6 +787,7 @@ int main(int argc, char **argv) {
         case 'T': cfg.open_timeout = atof(optarg); break;
         case 'M': cfg.allow_masked = 1; break;
         case 'q': cfg.quiet = 1; break;
+        case 'P': cfg.busy_poll = 1; break;
         default: usage();
         }
     }
@@ -833,9 +841,13 @@ int main(int argc, char **argv) {
         } else {
             timeout_ms = 0;
         }
-        int n = epoll_wait(epfd, evs, 1024, timeout_ms);
+        int n = epoll_wait(epfd, evs, 1024, cfg.busy_poll ? 0 : timeout_ms);
         if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
         loop_now = now_ns();
+        if (measuring && n > 0) { /* (with -P, only the polls that found something) */
+            st.wakeups++;
+            st.events += (uint64_t)n;
+        }
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
             if (c->state == C_DONE) continue;
@@ -881,6 +893,8 @@ int main(int argc, char **argv) {
                 measuring = 1;
                 measure_start = loop_now;
                 cpu0 = cpu_seconds(&u0, &s0);
+                printf("{\"event\":\"measure_start\"}\n"); /* lets a harness sample the server's CPU */
+                fflush(stdout);
                 deadline = loop_now + (uint64_t)(cfg.duration * 1e9);
             }
             break;
@@ -889,6 +903,8 @@ int main(int argc, char **argv) {
                 measuring = 0;
                 measure_end = loop_now;
                 cpu1 = cpu_seconds(&u1, &s1);
+                printf("{\"event\":\"measure_end\"}\n");
+                fflush(stdout);
             }
             /* fall through */
         case P_HOLD:
@@ -937,12 +953,15 @@ int main(int argc, char **argv) {
         printf("{\"mode\":\"echo\",\"connections\":%d,\"opened\":%d,\"inflight\":%d,\"size\":%zu,\"binary\":%d,"
                "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"messages\":%llu,\"msgs_per_sec\":%.1f,"
                "\"p50_us\":%.0f,\"p90_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f,\"max_us\":%.1f,"
-               "\"mean_us\":%.1f,\"cpu_pct\":%.1f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,",
+               "\"mean_us\":%.1f,\"cpu_pct\":%.1f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"reads\":%llu,"
+               "\"writes\":%llu,\"msgs_per_read\":%.2f,\"wakeups\":%llu,\"events_per_wakeup\":%.2f,",
                cfg.conns, st.opened, cfg.inflight, cfg.size, cfg.binary, cfg.warmup, secs,
                (unsigned long long)st.measured, secs > 0 ? (double)st.measured / secs : 0.0, hist_pct(0.50),
                hist_pct(0.90), hist_pct(0.99), hist_pct(0.999), (double)hist_max_ns / 1e3,
                hist_count ? (double)hist_sum_ns / (double)hist_count / 1e3 : 0.0,
-               secs > 0 ? 100.0 * cpu / secs : 0.0, u1 - u0, s1 - s0);
+               secs > 0 ? 100.0 * cpu / secs : 0.0, u1 - u0, s1 - s0, (unsigned long long)st.reads,
+               (unsigned long long)st.writes, st.reads ? (double)st.measured / (double)st.reads : 0.0,
+               (unsigned long long)st.wakeups, st.wakeups ? (double)st.events / (double)st.wakeups : 0.0);
     } else {
         printf("{\"mode\":\"idle\",\"connections\":%d,\"opened\":%d,\"hold_s\":%.3f,\"open_s\":%.3f,",
                cfg.conns, st.opened, cfg.hold, open_at ? (double)(open_at - t0) / 1e9 : 0.0);

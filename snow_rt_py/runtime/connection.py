@@ -241,7 +241,14 @@ class Connection(asyncio.Protocol):
             self._handle(self._proto.receive_data(data))
         finally:
             self._in_read = False
-            self._flush()
+            # What this read produced leaves at the end of the loop iteration, with what every other connection
+            # read in the same iteration produced: one write per connection, and the peers wake up once.
+            pending = self._proto.data_to_send()
+            if pending:
+                self._out.append(pending)
+            if self._out:
+                self._flush_pending = True
+                self.server.schedule_flush(self)
 
     def eof_received(self) -> bool:
         self._handle(self._proto.receive_data(b""))
@@ -459,6 +466,11 @@ class Connection(asyncio.Protocol):
             handler.on_info(self, payload)
 
     def _crash(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionClosedError) and not self._open:
+            # A message that arrived before the close is handled after it (worker mode) and its reply cannot go
+            # out: the connection is ending anyway, this is not a handler bug.
+            log.debug("connection %d: reply after close dropped: %s", self.id, exc)
+            return
         log.error("handler of connection %d crashed", self.id, exc_info=exc)
         if not self._crashed:
             self._crashed = True

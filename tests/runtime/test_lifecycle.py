@@ -280,3 +280,31 @@ def test_connection_closed_error_after_drop_never_touches_another(start_server) 
             first.send_text("to a dead connection")
         b.send_text("mine")
         assert b.recv_message() == "mine"
+
+
+class SlowEcho(Handler):
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.codes: list[int] = []
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        time.sleep(0.005)  # still busy with earlier messages when the client's close arrives
+        conn.send(message)
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        self.codes.append(code)
+        self.closed.set()
+
+
+def test_replies_after_the_peer_closed_are_not_reported_as_crashes(start_server, caplog) -> None:
+    handler = SlowEcho()
+    server = start_server(handler, workers=1)
+    with caplog.at_level(logging.DEBUG, logger="snow_rt_py"):
+        with RawClient.connect(server.port) as c:
+            for i in range(20):
+                c.send_text(f"m{i}")
+            c.send_close(1000)
+            assert c.expect_close()[0] == 1000
+        assert handler.closed.wait(10)
+    assert handler.codes == [1000]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
