@@ -1,0 +1,954 @@
+/*
+ * fanout: broadcast fan-out benchmark client for the bench protocol (issue 4). One thread, epoll, non-blocking.
+ *
+ * Build:  gcc -O2 -Wall -Wextra -Werror -o build/fanout bench/fanout.c
+ * Run:    fanout -u ws://127.0.0.1:PORT/ [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64] [-C 100] [-T 120]
+ *
+ * The bench protocol: every connection is a member of one room; a text message whose first character is 'B' is
+ * broadcast by the server to every member, the sender included.
+ *
+ * 1. Opens N member connections (at most -C handshakes in progress at once), checks each handshake (status 101,
+ *    Sec-WebSocket-Accept), prints {"event":"open"} when all are open.
+ * 2. Barrier: member 0 (the sender) broadcasts probe messages ("BP...") until every member has received one, so
+ *    no measurement starts before every member is in the room (some servers add a member to their set only
+ *    after sending the 101). Bounded: at most 20 probes, 0.5 s apart.
+ * 3. Latency: K broadcasts one after the other; for each, the time from the sender's write to the moment the
+ *    LAST member has received it. Reported: p50, p90, min, max, mean (ms).
+ * 4. Throughput: the sender keeps W broadcasts in flight (a broadcast is in flight until every member has it):
+ *    after each batch of epoll events, it tops the window up in one write. -w seconds of warm-up, then -d seconds
+ *    measured between {"event":"measure_start"} and {"event":"measure_end"}: deliveries/s = messages received
+ *    by members in the window / window length; broadcasts/s = broadcasts completed (received by every member)
+ *    in the window / window length. Then it stops sending and waits (bounded, 30 s) until every member has
+ *    every broadcast.
+ *
+ * Every broadcast carries a sequence number ("BS" + 10 digits + a filler derived from it, -s bytes in all). Each
+ * member checks each message's full content and that sequence numbers arrive in order with no gap: gaps,
+ * mismatches (wrong content), out-of-order or duplicate messages, unexpected messages (not text, wrong length,
+ * not from the protocol), and messages missing at the end are counted and reported, never hidden. A broadcast a
+ * member skipped counts as reached for the window's progress (so one gap does not stall the run) and as a gap.
+ * A member closed by the server, a protocol error or a failed connection ends the measurement with "ok": false.
+ *
+ * Server frames of any length are parsed (7-bit, 16-bit and 64-bit lengths); frames may be split across reads
+ * and many frames may come in one read; fragmented messages are reassembled (up to 64 KiB; longer messages
+ * and single frames over 16 KiB are skipped and counted as unexpected). Server pings are answered with pongs
+ * carrying the same payload. Client frames are masked with a fresh random key per frame.
+ *
+ * Output: event lines, then one JSON line with the results and the client's own CPU use during the window.
+ * Every phase has a deadline; alarm() bounds the whole run as a last resort.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE (256 * 1024)   /* one read() */
+#define SMALL_FRAME (16 * 1024)  /* frames up to this payload are parsed whole; larger ones are skipped */
+#define MAX_REST (32 * 1024)     /* bytes kept between reads: a partial frame header + small frame, or HTTP */
+#define MAX_HTTP (16 * 1024)     /* handshake response head */
+#define MAX_MSG (64 * 1024)      /* reassembled fragmented message */
+#define RING 4096                /* completion counters, indexed by sequence number; must exceed the window */
+#define MAX_EVENTS 4096
+#define SEQ_DIGITS 10
+
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
+
+struct conn {
+    int fd;
+    unsigned char state;
+    unsigned char want_out;   /* EPOLLOUT is registered */
+    unsigned char ready;      /* received a probe: it is in the room */
+    unsigned char in_frag;    /* inside a fragmented data message */
+    unsigned char frag_op;
+    unsigned char frag_over;  /* the fragmented message outgrew MAX_MSG: unexpected */
+    unsigned char skipping;   /* skipping the payload of a frame over SMALL_FRAME */
+    uint64_t skip_left;
+    unsigned char *rest;      /* bytes of an incomplete frame (or HTTP head) kept from the last read */
+    uint32_t rest_len;
+    unsigned char *out;       /* bytes the kernel has not accepted yet */
+    uint32_t out_len, out_cap;
+    unsigned char *frag;
+    uint32_t frag_len;
+    uint32_t expect;          /* next sequence number this member should receive */
+    uint64_t received;        /* sequenced broadcasts received */
+    char accept[32];          /* expected Sec-WebSocket-Accept */
+};
+
+static struct {
+    char host[256];
+    char port[16];
+    char path[1024];
+    int members;
+    int rounds;
+    int window;
+    double duration;
+    double warmup;
+    int size;
+    int max_pending;
+    double open_timeout;
+    double round_timeout;
+    double drain_timeout;
+} cfg = {.members = 1000, .rounds = 20, .window = 16, .duration = 5.0, .warmup = 1.0, .size = 64,
+         .max_pending = 100, .open_timeout = 120.0, .round_timeout = 10.0, .drain_timeout = 30.0};
+
+static struct {
+    uint64_t gaps, mismatches, out_of_order, unexpected, protocol, closed, connect_failed, handshake_failed;
+    uint64_t write_failed, pings, probes_sent, reads, frames, delivered;
+} st;
+
+static struct conn *conns;
+static int epfd;
+static struct sockaddr_storage server_addr;
+static socklen_t server_addrlen;
+static int started, opened, failed, ready_count;
+static uint32_t sent;       /* last sequence number sent (0: none) */
+static uint32_t done_seq;   /* every member has reached every sequence number <= done_seq */
+static uint32_t ring_count[RING];
+static uint64_t ring_sent_ns[RING];
+static uint64_t ring_done_ns[RING];
+static char fatal_msg[512];
+static uint64_t rng_state;
+static unsigned char rbuf[MAX_REST + RBUF_SIZE];
+
+/* ------------------------------------------------------------------------------------------------ */
+/* small helpers                                                                                       */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fatal(const char *fmt, ...) {
+    if (fatal_msg[0]) return; /* keep the first cause */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fatal_msg, sizeof fatal_msg, fmt, ap);
+    va_end(ap);
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fanout: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory");
+    return p;
+}
+
+static uint64_t rng_next(void) { /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static void event_line(const char *name) {
+    printf("{\"event\":\"%s\"}\n", name);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* SHA-1 and base64, for the handshake check                                                            */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const unsigned char *p) {
+    uint32_t w[80], a, b, c, d, e, t;
+    int i;
+    for (i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+        else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+        else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+        else f = b ^ c ^ d, k = 0xCA62C1D6;
+        t = rol32(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = rol32(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+}
+
+static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    unsigned char block[64];
+    size_t i = 0, rem;
+    uint64_t bits = (uint64_t)len * 8;
+    for (; i + 64 <= len; i += 64) sha1_block(h, msg + i);
+    rem = len - i;
+    memset(block, 0, sizeof block);
+    memcpy(block, msg + i, rem);
+    block[rem] = 0x80;
+    if (rem >= 56) {
+        sha1_block(h, block);
+        memset(block, 0, sizeof block);
+    }
+    for (i = 0; i < 8; i++) block[63 - i] = (unsigned char)(bits >> (8 * i));
+    sha1_block(h, block);
+    for (i = 0; i < 5; i++) {
+        out[4 * i] = (unsigned char)(h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)h[i];
+    }
+}
+
+static void base64(const unsigned char *in, size_t len, char *out) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i;
+    for (i = 0; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = tab[(v >> 6) & 63], *out++ = tab[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = '=', *out++ = '=';
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = tab[(v >> 6) & 63], *out++ = '=';
+    }
+    *out = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* payloads                                                                                            */
+
+/* "B" + kind ('S' sequenced, 'P' probe) + 10 digits + '-' + filler derived from the number, size bytes. */
+static void make_payload(unsigned char *p, char kind, uint32_t seq) {
+    char digits[SEQ_DIGITS + 1];
+    int i;
+    snprintf(digits, sizeof digits, "%0*u", SEQ_DIGITS, seq);
+    p[0] = 'B';
+    p[1] = (unsigned char)kind;
+    memcpy(p + 2, digits, SEQ_DIGITS);
+    p[2 + SEQ_DIGITS] = '-';
+    for (i = 3 + SEQ_DIGITS; i < cfg.size; i++) p[i] = (unsigned char)('a' + (seq * 7u + (unsigned)i) % 26u);
+}
+
+static int parse_seq(const unsigned char *p, uint32_t *seq) {
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < SEQ_DIGITS; i++) {
+        if (p[2 + i] < '0' || p[2 + i] > '9') return -1;
+        v = v * 10 + (uint64_t)(p[2 + i] - '0');
+    }
+    if (v > UINT32_MAX) return -1;
+    *seq = (uint32_t)v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* sockets                                                                                             */
+
+static void set_events(struct conn *c, int want_out) {
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - conns)};
+    if ((int)c->want_out == want_out) return;
+    c->want_out = (unsigned char)want_out;
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl MOD: %s", strerror(errno));
+}
+
+static void kill_conn(struct conn *c) {
+    if (c->state == ST_DEAD) return;
+    c->state = ST_DEAD;
+    if (c->fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    failed++; /* `opened` keeps counting members that ever opened */
+}
+
+static void flush_out(struct conn *c) {
+    while (c->out_len) {
+        ssize_t n = write(c->fd, c->out, c->out_len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            st.write_failed++;
+            fatal("member %d: write failed: %s", (int)(c - conns), strerror(errno));
+            kill_conn(c);
+            return;
+        }
+        memmove(c->out, c->out + n, c->out_len - (size_t)n);
+        c->out_len -= (uint32_t)n;
+    }
+    if (c->state != ST_CONNECTING) set_events(c, c->out_len > 0);
+}
+
+static void send_bytes(struct conn *c, const unsigned char *data, size_t len) {
+    if (c->state == ST_DEAD) return;
+    if (c->out_len == 0 && c->state != ST_CONNECTING) {
+        ssize_t n;
+        do n = write(c->fd, data, len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN) {
+            st.write_failed++;
+            fatal("member %d: write failed: %s", (int)(c - conns), strerror(errno));
+            kill_conn(c);
+            return;
+        }
+        if (n > 0) data += n, len -= (size_t)n;
+        if (!len) return;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 256;
+        while (cap < c->out_len + len) cap *= 2;
+        unsigned char *p = realloc(c->out, cap);
+        if (!p) die("out of memory");
+        c->out = p;
+        c->out_cap = (uint32_t)cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += (uint32_t)len;
+    if (c->state != ST_CONNECTING) set_events(c, 1);
+}
+
+/* A masked client frame (FIN set) with a fresh key, appended to buf; returns its length. */
+static size_t build_frame(unsigned char *buf, int opcode, const unsigned char *payload, size_t len) {
+    size_t h = 0, i;
+    uint32_t key = (uint32_t)rng_next();
+    unsigned char *k;
+    buf[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        buf[h++] = (unsigned char)(0x80 | len);
+    } else if (len < 65536) {
+        buf[h++] = 0x80 | 126;
+        buf[h++] = (unsigned char)(len >> 8);
+        buf[h++] = (unsigned char)len;
+    } else {
+        buf[h++] = 0x80 | 127;
+        for (i = 0; i < 8; i++) buf[h++] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    k = buf + h;
+    memcpy(k, &key, 4);
+    h += 4;
+    for (i = 0; i < len; i++) buf[h + i] = payload[i] ^ k[i & 3];
+    return h + len;
+}
+
+static void start_conn(int i) {
+    struct conn *c = &conns[i];
+    int one = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
+    c->fd = socket(server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        st.connect_failed++;
+        fatal("socket(): %s (raise RLIMIT_NOFILE?)", strerror(errno));
+        c->state = ST_DEAD;
+        failed++;
+        return;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fd, (struct sockaddr *)&server_addr, server_addrlen) < 0 && errno != EINPROGRESS) {
+        st.connect_failed++;
+        fatal("connect(): %s", strerror(errno));
+        close(c->fd);
+        c->fd = -1;
+        c->state = ST_DEAD;
+        failed++;
+        return;
+    }
+    c->state = ST_CONNECTING;
+    c->want_out = 1;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl ADD: %s", strerror(errno));
+}
+
+static void send_handshake(struct conn *c) {
+    unsigned char raw[16], digest[20];
+    char key[32], cat[128], req[1600];
+    int i, n;
+    for (i = 0; i < 16; i++) raw[i] = (unsigned char)rng_next();
+    base64(raw, 16, key);
+    n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    sha1((unsigned char *)cat, (size_t)n, digest);
+    base64(digest, 20, c->accept);
+    n = snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 cfg.path, cfg.host, cfg.port, key);
+    c->state = ST_HANDSHAKE;
+    set_events(c, 0);
+    send_bytes(c, (unsigned char *)req, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* progress accounting                                                                                 */
+
+static void advance(void) {
+    while (done_seq < sent && ring_count[(done_seq + 1) % RING] >= (uint32_t)cfg.members) {
+        done_seq++;
+        ring_done_ns[done_seq % RING] = now_ns();
+    }
+}
+
+/* Member c has reached every sequence number up to seq (received it, or skipped past it: a gap). */
+static void reach_upto(struct conn *c, uint32_t seq) {
+    uint32_t s;
+    for (s = c->expect; s <= seq; s++) ring_count[s % RING]++;
+    c->expect = seq + 1;
+    if (ring_count[(done_seq + 1) % RING] >= (uint32_t)cfg.members) advance();
+}
+
+static void on_message(struct conn *c, int opcode, const unsigned char *p, size_t len, int oversized) {
+    static unsigned char want[MAX_MSG];
+    uint32_t seq;
+    if (oversized || opcode != 1 || len != (size_t)cfg.size || p[0] != 'B') {
+        st.unexpected++;
+        return;
+    }
+    if (p[1] == 'P') { /* barrier probe */
+        if (!c->ready) c->ready = 1, ready_count++;
+        return;
+    }
+    if (p[1] != 'S' || parse_seq(p, &seq) < 0) {
+        st.unexpected++;
+        return;
+    }
+    make_payload(want, 'S', seq);
+    if (memcmp(want, p, len) != 0 || seq == 0 || seq > sent) {
+        st.mismatches++;
+        return;
+    }
+    if (seq < c->expect) { /* duplicate or out of order */
+        st.out_of_order++;
+        return;
+    }
+    if (seq > c->expect) st.gaps += seq - c->expect;
+    c->received++;
+    st.delivered++;
+    reach_upto(c, seq);
+}
+
+static void on_frame(struct conn *c, int fin, int opcode, const unsigned char *p, size_t len) {
+    unsigned char pong[256];
+    int idx = (int)(c - conns);
+    st.frames++;
+    switch (opcode) {
+    case 0:
+        if (!c->in_frag) {
+            st.protocol++;
+            fatal("member %d: continuation frame outside a fragmented message", idx);
+            kill_conn(c);
+            return;
+        }
+        if (!c->frag_over && c->frag_len + len <= MAX_MSG) {
+            memcpy(c->frag + c->frag_len, p, len);
+            c->frag_len += (uint32_t)len;
+        } else {
+            c->frag_over = 1;
+        }
+        if (fin) {
+            on_message(c, c->frag_op, c->frag, c->frag_len, c->frag_over);
+            c->in_frag = 0;
+        }
+        return;
+    case 1:
+    case 2:
+        if (c->in_frag) {
+            st.protocol++;
+            fatal("member %d: new data frame inside a fragmented message", idx);
+            kill_conn(c);
+            return;
+        }
+        if (fin) {
+            on_message(c, opcode, p, len, 0);
+            return;
+        }
+        if (!c->frag) c->frag = xmalloc(MAX_MSG);
+        c->in_frag = 1, c->frag_op = (unsigned char)opcode, c->frag_over = 0, c->frag_len = (uint32_t)len;
+        memcpy(c->frag, p, len); /* len <= SMALL_FRAME < MAX_MSG */
+        return;
+    case 8: {
+        int code = len >= 2 ? (p[0] << 8 | p[1]) : 1005;
+        st.closed++;
+        fatal("member %d: server sent close %d %.*s", idx, code, len > 2 ? (int)len - 2 : 0, p + 2);
+        kill_conn(c);
+        return;
+    }
+    case 9:
+        st.pings++;
+        send_bytes(c, pong, build_frame(pong, 10, p, len));
+        return;
+    case 10:
+        return;
+    default:
+        st.protocol++;
+        fatal("member %d: reserved opcode %d", idx, opcode);
+        kill_conn(c);
+    }
+}
+
+/* Parse frames in p[0..n); returns the bytes consumed (the rest is an incomplete frame). */
+static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
+    size_t off = 0;
+    int idx = (int)(c - conns);
+    while (c->state == ST_OPEN) {
+        if (c->skipping) {
+            uint64_t take = c->skip_left < n - off ? c->skip_left : n - off;
+            off += take;
+            c->skip_left -= take;
+            if (c->skip_left) break;
+            c->skipping = 0;
+            continue;
+        }
+        if (n - off < 2) break;
+        unsigned b0 = p[off], b1 = p[off + 1];
+        int fin = (b0 & 0x80) != 0, opcode = (int)(b0 & 0x0f);
+        uint64_t len = b1 & 0x7f;
+        size_t hdr = 2;
+        if (b0 & 0x70) {
+            st.protocol++;
+            fatal("member %d: reserved bits set", idx);
+            kill_conn(c);
+            break;
+        }
+        if (b1 & 0x80) {
+            st.protocol++;
+            fatal("member %d: masked server frame", idx);
+            kill_conn(c);
+            break;
+        }
+        if (len == 126) {
+            if (n - off < 4) break;
+            len = (uint64_t)p[off + 2] << 8 | p[off + 3];
+            hdr = 4;
+        } else if (len == 127) {
+            int i;
+            if (n - off < 10) break;
+            len = 0;
+            for (i = 0; i < 8; i++) len = len << 8 | p[off + 2 + i];
+            hdr = 10;
+        }
+        if (opcode >= 8 && (!fin || len > 125)) {
+            st.protocol++;
+            fatal("member %d: bad control frame", idx);
+            kill_conn(c);
+            break;
+        }
+        if (len > SMALL_FRAME) { /* not a bench message: skip it without buffering, count it */
+            st.frames++;
+            if (opcode == 0 && c->in_frag) {
+                c->frag_over = 1;
+                if (fin) st.unexpected++, c->in_frag = 0;
+            } else if (opcode == 1 || opcode == 2) {
+                if (fin) st.unexpected++;
+                else c->in_frag = 1, c->frag_op = (unsigned char)opcode, c->frag_over = 1, c->frag_len = 0;
+                if (!c->frag) c->frag = xmalloc(MAX_MSG);
+            } else {
+                st.protocol++;
+                fatal("member %d: oversized frame with opcode %d", idx, opcode);
+                kill_conn(c);
+                break;
+            }
+            off += hdr;
+            c->skipping = 1;
+            c->skip_left = len;
+            continue;
+        }
+        if (n - off < hdr + len) break;
+        on_frame(c, fin, opcode, p + off + hdr, (size_t)len);
+        off += hdr + (size_t)len;
+    }
+    return off;
+}
+
+/* Handshake response in p[0..n): returns bytes consumed, 0 if incomplete; kills the member when invalid. */
+static size_t parse_response(struct conn *c, const unsigned char *p, size_t n) {
+    const unsigned char *end = memmem(p, n, "\r\n\r\n", 4);
+    const char *line, *eol;
+    int ok_accept = 0;
+    if (!end) {
+        if (n >= MAX_HTTP) {
+            st.handshake_failed++;
+            fatal("member %d: handshake response head too long", (int)(c - conns));
+            kill_conn(c);
+        }
+        return 0;
+    }
+    if (n < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0) {
+        st.handshake_failed++;
+        fatal("member %d: handshake refused: %.*s", (int)(c - conns), (int)(memchr(p, '\r', n) ? (const unsigned char *)memchr(p, '\r', n) - p : 40), p);
+        kill_conn(c);
+        return 0;
+    }
+    for (line = (const char *)p; line < (const char *)end; line = eol + 2) {
+        eol = memmem(line, (size_t)((const char *)end + 2 - line), "\r\n", 2);
+        if (!eol) break;
+        if ((size_t)(eol - line) > 21 && strncasecmp(line, "sec-websocket-accept:", 21) == 0) {
+            const char *v = line + 21, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            ok_accept = (size_t)(ve - v) == strlen(c->accept) && memcmp(v, c->accept, (size_t)(ve - v)) == 0;
+        }
+    }
+    if (!ok_accept) {
+        st.handshake_failed++;
+        fatal("member %d: missing or wrong Sec-WebSocket-Accept", (int)(c - conns));
+        kill_conn(c);
+        return 0;
+    }
+    c->state = ST_OPEN;
+    opened++;
+    return (size_t)(end + 4 - p);
+}
+
+static void on_readable(struct conn *c) {
+    unsigned char *base = rbuf + MAX_REST;
+    ssize_t n;
+    size_t have, used = 0;
+    do n = read(c->fd, base, RBUF_SIZE);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN) return;
+        st.closed++;
+        fatal("member %d: read failed: %s", (int)(c - conns), strerror(errno));
+        kill_conn(c);
+        return;
+    }
+    if (n == 0) {
+        st.closed++;
+        fatal("member %d: the server closed the TCP connection%s", (int)(c - conns),
+              c->state == ST_HANDSHAKE ? " during the handshake" : "");
+        kill_conn(c);
+        return;
+    }
+    st.reads++;
+    base -= c->rest_len; /* the kept partial frame goes right before the new bytes */
+    memcpy(base, c->rest, c->rest_len);
+    have = c->rest_len + (size_t)n;
+    c->rest_len = 0;
+    if (c->state == ST_HANDSHAKE) {
+        used = parse_response(c, base, have);
+        if (c->state != ST_OPEN) {
+            if (c->state == ST_HANDSHAKE) goto keep;
+            return;
+        }
+    }
+    used += parse_frames(c, base + used, have - used);
+    if (c->state == ST_DEAD) return;
+keep:
+    if (have - used > MAX_REST) {
+        st.protocol++;
+        fatal("member %d: %zu bytes of an incomplete frame", (int)(c - conns), have - used);
+        kill_conn(c);
+        return;
+    }
+    if (have > used) {
+        if (!c->rest) c->rest = xmalloc(MAX_REST);
+        memmove(c->rest, base + used, have - used);
+        c->rest_len = (uint32_t)(have - used);
+    }
+}
+
+static void on_writable(struct conn *c) {
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            st.connect_failed++;
+            fatal("connect: %s", strerror(err));
+            kill_conn(c);
+            return;
+        }
+        send_handshake(c);
+        return;
+    }
+    flush_out(c);
+}
+
+/* One epoll_wait and the handling of its events. */
+static void poll_once(int timeout_ms) {
+    static struct epoll_event evs[MAX_EVENTS];
+    int n = epoll_wait(epfd, evs, MAX_EVENTS, timeout_ms), i;
+    if (n < 0) {
+        if (errno == EINTR) return;
+        die("epoll_wait: %s", strerror(errno));
+    }
+    for (i = 0; i < n; i++) {
+        struct conn *c = &conns[evs[i].data.u32];
+        if (c->state == ST_DEAD) continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
+        if (c->state != ST_DEAD && (evs[i].events & EPOLLOUT)) on_writable(c);
+    }
+}
+
+static int ms_until(uint64_t deadline) {
+    uint64_t t = now_ns();
+    if (t >= deadline) return 0;
+    uint64_t ms = (deadline - t + 999999) / 1000000;
+    return ms > 50 ? 50 : (int)ms;
+}
+
+/* Send sequenced broadcasts from the sender until `count` are in flight (one write for all of them). */
+static void top_up(uint32_t count) {
+    static unsigned char buf[RING * 160];
+    unsigned char payload[MAX_MSG];
+    size_t len = 0;
+    uint64_t t = now_ns();
+    while (sent - done_seq < count && len + (size_t)cfg.size + 14 <= sizeof buf) {
+        sent++;
+        ring_count[sent % RING] = 0;
+        ring_sent_ns[sent % RING] = t;
+        make_payload(payload, 'S', sent);
+        len += build_frame(buf + len, 1, payload, (size_t)cfg.size);
+    }
+    if (len) send_bytes(&conns[0], buf, len);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile(const double *sorted, int n, double q) {
+    if (n == 0) return 0.0;
+    double pos = q * (n - 1);
+    int lo = (int)pos;
+    if (lo + 1 >= n) return sorted[n - 1];
+    return sorted[lo] + (sorted[lo + 1] - sorted[lo]) * (pos - lo);
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static void json_str(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: fanout -u ws://HOST:PORT/PATH [-n members] [-K latency rounds] [-W window] [-d seconds]\n"
+            "              [-w warmup seconds] [-s payload bytes] [-C max handshakes in progress]\n"
+            "              [-T open timeout s] [-R per-broadcast timeout s]\n");
+    exit(2);
+}
+
+static void parse_url(const char *url) {
+    const char *p, *slash, *colon;
+    if (strncmp(url, "ws://", 5) != 0) die("only ws:// URLs: %s", url);
+    p = url + 5;
+    slash = strchr(p, '/');
+    if (!slash) slash = p + strlen(p);
+    snprintf(cfg.path, sizeof cfg.path, "%s", *slash ? slash : "/");
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(slash - p));
+        if (!rb) die("bad URL %s", url);
+        snprintf(cfg.host, sizeof cfg.host, "%.*s", (int)(rb - p - 1), p + 1);
+        colon = rb + 1 < slash && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(slash - p));
+        snprintf(cfg.host, sizeof cfg.host, "%.*s", (int)((colon ? colon : slash) - p), p);
+    }
+    if (colon) snprintf(cfg.port, sizeof cfg.port, "%.*s", (int)(slash - colon - 1), colon + 1);
+    else snprintf(cfg.port, sizeof cfg.port, "80");
+}
+
+int main(int argc, char **argv) {
+    const char *url = NULL;
+    int opt, i, k;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    uint64_t t_open0, t_open1, deadline;
+    double *lat;
+    int lat_n = 0;
+    uint64_t win_t0 = 0, win_t1 = 0, win_del0 = 0, win_del1 = 0, win_reads0 = 0, win_reads1 = 0;
+    uint64_t win_frames0 = 0, win_frames1 = 0;
+    uint32_t win_done0 = 0, win_done1 = 0;
+    double cpu0 = 0, cpu1 = 0;
+    int probes = 0;
+
+    while ((opt = getopt(argc, argv, "u:n:K:W:d:w:s:C:T:R:")) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'n': cfg.members = atoi(optarg); break;
+        case 'K': cfg.rounds = atoi(optarg); break;
+        case 'W': cfg.window = atoi(optarg); break;
+        case 'd': cfg.duration = atof(optarg); break;
+        case 'w': cfg.warmup = atof(optarg); break;
+        case 's': cfg.size = atoi(optarg); break;
+        case 'C': cfg.max_pending = atoi(optarg); break;
+        case 'T': cfg.open_timeout = atof(optarg); break;
+        case 'R': cfg.round_timeout = atof(optarg); break;
+        default: usage();
+        }
+    }
+    if (!url || cfg.members < 1 || cfg.rounds < 0 || cfg.window < 1 || cfg.window >= RING / 2 ||
+        cfg.duration <= 0 || cfg.warmup < 0 || cfg.size < 3 + SEQ_DIGITS || cfg.size > 125 || cfg.max_pending < 1)
+        usage();
+    parse_url(url);
+    alarm((unsigned)(cfg.open_timeout + cfg.rounds * cfg.round_timeout + 30 * 0.5 + cfg.warmup + cfg.duration +
+                     cfg.drain_timeout + 60));
+
+    {
+        int fd = open("/dev/urandom", O_RDONLY);
+        if (fd < 0 || read(fd, &rng_state, sizeof rng_state) != (ssize_t)sizeof rng_state) rng_state = now_ns();
+        if (fd >= 0) close(fd);
+        rng_state |= 1;
+    }
+    if (getaddrinfo(cfg.host, cfg.port, &hints, &ai) != 0 || !ai) die("cannot resolve %s:%s", cfg.host, cfg.port);
+    memcpy(&server_addr, ai->ai_addr, ai->ai_addrlen);
+    server_addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+
+    conns = calloc((size_t)cfg.members, sizeof *conns);
+    lat = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    if (!conns || !lat) die("out of memory");
+    for (i = 0; i < cfg.members; i++) conns[i].fd = -1, conns[i].expect = 1;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) die("epoll_create1: %s", strerror(errno));
+
+    /* 1. open every member */
+    t_open0 = now_ns();
+    deadline = t_open0 + (uint64_t)(cfg.open_timeout * 1e9);
+    while (!fatal_msg[0] && opened < cfg.members) {
+        while (started < cfg.members && started - opened - failed < cfg.max_pending && !fatal_msg[0])
+            start_conn(started++);
+        if (now_ns() >= deadline) {
+            fatal("only %d of %d members open after %.0f s", opened, cfg.members, cfg.open_timeout);
+            break;
+        }
+        poll_once(ms_until(deadline));
+    }
+    t_open1 = now_ns();
+    if (!fatal_msg[0]) event_line("open");
+
+    /* 2. barrier: every member is in the room */
+    while (!fatal_msg[0] && ready_count < cfg.members) {
+        unsigned char payload[128], frame[160];
+        if (probes == 20) {
+            fatal("%d of %d members never received a probe broadcast (not in the room?)", cfg.members - ready_count,
+                  cfg.members);
+            break;
+        }
+        make_payload(payload, 'P', (uint32_t)probes++);
+        st.probes_sent++;
+        send_bytes(&conns[0], frame, build_frame(frame, 1, payload, (size_t)cfg.size));
+        deadline = now_ns() + 500000000ull;
+        while (!fatal_msg[0] && ready_count < cfg.members && now_ns() < deadline) poll_once(ms_until(deadline));
+    }
+
+    /* 3. latency: one broadcast at a time */
+    for (k = 0; k < cfg.rounds && !fatal_msg[0]; k++) {
+        top_up(1);
+        deadline = now_ns() + (uint64_t)(cfg.round_timeout * 1e9);
+        while (!fatal_msg[0] && done_seq < sent && now_ns() < deadline) poll_once(ms_until(deadline));
+        if (done_seq < sent) {
+            if (!fatal_msg[0])
+                fatal("broadcast %u reached %u of %d members in %.0f s", sent, ring_count[sent % RING], cfg.members,
+                      cfg.round_timeout);
+            break;
+        }
+        lat[lat_n++] = (double)(ring_done_ns[sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
+    }
+
+    /* 4. throughput: W broadcasts in flight */
+    if (!fatal_msg[0]) {
+        uint64_t t_start = now_ns();
+        uint64_t t_measure = t_start + (uint64_t)(cfg.warmup * 1e9);
+        uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
+        int measuring = 0;
+        for (;;) {
+            uint64_t t;
+            top_up((uint32_t)cfg.window);
+            poll_once(10);
+            if (fatal_msg[0]) break;
+            t = now_ns();
+            if (!measuring && t >= t_measure) {
+                measuring = 1;
+                event_line("measure_start");
+                win_t0 = now_ns(), win_del0 = st.delivered, win_done0 = done_seq, win_reads0 = st.reads;
+                win_frames0 = st.frames, cpu0 = cpu_seconds();
+            } else if (measuring && t >= t_end) {
+                win_t1 = now_ns(), win_del1 = st.delivered, win_done1 = done_seq, win_reads1 = st.reads;
+                win_frames1 = st.frames, cpu1 = cpu_seconds();
+                event_line("measure_end");
+                break;
+            }
+        }
+        /* drain: every member gets every broadcast sent */
+        deadline = now_ns() + (uint64_t)(cfg.drain_timeout * 1e9);
+        while (!fatal_msg[0] && done_seq < sent && now_ns() < deadline) poll_once(ms_until(deadline));
+        if (!fatal_msg[0] && done_seq < sent)
+            fatal("after %.0f s, broadcast %u had reached only %u of %d members", cfg.drain_timeout, done_seq + 1,
+                  ring_count[(done_seq + 1) % RING], cfg.members);
+    }
+
+    /* results */
+    {
+        uint64_t missing = 0, received = 0;
+        double win_s = win_t1 > win_t0 ? (double)(win_t1 - win_t0) / 1e9 : 0.0;
+        double mean = 0.0;
+        int errors;
+        for (i = 0; i < cfg.members; i++) {
+            received += conns[i].received;
+            if (conns[i].expect <= sent) missing += sent + 1 - conns[i].expect;
+        }
+        for (i = 0; i < lat_n; i++) mean += lat[i] / lat_n;
+        qsort(lat, (size_t)lat_n, sizeof *lat, cmp_double);
+        errors = st.gaps || st.mismatches || st.out_of_order || st.unexpected || st.protocol || st.closed ||
+                 st.connect_failed || st.handshake_failed || st.write_failed || missing || fatal_msg[0];
+        printf("{\"members\":%d,\"opened\":%d,\"open_s\":%.3f,\"size\":%d,\"window\":%d,\"probes\":%d,", cfg.members,
+               opened, (double)(t_open1 - t_open0) / 1e9, cfg.size, cfg.window, probes);
+        printf("\"latency_rounds\":%d,\"latency_ms_p50\":%.3f,\"latency_ms_p90\":%.3f,\"latency_ms_min\":%.3f,"
+               "\"latency_ms_max\":%.3f,\"latency_ms_mean\":%.3f,",
+               lat_n, percentile(lat, lat_n, 0.5), percentile(lat, lat_n, 0.9), lat_n ? lat[0] : 0.0,
+               lat_n ? lat[lat_n - 1] : 0.0, mean);
+        printf("\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"broadcasts\":%u,"
+               "\"broadcasts_per_s\":%.1f,\"frames_per_read\":%.2f,\"cpu_pct\":%.1f,",
+               win_s, (unsigned long long)(win_del1 - win_del0), win_s ? (double)(win_del1 - win_del0) / win_s : 0.0,
+               win_done1 - win_done0, win_s ? (double)(win_done1 - win_done0) / win_s : 0.0,
+               win_reads1 > win_reads0 ? (double)(win_frames1 - win_frames0) / (double)(win_reads1 - win_reads0) : 0.0,
+               win_s ? 100.0 * (cpu1 - cpu0) / win_s : 0.0);
+        printf("\"sent\":%u,\"received\":%llu,\"missing\":%llu,\"gaps\":%llu,\"mismatches\":%llu,"
+               "\"out_of_order\":%llu,\"unexpected\":%llu,\"protocol_errors\":%llu,\"closed\":%llu,"
+               "\"connect_failed\":%llu,\"handshake_failed\":%llu,\"write_failed\":%llu,\"pings\":%llu,",
+               sent, (unsigned long long)received, (unsigned long long)missing, (unsigned long long)st.gaps,
+               (unsigned long long)st.mismatches, (unsigned long long)st.out_of_order,
+               (unsigned long long)st.unexpected, (unsigned long long)st.protocol, (unsigned long long)st.closed,
+               (unsigned long long)st.connect_failed, (unsigned long long)st.handshake_failed,
+               (unsigned long long)st.write_failed, (unsigned long long)st.pings);
+        printf("\"ok\":%s,\"error\":", errors ? "false" : "true");
+        json_str(fatal_msg);
+        printf("}\n");
+        fflush(stdout);
+        for (i = 0; i < cfg.members; i++)
+            if (conns[i].fd >= 0) close(conns[i].fd);
+        return errors ? 1 : 0;
+    }
+}
