@@ -303,9 +303,11 @@ def test_stale_made_up_and_null_handles(run: Run, asan: bool) -> None:
         ws.send("stop-from-callback")
         prog.expect(
             "snow_ws_stop from a loop-thread callback -> -1 SNOW_WS_E_INTERNAL: "
-            "LoopThread.run() called from the loop thread would deadlock",
+            "this call waits for the event loop and cannot be made from the loop thread (a callback with workers=0); "
+            "call it from another thread or run the server with workers >= 1",
             "snow_ws_start from a loop-thread callback -> -1 SNOW_WS_E_INTERNAL: "
-            "LoopThread.run() called from the loop thread would deadlock",
+            "this call waits for the event loop and cannot be made from the loop thread (a callback with workers=0); "
+            "call it from another thread or run the server with workers >= 1",
             "send from the same callback -> 0",
         )
         assert ws.recv(timeout=10) == "stop-from-callback"
