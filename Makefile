@@ -51,11 +51,13 @@ unit: build
 
 test: lint typecheck unit
 
+# Every peer in one run (issue 6): echo, latency, 1 MiB, idle memory, broadcast; summary in build/bench_all.md.
+# Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2) and C boundary (issue 5).
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	bash tests/interop/setup.sh
+	$(PY) bench/run_all.py
 	$(PY) bench/bench_parser.py
-	$(PY) bench/bench_echo.py
-	$(PY) bench/bench_idle.py
 	$(PY) bench/bench_abi.py
 
 clean:

@@ -43,6 +43,7 @@ LOADGEN_SRC = ROOT / "bench" / "loadgen.c"
 LOADGEN = ROOT / "build" / "loadgen"
 SERVERS_DIR = ROOT / "bench" / "servers"
 PYTHON = sys.executable
+NODE = shutil.which("node") or "node"
 SERVER_CORE = "0"
 LOADGEN_CORE = "1"
 READY_TIMEOUT = 30.0
@@ -80,7 +81,7 @@ def pinned(core: str, argv: Sequence[str]) -> list[str]:
 def versions() -> dict[str, str]:
     """Versions of everything that shapes the figures."""
     out: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
-    for mod in ("websockets", "uvloop"):
+    for mod in ("websockets", "uvloop", "picows", "aiohttp"):
         try:
             out[mod] = __import__(mod).__version__
         except ImportError:
@@ -96,6 +97,15 @@ def versions() -> dict[str, str]:
     except (OSError, StopIteration):
         out["cpu"] = platform.processor() or "?"
     out["cores"] = str(os.cpu_count())
+    try:
+        out["node"] = subprocess.run([NODE, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["node"] = "not found"
+    try:
+        ws_pkg = ROOT / "tests" / "interop" / "node_modules" / "ws" / "package.json"
+        out["node ws"] = json.loads(ws_pkg.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        out["node ws"] = "not installed"
     out["snow_rt_py"] = code_version()
     return out
 
@@ -314,6 +324,15 @@ def server_specs(asyncio_loop: bool) -> dict[str, ServerSpec]:
             snow_env,
         ),
         ServerSpec("raw TCP echo (ceiling)", [PYTHON, str(SERVERS_DIR / "tcp_echo_uvloop.py")], {}, ["-M"]),
+        # issue 6: our server through a C program on libsnow_ws, and the other peers
+        ServerSpec(
+            "snow C (echo_server)",
+            [str(ROOT / "build" / "echo_server"), "--host", "127.0.0.1", "--port", "0", "--ping-interval", "0"],
+            snow_env,
+        ),
+        ServerSpec("picows", [PYTHON, str(SERVERS_DIR / "picows_echo.py")]),
+        ServerSpec("aiohttp", [PYTHON, str(SERVERS_DIR / "aiohttp_echo.py")]),
+        ServerSpec("node ws", [NODE, str(SERVERS_DIR / "node_ws_echo.mjs")]),
     ]
     return {s.name: s for s in specs}
 
@@ -418,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="extra flag for every loadgen run, e.g. --loadgen-flag=-P (busy-poll experiment); repeatable",
     )
     parser.add_argument("--json", type=Path, help="also write every run's raw results here")
+    parser.add_argument(
+        "--skip-solo", action="store_true", help="skip the 1-connection run (its columns then repeat k=1's)"
+    )
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.runs, opts.duration, opts.warmup, opts.quiet_wait, opts.retries = 1, 2.0, 0.5, 5.0, 0
@@ -448,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     with running_server(specs[name], Path(tmp)) as server:
                         tput = measure(server, opts.inflight, opts)
                         lat = measure(server, 1, opts)
-                        solo = measure(server, 1, opts, connections=1)
+                        solo = lat if opts.skip_solo else measure(server, 1, opts, connections=1)
                         threads = proc_threads(server.pid)
                         stderr = server.stderr_text()
                     status = server.proc.returncode

@@ -19,6 +19,7 @@ Every process started here is stopped here, also on errors and Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench_echo import (
+    NODE,
     PYTHON,
+    ROOT,
     SERVERS_DIR,
     ServerSpec,
     build_loadgen,
@@ -55,6 +58,15 @@ def server_specs(ping_interval: float, asyncio_loop: bool) -> dict[str, ServerSp
         ServerSpec("snow workers=2", [*snow, "--workers", "2", *ping], snow_env),
         ServerSpec("websockets", [PYTHON, str(SERVERS_DIR / "websockets_echo.py")]),
         ServerSpec("websockets ping=" + f"{ping_interval:g}", [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), *ping]),
+        # issue 6: the C program on libsnow_ws and the other peers (their own defaults: no keepalive pings)
+        ServerSpec(
+            "snow C (echo_server)",
+            [str(ROOT / "build" / "echo_server"), "--host", "127.0.0.1", "--port", "0", *ping],
+            snow_env,
+        ),
+        ServerSpec("picows", [PYTHON, str(SERVERS_DIR / "picows_echo.py")]),
+        ServerSpec("aiohttp", [PYTHON, str(SERVERS_DIR / "aiohttp_echo.py")]),
+        ServerSpec("node ws", [NODE, str(SERVERS_DIR / "node_ws_echo.mjs")]),
     ]
     return {s.name: s for s in specs}
 
@@ -153,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--asyncio-loop", action="store_true", help="run our server on asyncio's loop (SNOW_RT_PY_NO_UVLOOP=1)"
     )
+    parser.add_argument("--json", type=Path, help="also write every run's raw results (and medians) here")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.runs, opts.connections, opts.hold, opts.settle = 1, 2000, 8.0, 3.0
@@ -221,6 +234,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             med[name]["pongs"] = statistics.median(r["result"]["pongs"] for r in recs)
             med[name]["runs"] = len(recs)
+    if opts.json:
+        slim = {n: [{k: v for k, v in r.items() if k != "stderr"} for r in recs] for n, recs in raw.items()}
+        opts.json.write_text(
+            json.dumps(
+                {
+                    "versions": info,
+                    "options": {k: str(v) for k, v in vars(opts).items()},
+                    "runs": slim,
+                    "medians": med,
+                }
+            )
+        )
     base = med.get("websockets")
 
     def ratio(name: str) -> str:

@@ -342,6 +342,22 @@ static int flush(conn_t *c) {
     return 0;
 }
 
+/* XOR data[0..len) with the 4-byte mask, 8 bytes at a time (the 1 MiB workloads spend their user time here). */
+static void apply_mask(unsigned char *data, size_t len, const unsigned char *mask) {
+    uint64_t m8;
+    unsigned char mb[8];
+    for (int i = 0; i < 8; i++) mb[i] = mask[i & 3];
+    memcpy(&m8, mb, 8);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, data + i, 8);
+        w ^= m8;
+        memcpy(data + i, &w, 8);
+    }
+    for (; i < len; i++) data[i] ^= mask[i & 3];
+}
+
 /* A masked client frame (FIN set) carrying data, appended to the output. */
 static void append_frame(conn_t *c, int opcode, const unsigned char *data, size_t len) {
     unsigned char hdr[14];
@@ -362,7 +378,7 @@ static void append_frame(conn_t *c, int opcode, const unsigned char *data, size_
     wappend(c, hdr, h);
     size_t start = c->wlen;
     wappend(c, data, len);
-    for (size_t i = 0; i < len; i++) c->wbuf[start + i] ^= c->mask[i & 3];
+    apply_mask(c->wbuf + start, len, c->mask);
 }
 
 static void build_message_frame(conn_t *c) {
@@ -527,8 +543,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
         if (avail < h + plen) break;
         unsigned char *data = p + h;
         if (masked) {
-            const unsigned char *m = p + h - 4;
-            for (uint64_t i = 0; i < plen; i++) data[i] ^= m[i & 3];
+            apply_mask(data, (size_t)plen, p + h - 4);
         }
         off += h + (size_t)plen;
         if (op >= 8) { /* control frame */
