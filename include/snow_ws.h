@@ -230,7 +230,10 @@ const char *snow_ws_version(void);
  *                     messages go to on_message as a SnowString.
  *   static_dir:       directory (copied) whose files answer plain HTTP GETs (no Upgrade header) on the same port,
  *                     e.g. a browser page; NULL = such requests get 400. Must exist (else SNOW_WS_E_INVALID_ARGUMENT).
- *   static_index:     file served for "GET /" from static_dir (copied); NULL = "index.html". */
+ *   static_index:     file served for "GET /" from static_dir (copied); NULL = "index.html".
+ * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
+ * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
+ * afresh for every message; freed heap up to 128 MiB then stays with the process. */
 typedef struct SnowWsOptions {
     uint64_t struct_size;
     const char *host;

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs (e.g. a browser page)")
     s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
+    s.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (by default they are raised for large messages)",
+    )
     s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser
 
@@ -97,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         slow_consumer=args.slow_consumer,
         static_dir=args.static_dir,
         static_index=args.static_index,
+        tune_malloc=not args.no_tune_malloc,
     )
     try:
         options.validate()

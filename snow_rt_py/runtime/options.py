@@ -33,6 +33,8 @@ class ServerOptions:
         static_dir: answer plain HTTP GETs (no Upgrade header) with the files of this directory; None answers
             them with 400.
         static_index: the file ``GET /`` serves from ``static_dir``.
+        tune_malloc: raise glibc's mmap/trim thresholds (process-wide, once) so large message buffers are reused
+            instead of faulting in fresh pages for every message (see runtime/allocator.py).
         reuse_port: set SO_REUSEPORT on the listening socket.
         backlog: listen() backlog.
     """
@@ -52,6 +54,7 @@ class ServerOptions:
     slow_consumer: str = "close"
     static_dir: str | Path | None = None
     static_index: str = "index.html"
+    tune_malloc: bool = True
     reuse_port: bool = False
     backlog: int = 1024
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import deque
 
+from snow_rt_py.runtime.allocator import tune_for_large_messages
 from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection
 from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.handler import Handler
@@ -60,6 +61,8 @@ class Server:
             ValueError: an option is out of range.
         """
         self = cls(handler, options, asyncio.get_running_loop())
+        if options.tune_malloc:
+            tune_for_large_messages()
         ssl_ctx = None
         if options.tls_cert is not None and options.tls_key is not None:
             ssl_ctx = server_context(options.tls_cert, options.tls_key)
