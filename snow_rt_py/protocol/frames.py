@@ -42,6 +42,9 @@ _LEN16 = 126  # RFC 6455 §5.2: a 16-bit extended length follows
 _LEN64 = 127  # RFC 6455 §5.2: a 64-bit extended length follows
 _PACK16 = struct.Struct("!BBH").pack
 _PACK64 = struct.Struct("!BBQ").pack
+# Headers of unmasked, final text and binary frames with a 7-bit length (0-125 bytes), built once.
+_TEXT_HEADERS = [bytes((_FIN | 0x1, n)) for n in range(_LEN16)]
+_BINARY_HEADERS = [bytes((_FIN | 0x2, n)) for n in range(_LEN16)]
 
 
 class Opcode(IntEnum):
@@ -118,6 +121,8 @@ def encode_text(text: str) -> bytes:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("text is not encodable as UTF-8") from None
+    if len(data) < _LEN16:  # the common case on the hot path: a precomputed 2-byte header
+        return _TEXT_HEADERS[len(data)] + data
     return encode_frame(Opcode.TEXT, data)
 
 
@@ -133,6 +138,8 @@ def encode_binary(data: BytesLike) -> bytes:
     Raises:
         UsageError: if ``data`` is not bytes-like.
     """
+    if type(data) is bytes and len(data) < _LEN16:  # the hot path: a precomputed 2-byte header
+        return _BINARY_HEADERS[len(data)] + data
     if not isinstance(data, bytes | bytearray | memoryview):
         raise UsageError(f"data must be bytes-like, not {type(data).__name__}")
     return encode_frame(Opcode.BINARY, data)

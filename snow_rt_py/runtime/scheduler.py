@@ -171,6 +171,10 @@ class Scheduler:
             actor.running = True
         if direct:
             self._call(actor, tag, payload)
+            with actor._lock:
+                if not actor.mailbox:  # the usual case: nothing arrived meanwhile
+                    actor.running = False
+                    return True
             self._run(actor, None)  # whatever arrived meanwhile (e.g. a message to itself); then idle
             return True
         if self.workers:

@@ -147,3 +147,15 @@ def test_parse_rejects_64_bit_length_with_top_bit() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_frame(b"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x00")
     assert info.value.close_code == 1002
+
+
+@pytest.mark.parametrize("size", [0, 1, 124, 125, 126, 127, 65535, 65536])
+def test_encode_text_and_binary_fast_paths_equal_the_general_encoder(size: int) -> None:
+    from snow_rt_py.protocol.frames import encode_binary, encode_text
+
+    text = "é" * (size // 2) + "a" * (size % 2)  # exactly `size` UTF-8 bytes
+    assert encode_text(text) == encode_frame(Opcode.TEXT, text.encode())
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert encode_binary(data) == encode_frame(Opcode.BINARY, data)
+    assert encode_binary(bytearray(data)) == encode_frame(Opcode.BINARY, data)
+    assert encode_binary(memoryview(data)) == encode_frame(Opcode.BINARY, data)
