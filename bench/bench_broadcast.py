@@ -195,8 +195,7 @@ def measure(spec: be.ServerSpec, members: int, opts: argparse.Namespace, tmp: Pa
     return best
 
 
-def fmt_int(x: float) -> str:
-    return f"{x:,.0f}"
+fmt_int = be.fmt_int
 
 
 def main(argv: Sequence[str] | None = None) -> int:

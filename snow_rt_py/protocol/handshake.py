@@ -309,19 +309,7 @@ def build_error_response(status: int, reason: str, headers: Sequence[tuple[str, 
     """
     if isinstance(status, bool) or not isinstance(status, int) or not 300 <= status <= 599:
         raise UsageError(f"status {status!r} is not an HTTP redirect or error status")
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    body = (reason + "\n").encode("utf-8")
-    lines = [
-        f"HTTP/1.1 {status} {phrase}",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
-    lines += _header_lines(headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return _closing_response(status, "Error", (reason + "\n").encode("utf-8"), "text/plain; charset=utf-8", headers)
 
 
 def build_response(status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -341,10 +329,17 @@ def build_response(status: int, body: bytes, content_type: str, headers: Sequenc
     """
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise UsageError(f"status {status!r} is not a final HTTP status")
+    return _closing_response(status, "Status", body, content_type, headers)
+
+
+def _closing_response(
+    status: int, fallback_phrase: str, body: bytes, content_type: str, headers: Sequence[tuple[str, str]]
+) -> bytes:
+    """Status line, Content-Type, Content-Length, ``Connection: close``, the extra headers, then the body."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
-        phrase = "Status"
+        phrase = fallback_phrase
     lines = [f"HTTP/1.1 {status} {phrase}"]
     lines += _header_lines([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     lines.append("Connection: close")
