@@ -186,15 +186,25 @@ extern "Python" {
     SnowString *snow_abi_py_header_get(uint64_t headers, const char *name);
     int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
     int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
+    int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
 }
+
+typedef struct SnowAbiTarget {
+    void *fn;
+    void *env;
+    int64_t max_queue;
+} SnowAbiTarget;
+void snow_abi_set_reply_buffer(char *buf, size_t cap);
 
 void snow_abi_set_error(int64_t code, const char *msg);
 void snow_abi_init_failed(const char *reason);
 void snow_abi_mark_ready(const char *version);
 int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
                              uint64_t headers);
-int snow_abi_call_on_message(void *fn, void *env, uint64_t conn, const char *data, size_t len);
-int snow_abi_call_on_binary(void *fn, void *env, uint64_t conn, const char *data, size_t len);
+int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
+                                 int64_t queued);
+int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
+                                int64_t queued);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
 """

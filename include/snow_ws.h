@@ -159,8 +159,13 @@ void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_messa
 /* Queue msg as one text frame to conn. Returns at once (the write happens on the event loop); messages from one
  * thread to one connection leave in call order. Returns 0, or -1: NULL conn or msg (SNOW_WS_E_INVALID_ARGUMENT),
  * msg not valid UTF-8 (SNOW_WS_E_INVALID_UTF8: nothing is sent), unknown/ended handle (SNOW_WS_E_BAD_HANDLE),
- * connection closing (SNOW_WS_E_CLOSED), outbound queue full (SNOW_WS_E_QUEUE_FULL: a slow consumer; with the
- * default policy it is also being closed with 1008). */
+ * connection closing (SNOW_WS_E_CLOSED), outbound queue over max_queue_bytes (a slow consumer: the message is
+ * dropped, the connection closed with 1008 "slow consumer", and the call returns SNOW_WS_E_CLOSED; what was queued
+ * before still goes out first).
+ * Replies are cheap: a send from inside on_message / on_binary to the connection that callback is for is encoded
+ * by the library and handed to the runtime in one batch when the callback returns, without a call into Python per
+ * message. Return values and order are the same as for any other send: every other call the callback makes
+ * (close, join, broadcast, a send elsewhere...) sees the replies sent before it already queued. */
 int64_t snow_ws_send(void *conn, const SnowString *msg);
 
 /* Queue len bytes from data as one binary frame to conn. data may be NULL only when len == 0. Returns 0, or -1

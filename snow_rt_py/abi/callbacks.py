@@ -5,17 +5,35 @@ SnowStrings for the duration of the call, applies the closure convention (env NU
 ``fn(env, args)``) and frees them afterwards. cffi releases the GIL around those calls, so a callback may call back
 into the library from its own thread, and other threads keep running meanwhile.
 
+on_message / on_binary arm the library's reply fast path (snow_ws.c, "replies from inside a callback"): sends to
+the connection itself are encoded in C and come back here as one batch of frames when the callback returns, which
+:meth:`CHandler.on_message` queues with a single ``offer_frame``.
+
 Everything else (which thread, ordering, reject -> 1008, on_close exactly once) is the runtime's behaviour.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 from snow_rt_py.abi import handles
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.options import ServerOptions
+
+FAST_REPLIES = os.environ.get("SNOW_RT_PY_ABI_NO_FAST_REPLY", "") in ("", "0")
+"""False when SNOW_RT_PY_ABI_NO_FAST_REPLY=1 (read at import): every send goes through Python, to measure the fast
+path or to compare against it (tests/c/test_programs.py)."""
+
+REPLY_BUFFER_BYTES = 1 << 20
+"""Per thread that runs C callbacks: replies of one callback beyond this go the (slower) Python way."""
+
+# Each thread's reply buffer (one per thread, shared by every server: C has one per thread too). Kept here, it
+# lives exactly as long as its thread.
+_thread = threading.local()
 
 
 class CHandler(Handler):
@@ -25,18 +43,24 @@ class CHandler(Handler):
         ffi, lib: the embedded module.
         callbacks: ``(fn, env)`` pairs (cdata ``void *``) for ``connect``, ``message``, ``close`` and ``binary``;
             a NULL fn means absent.
+        options: the server's options (the reply fast path applies its ``max_queue_bytes``).
     """
 
-    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]]) -> None:
+    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]], options: ServerOptions) -> None:
         self._lib = lib
         null = ffi.NULL
         self._connect = callbacks["connect"] if callbacks["connect"][0] != null else None
         self._message = callbacks["message"] if callbacks["message"][0] != null else None
         self._close = callbacks["close"] if callbacks["close"][0] != null else None
         self._binary = callbacks["binary"] if callbacks["binary"][0] != null else None
-        # on_message is the hot path: its pieces are looked up once.
+        # on_message is the hot path: its pieces are looked up once, and each C callback with the queue bound is a
+        # SnowAbiTarget (kept alive by this object).
+        max_queue = options.max_queue_bytes
+        self._message_target = ffi.new("SnowAbiTarget *", (*self._message, max_queue)) if self._message else null
+        self._binary_target = ffi.new("SnowAbiTarget *", (*self._binary, max_queue)) if self._binary else null
         self._call_message = lib.snow_abi_call_on_message
-        self._message_fn, self._message_env = self._message if self._message is not None else (null, null)
+        self._call_binary = lib.snow_abi_call_on_binary
+        self._ffi = ffi
 
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
         handles.register_connection(conn)
@@ -58,21 +82,38 @@ class CHandler(Handler):
         return False
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
+        try:
+            buffer = _thread.replies
+        except AttributeError:
+            buffer = self._reply_buffer()
+        budget = conn.send_budget() if FAST_REPLIES else -1  # -1: C does not arm the fast path
         if type(message) is str:
             if self._message is None:
                 return
-            data = message.encode("utf-8")
-            status = self._call_message(self._message_fn, self._message_env, conn.id, data, len(data))
+            data = message.encode()
+            replies = self._call_message(self._message_target, conn.id, data, len(data), budget)
         elif self._binary is not None:
-            status = self._lib.snow_abi_call_on_binary(self._binary[0], self._binary[1], conn.id, message, len(message))
+            replies = self._call_binary(self._binary_target, conn.id, message, len(message), budget)
         elif self._message is not None:
-            status = self._lib.snow_abi_call_on_message(
-                self._message[0], self._message[1], conn.id, message, len(message)
-            )
+            replies = self._call_message(self._message_target, conn.id, message, len(message), budget)
         else:
             return
-        if status < 0:
+        if replies > 0:
+            # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can
+            # run on this thread. offer_frame refuses them only if another thread closed the connection or filled
+            # its queue meanwhile (a race the sends could not see).
+            conn.offer_frame(buffer[: replies & 0xFFFFFFFF], replies >> 32)
+        elif replies < 0:
             raise MemoryError("no memory for the message given to on_message")  # the runtime closes with 1011
+
+    def _reply_buffer(self) -> bytearray:
+        """This thread's reply buffer, made and handed to C before its first C callback."""
+        buffer = bytearray(REPLY_BUFFER_BYTES)
+        pointer = self._ffi.from_buffer(buffer)
+        self._lib.snow_abi_set_reply_buffer(pointer, len(buffer))
+        _thread.pointer = pointer
+        _thread.replies = buffer
+        return buffer
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         # The connection has ended: its handle is stale from now on, also for other threads while on_close runs.

@@ -78,6 +78,19 @@ def install(ffi: Any, lib: Any) -> None:
         except BaseException as exc:
             return fail(exc)
 
+    # A C callback's buffered replies, delivered early because it made another call into the runtime (snow_ws.c,
+    # snow_abi_settle). Its sends already returned 0: a connection that ended meanwhile drops them, as it would
+    # have dropped them had they been written just before it ended.
+    @export(ffi, "snow_abi_py_deliver", -1)
+    def deliver(conn: int, frames: Any, length: int, count: int) -> int:
+        try:
+            target = table.get(conn)
+            if target is not None:
+                target.offer_frame(unpack(frames, length), count)
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
     @export(ffi, "snow_abi_py_join", -1)
     def join(conn: int, room: Any, room_len: int) -> int:
         try:
@@ -179,6 +192,7 @@ def install(ffi: Any, lib: Any) -> None:
                     "close": (on_close_fn, on_close_env),
                     "binary": binary,
                 },
+                options,
             )
             return handles.register_server(snow_rt_py.start(handler, options=options))
         except BaseException as exc:

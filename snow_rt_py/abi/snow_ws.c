@@ -49,6 +49,7 @@ static int64_t snow_abi_py_stop(int64_t server, int64_t timeout_ms);
 static SnowString *snow_abi_py_header_get(uint64_t headers, const char *name);
 static int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
 static int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
+static int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
 
 /* -- last error: per thread -------------------------------------------------------------------------------------- */
 
@@ -184,12 +185,187 @@ static int64_t snow_abi_start_runtime(void)
     return snow_abi_fail(SNOW_WS_E_INIT, "the embedded runtime could not start (no reason was recorded)");
 }
 
-/* 0 when the runtime is up (started now if needed), else -1 with SNOW_WS_E_INIT on this thread. */
+/* -- replies from inside a callback: the send fast path ------------------------------------------------------- *
+ *
+ * While on_message / on_binary of connection C runs on a thread, snow_ws_send / snow_ws_send_binary to C itself
+ * (the common "reply" case) do not go back into Python: the frame is encoded here, appended to this thread's
+ * reply buffer, and Python hands the whole buffer to the connection in one call when the callback returns. That
+ * saves a C -> Python transition (GIL, argument conversion, a Python call) per message.
+ *
+ * The answers stay what the Python path would give:
+ *   - the fast path is armed only if C could send when the callback started (open, queued bytes known);
+ *   - a send that would overflow the outbound queue (the same rule as Connection.offer_frame), text that is not
+ *     valid UTF-8 or a payload over SNOW_ABI_FAST_MAX goes the Python way, which gives the exact error;
+ *   - any other call into the runtime during the callback (close, join, broadcast, a send to another
+ *     connection...) first delivers what is buffered, in order, and disarms the fast path for the rest of the
+ *     callback, since it may change what a later send must answer (a close makes it SNOW_WS_E_CLOSED).
+ * A callback that another callback's call made run on the same thread (nested) gets no fast path of its own. */
+
+#define SNOW_ABI_FAST_MAX 65535 /* payloads above this take the Python path (copy-bound anyway): 2-4 byte headers */
+
+typedef struct SnowAbiReplies {
+    uint64_t conn;     /* the connection whose callback runs on this thread and may reply fast; 0 = none */
+    int64_t queued;    /* its outbound bytes when the callback started */
+    int64_t max_queue; /* its max_queue_bytes */
+    int64_t count;     /* frames in buf */
+    char *buf;         /* encoded frames in send order (the thread's buffer, see snow_abi_set_reply_buffer) */
+    size_t len, cap;
+} SnowAbiReplies;
+
+/* initial-exec: the library is linked by the program (or dlopen'ed into python, whose static TLS surplus holds
+ * these few bytes), and every access is then a plain %fs-relative load instead of a __tls_get_addr call. */
+static __thread SnowAbiReplies snow_abi_replies __attribute__((tls_model("initial-exec")));
+
+/* Give this thread its reply buffer: cap bytes owned by Python (a bytearray kept by the thread's
+ * threading.local, so it lives as long as the thread). Python calls it once per thread, before the first
+ * callback it runs there, and reads the replies straight out of its bytearray. */
+static void snow_abi_set_reply_buffer(char *buf, size_t cap)
+{
+    snow_abi_replies.buf = buf;
+    snow_abi_replies.cap = cap;
+}
+
+/* Deliver what is buffered and disarm the fast path (before any other call into Python from a callback). */
+static void snow_abi_settle(void)
+{
+    SnowAbiReplies *r = &snow_abi_replies;
+    uint64_t conn = r->conn;
+    r->conn = 0;
+    if (r->len > 0) {
+        /* Failures (the connection closed meanwhile on another thread) are those of a close that came just
+         * after the sends: what they sent is dropped with the connection, as it would have been. */
+        snow_abi_py_deliver(conn, r->buf, (int64_t)r->len, r->count);
+        r->len = 0;
+        r->count = 0;
+    }
+}
+
+/* 0 when the runtime is up (started now if needed), else -1 with SNOW_WS_E_INIT on this thread. Every public
+ * function that goes into Python calls it first, so a callback's buffered replies always leave before whatever
+ * that call does. */
 static inline int64_t snow_abi_enter(void)
 {
+    if (__builtin_expect(snow_abi_replies.conn != 0, 0))
+        snow_abi_settle();
     if (__builtin_expect(__atomic_load_n(&snow_abi_ready, __ATOMIC_ACQUIRE), 1))
         return 0;
     return snow_abi_start_runtime();
+}
+
+/* 1 if s[0..n) is valid UTF-8 as Python's strict decoder sees it (RFC 3629: no overlongs, no surrogates, nothing
+ * above U+10FFFF), else 0. A 0 only costs speed: the Python path then gives the precise error. */
+static int snow_abi_utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i], c1;
+        if (c < 0x80) {
+            uint64_t w;
+            if (i + 8 <= n) {
+                memcpy(&w, s + i, 8);
+                if ((w & 0x8080808080808080ULL) == 0) {
+                    i += 8;
+                    continue;
+                }
+            }
+            i++;
+            continue;
+        }
+        if (c < 0xC2 || c > 0xF4)
+            return 0;
+        if (c < 0xE0) {
+            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80)
+                return 0;
+            i += 2;
+            continue;
+        }
+        if (c < 0xF0) {
+            if (n - i < 3)
+                return 0;
+            c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80)
+                return 0;
+            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F))
+                return 0; /* overlong, surrogate */
+            i += 3;
+            continue;
+        }
+        if (n - i < 4)
+            return 0;
+        c1 = s[i + 1];
+        if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
+            return 0;
+        if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
+            return 0; /* overlong, above U+10FFFF */
+        i += 4;
+    }
+    return 1;
+}
+
+/* Append one unmasked server frame (FIN set, opcode 0x1 or 0x2) to the reply buffer if the fast path applies to
+ * conn: 1 if appended, 0 if the caller must take the Python path. */
+static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, size_t len)
+{
+    SnowAbiReplies *r = &snow_abi_replies;
+    size_t head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    int64_t pending;
+    char *p;
+
+    if (r->conn != conn || conn == 0 || len > SNOW_ABI_FAST_MAX || r->cap - r->len < head + len)
+        return 0;
+    pending = r->queued + (int64_t)r->len;
+    if (pending > 0 && pending + (int64_t)(head + len) > r->max_queue)
+        return 0; /* the slow-consumer policy decides, in Python */
+    if (opcode == 0x1 && !snow_abi_utf8_valid((const unsigned char *)data, len))
+        return 0;
+    p = r->buf + r->len;
+    p[0] = (char)(0x80 | opcode);
+    if (head == 2) {
+        p[1] = (char)len;
+    } else {
+        p[1] = 126;
+        p[2] = (char)(len >> 8);
+        p[3] = (char)len;
+    }
+    if (len > 0)
+        memcpy(p + head, data, len);
+    r->len += head + len;
+    r->count++;
+    return 1;
+}
+
+/* What on_message / on_binary call, set up once per server by Python: the C callback and the queue bound. */
+typedef struct SnowAbiTarget {
+    void *fn;
+    void *env;
+    int64_t max_queue;
+} SnowAbiTarget;
+
+/* Arm the fast path for conn around one callback (queued < 0: it cannot send now, so no fast path). Returns
+ * nonzero if this callback is nested in another one's call (it then stays disarmed). */
+static int snow_abi_arm(uint64_t conn, int64_t queued, int64_t max_queue)
+{
+    SnowAbiReplies *r = &snow_abi_replies;
+    if (r->conn != 0)
+        return 1;
+    r->len = 0;
+    r->count = 0;
+    if (queued >= 0 && r->buf != NULL) {
+        r->conn = conn;
+        r->queued = queued;
+        r->max_queue = max_queue;
+    }
+    return 0;
+}
+
+/* Disarm after the callback: what Python must deliver, as (frames << 32) | bytes (0: nothing). */
+static int64_t snow_abi_disarm(int nested)
+{
+    SnowAbiReplies *r = &snow_abi_replies;
+    if (nested)
+        return 0;
+    r->conn = 0;
+    return (r->count << 32) | (int64_t)r->len;
 }
 
 SNOW_API int64_t snow_ws_init(void)
@@ -301,26 +477,34 @@ static int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const ch
     return verdict != NULL;
 }
 
-static int snow_abi_call_on_message(void *fn, void *env, uint64_t conn, const char *data, size_t len)
+/* on_message / on_binary of connection conn (queued: its outbound bytes, -1 if it cannot send), with the reply
+ * fast path armed. Returns -1 out of memory (nothing was called), else the replies buffered for Python to deliver
+ * as (frames << 32) | bytes, 0 if none. */
+static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
+                                        int64_t queued)
 {
-    SnowAbiTmp t;
-    if (snow_abi_tmp(&t, data, len) == NULL)
+    SnowAbiTmp tmp;
+    int nested;
+    if (snow_abi_tmp(&tmp, data, len) == NULL)
         return -1;
-    if (env == NULL)
-        ((SnowWsOnMessageFn)fn)((void *)(uintptr_t)conn, t.s);
+    nested = snow_abi_arm(conn, queued, t->max_queue);
+    if (t->env == NULL)
+        ((SnowWsOnMessageFn)t->fn)((void *)(uintptr_t)conn, tmp.s);
     else
-        ((SnowWsOnMessageEnvFn)fn)(env, (void *)(uintptr_t)conn, t.s);
-    snow_abi_tmp_free(&t);
-    return 0;
+        ((SnowWsOnMessageEnvFn)t->fn)(t->env, (void *)(uintptr_t)conn, tmp.s);
+    snow_abi_tmp_free(&tmp);
+    return snow_abi_disarm(nested);
 }
 
-static int snow_abi_call_on_binary(void *fn, void *env, uint64_t conn, const char *data, size_t len)
+static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
+                                       int64_t queued)
 {
-    if (env == NULL)
-        ((SnowWsOnBinaryFn)fn)((void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
+    int nested = snow_abi_arm(conn, queued, t->max_queue);
+    if (t->env == NULL)
+        ((SnowWsOnBinaryFn)t->fn)((void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
     else
-        ((SnowWsOnBinaryEnvFn)fn)(env, (void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
-    return 0;
+        ((SnowWsOnBinaryEnvFn)t->fn)(t->env, (void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
+    return snow_abi_disarm(nested);
 }
 
 static int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
@@ -339,31 +523,54 @@ static int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t co
 
 /* -- connections and rooms --------------------------------------------------------------------------------------- */
 
+/* A send to conn that goes the Python way: if the fast path was armed for conn, it is armed again afterwards
+ * when that send cannot have changed what later sends must answer: it queued its frame (counted in), or it only
+ * refused text that is not UTF-8. Any other outcome (closed, queue full) leaves it disarmed. */
+static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, int64_t len)
+{
+    SnowAbiReplies *r = &snow_abi_replies;
+    int armed = conn != 0 && r->conn == conn;
+    int64_t queued = r->queued + (int64_t)r->len, rc;
+    if (snow_abi_enter() != 0) /* delivers what is buffered, disarms */
+        return -1;
+    rc = opcode == 0x1 ? snow_abi_py_send_text(conn, data, len) : snow_abi_py_send_binary(conn, data, len);
+    if (armed && r->conn == 0 && (rc == 0 || snow_abi_err_code == SNOW_WS_E_INVALID_UTF8)) {
+        r->conn = conn;
+        r->queued = rc == 0 ? queued + len + (len < 126 ? 2 : len < 65536 ? 4 : 10) : queued;
+    }
+    return rc;
+}
+
 SNOW_API int64_t snow_ws_send(void *conn, const SnowString *msg)
 {
-    if (snow_abi_enter() != 0)
-        return -1;
-    if (conn == NULL)
-        return snow_abi_null("snow_ws_send", "conn");
-    if (snow_abi_check_string(msg, "snow_ws_send", "msg") != 0)
-        return -1;
-    return snow_abi_py_send_text(SNOW_ABI_ID(conn), SNOW_STRING_DATA(msg), (int64_t)msg->len);
+    if (msg != NULL && msg->len <= SNOW_ABI_FAST_MAX &&
+        snow_abi_fast_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), (size_t)msg->len))
+        return 0;
+    if (conn == NULL || msg == NULL || msg->len > (uint64_t)INT64_MAX) {
+        if (snow_abi_enter() != 0)
+            return -1;
+        if (conn == NULL)
+            return snow_abi_null("snow_ws_send", "conn");
+        return snow_abi_check_string(msg, "snow_ws_send", "msg");
+    }
+    return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), (int64_t)msg->len);
 }
 
 SNOW_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
 {
-    if (snow_abi_enter() != 0)
-        return -1;
-    if (conn == NULL)
-        return snow_abi_null("snow_ws_send_binary", "conn");
-    if (len < 0)
-        return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_ws_send_binary: len is negative");
-    if (data == NULL) {
-        if (len > 0)
-            return snow_abi_null("snow_ws_send_binary", "data");
-        data = (const uint8_t *)"";
+    if (len >= 0 && len <= SNOW_ABI_FAST_MAX && (data != NULL || len == 0) &&
+        snow_abi_fast_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", (size_t)len))
+        return 0;
+    if (conn == NULL || len < 0 || (data == NULL && len > 0)) {
+        if (snow_abi_enter() != 0)
+            return -1;
+        if (conn == NULL)
+            return snow_abi_null("snow_ws_send_binary", "conn");
+        if (len < 0)
+            return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_ws_send_binary: len is negative");
+        return snow_abi_null("snow_ws_send_binary", "data");
     }
-    return snow_abi_py_send_binary(SNOW_ABI_ID(conn), (const char *)data, len);
+    return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", len);
 }
 
 SNOW_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason)

@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         headers: the request headers (case-insensitive lookup).
         remote_address: ``(host, port)`` of the peer.
         pid: the pid of the connection's actor (0 before the upgrade).
+        max_queue_bytes: the bound of the outbound queue (the server's option; read only).
     """
 
     def __init__(self, server: Server) -> None:
@@ -73,7 +74,7 @@ class Connection(asyncio.Protocol):
             max_handshake_size=server.options.max_handshake_size,
         )
         self._transport: asyncio.Transport | None = None
-        self._max_queue = server.options.max_queue_bytes
+        self.max_queue_bytes = server.options.max_queue_bytes
         self._actor: Actor | None = None
         # Frames not yet handed to the transport, FIFO. Any thread appends; only the loop thread removes, and only
         # the items it read (``del out[:n]``), so a frame appended meanwhile by another thread is never lost.
@@ -146,13 +147,26 @@ class Connection(asyncio.Protocol):
                 raise ConnectionClosedError(f"connection {self.id} is closed")
             raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
 
-    def offer_frame(self, frame: bytes) -> bool:
+    def send_budget(self) -> int:
+        """Bytes queued for this connection (frames not yet written plus the transport's buffer), or -1 if it
+        cannot send (closing or ended). What the C ABI's reply fast path needs to apply :meth:`offer_frame`'s rule
+        itself; the answer is only exact on the loop thread, and only until the next send or write."""
+        if not self._open:
+            return -1
+        transport = self._transport
+        if transport is None:
+            return self._out_bytes
+        return self._out_bytes + transport.get_write_buffer_size()
+
+    def offer_frame(self, frame: bytes, count: int = 1) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
 
         A frame always fits an empty queue (so one message of any allowed size can go out). When the queue holds
         more than ``max_queue_bytes``, the slow-consumer policy applies: the frame is dropped, and with the default
         policy "close" the connection is closed with 1008 "slow consumer" (what is already queued still goes out
         first; ``close_timeout`` later the TCP connection is dropped if the peer never reads it).
+
+        ``frame`` may also be ``count`` encoded frames back to back, queued (or refused) as one.
 
         Returns:
             True if queued, False if not.
@@ -163,14 +177,14 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is not None:
             queued += transport.get_write_buffer_size()
-        if queued and queued + len(frame) > self._max_queue:
+        if queued and queued + len(frame) > self.max_queue_bytes:
             self.drops += 1
             if self.server.options.slow_consumer == "close":
                 self._shutdown(*SLOW_CONSUMER)
             return False
         self._out.append(frame)
         self._out_bytes += len(frame)
-        self.messages_out += 1
+        self.messages_out += count
         if not self._flush_pending:
             self._flush_pending = True
             if threading.get_ident() != self._loop_thread:
@@ -202,9 +216,10 @@ class Connection(asyncio.Protocol):
         """Counters for this connection.
 
         Returns:
-            ``messages_in`` and ``messages_out`` (data messages received / queued), ``queued_frames`` and
-            ``queued_bytes`` (not yet handed to the transport), ``write_buffer_bytes`` (in the transport, not yet
-            accepted by the kernel), ``drops`` (messages refused by the slow-consumer policy), ``max_queue_bytes``.
+            ``messages_in`` and ``messages_out`` (data messages received / queued), ``queued_frames`` (writes not yet
+            handed to the transport: one per frame, one per batch of a C callback's replies), ``queued_bytes``,
+            ``write_buffer_bytes`` (in the transport, not yet accepted by the kernel), ``drops`` (messages refused
+            by the slow-consumer policy), ``max_queue_bytes``.
         """
         transport = self._transport
         return {
@@ -214,7 +229,7 @@ class Connection(asyncio.Protocol):
             "queued_bytes": self._out_bytes,
             "write_buffer_bytes": transport.get_write_buffer_size() if transport is not None else 0,
             "drops": self.drops,
-            "max_queue_bytes": self._max_queue,
+            "max_queue_bytes": self.max_queue_bytes,
         }
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ receives is compared.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import re
 import signal
@@ -159,6 +160,37 @@ def test_echo_server(run: Callable[..., Program], sig: signal.Signals) -> None:
             ws.recv(timeout=10)
         assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
     assert prog.finish() == 0
+    assert prog.stderr == []
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_echo_server_many_clients_get_only_their_own_replies(run: Callable[..., Program], workers: str) -> None:
+    """20 clients at once, each with 16 messages in flight: every reply comes back to its sender, in order, and
+    nothing else does. Replies leave through each callback thread's own buffer (the C reply fast path); with
+    workers=2 two threads fill theirs at the same time."""
+    prog, port = start_c(run, "echo_server", "--workers", workers)
+
+    def client(n: int) -> list[str | bytes]:
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10, close_timeout=10) as ws:
+            got: list[str | bytes] = []
+            sent = 0
+            for i in range(200):
+                ws.send(f"client {n} message {i} " + "x" * (i % 130) if i % 3 else f"{n}:{i}".encode() * (i % 40))
+                sent += 1
+                if sent - len(got) >= 16:
+                    got.append(ws.recv(timeout=10))
+            while len(got) < sent:
+                got.append(ws.recv(timeout=10))
+            return got
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(client, range(20)))
+    for n, got in enumerate(results):
+        assert got == [
+            f"client {n} message {i} " + "x" * (i % 130) if i % 3 else f"{n}:{i}".encode() * (i % 40)
+            for i in range(200)
+        ]
+    assert prog.finish(signal.SIGTERM) == 0
     assert prog.stderr == []
 
 

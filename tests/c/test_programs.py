@@ -543,3 +543,134 @@ def test_misc_options_errors_strings(run: Run) -> None:
         "done",
     )
     assert prog.finish() == 0
+
+
+# -- replies from inside callbacks (the library's fast path) ----------------------------------------------------
+
+
+def utf8_random_strings(n: int) -> list[bytes]:
+    """The strings replies.c's "utf8-random N" sends (its LCG and random_unit, replayed)."""
+    state = 42
+    mask = (1 << 64) - 1
+
+    def draw(bound: int) -> int:
+        nonlocal state
+        state = (state * 6364136223846793005 + 1442695040888963407) & mask
+        return (state >> 33) % bound
+
+    cont = [0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0x41]
+    leads = {1: [0xC0, 0xC1, 0xC2, 0xDF], 2: [0xE0, 0xE1, 0xED, 0xEE, 0xEF], 3: [0xF0, 0xF1, 0xF4, 0xF5]}
+
+    def unit() -> list[int]:
+        kind = draw(8)
+        if kind == 0:
+            return [0x41 if draw(2) else 0x7F]
+        tail = {1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 6: 1, 7: 1}[kind]
+        if kind == 6:
+            head: list[int] = []
+        elif kind == 7:
+            head = [0xE1 if draw(2) else 0xF1]
+        else:
+            options = leads[tail]
+            head = [options[draw(len(options))]]
+        return head + [cont[draw(len(cont))] for _ in range(tail)]
+
+    strings = []
+    for _ in range(n):
+        data: list[int] = []
+        for _ in range(1 + draw(3)):
+            data += unit()
+        strings.append(bytes(data))
+    return strings
+
+
+def valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "fast-path-off"])
+def test_replies_inside_callbacks_answer_and_arrive_like_the_python_path(run: Run, fast: bool) -> None:
+    """Sends to the connection whose on_message runs are encoded in C and delivered after the callback; with
+    SNOW_RT_PY_ABI_NO_FAST_REPLY=1 each goes through Python at once. Both must give the same return codes, errors,
+    frames and order: the transcript below is asserted for both."""
+    prog = run("replies", "3", env={} if fast else {"SNOW_RT_PY_ABI_NO_FAST_REPLY": "1"})
+    port = prog.port()
+    with client(port) as first, client(port) as ws:
+        ws.send("order")  # a join/broadcast between two sends: the first send must not overtake the broadcast
+        assert [ws.recv(timeout=10) for _ in range(3)] == ["1 before", "2 broadcast", "3 after"]
+        prog.expect("send 1 -> 0", "join -> 0", "broadcast -> 0", "send 3 -> 0", "leave -> 0")
+
+        ws.send("relay")
+        assert [ws.recv(timeout=10) for _ in range(2)] == ["r1", "r2"]
+        assert first.recv(timeout=10) == "for the first"
+        prog.expect("send to itself -> 0", "send to the first connection -> 0", "send to itself again -> 0")
+
+        ws.send("utf8")
+        valid = ["abcdefghi", "\x80", "\u07ff", "\u0800", "\ud7ff", "\ue000", "\uffff", "\U00010000", "\U0010ffff"]
+        assert [ws.recv(timeout=10) for _ in range(len(valid) + 1)] == [*valid, "snake 🐍!"]
+        prog.expect(
+            "ascii 9 bytes -> 0",
+            "U+0080 -> 0",
+            "U+07FF -> 0",
+            "U+0800 -> 0",
+            "U+D7FF -> 0",
+            "U+E000 -> 0",
+            "U+FFFF -> 0",
+            "U+10000 -> 0",
+            "U+10FFFF -> 0",
+            "ascii then U+1F40D -> 0",
+            "C0 overlong -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+            "C1 overlong -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+            "E0 overlong -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "surrogate D800 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "surrogate DFFF -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "F0 overlong -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "above U+10FFFF -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "F5 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+            "lone continuation -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 2",
+            "truncated 2 of 3 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: unexpected end of data at byte 8",
+            "truncated 3 of 4 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: unexpected end of data at byte 0",
+            "bad second byte -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+            "bad fourth byte -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid continuation byte at byte 0",
+        )
+
+        # Python's decoder is the oracle: exactly the valid strings arrive, in order (an invalid one let through
+        # would make the client fail the connection with 1007).
+        strings = utf8_random_strings(20000)
+        expected = [s.decode("utf-8") for s in strings if valid_utf8(s)]
+        assert 1000 < len(expected) < 19000  # the alphabet mixes valid and invalid sequences
+        ws.send("utf8-random 20000")
+        prog.expect(f"utf8-random 20000: {len(expected)} sent")
+        assert [ws.recv(timeout=10) for _ in expected] == expected
+
+        ws.send("binary")
+        pattern = bytes(i * 7 & 0xFF for i in range(65536))
+        assert [ws.recv(timeout=10) for _ in range(5)] == [pattern[:n] for n in (0, 125, 126, 65535, 65536)]
+        prog.expect(*(f"send_binary {n} -> 0" for n in (0, 125, 126, 65535, 65536)))
+
+        ws.send("close-after")  # what was sent before the close leaves before the Close frame; nothing after it
+        assert ws.recv(timeout=10) == "before"
+        assert closed_with(ws) == (4002, "r")
+        prog.expect(
+            "send before -> 0",
+            "close 4002 -> 0",
+            "send after -> -1 SNOW_WS_E_CLOSED: connection N is closed",
+            "on_close 4002 'r'",
+        )
+
+    prog.expect("on_close 1000 ''")
+    # One callback that sends more than the outbound queue holds (1 MiB by default): 1,004-byte frames, so the
+    # 1,045th would pass 1,048,576 bytes; it is refused and the connection closed as a slow consumer (1008), after
+    # the 1,044 queued ones went out.
+    with client(port, max_size=None) as ws:
+        ws.send("burst 3000 1000")
+        prog.expect("burst 3000 x 1000: 1044 sent", "send #1044 -> -1 SNOW_WS_E_CLOSED: connection N is closed")
+        received = [ws.recv(timeout=10) for _ in range(1044)]
+        assert received == [chr(ord("a") + i % 26) * 1000 for i in range(1044)]
+        assert closed_with(ws) == (1008, "slow consumer")
+    prog.expect("on_close 1008 'slow consumer'", "stop -> 0", "done")
+    assert prog.finish() == 0
