@@ -70,7 +70,7 @@ from snow_rt_py.protocol.handshake import (
     build_response_101,
 )
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.protocol.mask import C_THRESHOLD, apply_mask
+from snow_rt_py.protocol.mask import C_THRESHOLD, MaskedPayload, apply_mask
 from snow_rt_py.protocol.utf8 import Utf8Decoder
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ServerProtocol", "State"]
@@ -117,6 +117,10 @@ _CLOSED = State.CLOSED
 # bytes) lays it end to end; XOR cancels the key itself and unmasks the payload; _KEEP[n] drops what the last
 # copy of the key sticks out past the payload. About twice as fast as slicing and calling apply_mask.
 _SMALL = C_THRESHOLD  # from this size on, apply_mask's C accelerator (when built) is faster
+# A data frame at least this long that is not complete in the bytes at hand is not buffered whole: its payload is
+# unmasked piece by piece into one buffer as it arrives (MaskedPayload), one pass instead of buffer growth,
+# copies and a final unmask.
+_STREAM_MIN = 64 << 10
 _REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4 + 1)) for n in range(_SMALL)]
 _KEEP = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
 _KEY_BITS = 0xFFFFFFFF
@@ -149,6 +153,8 @@ class ServerProtocol:
         "_parser",
         "_pending",
         "_pending_http",
+        "_stream",
+        "_stream_b0",
         "_text_parts",
         "close_received",
         "close_sent",
@@ -179,6 +185,9 @@ class ServerProtocol:
         self._text_parts: list[str] = []
         self._binary_parts: list[bytes] = []
         self._decoder: Utf8Decoder | None = None
+        # A large frame whose payload is still arriving: unmasked into place as it comes (see _STREAM_MIN).
+        self._stream: MaskedPayload | None = None
+        self._stream_b0 = 0  # that frame's first octet (FIN, opcode)
 
     # -- input -----------------------------------------------------------------------------------------
 
@@ -248,62 +257,83 @@ class ServerProtocol:
         max_size = self._max_message_size
         ignore_data = self.state is _CLOSING
         from_bytes = int.from_bytes
-        while n - pos >= 2:
-            # Checks needing only the first two bytes come first (see the module docstring).
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            opcode = b0 & 0x0F
-            if b0 & 0x70:
-                events.append(self._fail(CloseCode.PROTOCOL_ERROR, "reserved bits set"))
-                return events
-            if b1 < 0x80:
-                events.append(self._fail(CloseCode.PROTOCOL_ERROR, "client frame not masked"))
-                return events
-            length = b1 & 0x7F
-            if opcode >= 8:
-                if opcode > 10 or length > MAX_CONTROL_PAYLOAD or b0 < 0x80:
-                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, _bad_control(opcode, b0)))
-                    return events
-                header = 6
+        stream = self._stream
+        while True:
+            if stream is not None:
+                # The payload of a large frame, arriving: take what is here; the frame is handled once complete.
+                pos += stream.feed(data, pos, n)
+                if not stream.complete:
+                    break
+                b0 = self._stream_b0
+                opcode = b0 & 0x0F
+                length = stream.length
+                payload = stream.take()
+                self._stream = stream = None
             else:
-                if opcode > 2:
-                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}"))
+                if n - pos < 2:
+                    break
+                # Checks needing only the first two bytes come first (see the module docstring).
+                b0 = data[pos]
+                b1 = data[pos + 1]
+                opcode = b0 & 0x0F
+                if b0 & 0x70:
+                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, "reserved bits set"))
                     return events
-                if (opcode == 0) != (msg_opcode != 0):
-                    reason = "message not finished" if opcode else "continuation without a message"
-                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, reason))
+                if b1 < 0x80:
+                    events.append(self._fail(CloseCode.PROTOCOL_ERROR, "client frame not masked"))
                     return events
-                if length < 126:
-                    header = 6
-                elif length == 126:
-                    if n - pos < 4:
-                        break
-                    length = (data[pos + 2] << 8) | data[pos + 3]
-                    header = 8
-                else:
-                    if n - pos < 10:
-                        break
-                    length = from_bytes(data[pos + 2 : pos + 10], "big")
-                    if length >> 63:
-                        events.append(self._fail(CloseCode.PROTOCOL_ERROR, "payload length too big"))
+                length = b1 & 0x7F
+                if opcode >= 8:
+                    if opcode > 10 or length > MAX_CONTROL_PAYLOAD or b0 < 0x80:
+                        events.append(self._fail(CloseCode.PROTOCOL_ERROR, _bad_control(opcode, b0)))
                         return events
-                    header = 14
-                if msg_size + length > max_size:
-                    events.append(self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big"))
-                    return events
-            end = pos + header + length
-            if end > n:
-                break
-            key_start = end - length - 4
-            pos = end
-            if length == 0:
-                payload = b""
-            elif length < _SMALL:
-                x = from_bytes(data[key_start:end], "little")
-                x = ((x ^ (x & _KEY_BITS) * _REPEAT[length]) >> 32) & _KEEP[length]
-                payload = x.to_bytes(length, "little")
-            else:
-                payload = _unmask(data, key_start, end)
+                    header = 6
+                else:
+                    if opcode > 2:
+                        events.append(self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}"))
+                        return events
+                    if (opcode == 0) != (msg_opcode != 0):
+                        reason = "message not finished" if opcode else "continuation without a message"
+                        events.append(self._fail(CloseCode.PROTOCOL_ERROR, reason))
+                        return events
+                    if length < 126:
+                        header = 6
+                    elif length == 126:
+                        if n - pos < 4:
+                            break
+                        length = (data[pos + 2] << 8) | data[pos + 3]
+                        header = 8
+                    else:
+                        if n - pos < 10:
+                            break
+                        length = from_bytes(data[pos + 2 : pos + 10], "big")
+                        if length >> 63:
+                            events.append(self._fail(CloseCode.PROTOCOL_ERROR, "payload length too big"))
+                            return events
+                        header = 14
+                    if msg_size + length > max_size:
+                        events.append(self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big"))
+                        return events
+                end = pos + header + length
+                if end > n:
+                    if length >= _STREAM_MIN and n - pos >= header:
+                        # A large data frame spread over reads: unmask its payload as it arrives (module header).
+                        key_start = pos + header - 4
+                        stream = self._stream = MaskedPayload(length, data[key_start : key_start + 4])
+                        self._stream_b0 = b0
+                        pos += header
+                        continue
+                    break
+                key_start = end - length - 4
+                pos = end
+                if length == 0:
+                    payload = b""
+                elif length < _SMALL:
+                    x = from_bytes(data[key_start:end], "little")
+                    x = ((x ^ (x & _KEY_BITS) * _REPEAT[length]) >> 32) & _KEEP[length]
+                    payload = x.to_bytes(length, "little")
+                else:
+                    payload = _unmask(data, key_start, end)
 
             if opcode >= 8:
                 if opcode == 8:
@@ -407,6 +437,9 @@ class ServerProtocol:
 
     def _drop_input(self) -> None:
         self._buf = bytearray()
+        if self._stream is not None:
+            self._stream.discard()
+            self._stream = None
         self._text_parts = []
         self._binary_parts = []
         self._decoder = None

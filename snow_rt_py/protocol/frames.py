@@ -31,6 +31,7 @@ __all__ = [
     "encode_binary",
     "encode_frame",
     "encode_text",
+    "frame_header",
     "parse_frame",
 ]
 
@@ -101,6 +102,24 @@ def encode_frame(
     if len(mask) != 4:
         raise UsageError("a masking key is exactly 4 bytes")
     return header + mask + apply_mask(payload, mask)
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of an unmasked final frame carrying ``length`` octets: what goes before a payload that is
+    written separately (a large message is sent as header + payload, without copying the payload into a frame).
+
+    Raises:
+        UsageError: if ``opcode`` does not fit in 4 bits or ``length`` is negative.
+    """
+    if not 0 <= opcode <= 0xF:
+        raise UsageError(f"opcode {opcode!r} does not fit in 4 bits")
+    if length < 0:
+        raise UsageError(f"length {length} is negative")
+    if length < _LEN16:
+        return bytes((_FIN | opcode, length))
+    if length < 0x10000:
+        return _PACK16(_FIN | opcode, _LEN16, length)
+    return _PACK64(_FIN | opcode, _LEN64, length)
 
 
 def encode_text(text: str) -> bytes:

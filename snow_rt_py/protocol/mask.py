@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["C_THRESHOLD", "HAVE_SPEEDUPS", "apply_mask", "apply_mask_inplace", "apply_mask_py"]
+__all__ = ["C_THRESHOLD", "HAVE_SPEEDUPS", "MaskedPayload", "apply_mask", "apply_mask_inplace", "apply_mask_py"]
 
 C_THRESHOLD = 160
 """Payloads at least this long go to C. A cffi call has a fixed cost (~0.5 µs on the reference machine) that
@@ -52,6 +52,7 @@ HAVE_SPEEDUPS: bool = _lib is not None
 # one-off buffer). Scratch memory is fully overwritten, so ffi.new()'s zero-fill is skipped.
 _SCRATCH_MIN = 64 << 10
 _SCRATCH_MAX = 4 << 20
+_POOL_MAX = 16  # buffers kept for reuse (MaskedPayload holds one per connection receiving a large frame)
 _scratch_pool: list[Any] = []
 _new_uncleared: Any = _ffi.new_allocator(should_clear_after_alloc=False) if HAVE_SPEEDUPS else None
 _CHAR_ARRAY: Any = _ffi.typeof("char[]") if HAVE_SPEEDUPS else None
@@ -117,21 +118,12 @@ def apply_mask(data: BytesLike, mask: BytesLike) -> bytes:
         mask = _key(mask)  # C reads exactly 4 octets of the key: never pass it a shorter one
     # cffi passes a bytes object's own storage to a `const char *`; other buffers need from_buffer.
     src = data if type(data) is bytes else _ffi.from_buffer(data)
-    if n > _SCRATCH_MAX:
-        out = _new_uncleared(_CHAR_ARRAY, n)
-        _lib.snow_mask_copy(src, n, mask, out)
-        return _ffi.unpack(out, n)  # type: ignore[no-any-return]
-    try:
-        scratch = _scratch_pool.pop()
-    except IndexError:
-        scratch = None
-    if scratch is None or len(scratch) < n:
-        scratch = _new_uncleared(_CHAR_ARRAY, max(_SCRATCH_MIN, 1 << (n - 1).bit_length()))
+    scratch = _take_scratch(n)
     try:
         _lib.snow_mask_copy(src, n, mask, scratch)
         return _ffi.unpack(scratch, n)  # type: ignore[no-any-return]
     finally:
-        _scratch_pool.append(scratch)
+        _give_scratch(scratch)
 
 
 def apply_mask_inplace(buf: bytearray | memoryview, mask: BytesLike) -> None:
@@ -157,3 +149,98 @@ def apply_mask_inplace(buf: bytearray | memoryview, mask: BytesLike) -> None:
         buf[:] = apply_mask_py(buf, mask)
     else:
         _lib.snow_mask_inplace(_ffi.from_buffer(buf, require_writable=True), n, mask)
+
+
+def _take_scratch(n: int) -> Any:
+    """A C buffer of at least ``n`` octets, uncleared: from the pool if one is big enough, else a new one."""
+    if n > _SCRATCH_MAX:
+        return _new_uncleared(_CHAR_ARRAY, n)
+    try:
+        scratch = _scratch_pool.pop()
+    except IndexError:
+        scratch = None
+    if scratch is None or len(scratch) < n:
+        scratch = _new_uncleared(_CHAR_ARRAY, max(_SCRATCH_MIN, 1 << (n - 1).bit_length()))
+    return scratch
+
+
+def _give_scratch(scratch: Any) -> None:
+    if len(scratch) <= _SCRATCH_MAX and len(_scratch_pool) < _POOL_MAX:
+        _scratch_pool.append(scratch)
+
+
+class MaskedPayload:
+    """A masked payload of known length that arrives in pieces (a large frame spread over several reads).
+
+    Each piece is unmasked straight into one buffer as it arrives, so the whole payload is read once and
+    copied once into the final ``bytes`` -- instead of being accumulated in a receive buffer (and copied
+    again each time that buffer grows) and then unmasked. With the C accelerator the buffer is a pooled
+    scratch buffer (no allocation, no zero-filling); without it, a ``bytearray`` and :func:`apply_mask_py`.
+
+    Call :meth:`take` once :attr:`complete` (or :meth:`discard` to give the buffer back early).
+
+    Args:
+        length: the payload length, > 0.
+        key: the frame's 4-byte masking key.
+    """
+
+    __slots__ = ("_buf", "_key", "filled", "length")
+
+    def __init__(self, length: int, key: BytesLike) -> None:
+        self.length = length
+        self.filled = 0
+        self._key = _key(key)
+        self._buf: Any = _take_scratch(length) if _lib is not None else bytearray(length)
+
+    @property
+    def complete(self) -> bool:
+        """True when all ``length`` octets have been fed."""
+        return self.filled == self.length
+
+    def feed(self, data: BytesLike, start: int = 0, end: int | None = None) -> int:
+        """Unmask octets of ``data[start:end]`` into place, at most as many as the payload still needs.
+
+        ``data`` is only read during the call (no view on it is kept).
+
+        Returns:
+            How many octets were taken from ``data`` (the rest belongs to what follows the payload).
+        """
+        if end is None:
+            end = len(data)
+        count = min(end - start, self.length - self.filled)
+        if count <= 0:
+            return 0
+        filled = self.filled
+        phase = filled & 3
+        key = self._key if not phase else self._key[phase:] + self._key[:phase]
+        buf = self._buf
+        if type(buf) is bytearray:
+            with memoryview(data) as view:
+                buf[filled : filled + count] = apply_mask_py(view[start : start + count], key)
+        else:
+            src = _ffi.from_buffer(data)
+            _lib.snow_mask_copy(src + start, count, key, buf + filled)
+        self.filled = filled + count
+        return count
+
+    def take(self) -> bytes:
+        """The unmasked payload (call once, when :attr:`complete`); the buffer goes back to the pool.
+
+        Raises:
+            ValueError: the payload is not complete yet.
+        """
+        if self.filled != self.length:
+            raise ValueError(f"payload incomplete: {self.filled} of {self.length} octets")
+        buf, self._buf = self._buf, None
+        if type(buf) is bytearray:
+            return bytes(buf)
+        try:
+            return _ffi.unpack(buf, self.length)  # type: ignore[no-any-return]
+        finally:
+            _give_scratch(buf)
+
+    def discard(self) -> None:
+        """Give the buffer back without producing the payload (the connection failed or ended). Idempotent."""
+        buf, self._buf = self._buf, None
+        if buf is not None and type(buf) is not bytearray:
+            _give_scratch(buf)

@@ -27,7 +27,7 @@ from snow_rt_py.protocol import events as ev
 from snow_rt_py.protocol.close import CloseCode, is_sendable_code
 from snow_rt_py.protocol.connection import ServerProtocol, State
 from snow_rt_py.protocol.errors import UsageError
-from snow_rt_py.protocol.frames import encode_binary, encode_text
+from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_text, frame_header
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime import rooms, static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
@@ -46,6 +46,10 @@ KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
 SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
 HANDLER_CRASH = (int(CloseCode.INTERNAL_ERROR), "internal error")
 SLOW_CONSUMER = (int(CloseCode.POLICY_VIOLATION), "slow consumer")
+SEPARATE_PAYLOAD_MIN = 64 << 10
+"""From this size on, a message is queued as its frame header plus its payload, and written with writelines: the
+payload is never copied into a frame (nor into a joined write)."""
+_SEPARATE_TEXT_MIN = SEPARATE_PAYLOAD_MIN // 4  # characters: a str this long may encode to SEPARATE_PAYLOAD_MIN
 
 
 class Connection(asyncio.Protocol):
@@ -112,6 +116,14 @@ class Connection(asyncio.Protocol):
         """
         if not isinstance(text, str):
             raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
+        if len(text) >= _SEPARATE_TEXT_MIN:  # perhaps large once encoded
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError("text is not encodable as UTF-8") from None
+            if len(data) >= SEPARATE_PAYLOAD_MIN:
+                self._send_parts(frame_header(Opcode.TEXT, len(data)), data)
+                return
         try:
             frame = encode_text(text)
         except UsageError as exc:
@@ -126,7 +138,16 @@ class Connection(asyncio.Protocol):
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgumentError(f"send_binary needs bytes, got {type(data).__name__}")
+        if len(data) >= SEPARATE_PAYLOAD_MIN:
+            payload = data if type(data) is bytes else bytes(data)  # a snapshot: the caller may reuse its buffer
+            self._send_parts(frame_header(Opcode.BINARY, len(payload)), payload)
+            return
         self.send_frame(encode_binary(data))
+
+    def _send_parts(self, header: bytes, payload: bytes) -> None:
+        """send_frame for a frame queued as its header and its payload (not copied into one object)."""
+        if not self.offer_frame(header, 1, payload):
+            self._refused()
 
     def send(self, message: str | bytes) -> None:
         """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
@@ -143,9 +164,13 @@ class Connection(asyncio.Protocol):
             QueueFullError: the outbound queue is full and the policy is "drop": this message was dropped.
         """
         if not self.offer_frame(frame):
-            if not self._open:
-                raise ConnectionClosedError(f"connection {self.id} is closed")
-            raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
+            self._refused()
+
+    def _refused(self) -> None:
+        """Raise why offer_frame refused a message."""
+        if not self._open:
+            raise ConnectionClosedError(f"connection {self.id} is closed")
+        raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
 
     def send_budget(self) -> int:
         """Bytes queued for this connection (frames not yet written plus the transport's buffer), or -1 if it
@@ -158,7 +183,7 @@ class Connection(asyncio.Protocol):
             return self._out_bytes
         return self._out_bytes + transport.get_write_buffer_size()
 
-    def offer_frame(self, frame: bytes, count: int = 1) -> bool:
+    def offer_frame(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
 
         A frame always fits an empty queue (so one message of any allowed size can go out). When the queue holds
@@ -166,7 +191,8 @@ class Connection(asyncio.Protocol):
         policy "close" the connection is closed with 1008 "slow consumer" (what is already queued still goes out
         first; ``close_timeout`` later the TCP connection is dropped if the peer never reads it).
 
-        ``frame`` may also be ``count`` encoded frames back to back, queued (or refused) as one.
+        ``frame`` may also be ``count`` encoded frames back to back, queued (or refused) as one; or, with
+        ``payload``, the header of a frame whose payload follows separately (both queued, or neither).
 
         Returns:
             True if queued, False if not.
@@ -177,13 +203,17 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is not None:
             queued += transport.get_write_buffer_size()
-        if queued and queued + len(frame) > self.max_queue_bytes:
+        size = len(frame) if payload is None else len(frame) + len(payload)
+        if queued and queued + size > self.max_queue_bytes:
             self.drops += 1
             if self.server.options.slow_consumer == "close":
                 self._shutdown(*SLOW_CONSUMER)
             return False
-        self._out.append(frame)
-        self._out_bytes += len(frame)
+        if payload is None:
+            self._out.append(frame)
+        else:
+            self._out += (frame, payload)  # one list operation: no other thread's frame can come in between
+        self._out_bytes += size
         self.messages_out += count
         if not self._flush_pending:
             self._flush_pending = True
@@ -308,10 +338,21 @@ class Connection(asyncio.Protocol):
         n = len(out)
         if not n or self._transport is None or self._ended:
             return
-        data = out[0] if n == 1 else b"".join(out[:n])
+        if n == 1:
+            data = out[0]
+            del out[:1]
+            self._out_bytes = max(0, self._out_bytes - len(data))
+            self._transport.write(data)
+            return
+        items = out[:n]
         del out[:n]
-        self._out_bytes = max(0, self._out_bytes - len(data))
-        self._transport.write(data)
+        if self._out_bytes < SEPARATE_PAYLOAD_MIN:  # small frames (pongs are not counted: all small)
+            data = b"".join(items)  # one copy, one write
+            self._out_bytes = max(0, self._out_bytes - len(data))
+            self._transport.write(data)
+        else:  # large payloads: not copied (uvloop hands the objects to writev as they are)
+            self._out_bytes = max(0, self._out_bytes - sum(map(len, items)))
+            self._transport.writelines(items)
 
     def _handle(self, events: list[ev.Event]) -> None:
         actor = self._actor

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snow_rt_py.protocol import mask as mask_module
-from snow_rt_py.protocol.mask import HAVE_SPEEDUPS, apply_mask, apply_mask_inplace, apply_mask_py
+from snow_rt_py.protocol.mask import HAVE_SPEEDUPS, MaskedPayload, apply_mask, apply_mask_inplace, apply_mask_py
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -243,3 +246,83 @@ def test_environment_variable_forces_the_fallback() -> None:
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- MaskedPayload: a large payload unmasked piece by piece --------------------------------------------------
+
+
+def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+IMPLEMENTATIONS = pytest.mark.parametrize(
+    "implementation",
+    [pytest.param("c", marks=needs_speedups), "python"],
+)
+
+
+@contextlib.contextmanager
+def using(implementation: str) -> Iterator[None]:
+    """MaskedPayloads made inside use the C accelerator, or the pure-Python fallback."""
+    with pytest.MonkeyPatch.context() as patch:
+        if implementation == "python":
+            patch.setattr(mask_module, "_lib", None)
+        yield
+
+
+@IMPLEMENTATIONS
+@given(
+    data=st.binary(min_size=1, max_size=3000),
+    key=keys,
+    cuts=st.lists(st.integers(1, 2999), max_size=12),
+    extra=st.binary(max_size=10),
+)
+def test_masked_payload_any_chunking_matches_the_rfc(
+    implementation: str, data: bytes, key: bytes, cuts: list[int], extra: bytes
+) -> None:
+    """Fed in any pieces (each at any offset of a larger buffer, with bytes of the next frame after the last one),
+    it unmasks to the RFC's result and takes exactly its own octets."""
+    with using(implementation):
+        payload = MaskedPayload(len(data), key)
+    masked = xor_reference(data, key)
+    pieces = chunks_of(masked, cuts)
+    pieces[-1] += extra
+    for i, piece in enumerate(pieces):
+        padded = b"??" + piece  # start at an offset: feed(data, start, end)
+        taken = payload.feed(padded, 2, len(padded))
+        assert taken == len(piece) - (len(extra) if i == len(pieces) - 1 else 0)
+        assert payload.complete == (i == len(pieces) - 1)
+    assert payload.take() == data
+
+
+@IMPLEMENTATIONS
+def test_masked_payload_accepts_bytearray_and_memoryview_pieces(implementation: str) -> None:
+    data = os.urandom(200_000)
+    key = os.urandom(4)
+    masked = apply_mask(data, key)
+    with using(implementation):
+        payload = MaskedPayload(len(data), key)
+    assert payload.feed(bytearray(masked[:70_001])) == 70_001
+    assert payload.feed(memoryview(masked)[70_001:150_000]) == 150_000 - 70_001
+    assert not payload.complete
+    with pytest.raises(ValueError, match="payload incomplete: 150000 of 200000 octets"):
+        payload.take()
+    assert payload.feed(masked, 150_000) == 50_000
+    assert payload.feed(b"more") == 0  # complete: nothing more is taken
+    assert payload.take() == data
+
+
+@needs_speedups
+def test_masked_payload_buffers_are_pooled_and_the_pool_is_bounded() -> None:
+    mask_module._scratch_pool.clear()
+    payloads = [MaskedPayload(100_000, b"abcd") for _ in range(mask_module._POOL_MAX + 5)]
+    for p in payloads:
+        p.feed(bytes(100_000))
+        p.take()
+    assert len(mask_module._scratch_pool) == mask_module._POOL_MAX
+    again = MaskedPayload(100_000, b"abcd")
+    assert len(mask_module._scratch_pool) == mask_module._POOL_MAX - 1  # reused one
+    again.discard()
+    again.discard()  # idempotent
+    assert len(mask_module._scratch_pool) == mask_module._POOL_MAX

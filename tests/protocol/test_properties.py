@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -247,3 +248,49 @@ def test_corrupted_valid_stream_any_chunking_same_events(
     whole = run([wire] if wire else [], open=True, max_message_size=200)
     chunked = run(data.draw(chunkings(wire)), open=True, max_message_size=200)
     assert chunked == whole
+
+
+# -- large frames: payloads unmasked as they arrive ---------------------------------------------------------
+
+
+@st.composite
+def large_serialized(draw: st.DrawFn) -> tuple[bytes, list[Event]]:
+    """A few messages of 64-200 KiB (the size from which an incomplete frame's payload is unmasked as it
+    arrives), sometimes fragmented, text with multi-byte characters or binary, pings between fragments.
+
+    Returns:
+        The client's bytes and the message events expected.
+    """
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    wire = []
+    messages: list[Event] = []
+    for _ in range(draw(st.integers(1, 3))):
+        size = draw(st.integers(64 << 10, 200 << 10))
+        if draw(st.booleans()):
+            text = "".join(rng.choice("aé✓🐍") for _ in range(size // 3))
+            data, opcode, event = text.encode(), Opcode.TEXT, TextMessage(text)
+        else:
+            blob = rng.randbytes(size)
+            data, opcode, event = blob, Opcode.BINARY, BinaryMessage(blob)
+        cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=2)))
+        bounds = [0, *cuts, len(data)]
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            first, last = i == 0, i == len(bounds) - 2
+            frame_opcode = opcode if first else Opcode.CONTINUATION
+            wire.append(encode_frame(frame_opcode, data[a:b], fin=last, mask=rng.randbytes(4)))
+            if draw(st.integers(0, 2)) == 0:
+                wire.append(encode_frame(Opcode.PING, b"p", mask=rng.randbytes(4)))
+        messages.append(event)
+    return b"".join(wire), messages
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data(), large_serialized())
+def test_large_frames_any_chunking(data: st.DataObject, case: tuple[bytes, list[Event]]) -> None:
+    """In one chunk every frame is complete; cut anywhere, large payloads are unmasked as they arrive. Both give
+    the same events and output, and the messages are the ones sent."""
+    wire, messages = case
+    whole = run([wire], open=True)
+    chunked = run(data.draw(chunkings(wire)), open=True)
+    assert chunked == whole
+    assert [e for e in whole.events if isinstance(e, TextMessage | BinaryMessage)] == messages

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from snow_rt_py import Connection, Handler
 from snow_rt_py.testing import RawClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,6 +42,28 @@ def test_echo_16_mib_message_at_the_default_limit(start_server) -> None:
     with ws_connect(server.url) as ws:
         ws.send(data)
         assert ws.recv(timeout=30) == data
+
+
+class MixedSizes(Handler):
+    """On any message: replies small and large (>= 64 KiB: queued as header + payload, not copied) in turn, the
+    large binary one from a bytearray that is overwritten right after the call."""
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        buffer = bytearray(b"A" * 100_000)
+        conn.send("small 1")
+        conn.send(buffer)
+        buffer[:] = b"B" * 100_000  # the message above was taken as it was at the call
+        conn.send("é" * 40_000)  # 80,000 bytes of UTF-8
+        conn.send(b"small 2")
+        conn.send(bytes(buffer))
+
+
+def test_large_and_small_replies_keep_their_order_and_content(start_server) -> None:
+    server = start_server(MixedSizes())
+    with ws_connect(server.url) as ws:
+        ws.send("go")
+        got = [ws.recv(timeout=10) for _ in range(5)]
+    assert got == ["small 1", b"A" * 100_000, "é" * 40_000, b"small 2", b"B" * 100_000]
 
 
 def test_fragmented_input_is_reassembled(start_server, recorder) -> None:
