@@ -187,6 +187,7 @@ extern "Python" {
     int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
     int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
     int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
+    int64_t snow_abi_py_send_input(uint64_t conn);
 }
 
 typedef struct SnowAbiTarget {

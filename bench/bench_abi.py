@@ -3,8 +3,10 @@
 1. Echo of 32-byte text messages: ``build/echo_server`` (examples/echo_server.c: a C on_message calling
    snow_ws_send) against the Python CLI's ``--app echo`` (EchoApp: ``conn.send(message)``). Both run on the same
    runtime (one event loop, handlers inline, no heartbeat); the difference is what one message costs to cross
-   into C and back: a SnowString copy, two cffi transitions (Python -> C callback, C -> snow_ws_send -> Python),
-   a UTF-8 decode and re-encode.
+   into C and back: a SnowString copy and one cffi transition (Python -> C callback); the reply (snow_ws_send to
+   the same connection inside the callback) is encoded in C and queued in one batch when the callback returns.
+   Run with SNOW_RT_PY_ABI_NO_FAST_REPLY=1 in the environment to measure the plain path (a second transition,
+   C -> snow_ws_send -> Python, per reply).
 2. The bench protocol (``--app bench`` of issue 4) as a C program: ``build/chat_server --app bench`` against the
    Python CLI's ``--app bench``.
    a. its echo path (text not starting with 'B'), loaded like 1;

@@ -36,6 +36,18 @@ REPLY_BUFFER_BYTES = 1 << 20
 _thread = threading.local()
 
 
+def current_input() -> bytes:
+    """The binary message the C on_binary running on this thread was given.
+
+    Raises:
+        RuntimeError: no on_binary is running on this thread (the library only asks from inside one).
+    """
+    message: bytes | None = getattr(_thread, "message", None)
+    if message is None:
+        raise RuntimeError("no on_binary callback is running on this thread")
+    return message
+
+
 class CHandler(Handler):
     """Calls the C callbacks given to snow_ws_start / snow_ws_serve.
 
@@ -93,7 +105,11 @@ class CHandler(Handler):
             data = message.encode()
             replies = self._call_message(self._message_target, conn.id, data, len(data), budget)
         elif self._binary is not None:
-            replies = self._call_binary(self._binary_target, conn.id, message, len(message), budget)
+            _thread.message = message  # for snow_abi_py_send_input: C sending these very bytes back
+            try:
+                replies = self._call_binary(self._binary_target, conn.id, message, len(message), budget)
+            finally:
+                _thread.message = None
         elif self._message is not None:
             replies = self._call_message(self._message_target, conn.id, message, len(message), budget)
         else:

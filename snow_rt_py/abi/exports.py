@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import snow_rt_py
 from snow_rt_py import api
 from snow_rt_py.abi import handles
-from snow_rt_py.abi.callbacks import CHandler
+from snow_rt_py.abi.callbacks import CHandler, current_input
 from snow_rt_py.abi.errors import BAD_HANDLE, INVALID_ARGUMENT, NOT_FOUND, AbiError, ErrorMap
 from snow_rt_py.runtime.options import ServerOptions
 
@@ -74,6 +74,16 @@ def install(ffi: Any, lib: Any) -> None:
     def send_binary(conn: int, data: Any, length: int) -> int:
         try:
             (table.get(conn) or connection(conn)).send_binary(unpack(data, length))
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    # snow_ws_send_binary from inside on_binary with the very bytes that callback got (an echo): the message
+    # object itself is queued, not a copy of it (snow_ws.c, snow_abi_slow_send).
+    @export(ffi, "snow_abi_py_send_input", -1)
+    def send_input(conn: int) -> int:
+        try:
+            (table.get(conn) or connection(conn)).send_binary(current_input())
             return 0
         except BaseException as exc:
             return fail(exc)

@@ -50,6 +50,7 @@ static SnowString *snow_abi_py_header_get(uint64_t headers, const char *name);
 static int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
 static int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
 static int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
+static int64_t snow_abi_py_send_input(uint64_t conn);
 
 /* -- last error: per thread -------------------------------------------------------------------------------------- */
 
@@ -210,6 +211,8 @@ typedef struct SnowAbiReplies {
     int64_t count;     /* frames in buf */
     char *buf;         /* encoded frames in send order (the thread's buffer, see snow_abi_set_reply_buffer) */
     size_t len, cap;
+    const char *in_data; /* on_binary: the message handed to the callback (Python's own bytes), else NULL */
+    int64_t in_len;
 } SnowAbiReplies;
 
 /* initial-exec: the library is linked by the program (or dlopen'ed into python, whose static TLS surplus holds
@@ -341,15 +344,18 @@ typedef struct SnowAbiTarget {
     int64_t max_queue;
 } SnowAbiTarget;
 
-/* Arm the fast path for conn around one callback (queued < 0: it cannot send now, so no fast path). Returns
- * nonzero if this callback is nested in another one's call (it then stays disarmed). */
-static int snow_abi_arm(uint64_t conn, int64_t queued, int64_t max_queue)
+/* Arm the fast path for conn around one callback (queued < 0: it cannot send now, so no fast path); in_data,
+ * in_len: the message on_binary gets (NULL for on_message). Returns nonzero if this callback is nested in another
+ * one's call (it then stays disarmed). */
+static int snow_abi_arm(uint64_t conn, int64_t queued, int64_t max_queue, const char *in_data, int64_t in_len)
 {
     SnowAbiReplies *r = &snow_abi_replies;
     if (r->conn != 0)
         return 1;
     r->len = 0;
     r->count = 0;
+    r->in_data = in_data;
+    r->in_len = in_len;
     if (queued >= 0 && r->buf != NULL) {
         r->conn = conn;
         r->queued = queued;
@@ -365,6 +371,7 @@ static int64_t snow_abi_disarm(int nested)
     if (nested)
         return 0;
     r->conn = 0;
+    r->in_data = NULL;
     return (r->count << 32) | (int64_t)r->len;
 }
 
@@ -487,7 +494,7 @@ static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, c
     int nested;
     if (snow_abi_tmp(&tmp, data, len) == NULL)
         return -1;
-    nested = snow_abi_arm(conn, queued, t->max_queue);
+    nested = snow_abi_arm(conn, queued, t->max_queue, NULL, 0);
     if (t->env == NULL)
         ((SnowWsOnMessageFn)t->fn)((void *)(uintptr_t)conn, tmp.s);
     else
@@ -499,7 +506,7 @@ static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, c
 static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
                                        int64_t queued)
 {
-    int nested = snow_abi_arm(conn, queued, t->max_queue);
+    int nested = snow_abi_arm(conn, queued, t->max_queue, data, (int64_t)len);
     if (t->env == NULL)
         ((SnowWsOnBinaryFn)t->fn)((void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
     else
@@ -531,9 +538,17 @@ static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, i
     SnowAbiReplies *r = &snow_abi_replies;
     int armed = conn != 0 && r->conn == conn;
     int64_t queued = r->queued + (int64_t)r->len, rc;
+    /* Sending back the very bytes on_binary was given (an echo, a large one since small replies went fast):
+     * Python queues its own message object, without copying it out of C. */
+    int echo = armed && opcode == 0x2 && len > 0 && data == r->in_data && len == r->in_len;
     if (snow_abi_enter() != 0) /* delivers what is buffered, disarms */
         return -1;
-    rc = opcode == 0x1 ? snow_abi_py_send_text(conn, data, len) : snow_abi_py_send_binary(conn, data, len);
+    if (echo)
+        rc = snow_abi_py_send_input(conn);
+    else if (opcode == 0x1)
+        rc = snow_abi_py_send_text(conn, data, len);
+    else
+        rc = snow_abi_py_send_binary(conn, data, len);
     if (armed && r->conn == 0 && (rc == 0 || snow_abi_err_code == SNOW_WS_E_INVALID_UTF8)) {
         r->conn = conn;
         r->queued = rc == 0 ? queued + len + (len < 126 ? 2 : len < 65536 ? 4 : 10) : queued;

@@ -10,6 +10,9 @@
  *                    with Python's decoder as the oracle)
  *   "relay"          send to itself, then to the connection that connected first, then to itself again
  *   "binary"         send_binary at 0, 125, 126, 65535 and 65536 bytes
+ * Binary messages (on_binary): "E..." is sent back as it came (the same pointer: for large ones the library
+ * queues Python's own message object) between a binary "before" and a text "after"; "C..." is copied first and
+ * the copy sent back (same length, another pointer).
  * Ends after argv[1] on_close (default 1). */
 #include "testlib.h"
 
@@ -193,6 +196,24 @@ static void *on_message(void *conn, const SnowString *msg)
     return NULL;
 }
 
+static void *on_binary(void *conn, const uint8_t *data, int64_t len)
+{
+    char what[64];
+    if (len > 0 && data[0] == 'E') {
+        result("binary before", snow_ws_send_binary(conn, (const uint8_t *)"before", 6));
+        snprintf(what, sizeof what, "echo %lld bytes", (long long)len);
+        result(what, snow_ws_send_binary(conn, data, len));
+        result("text after", send_text(conn, "after", 5));
+    } else if (len > 0 && data[0] == 'C') {
+        uint8_t *copy = malloc((size_t)len);
+        memcpy(copy, data, (size_t)len);
+        snprintf(what, sizeof what, "copy of %lld bytes", (long long)len);
+        result(what, snow_ws_send_binary(conn, copy, len));
+        free(copy);
+    }
+    return NULL;
+}
+
 static void *on_close(void *conn, int64_t code, const SnowString *reason)
 {
     char *r = cstr(reason);
@@ -205,7 +226,12 @@ static void *on_close(void *conn, int64_t code, const SnowString *reason)
 
 int main(int argc, char **argv)
 {
-    int64_t server = start(NULL, (void *)on_connect, NULL, (void *)on_message, NULL, (void *)on_close, NULL);
+    SnowWsOptions opts;
+    int64_t server;
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.on_binary_fn = (void *)on_binary;
+    server = start(&opts, (void *)on_connect, NULL, (void *)on_message, NULL, (void *)on_close, NULL);
     wait_for(0, argc > 1 ? atoi(argv[1]) : 1);
     result("stop", snow_ws_stop(server, 2000));
     out("done");

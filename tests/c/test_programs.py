@@ -7,6 +7,7 @@ line (connection ids and ports normalized). The programs marked ``asan`` also ru
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import ssl
 from collections.abc import Callable
@@ -651,6 +652,16 @@ def test_replies_inside_callbacks_answer_and_arrive_like_the_python_path(run: Ru
         pattern = bytes(i * 7 & 0xFF for i in range(65536))
         assert [ws.recv(timeout=10) for _ in range(5)] == [pattern[:n] for n in (0, 125, 126, 65535, 65536)]
         prog.expect(*(f"send_binary {n} -> 0" for n in (0, 125, 126, 65535, 65536)))
+
+        for size in (100, 200_000):  # a fast reply; a large one (the echo queues the received bytes object)
+            echo = b"E" + os.urandom(size - 1)
+            ws.send(echo)
+            assert [ws.recv(timeout=10) for _ in range(3)] == [b"before", echo, "after"]
+            prog.expect("binary before -> 0", f"echo {size} bytes -> 0", "text after -> 0")
+            copy = b"C" + os.urandom(size - 1)
+            ws.send(copy)
+            assert ws.recv(timeout=10) == copy
+            prog.expect(f"copy of {size} bytes -> 0")
 
         ws.send("close-after")  # what was sent before the close leaves before the Close frame; nothing after it
         assert ws.recv(timeout=10) == "before"
