@@ -6,8 +6,9 @@ Usage::
 
 Targets:
 
-* ``speedups`` -- the extension module ``snow_rt_py._speedups`` (RFC 6455 §5.3 masking at C speed). The C
-  source lives in this file (:data:`SPEEDUPS_SOURCE`); cffi writes its generated C and object files under
+* ``speedups`` -- the extension module ``snow_rt_py._speedups`` (RFC 6455 §5.3 masking at C speed, and the
+  C UTF-8 check and frame header the tests compare with Python). The C source is the protocol layer's
+  ``snow_rt_py/protocol/_codec.c`` (:data:`CODEC_SOURCE`); cffi writes its generated C and object files under
   ``build/`` and the finished ``_speedups.<abi>.so`` is moved into ``snow_rt_py/`` so the package imports it.
 * ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
   library that embeds the Python interpreter and runs this package. The header is the single source of truth:
@@ -55,75 +56,20 @@ SPEEDUPS_MODULE = "snow_rt_py._speedups"
 SPEEDUPS_CDEF = """
 void snow_mask_copy(const char *src, size_t len, const char *key, char *dst);
 void snow_mask_inplace(char *buf, size_t len, const char *key);
+int snow_utf8_valid(const char *s, size_t n);
+size_t snow_frame_header_size(uint64_t len);
+size_t snow_frame_header(char *out, int opcode, uint64_t len);
 """
 
-SPEEDUPS_SOURCE = r"""
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-
-/* RFC 6455 §5.3: octet i of the payload is XORed with octet i % 4 of the 4-byte masking key.
- *
- * The bulk runs 8 octets per step: the key is laid out twice in an 8-byte word (byte order in memory,
- * so it is endian-neutral), and each step XORs one 8-byte word. Loads and stores go through memcpy, so
- * unaligned buffers are fine and there is no strict-aliasing UB; compilers turn them into plain moves,
- * and at -O3 the loop is vectorised further. Every 8-byte step starts at a multiple of 4, so the key
- * phase of the tail is simply i % 4.
- */
-
-static uint64_t snow_key_word(const unsigned char *key)
-{
-    unsigned char twice[8];
-    uint64_t word;
-    memcpy(twice, key, 4);
-    memcpy(twice + 4, key, 4);
-    memcpy(&word, twice, 8);
-    return word;
-}
-
-/* dst[0:len] = src[0:len] ^ key. src and dst must not overlap (use snow_mask_inplace for that).
- * key points to exactly 4 octets. */
-void snow_mask_copy(const char *src_, size_t len, const char *key_, char *dst_)
-{
-    const unsigned char *restrict src = (const unsigned char *)src_;
-    const unsigned char *key = (const unsigned char *)key_;
-    unsigned char *restrict dst = (unsigned char *)dst_;
-    uint64_t k = snow_key_word(key);
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, src + i, 8);
-        w ^= k;
-        memcpy(dst + i, &w, 8);
-    }
-    for (; i < len; i++)
-        dst[i] = (unsigned char)(src[i] ^ key[i & 3]);
-}
-
-/* buf[0:len] ^= key, in place. key points to exactly 4 octets and must not lie inside buf. */
-void snow_mask_inplace(char *buf_, size_t len, const char *key_)
-{
-    unsigned char *buf = (unsigned char *)buf_;
-    const unsigned char *key = (const unsigned char *)key_;
-    uint64_t k = snow_key_word(key);
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, buf + i, 8);
-        w ^= k;
-        memcpy(buf + i, &w, 8);
-    }
-    for (; i < len; i++)
-        buf[i] = (unsigned char)(buf[i] ^ key[i & 3]);
-}
-"""
+# The C source: the C half of the protocol layer, shared with the embedding target (its reply fast path).
+CODEC_SOURCE = PACKAGE_DIR / "protocol" / "_codec.c"
 
 
 def speedups_ffi() -> FFI:
     """The cffi builder of ``snow_rt_py._speedups`` (declarations and C source, not yet compiled)."""
     ffibuilder = FFI()
     ffibuilder.cdef(SPEEDUPS_CDEF)
-    ffibuilder.set_source(SPEEDUPS_MODULE, SPEEDUPS_SOURCE, extra_compile_args=EXTRA_COMPILE_ARGS)
+    ffibuilder.set_source(SPEEDUPS_MODULE, CODEC_SOURCE.read_text(), extra_compile_args=EXTRA_COMPILE_ARGS)
     return ffibuilder
 
 
@@ -298,7 +244,7 @@ def embedding_ffi() -> FFI:
     ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE, paths=paths))
     ffibuilder.set_source(
         EMBED_MODULE,
-        baked + EMBED_C_SOURCE.read_text(),
+        baked + CODEC_SOURCE.read_text() + EMBED_C_SOURCE.read_text(),
         include_dirs=[str(ROOT / "include")],
         extra_compile_args=EMBED_COMPILE_ARGS,
         # libpython is a shared library: find it where it was at build time, whatever the program's rpath.

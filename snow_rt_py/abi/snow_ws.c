@@ -14,7 +14,9 @@
  *
  * The C side owns no behaviour of the runtime; it owns what only C can do: argument checks on raw pointers, the
  * per-thread last error, the SnowString copies handed to callbacks, and waiting for snow_ws_shutdown() or a
- * signal (Python signal handlers only run on the interpreter's main thread, which a C host does not have).
+ * signal (Python signal handlers only run on the interpreter's main thread, which a C host does not have). Its
+ * reply fast path encodes frames and checks UTF-8 with the protocol layer's C functions (protocol/_codec.c,
+ * compiled in ahead of this file) and mirrors one runtime rule, Connection.offer_frame's queue bound.
  */
 
 #include <errno.h>
@@ -202,7 +204,7 @@ static int64_t snow_abi_start_runtime(void)
  *     callback, since it may change what a later send must answer (a close makes it SNOW_WS_E_CLOSED).
  * A callback that another callback's call made run on the same thread (nested) gets no fast path of its own. */
 
-#define SNOW_ABI_FAST_MAX 65535 /* payloads above this take the Python path (copy-bound anyway): 2-4 byte headers */
+#define SNOW_ABI_FAST_MAX 65535 /* payloads above this take the Python path (copy-bound anyway) */
 
 typedef struct SnowAbiReplies {
     uint64_t conn;     /* the connection whose callback runs on this thread and may reply fast; 0 = none */
@@ -255,83 +257,24 @@ static inline int64_t snow_abi_enter(void)
     return snow_abi_start_runtime();
 }
 
-/* 1 if s[0..n) is valid UTF-8 as Python's strict decoder sees it (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF), else 0. A 0 only costs speed: the Python path then gives the precise error. */
-static int snow_abi_utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i], c1;
-        if (c < 0x80) {
-            uint64_t w;
-            if (i + 8 <= n) {
-                memcpy(&w, s + i, 8);
-                if ((w & 0x8080808080808080ULL) == 0) {
-                    i += 8;
-                    continue;
-                }
-            }
-            i++;
-            continue;
-        }
-        if (c < 0xC2 || c > 0xF4)
-            return 0;
-        if (c < 0xE0) {
-            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80)
-                return 0;
-            i += 2;
-            continue;
-        }
-        if (c < 0xF0) {
-            if (n - i < 3)
-                return 0;
-            c1 = s[i + 1];
-            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80)
-                return 0;
-            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F))
-                return 0; /* overlong, surrogate */
-            i += 3;
-            continue;
-        }
-        if (n - i < 4)
-            return 0;
-        c1 = s[i + 1];
-        if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
-            return 0;
-        if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
-            return 0; /* overlong, above U+10FFFF */
-        i += 4;
-    }
-    return 1;
-}
-
 /* Append one unmasked server frame (FIN set, opcode 0x1 or 0x2) to the reply buffer if the fast path applies to
  * conn: 1 if appended, 0 if the caller must take the Python path. */
 static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, size_t len)
 {
     SnowAbiReplies *r = &snow_abi_replies;
-    size_t head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    size_t head = snow_frame_header_size(len);
     int64_t pending;
-    char *p;
 
     if (r->conn != conn || conn == 0 || len > SNOW_ABI_FAST_MAX || r->cap - r->len < head + len)
         return 0;
     pending = r->queued + (int64_t)r->len;
     if (pending > 0 && pending + (int64_t)(head + len) > r->max_queue)
         return 0; /* the slow-consumer policy decides, in Python */
-    if (opcode == 0x1 && !snow_abi_utf8_valid((const unsigned char *)data, len))
+    if (opcode == 0x1 && !snow_utf8_valid(data, len))
         return 0;
-    p = r->buf + r->len;
-    p[0] = (char)(0x80 | opcode);
-    if (head == 2) {
-        p[1] = (char)len;
-    } else {
-        p[1] = 126;
-        p[2] = (char)(len >> 8);
-        p[3] = (char)len;
-    }
+    snow_frame_header(r->buf + r->len, opcode, len);
     if (len > 0)
-        memcpy(p + head, data, len);
+        memcpy(r->buf + r->len + head, data, len);
     r->len += head + len;
     r->count++;
     return 1;
@@ -551,7 +494,7 @@ static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, i
         rc = snow_abi_py_send_binary(conn, data, len);
     if (armed && r->conn == 0 && (rc == 0 || snow_abi_err_code == SNOW_WS_E_INVALID_UTF8)) {
         r->conn = conn;
-        r->queued = rc == 0 ? queued + len + (len < 126 ? 2 : len < 65536 ? 4 : 10) : queued;
+        r->queued = rc == 0 ? queued + len + (int64_t)snow_frame_header_size((uint64_t)len) : queued;
     }
     return rc;
 }

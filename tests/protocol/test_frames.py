@@ -11,8 +11,10 @@ from snow_rt_py.protocol.frames import (
     encode_binary,
     encode_frame,
     encode_text,
+    frame_header,
     parse_frame,
 )
+from snow_rt_py.protocol.mask import HAVE_SPEEDUPS
 
 RFC_MASK = bytes([0x37, 0xFA, 0x21, 0x3D])  # the masking key of the RFC 6455 §5.7 examples
 
@@ -159,3 +161,29 @@ def test_encode_text_and_binary_fast_paths_equal_the_general_encoder(size: int) 
     assert encode_binary(data) == encode_frame(Opcode.BINARY, data)
     assert encode_binary(bytearray(data)) == encode_frame(Opcode.BINARY, data)
     assert encode_binary(memoryview(data)) == encode_frame(Opcode.BINARY, data)
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65535, 65536])
+def test_frame_header_plus_payload_is_the_encoded_frame(length: int) -> None:
+    payload = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    assert frame_header(Opcode.BINARY, length) + payload == encode_frame(Opcode.BINARY, payload)
+
+
+def test_frame_header_refuses_what_cannot_be_encoded() -> None:
+    with pytest.raises(UsageError, match="does not fit in 4 bits"):
+        frame_header(16, 1)
+    with pytest.raises(UsageError, match="length -1 is negative"):
+        frame_header(Opcode.TEXT, -1)
+
+
+@pytest.mark.skipif(not HAVE_SPEEDUPS, reason="C accelerator snow_rt_py._speedups not in use")
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, (1 << 32) + 5, (1 << 63) - 1])
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_c_frame_header_is_frame_header(opcode: Opcode, length: int) -> None:
+    """The header the C ABI's reply fast path writes (protocol/_codec.c) is byte for byte frame_header()'s."""
+    from snow_rt_py import _speedups
+
+    out = _speedups.ffi.new("char[10]")
+    size = _speedups.lib.snow_frame_header(out, opcode, length)
+    assert size == _speedups.lib.snow_frame_header_size(length)
+    assert _speedups.ffi.unpack(out, size) == frame_header(opcode, length)

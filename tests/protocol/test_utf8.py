@@ -5,8 +5,11 @@ from __future__ import annotations
 import codecs
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snow_rt_py.protocol.errors import ProtocolError
+from snow_rt_py.protocol.mask import HAVE_SPEEDUPS
 from snow_rt_py.protocol.utf8 import Utf8Decoder
 
 
@@ -69,3 +72,51 @@ def test_truncated_sequence_fails_when_final() -> None:
     assert decoder.decode(b"\xe2\x82", final=False) == ""
     with pytest.raises(ProtocolError):
         decoder.decode(b"", final=True)
+
+
+# -- the C check (protocol/_codec.c), used by the C ABI's reply fast path ----------------------------------------
+
+needs_speedups = pytest.mark.skipif(not HAVE_SPEEDUPS, reason="C accelerator snow_rt_py._speedups not in use")
+
+# Octets around every boundary the check makes: ASCII, continuation ranges, overlong and surrogate leads, F4/F5.
+_EDGE_OCTETS = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xED]
+_EDGE_OCTETS += [0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+
+
+def python_accepts(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def c_accepts(data: bytes) -> bool:
+    from snow_rt_py import _speedups
+
+    return bool(_speedups.lib.snow_utf8_valid(data, len(data)))
+
+
+@needs_speedups
+def test_c_check_agrees_with_python_on_every_short_sequence_of_edge_octets() -> None:
+    """Every sequence of up to 3 edge octets, and every 4-octet one starting with a 3- or 4-octet lead."""
+    edges = _EDGE_OCTETS
+    sequences = [bytes([a]) for a in edges]
+    sequences += [bytes([a, b]) for a in edges for b in edges]
+    sequences += [bytes([a, b, c]) for a in edges for b in edges for c in edges]
+    leads = [0xE0, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5]
+    sequences += [bytes([a, b, c, d]) for a in leads for b in edges for c in edges for d in edges]
+    assert [s for s in sequences if c_accepts(s) != python_accepts(s)] == []
+
+
+@needs_speedups
+@given(st.lists(st.sampled_from(_EDGE_OCTETS), max_size=24).map(bytes), st.binary(max_size=20))
+def test_c_check_agrees_with_python(octets: bytes, prefix: bytes) -> None:
+    for data in (octets, prefix + octets, b"ascii run " + octets + b" and more ascii"):
+        assert c_accepts(data) == python_accepts(data)
+
+
+@needs_speedups
+@given(st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_c_check_agrees_with_python_on_encoded_text(data: bytes) -> None:
+    assert c_accepts(data) == python_accepts(data)
