@@ -116,19 +116,22 @@ class Connection(asyncio.Protocol):
         """
         if not isinstance(text, str):
             raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
-        if len(text) >= _SEPARATE_TEXT_MIN:  # perhaps large once encoded
+        if len(text) < _SEPARATE_TEXT_MIN:  # short: under SEPARATE_PAYLOAD_MIN once encoded
             try:
-                data = text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidArgumentError("text is not encodable as UTF-8") from None
-            if len(data) >= SEPARATE_PAYLOAD_MIN:
-                self._send_parts(frame_header(Opcode.TEXT, len(data)), data)
-                return
+                frame = encode_text(text)
+            except UsageError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+            self.send_frame(frame)
+            return
         try:
-            frame = encode_text(text)
-        except UsageError as exc:
-            raise InvalidArgumentError(str(exc)) from None
-        self.send_frame(frame)
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("text is not encodable as UTF-8") from None
+        header = frame_header(Opcode.TEXT, len(data))
+        if len(data) >= SEPARATE_PAYLOAD_MIN:
+            self._send_parts(header, data)
+        else:
+            self.send_frame(header + data)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a binary message. Safe from any thread.
