@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
@@ -52,8 +53,20 @@ def test_answered_pings_keep_the_connection_with_fresh_payloads(start_server, re
 
 def test_websockets_client_answers_pings_automatically(start_server) -> None:
     server = start_server(ping_interval=0.1, pong_timeout=0.5)
+    wheel = server.server.heartbeat
+    answered = threading.Semaphore(0)
+    pong_received = wheel.pong_received
+
+    def counting(conn, payload):  # type: ignore[no-untyped-def]
+        matched = pong_received(conn, payload)
+        if matched:
+            answered.release()
+        return matched
+
+    wheel.pong_received = counting  # type: ignore[method-assign]
     with connect(server.url, open_timeout=5, close_timeout=5, ping_interval=None) as ws:
-        time.sleep(0.6)  # several heartbeat rounds; the client's library answers each ping
+        for _ in range(5):  # five heartbeat rounds, each ping answered by the client's library, past pong_timeout
+            assert answered.acquire(timeout=5)
         ws.send("ok")
         assert ws.recv(timeout=5) == "ok"
 

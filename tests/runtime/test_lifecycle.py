@@ -233,17 +233,24 @@ def test_linked_actor_gets_exit_signal_with_the_close_reason(start_server, recor
 
 
 class Sleepy(Handler):
+    """Blocks its worker for 1 s on "sleep" (``blocking`` is set when it starts), echoes everything."""
+
+    def __init__(self) -> None:
+        self.blocking = threading.Event()
+
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         if message == "sleep":
+            self.blocking.set()
             time.sleep(1.0)
         conn.send(message)
 
 
 def test_blocking_handler_does_not_delay_other_connections_with_workers(start_server) -> None:
-    server = start_server(Sleepy(), workers=2)
+    handler = Sleepy()
+    server = start_server(handler, workers=2)
     with ws(server.url) as slow, ws(server.url) as fast:
         slow.send("sleep")
-        time.sleep(0.05)  # let the slow handler start blocking
+        assert handler.blocking.wait(5)
         delays = []
         for _ in range(5):
             t0 = time.monotonic()
@@ -255,10 +262,11 @@ def test_blocking_handler_does_not_delay_other_connections_with_workers(start_se
 
 
 def test_client_ping_answered_while_handler_busy(start_server) -> None:
-    server = start_server(Sleepy(), workers=1)
+    handler = Sleepy()
+    server = start_server(handler, workers=1)
     with RawClient.connect(server.port) as c:
         c.send_text("sleep")
-        time.sleep(0.05)
+        assert handler.blocking.wait(5)
         t0 = time.monotonic()
         c.send_frame(9, b"hb")
         frame = c.recv_frame()
