@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     be.raise_nofile_limit()
     be.build_loadgen()
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in be.versions().items()))
+    be.print_versions(be.versions())
     print(
         f"echo: {opts.connections} connections, {opts.size}-byte text, k={opts.inflight} and k=1; fan-out: "
         f"{opts.members} members, 64-byte broadcasts; {opts.runs} run(s), server on core {be.SERVER_CORE}, "

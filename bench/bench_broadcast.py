@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,39 +124,13 @@ def run_client(server: be.RunningServer, members: int, opts: argparse.Namespace)
         str(opts.open_timeout),
     ]
     timeout = opts.open_timeout + 10 + opts.rounds * 10 + opts.warmup + opts.duration + 30 + 30
-    proc = subprocess.Popen(
-        be.pinned(be.LOADGEN_CORE, [str(FANOUT), *args]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
     marks: dict[str, tuple[float, float, float]] = {}
-    err_lines: list[str] = []
-    assert proc.stdout is not None and proc.stderr is not None
-    err_thread = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    err_thread.start()
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    result: dict[str, Any] | None = None
-    try:
-        for line in proc.stdout:
-            data = json.loads(line)
-            if "event" in data:
-                if data["event"] in ("measure_start", "measure_end"):
-                    marks[data["event"]] = (be.proc_cpu_seconds(server.pid), time.monotonic(), be.cpu_ticks()[0])
-            else:
-                result = data
-        proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        err_thread.join(5)
-    if result is None:
-        raise RuntimeError(f"fanout gave no result (exit {proc.returncode}); stderr: {''.join(err_lines)[-2000:]}")
-    result["stderr"] = "".join(err_lines)[-2000:]
+
+    def mark(event: str) -> None:
+        if event in ("measure_start", "measure_end"):
+            marks[event] = (be.proc_cpu_seconds(server.pid), time.monotonic(), be.cpu_ticks()[0])
+
+    result = be.run_loadgen(args, timeout, mark, program=FANOUT)
     result["server_cpu_pct"] = result["deliveries_per_cpu_s"] = result["others_cpu_pct"] = 0.0
     if "measure_start" in marks and "measure_end" in marks:
         (cpu0, t0, busy0), (cpu1, t1, busy1) = marks["measure_start"], marks["measure_end"]
@@ -238,10 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(m) for m in opts.members.split(",") if m.strip()]
 
     specs = server_specs(opts.max_queue_bytes)
-    names = [n.strip() for n in opts.servers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        parser.error(f"unknown servers {unknown}; known: {list(specs)}")
+    names = be.chosen_servers(parser, opts.servers, specs)
     problems: list[str] = []
     if "snow (C chat_server)" in names and not CHAT_SERVER.exists():
         problems.append(f"{CHAT_SERVER} is missing (run `make build`); skipped")
@@ -254,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"RLIMIT_NOFILE is {nofile}: too low for {max(sizes)} members")
     build_fanout()
     info = versions()
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    be.print_versions(info)
     print(
         f"broadcast fan-out: {opts.size}-byte text to {', '.join(map(str, sizes))} members; latency over "
         f"{opts.rounds} single broadcasts; throughput with {opts.window} broadcasts in flight, {opts.warmup:g} s "

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,20 @@ def pinned(core: str, argv: Sequence[str]) -> list[str]:
     if shutil.which("taskset") is None:
         return list(argv)
     return ["taskset", "-c", core, *argv]
+
+
+def chosen_servers(parser: argparse.ArgumentParser, servers: str, known: Mapping[str, object]) -> list[str]:
+    """The names of a comma-separated ``--servers`` value; an unknown one is a usage error listing ``known``."""
+    names = [n.strip() for n in servers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {list(known)}")
+    return names
+
+
+def print_versions(info: Mapping[str, str]) -> None:
+    """The "versions:" line every benchmark starts with."""
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
 
 def versions() -> dict[str, str]:
@@ -260,11 +274,11 @@ def stop_process(proc: subprocess.Popen[bytes]) -> int | None:
     return proc.returncode
 
 
-def run_loadgen(args: Sequence[str], timeout: float, on_event: Any = None) -> dict[str, Any]:
-    """Run the load generator on its core; return its final JSON line. ``on_event(name)`` is called, while it
-    keeps running, for each event line it prints: "open" (every connection is open), "measure_start",
-    "measure_end" (the measured window of echo mode)."""
-    cmd = pinned(LOADGEN_CORE, [str(LOADGEN), *args])
+def run_loadgen(args: Sequence[str], timeout: float, on_event: Any = None, program: Path = LOADGEN) -> dict[str, Any]:
+    """Run the load generator (or another client that speaks its JSON lines: ``program``, e.g. fanout) on its
+    core; return its final JSON line. ``on_event(name)`` is called, while it keeps running, for each event line it
+    prints: "open" (every connection is open), "measure_start", "measure_end" (the measured window)."""
+    cmd = pinned(LOADGEN_CORE, [str(program), *args])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     err_lines: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
@@ -289,7 +303,9 @@ def run_loadgen(args: Sequence[str], timeout: float, on_event: Any = None) -> di
             proc.wait()
         err_thread.join(5)
     if result is None:
-        raise RuntimeError(f"loadgen gave no result (exit {proc.returncode}); stderr: {''.join(err_lines)[-2000:]}")
+        raise RuntimeError(
+            f"{program.name} gave no result (exit {proc.returncode}); stderr: {''.join(err_lines)[-2000:]}"
+        )
     result["stderr"] = "".join(err_lines)[-2000:]
     return result
 
@@ -445,14 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.runs, opts.duration, opts.warmup, opts.quiet_wait, opts.retries = 1, 2.0, 0.5, 5.0, 0
 
     specs = server_specs(opts.asyncio_loop)
-    names = [n.strip() for n in opts.servers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        parser.error(f"unknown servers {unknown}; known: {list(specs)}")
+    names = chosen_servers(parser, opts.servers, specs)
     raise_nofile_limit()
     build_loadgen()
     info = versions()
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print_versions(info)
     print(
         f"echo: {opts.connections} connections, {opts.size}-byte text, k={opts.inflight} and k=1 in flight, "
         f"{opts.warmup:g} s warm-up + {opts.duration:g} s, {opts.runs} run(s); server on core {SERVER_CORE}, "

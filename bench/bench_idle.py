@@ -37,7 +37,9 @@ from bench_echo import (
     SERVERS_DIR,
     ServerSpec,
     build_loadgen,
+    chosen_servers,
     code_stamp,
+    print_versions,
     proc_cpu_seconds,
     proc_status_kib,
     proc_threads,
@@ -173,16 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--hold must be at least --settle + 1")
 
     specs = server_specs(opts.ping_interval, opts.asyncio_loop)
-    names = [n.strip() for n in opts.servers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        parser.error(f"unknown servers {unknown}; known: {list(specs)}")
+    names = chosen_servers(parser, opts.servers, specs)
     limit = raise_nofile_limit()
     if limit < opts.connections + 64:
         parser.error(f"open files limit {limit} is too low for {opts.connections} connections")
     build_loadgen()
     info = versions()
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print_versions(info)
     print(
         f"idle: {opts.connections} connections held {opts.hold:g} s, RSS sampled every 0.5 s, "
         f"{opts.runs} run(s); our --ping-interval {opts.ping_interval:g}; server on core 0, loadgen on core 1"
