@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from snow_rt_py.api import (
     RunningServer,
+    Runtime,
     broadcast,
     broadcast_except,
+    default_runtime,
+    exit_actor,
     join,
     leave,
+    link,
     member_count,
     room_names,
     rooms_of,
+    send,
     serve,
     spawn,
     start,
@@ -35,8 +40,7 @@ from snow_rt_py.runtime.errors import (
 )
 from snow_rt_py.runtime.handler import Handler, Reject, make_handler
 from snow_rt_py.runtime.options import ServerOptions
-from snow_rt_py.runtime.scheduler import ExitSignal, link, send
-from snow_rt_py.runtime.scheduler import exit as exit_actor
+from snow_rt_py.runtime.scheduler import ExitSignal
 
 __version__ = "0.1.0"
 
@@ -50,12 +54,14 @@ __all__ = [
     "QueueFullError",
     "Reject",
     "RunningServer",
+    "Runtime",
     "ServerOptions",
     "ServerStartError",
     "SnowError",
     "__version__",
     "broadcast",
     "broadcast_except",
+    "default_runtime",
     "exit_actor",
     "join",
     "leave",

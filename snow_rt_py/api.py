@@ -19,20 +19,33 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler, make_handler
-from snow_rt_py.runtime.loop import new_event_loop, shared_loop
+from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
-from snow_rt_py.runtime.rooms import registry
-from snow_rt_py.runtime.scheduler import Scheduler, Tag
+from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
 from snow_rt_py.runtime.server import Server
 
-_actors: Scheduler | None = None
-_actors_lock = threading.Lock()
-ACTOR_WORKERS = 2  # threads running actors spawned with spawn() (connection actors use their server's)
+__all__ = [
+    "RunningServer",
+    "Runtime",
+    "broadcast",
+    "broadcast_except",
+    "default_runtime",
+    "exit_actor",
+    "join",
+    "leave",
+    "link",
+    "member_count",
+    "room_names",
+    "rooms_of",
+    "send",
+    "serve",
+    "spawn",
+    "start",
+]
 
 
 def spawn(fn: Callable[[Any], None]) -> int:
@@ -44,16 +57,34 @@ def spawn(fn: Callable[[Any], None]) -> int:
     Returns:
         The actor's pid (never reused).
     """
-    global _actors
-    with _actors_lock:
-        if _actors is None:
-            _actors = Scheduler(shared_loop().loop, ACTOR_WORKERS, name="snow-actor")
-        sched = _actors
+    return default_runtime().spawn(fn)
 
-    def behaviour(tag: Tag, payload: Any) -> None:
-        fn(payload)
 
-    return sched.spawn(behaviour).pid
+def send(pid: int, message: object) -> bool:
+    """Send ``message`` to actor ``pid`` (a connection's on_info, or a spawned actor's function). Any thread.
+
+    Returns:
+        True if delivered to a live actor's mailbox, False if no such actor is alive.
+    """
+    return default_runtime().send(pid, message)
+
+
+def link(pid_a: int, pid_b: int) -> None:
+    """Link two actors: when either exits, the other receives an :class:`ExitSignal`.
+
+    Raises:
+        LookupError: if either actor is not alive (linking to a dead actor would lose the signal).
+    """
+    default_runtime().link(pid_a, pid_b)
+
+
+def exit_actor(pid: int, reason: object = "normal") -> bool:
+    """End actor ``pid``: drop its pending messages and signal every linked actor. Idempotent.
+
+    Returns:
+        True if the actor was alive.
+    """
+    return default_runtime().exit(pid, reason)
 
 
 def _handler(handler: Handler | None, callbacks: dict[str, Callable[..., Any] | None]) -> Handler:
@@ -62,38 +93,6 @@ def _handler(handler: Handler | None, callbacks: dict[str, Callable[..., Any] | 
             raise ValueError("pass either a Handler or callback functions, not both")
         return handler
     return make_handler(**callbacks)
-
-
-class RunningServer:
-    """A server running on the runtime's loop thread. Returned by :func:`start`.
-
-    Attributes:
-        server: the underlying :class:`~snow_rt_py.runtime.server.Server` (its methods run on the loop thread).
-    """
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self._loop_thread = shared_loop()
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        return self.server.port
-
-    @property
-    def url(self) -> str:
-        """``ws://HOST:PORT/`` or ``wss://HOST:PORT/``."""
-        return self.server.url
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Graceful stop: 1001 to every connection, wait up to ``timeout`` s, then force. Idempotent."""
-        self._loop_thread.run(self.server.close(timeout))
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def start(
@@ -105,6 +104,7 @@ def start(
     on_info: Callable[..., Any] | None = None,
     on_upgrade: Callable[..., Any] | None = None,
     options: ServerOptions | None = None,
+    runtime: Runtime | None = None,
     **option_fields: Any,
 ) -> RunningServer:
     """Start a server on the runtime's loop thread and return at once.
@@ -113,6 +113,7 @@ def start(
         handler: a :class:`Handler`; or give the callbacks as functions instead.
         on_connect, on_message, on_close, on_info, on_upgrade: callbacks (see :class:`Handler`).
         options: a :class:`ServerOptions`; or give its fields as keyword arguments (``port=0``, ``host=...``).
+        runtime: the :class:`Runtime` to run in; None = the default one (shared with the C ABI).
 
     Returns:
         A :class:`RunningServer` with ``port``, ``url`` and ``stop()``.
@@ -131,12 +132,10 @@ def start(
             "on_upgrade": on_upgrade,
         },
     )
-    opts = options if options is not None else ServerOptions(**option_fields)
     if options is not None and option_fields:
         raise ValueError("pass either options= or option keywords, not both")
-    opts.validate()
-    server = shared_loop().run(Server.start(h, opts))
-    return RunningServer(server)
+    opts = options if options is not None else ServerOptions(**option_fields)
+    return (runtime or default_runtime()).start(h, opts)
 
 
 def serve(
@@ -147,7 +146,8 @@ def serve(
     stop_event: threading.Event | None = None,
 ) -> None:
     """Run a server on a new event loop in the calling thread until SIGINT/SIGTERM (main thread only) or
-    ``stop_event`` is set; then close every connection with 1001 and return.
+    ``stop_event`` is set; then close every connection with 1001 and return. Its actors and rooms are the
+    default runtime's.
 
     Args:
         handler: the callbacks.
@@ -172,7 +172,7 @@ async def _serve(
     stop_event: threading.Event | None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    server = await Server.start(handler, options)
+    server = await Server.start(handler, options, default_runtime())
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -191,44 +191,52 @@ async def _serve(
         await server.close()
 
 
-# -- rooms (see snow_rt_py/runtime/rooms.py for the rules) ----------------------------------------------------
+# -- rooms (see snow_rt_py/runtime/rooms.py for the rules): a connection's rooms are its runtime's ---------------
 
 
 def join(conn: Connection, room: str) -> None:
     """Add ``conn`` to ``room``; idempotent. Raises ConnectionClosedError if the connection ended."""
-    registry.join(conn, room)
+    conn.runtime.rooms.join(conn, room)
 
 
 def leave(conn: Connection, room: str) -> None:
     """Remove ``conn`` from ``room``; idempotent. Raises ConnectionClosedError if the connection ended."""
-    registry.leave(conn, room)
+    conn.runtime.rooms.leave(conn, room)
 
 
-def broadcast(room: str, message: str | bytes) -> int:
+def broadcast(room: str, message: str | bytes, runtime: Runtime | None = None) -> int:
     """Send ``message`` (text for str, binary for bytes) to every member of ``room``, encoded once.
+
+    Args:
+        room: the room's name.
+        message: the message.
+        runtime: whose room; None = the default runtime's.
 
     Returns:
         The number of members it could not be queued for (closing, ended, or over their queue bound); 0 for an
         empty or unknown room. Never waits for a socket.
     """
-    return registry.broadcast(room, message)
+    return (runtime or default_runtime()).rooms.broadcast(room, message)
 
 
-def broadcast_except(room: str, message: str | bytes, conn: Connection | None) -> int:
-    """:func:`broadcast` to every member but ``conn`` (None excludes nobody)."""
-    return registry.broadcast(room, message, conn)
+def broadcast_except(room: str, message: str | bytes, conn: Connection | None, runtime: Runtime | None = None) -> int:
+    """:func:`broadcast` to every member but ``conn`` (None excludes nobody); the room is ``conn``'s runtime's
+    unless ``runtime`` is given."""
+    if runtime is None:
+        runtime = conn.runtime if conn is not None else default_runtime()
+    return runtime.rooms.broadcast(room, message, conn)
 
 
 def rooms_of(conn: Connection) -> list[str]:
     """The rooms ``conn`` is in, sorted."""
-    return registry.rooms_of(conn)
+    return conn.runtime.rooms.rooms_of(conn)
 
 
-def member_count(room: str) -> int:
+def member_count(room: str, runtime: Runtime | None = None) -> int:
     """The number of members of ``room`` (0 if it does not exist)."""
-    return registry.member_count(room)
+    return (runtime or default_runtime()).rooms.member_count(room)
 
 
-def room_names() -> list[str]:
+def room_names(runtime: Runtime | None = None) -> list[str]:
     """Every room that has members, sorted."""
-    return registry.room_names()
+    return (runtime or default_runtime()).rooms.room_names()

@@ -94,31 +94,30 @@ def parse_close_payload(payload: bytes | bytearray | memoryview) -> tuple[int, s
 
 
 def build_close_payload(code: int, reason: str = "") -> bytes:
-    """Encode the payload of a Close frame we send.
+    """Encode the payload of a Close frame we send: the one rule for close arguments.
+
+    The runtime calls it on the caller's thread before anything changes (``Connection.close``), and
+    :meth:`ServerProtocol.send_close` calls it too, so every front door gets the same answer.
 
     Args:
         code: a code allowed on the wire (see :func:`is_sendable_code`).
-        reason: a human-readable reason; cut to at most 123 UTF-8 bytes, never inside a character.
+        reason: a human-readable reason, at most 123 bytes once encoded as UTF-8.
 
     Returns:
         The 2-byte big-endian code followed by the UTF-8 reason.
 
     Raises:
-        UsageError: if ``code`` may not be sent, or ``reason`` is not a ``str`` encodable as UTF-8 (e.g. it
-            holds a lone surrogate).
+        UsageError: if ``code`` may not be sent, or ``reason`` is not a ``str``, is not encodable as UTF-8 (e.g.
+            it holds a lone surrogate) or is longer than 123 UTF-8 bytes.
     """
     if isinstance(code, bool) or not isinstance(code, int) or not is_sendable_code(code):
-        raise UsageError(f"close code {code!r} may not be sent on the wire")
+        raise UsageError(f"close code {code!r} may not be sent (use 1000-1003, 1007-1014, 3000-4999)")
     if not isinstance(reason, str):
-        raise UsageError("close reason must be a str")
+        raise UsageError(f"close reason must be a str, not {type(reason).__name__}")
     try:
         encoded = reason.encode("utf-8")
     except UnicodeEncodeError:
-        raise UsageError("close reason is not encodable as UTF-8") from None
+        raise UsageError("close reason is not encodable as UTF-8 (it holds a lone surrogate)") from None
     if len(encoded) > MAX_REASON_BYTES:
-        cut = MAX_REASON_BYTES
-        # A byte 10xxxxxx continues the character that started before it: back up to that start.
-        while cut > 0 and encoded[cut] & 0xC0 == 0x80:
-            cut -= 1
-        encoded = encoded[:cut]
+        raise UsageError(f"close reason is longer than {MAX_REASON_BYTES} UTF-8 bytes")
     return code.to_bytes(2, "big") + encoded

@@ -1,9 +1,10 @@
 """The sans-I/O server side of a WebSocket connection (RFC 6455).
 
 Bytes from the client go into :meth:`ServerProtocol.receive_data`, which returns events (``events.py``).
-Bytes for the client come out two ways: ``send_*()`` return the frame to write, and :meth:`data_to_send`
-drains what the protocol queued by itself (the 101 or HTTP error response, pongs, Close replies, the Close
-that fails a connection). Nothing here touches a socket or a clock.
+Bytes for the client come out one way: every frame and response the connection produces -- the 101 or HTTP
+response, pongs, Close replies, the Close that fails a connection, and what ``send_*()`` encode -- is appended,
+in order, to one FIFO, :attr:`ServerProtocol.outgoing`. The caller drains it (:meth:`data_to_send`, or by
+taking items off the list itself) after each call. Nothing here touches a socket or a clock.
 
 States and transitions (the only place the state changes is :meth:`ServerProtocol._transition`, driven by
 ``_TRANSITIONS``)::
@@ -29,11 +30,14 @@ a ProtocolFailure event is returned, and all later input is ignored):
   else 1002;
 * a message may not exceed ``max_message_size`` bytes: 1009, decided from a frame's header (its declared
   length plus the bytes already received for the message) before its payload is buffered;
-* text is UTF-8 (§8.1): 1007 as soon as a complete frame makes the message invalid, even a first fragment;
+* text is UTF-8 (§8.1): 1007 as soon as the bytes received so far can no longer be valid UTF-8 -- checked
+  frame by frame, and within a text frame that arrives in pieces, piece by piece (Autobahn 6.4.x);
 * a Close payload is empty or a sendable code plus a UTF-8 reason (§5.5.1, §7.4): else 1002 / 1007.
 
 Every check needs only the bytes of the frame it is about, and checks are made in order of how many bytes
-they need, so the events and the output never depend on how the input was split into chunks.
+they need, so the events and the output never depend on how the input was split into chunks -- except that
+invalid UTF-8 in a frame that arrives in pieces is found (and failed with the same 1007) as early as the
+pieces allow, which only ever means fewer bytes are read before the failure.
 
 After ``send_close()`` (state CLOSING) the client's data frames are still checked for framing and
 fragmentation errors but are otherwise ignored; control frames are handled as usual. A protocol error found
@@ -139,6 +143,9 @@ class ServerProtocol:
         state: the current :class:`State`.
         close_sent: a Close frame was sent (by ``send_close()``, a reply, or a failure).
         close_received: the client's valid Close frame was received.
+        outgoing: the one output FIFO: every byte string to write to the client, in order. Drain it after each
+            call (:meth:`data_to_send`); a caller that encodes data frames itself (a broadcast encoded once for
+            many connections) appends them here too, so control frames and data always leave in order.
     """
 
     __slots__ = (
@@ -149,15 +156,16 @@ class ServerProtocol:
         "_max_message_size",
         "_msg_opcode",
         "_msg_size",
-        "_out",
         "_parser",
         "_pending",
         "_pending_http",
         "_stream",
         "_stream_b0",
+        "_stream_utf8",
         "_text_parts",
         "close_received",
         "close_sent",
+        "outgoing",
         "state",
     )
 
@@ -175,7 +183,7 @@ class ServerProtocol:
         self._parser: RequestParser | None = None if open else RequestParser(max_handshake_size)
         self._pending: ParsedRequest | None = None  # a Request returned, awaiting accept() or reject()
         self._pending_http = False  # an HttpRequest returned, awaiting respond() or reject()
-        self._out: list[bytes] = []
+        self.outgoing: list[bytes] = []
         self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
         self._eof = False
         # The message being reassembled from fragments: opcode (0 = none), bytes so far, and its parts
@@ -188,6 +196,7 @@ class ServerProtocol:
         # A large frame whose payload is still arriving: unmasked into place as it comes (see _STREAM_MIN).
         self._stream: MaskedPayload | None = None
         self._stream_b0 = 0  # that frame's first octet (FIN, opcode)
+        self._stream_utf8: Utf8Decoder | None = None  # checks a streamed text frame's pieces as they arrive
 
     # -- input -----------------------------------------------------------------------------------------
 
@@ -200,7 +209,8 @@ class ServerProtocol:
             data: the bytes read, in any chunking; ``b""`` means the client closed the TCP stream (EOF).
 
         Returns:
-            The events the bytes completed, in order. Next: handle them, then write ``data_to_send()``.
+            The events the bytes completed, in order. Next: handle them, then write ``data_to_send()``
+            (or drain ``outgoing``).
         """
         state = self.state
         if not data:
@@ -233,7 +243,7 @@ class ServerProtocol:
                 assert isinstance(headers, Headers)
                 self._pending_http = True
                 return [HttpRequest(target, headers)]
-            self._out.append(build_error_response(exc.status, exc.reason, exc.headers))
+            self.outgoing.append(build_error_response(exc.status, exc.reason, exc.headers))
             self._transition(_Trigger.REJECT)
             return [HandshakeFailure(exc.status, exc.reason)]
         if request is None:
@@ -260,8 +270,16 @@ class ServerProtocol:
         stream = self._stream
         while True:
             if stream is not None:
-                # The payload of a large frame, arriving: take what is here; the frame is handled once complete.
+                # The payload of a frame spread over reads, arriving: take what is here; the frame is handled once
+                # complete. A text frame's new bytes are checked at once, so invalid UTF-8 fails it early.
+                before = stream.filled
                 pos += stream.feed(data, pos, n)
+                if self._stream_utf8 is not None and stream.filled > before:
+                    try:
+                        self._stream_utf8.decode(stream.peek(before, stream.filled), False)
+                    except ProtocolError as exc:
+                        events.append(self._fail(exc.close_code, exc.reason))
+                        return events
                 if not stream.complete:
                     break
                 b0 = self._stream_b0
@@ -269,6 +287,7 @@ class ServerProtocol:
                 length = stream.length
                 payload = stream.take()
                 self._stream = stream = None
+                self._stream_utf8 = None
             else:
                 if n - pos < 2:
                     break
@@ -316,11 +335,20 @@ class ServerProtocol:
                         return events
                 end = pos + header + length
                 if end > n:
-                    if length >= _STREAM_MIN and n - pos >= header:
-                        # A large data frame spread over reads: unmask its payload as it arrives (module header).
+                    if n - pos < header:
+                        break
+                    # Text that is not being ignored: (the rest of) a message whose bytes must be valid UTF-8.
+                    text = not ignore_data and (opcode == 1 or (opcode == 0 and self._decoder is not None))
+                    if length >= _STREAM_MIN or (text and n - pos > header):
+                        # A data frame spread over reads: unmask its payload as it arrives (module header); a text
+                        # frame's pieces are UTF-8 checked as they come, from where its message has got to.
                         key_start = pos + header - 4
                         stream = self._stream = MaskedPayload(length, data[key_start : key_start + 4])
                         self._stream_b0 = b0
+                        if text:
+                            self._stream_utf8 = (
+                                Utf8Decoder() if opcode == 1 or self._decoder is None else self._decoder.copy()
+                            )
                         pos += header
                         continue
                     break
@@ -340,7 +368,7 @@ class ServerProtocol:
                     events.append(self._receive_close(payload))
                     return events
                 if opcode == 9:
-                    self._out.append(encode_frame(Opcode.PONG, payload))
+                    self.outgoing.append(encode_frame(Opcode.PONG, payload))
                     events.append(Ping(payload))
                 else:
                     events.append(Pong(payload))
@@ -352,11 +380,10 @@ class ServerProtocol:
                     events.append(BinaryMessage(payload))
                 else:
                     try:
-                        text = payload.decode("utf-8")
+                        events.append(TextMessage(payload.decode("utf-8"), payload))
                     except UnicodeDecodeError:
                         events.append(self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in text message"))
                         return events
-                    events.append(TextMessage(text))
             else:
                 if opcode:
                     msg_opcode = opcode
@@ -399,11 +426,14 @@ class ServerProtocol:
             return None
         if decoder is not None:
             self._text_parts.append(decoder.decode(payload, fin))
+            self._binary_parts.append(payload)
             if not fin:
                 return None
             text = "".join(self._text_parts)
+            raw = b"".join(self._binary_parts)
             self._text_parts = []
-            return TextMessage(text)
+            self._binary_parts = []
+            return TextMessage(text, raw)
         self._binary_parts.append(payload)
         if not fin:
             return None
@@ -419,7 +449,7 @@ class ServerProtocol:
         if not self.close_sent:
             # RFC 6455 §5.5.1: echo the code; 1005 means "none" and must not go on the wire.
             reply = CloseCode.NORMAL_CLOSURE if code == CloseCode.NO_STATUS_RCVD else code
-            self._out.append(encode_frame(Opcode.CLOSE, build_close_payload(reply)))
+            self.outgoing.append(encode_frame(Opcode.CLOSE, build_close_payload(reply)))
             self.close_sent = True
         self.close_received = True
         self._transition(_Trigger.RECEIVE_CLOSE)
@@ -429,7 +459,7 @@ class ServerProtocol:
     def _fail(self, code: int, reason: str) -> ProtocolFailure:
         """The client broke the protocol: queue our Close (unless one was sent) and ignore further input."""
         if not self.close_sent:
-            self._out.append(encode_frame(Opcode.CLOSE, build_close_payload(code, reason)))
+            self.outgoing.append(encode_frame(Opcode.CLOSE, build_close_payload(code, reason)))
             self.close_sent = True
         self._transition(_Trigger.PROTOCOL_FAILURE)
         self._drop_input()
@@ -440,6 +470,7 @@ class ServerProtocol:
         if self._stream is not None:
             self._stream.discard()
             self._stream = None
+        self._stream_utf8 = None
         self._text_parts = []
         self._binary_parts = []
         self._decoder = None
@@ -472,7 +503,7 @@ class ServerProtocol:
             raise UsageError("accept() needs a Request event awaiting a decision")
         response = build_response_101(self._pending.key, extra_headers)
         self._pending = None
-        self._out.append(response)
+        self.outgoing.append(response)
         self._transition(_Trigger.ACCEPT)
         if not self._buf:
             return []
@@ -495,7 +526,7 @@ class ServerProtocol:
             raise UsageError("reject() needs a Request or HttpRequest event awaiting a decision")
         response = build_error_response(status, reason, headers)
         self._pending_http = False
-        self._out.append(response)
+        self.outgoing.append(response)
         self._transition(_Trigger.REJECT)
         self._drop_input()
 
@@ -509,7 +540,7 @@ class ServerProtocol:
         """
         if not self._pending_http or self.state is not State.HANDSHAKE:
             raise UsageError("respond() needs an HttpRequest event awaiting an answer")
-        self._out.append(build_response(status, body, content_type, headers))
+        self.outgoing.append(build_response(status, body, content_type, headers))
         self._pending_http = False
         self._transition(_Trigger.REJECT)
         self._drop_input()
@@ -517,79 +548,66 @@ class ServerProtocol:
     # -- output ----------------------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        """Drain the bytes the protocol queued by itself.
-
-        That is the handshake response, pongs, the reply to the client's Close, and the Close failing the
-        connection -- never what ``send_*()`` returned, which the caller writes itself.
+        """Drain :attr:`outgoing`: everything queued since the last drain, in order, as one byte string.
 
         Returns:
-            The queued bytes, in order (``b""`` if none).
+            The queued bytes (``b""`` if none). Write them to the client.
         """
-        out = self._out
+        out = self.outgoing
         if not out:
             return b""
-        self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
+        n = len(out)
+        data = out[0] if n == 1 else b"".join(out[:n])
+        del out[:n]  # only what was read: an item appended meanwhile (another thread) stays queued
+        return data
 
-    def send_text(self, text: str) -> bytes:
-        """Encode a text message as one frame.
+    def send_text(self, text: str) -> None:
+        """Queue a text message as one frame.
 
         Args:
             text: the message.
-
-        Returns:
-            The frame; write it to the client.
 
         Raises:
             UsageError: if the state is not OPEN, or ``text`` is not a UTF-8 encodable ``str``.
         """
         if self.state is not _OPEN:
             raise UsageError(f"cannot send a message in state {self.state.name}")
-        return encode_text(text)
+        self.outgoing.append(encode_text(text))
 
-    def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Encode a binary message as one frame.
+    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue a binary message as one frame.
 
         Args:
             data: the message.
-
-        Returns:
-            The frame; write it to the client.
 
         Raises:
             UsageError: if the state is not OPEN, or ``data`` is not bytes-like.
         """
         if self.state is not _OPEN:
             raise UsageError(f"cannot send a message in state {self.state.name}")
-        return encode_binary(data)
+        self.outgoing.append(encode_binary(data))
 
-    def send_ping(self, payload: bytes = b"") -> bytes:
-        """Encode a Ping (allowed while OPEN or CLOSING).
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Queue a Ping (allowed while OPEN or CLOSING).
 
         Args:
             payload: at most 125 bytes, echoed in the client's Pong.
 
-        Returns:
-            The frame; write it to the client.
-
         Raises:
             UsageError: if the state is neither OPEN nor CLOSING, or the payload is over 125 bytes.
         """
-        return self._control_frame(Opcode.PING, payload)
+        self.outgoing.append(self._control_frame(Opcode.PING, payload))
 
-    def send_pong(self, payload: bytes = b"") -> bytes:
-        """Encode an unsolicited Pong (allowed while OPEN or CLOSING; pings are answered automatically).
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Queue an unsolicited Pong (allowed while OPEN or CLOSING; pings are answered automatically).
 
         Args:
             payload: at most 125 bytes.
 
-        Returns:
-            The frame; write it to the client.
-
         Raises:
             UsageError: if the state is neither OPEN nor CLOSING, or the payload is over 125 bytes.
         """
-        return self._control_frame(Opcode.PONG, payload)
+        self.outgoing.append(self._control_frame(Opcode.PONG, payload))
 
     def _control_frame(self, opcode: Opcode, payload: bytes) -> bytes:
         if self.state is not _OPEN and self.state is not _CLOSING:
@@ -600,29 +618,34 @@ class ServerProtocol:
             raise UsageError("a control frame payload is at most 125 bytes")
         return encode_frame(opcode, payload)
 
-    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
-        """Start the closing handshake: encode our Close frame and move to CLOSING.
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake: queue our Close frame and move to CLOSING.
 
         Afterwards the client's data frames are ignored; its Close completes the handshake (CloseReceived,
-        state CLOSED, nothing more to send). Next: write the returned bytes, wait (bounded) for CloseReceived,
+        state CLOSED, nothing more to send). Next: write ``data_to_send()``, wait (bounded) for CloseReceived,
         then close the TCP connection.
 
         Args:
             code: a code allowed on the wire (1000-1003, 1007-1014, 3000-4999).
-            reason: cut to at most 123 UTF-8 bytes.
-
-        Returns:
-            The Close frame; write it to the client.
+            reason: at most 123 UTF-8 bytes.
 
         Raises:
-            UsageError: if the state is not OPEN, or the code or reason is invalid.
+            UsageError: if the state is not OPEN, or the code or reason is invalid (:func:`build_close_payload`).
+        """
+        self.send_close_payload(build_close_payload(code, reason))
+
+    def send_close_payload(self, payload: bytes) -> None:
+        """:meth:`send_close` with a payload already made by :func:`build_close_payload` (a caller that validated
+        the arguments on another thread, before changing its own state).
+
+        Raises:
+            UsageError: if the state is not OPEN.
         """
         if self.state is not _OPEN:
             raise UsageError(f"cannot send a Close in state {self.state.name}")
-        frame = encode_frame(Opcode.CLOSE, build_close_payload(code, reason))
+        self.outgoing.append(encode_frame(Opcode.CLOSE, payload))
         self.close_sent = True
         self._transition(_Trigger.SEND_CLOSE)
-        return frame
 
 
 def _unmask(data: bytes | bytearray | memoryview, key_start: int, end: int) -> bytes:

@@ -7,7 +7,7 @@ the runtime makes one per message on its hot path).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from snow_rt_py.protocol.headers import Headers
 
@@ -58,9 +58,16 @@ class HandshakeFailure:
 
 @dataclass(slots=True)
 class TextMessage:
-    """A complete (reassembled, UTF-8 validated) text message."""
+    """A complete (reassembled, UTF-8 validated) text message.
+
+    Attributes:
+        data: the text.
+        raw: the same message as the validated UTF-8 bytes it arrived as (what a C callback is given, so text
+            makes no str -> bytes round trip on its way through). Not part of equality.
+    """
 
     data: str
+    raw: bytes = field(default=b"", compare=False)
 
 
 @dataclass(slots=True)

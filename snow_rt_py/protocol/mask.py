@@ -190,7 +190,8 @@ class MaskedPayload:
         self.length = length
         self.filled = 0
         self._key = _key(key)
-        self._buf: Any = _take_scratch(length) if _lib is not None else bytearray(length)
+        # Small payloads (a text frame split over reads, say) get a buffer of their own size, not a pooled one.
+        self._buf: Any = _take_scratch(length) if _lib is not None and length >= _SCRATCH_MIN else bytearray(length)
 
     @property
     def complete(self) -> bool:
@@ -216,12 +217,19 @@ class MaskedPayload:
         buf = self._buf
         if type(buf) is bytearray:
             with memoryview(data) as view:
-                buf[filled : filled + count] = apply_mask_py(view[start : start + count], key)
+                buf[filled : filled + count] = apply_mask(view[start : start + count], key)
         else:
             src = _ffi.from_buffer(data)
             _lib.snow_mask_copy(src + start, count, key, buf + filled)
         self.filled = filled + count
         return count
+
+    def peek(self, start: int, end: int) -> bytes:
+        """A copy of the unmasked octets ``start:end`` received so far (``end <= filled``)."""
+        buf = self._buf
+        if type(buf) is bytearray:
+            return bytes(buf[start:end])
+        return _ffi.unpack(buf + start, end - start)  # type: ignore[no-any-return]
 
     def take(self) -> bytes:
         """The unmasked payload (call once, when :attr:`complete`); the buffer goes back to the pool.

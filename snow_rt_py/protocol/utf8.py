@@ -13,11 +13,31 @@ the start of a UTF-16 surrogate, which UTF-8 forbids -- it keeps the two bytes p
 from __future__ import annotations
 
 import codecs
+from typing import Any
 
 from snow_rt_py.protocol.close import CloseCode
 from snow_rt_py.protocol.errors import ProtocolError
+from snow_rt_py.protocol.mask import HAVE_SPEEDUPS
 
-__all__ = ["Utf8Decoder"]
+_lib: Any = None
+if HAVE_SPEEDUPS:  # pragma: no branch - the accelerator shares masking's switch (SNOW_RT_PY_NO_SPEEDUPS)
+    import snow_rt_py._speedups as _speedups
+
+    _lib = _speedups.lib
+
+__all__ = ["Utf8Decoder", "is_valid_utf8"]
+
+
+def is_valid_utf8(data: bytes | bytearray | memoryview) -> bool:
+    """True if ``data`` is valid UTF-8 as a whole (RFC 3629: no surrogates, no overlong forms, at most U+10FFFF):
+    exactly what the strict ``utf-8`` codec accepts. In C when the accelerator is built."""
+    if _lib is not None:
+        return bool(_lib.snow_utf8_valid(data if type(data) is bytes else bytes(data), len(data)))
+    try:
+        codecs.decode(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Utf8Decoder:
@@ -28,7 +48,13 @@ class Utf8Decoder:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
 
-    def decode(self, data: bytes, final: bool) -> str:
+    def copy(self) -> Utf8Decoder:
+        """A decoder in the same state (to check bytes ahead without disturbing this one)."""
+        other = Utf8Decoder()
+        other._decoder.setstate(self._decoder.getstate())
+        return other
+
+    def decode(self, data: bytes | bytearray | memoryview, final: bool) -> str:
         """Decode the next fragment.
 
         Args:

@@ -3,60 +3,99 @@
 The loop thread moves bytes between the transport and the sans-I/O :class:`ServerProtocol` and turns its events
 into messages for the connection's actor. The program's handler runs in that actor (see scheduler.py).
 
-Life of a connection (loop thread unless said otherwise)::
+One state machine (:class:`Phase`, changed only by :meth:`Connection._enter`, allowed moves in ``_MOVES``)::
 
-    connection_made -> [handshake deadline] -> Request -> on_upgrade -> 101 -> actor gets CONNECT (on_connect)
-      -> TEXT/BINARY messages (on_message) ... -> close handshake or drop -> connection_lost
-      -> actor gets DISCONNECT (on_close) -> actor exits, linked actors get ExitSignal(pid, (code, reason))
+    CONNECTING --handshake accepted----------------------------------------------> OPEN
+    CONNECTING --refused, plain HTTP answered, bad request (response, then TCP)---> CLOSING
+    OPEN       --close(), peer Close, protocol failure, crash, reject, shutdown---> CLOSING
+    OPEN       --heartbeat timeout, abort(): fail the connection (TCP now)-------> CLOSING
+    any        --TCP gone (connection_lost)---------------------------------------> CLOSED
 
-Writes are batched: frames produced while one read is handled, or during one loop iteration, leave in one
-``transport.write`` (DESIGN.md §8). ``send_*`` and ``close`` are safe from any thread.
+Sends are allowed only while OPEN. Two ways to end: :meth:`Connection.close` (the close handshake, bounded by
+``close_timeout``) and :meth:`Connection.abort` (the TCP connection is dropped at once). What on_close reports is
+decided by the first move out of OPEN and never changes afterwards.
+
+One output FIFO: the protocol's ``outgoing`` list. The 101, pongs, Close frames and the data frames of every
+thread go there in order; the loop thread drains it once per read and once per flush (frames produced while one
+read is handled, or during one loop iteration, leave in one ``transport.write``, DESIGN.md §8).
+``send_*``, ``close`` and ``abort`` are safe from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import enum
 import logging
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from snow_rt_py.protocol import events as ev
-from snow_rt_py.protocol.close import CloseCode, is_sendable_code
+from snow_rt_py.protocol.close import CloseCode, build_close_payload
 from snow_rt_py.protocol.connection import ServerProtocol, State
 from snow_rt_py.protocol.errors import UsageError
-from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_text, frame_header
+from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, frame_header
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.runtime import rooms, static
+from snow_rt_py.protocol.utf8 import is_valid_utf8
+from snow_rt_py.runtime import static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
 from snow_rt_py.runtime.handler import Reject
-from snow_rt_py.runtime.scheduler import Actor, Tag, exit
+from snow_rt_py.runtime.scheduler import Actor, Tag
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.server import Server
 
 log = logging.getLogger("snow_rt_py.connection")
 
-_ids = itertools.count(1)
 _NO_ROOMS: set[str] = set()  # shared empty placeholder; rooms.py gives a connection its own set on first join
 
 KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
 SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
 HANDLER_CRASH = (int(CloseCode.INTERNAL_ERROR), "internal error")
 SLOW_CONSUMER = (int(CloseCode.POLICY_VIOLATION), "slow consumer")
+ABORTED = (int(CloseCode.ABNORMAL_CLOSURE), "")
 SEPARATE_PAYLOAD_MIN = 64 << 10
 """From this size on, a message is queued as its frame header plus its payload, and written with writelines: the
 payload is never copied into a frame (nor into a joined write)."""
 _SEPARATE_TEXT_MIN = SEPARATE_PAYLOAD_MIN // 4  # characters: a str this long may encode to SEPARATE_PAYLOAD_MIN
 
 
+class Phase(enum.Enum):
+    """Where a connection is in its life (see the module docstring)."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_CONNECTING = Phase.CONNECTING
+_OPEN = Phase.OPEN
+_CLOSING = Phase.CLOSING
+_CLOSED = Phase.CLOSED
+
+_MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
+    {
+        (_CONNECTING, _OPEN),
+        (_CONNECTING, _CLOSING),
+        (_CONNECTING, _CLOSED),
+        (_OPEN, _CLOSING),
+        (_OPEN, _CLOSED),
+        (_CLOSING, _CLOSED),
+    }
+)
+
+# Moves out of OPEN can race (close() on one thread, the peer's Close on the loop): this lock makes the check and
+# the move one step. It is taken once or twice in a connection's life, never per message.
+_move_lock = threading.Lock()
+
+
 class Connection(asyncio.Protocol):
     """A WebSocket connection. The program sees it in every callback.
 
     Attributes:
-        id: a positive integer unique for the life of the process, never reused.
+        id: a positive integer unique in its runtime, never reused.
         path: the raw request target, query included (set once the handshake arrived).
         headers: the request headers (case-insensitive lookup).
         remote_address: ``(host, port)`` of the peer.
@@ -66,46 +105,65 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.id = next(_ids)
+        self.runtime = server.runtime
+        self.id = server.runtime.next_connection_id()
         self.path = ""
         self.headers = Headers()
         self.remote_address: tuple[str, int] | None = None
         self.pid = 0
+        self.phase = _CONNECTING
         self._loop = server.loop
         self._loop_thread = server.loop_thread_id
         self._proto = ServerProtocol(
             max_message_size=server.options.max_message_size,
             max_handshake_size=server.options.max_handshake_size,
         )
+        # The one output FIFO (the protocol's): any thread appends; only the loop thread removes, and only the
+        # items it read (``del out[:n]``), so a frame appended meanwhile by another thread is never lost.
+        self._out = self._proto.outgoing
+        self._out_bytes = 0  # data frames queued and not yet handed to the transport
         self._transport: asyncio.Transport | None = None
         self.max_queue_bytes = server.options.max_queue_bytes
         self._actor: Actor | None = None
-        # Frames not yet handed to the transport, FIFO. Any thread appends; only the loop thread removes, and only
-        # the items it read (``del out[:n]``), so a frame appended meanwhile by another thread is never lost.
-        self._out: list[bytes] = []
-        self._out_bytes = 0
         self._flush_pending = False
         self._in_read = False
-        self._open = False  # accepted and not yet closing: sends allowed
-        self._ended = False  # TCP gone
-        self._end: tuple[int, str] | None = None  # the code/reason on_close will report
-        self._rejected = False
-        self._crashed = False
+        self._end: tuple[int, str] | None = None  # what on_close reports: set by the first move out of OPEN
+        # The handler's own standing: "" while it takes messages; "rejected" (by its on_connect: on_close is not
+        # called) or "crashed" (it raised) once no more messages reach it.
+        self._handler_state = ""
         self._timer: asyncio.TimerHandle | None = None  # handshake deadline, then close deadline
         self.hb_due = -1  # heartbeat state, driven by the server's HeartbeatWheel
         self.hb_payload: bytes | None = None
         self.messages_in = 0
         self.messages_out = 0
         self.drops = 0  # data messages refused by the slow-consumer policy
-        self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of rooms.registry, guarded by its lock
+        self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of the runtime's rooms, guarded by their lock
         self.rooms_closed = False  # set once the connection ended: joins are refused
 
-    # -- public API (any thread) ----------------------------------------------------------------------------
+    # -- the state machine -------------------------------------------------------------------------------------
+
+    def _enter(self, phase: Phase, end: tuple[int, str] | None = None) -> bool:
+        """The one transition function: move to ``phase`` if ``_MOVES`` allows it from the current phase.
+
+        ``end`` is what on_close will report, recorded by the first move out of OPEN (later ones keep it).
+
+        Returns:
+            True if the move happened.
+        """
+        with _move_lock:
+            if (self.phase, phase) not in _MOVES:
+                return False
+            if self.phase is _OPEN and self._end is None:
+                self._end = end
+            self.phase = phase
+            return True
 
     @property
     def open(self) -> bool:
         """True while messages can be sent (accepted, not closing, not ended)."""
-        return self._open
+        return self.phase is _OPEN
+
+    # -- public API (any thread) ----------------------------------------------------------------------------
 
     def send_text(self, text: str) -> None:
         """Queue a text message. Safe from any thread; returns at once (the write happens on the loop).
@@ -127,11 +185,24 @@ class Connection(asyncio.Protocol):
             data = text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgumentError("text is not encodable as UTF-8") from None
-        header = frame_header(Opcode.TEXT, len(data))
+        self._send_encoded_text(data)
+
+    def send_utf8(self, data: bytes) -> None:
+        """Queue a text message given as its UTF-8 bytes (checked, never decoded: what the C ABI sends).
+
+        Raises:
+            ConnectionClosedError: the connection is closing or has ended.
+            InvalidArgumentError: ``data`` is not valid UTF-8 (nothing is sent).
+        """
+        if not is_valid_utf8(data):
+            raise InvalidArgumentError("text is not valid UTF-8")
+        self._send_encoded_text(data)
+
+    def _send_encoded_text(self, data: bytes) -> None:
         if len(data) >= SEPARATE_PAYLOAD_MIN:
-            self._send_parts(header, data)
+            self._send_parts(frame_header(Opcode.TEXT, len(data)), data)
         else:
-            self.send_frame(header + data)
+            self.send_frame(encode_frame(Opcode.TEXT, data))
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a binary message. Safe from any thread.
@@ -171,7 +242,7 @@ class Connection(asyncio.Protocol):
 
     def _refused(self) -> None:
         """Raise why offer_frame refused a message."""
-        if not self._open:
+        if self.phase is not _OPEN:
             raise ConnectionClosedError(f"connection {self.id} is closed")
         raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
 
@@ -179,7 +250,7 @@ class Connection(asyncio.Protocol):
         """Bytes queued for this connection (frames not yet written plus the transport's buffer), or -1 if it
         cannot send (closing or ended). What the C ABI's reply fast path needs to apply :meth:`offer_frame`'s rule
         itself; the answer is only exact on the loop thread, and only until the next send or write."""
-        if not self._open:
+        if self.phase is not _OPEN:
             return -1
         transport = self._transport
         if transport is None:
@@ -200,7 +271,7 @@ class Connection(asyncio.Protocol):
         Returns:
             True if queued, False if not.
         """
-        if not self._open:
+        if self.phase is not _OPEN:
             return False
         queued = self._out_bytes
         transport = self._transport
@@ -210,7 +281,7 @@ class Connection(asyncio.Protocol):
         if queued and queued + size > self.max_queue_bytes:
             self.drops += 1
             if self.server.options.slow_consumer == "close":
-                self._shutdown(*SLOW_CONSUMER)
+                self._close_from_runtime(*SLOW_CONSUMER)
             return False
         if payload is None:
             self._out.append(frame)
@@ -229,21 +300,30 @@ class Connection(asyncio.Protocol):
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason``. Safe from any thread.
 
-        on_close will report this code. The TCP connection closes when the peer answers, or after
-        ``close_timeout``.
+        The arguments are checked first, on the calling thread, by the protocol's one rule
+        (:func:`~snow_rt_py.protocol.close.build_close_payload`); nothing changes if they are wrong. on_close will
+        report this code. The TCP connection closes when the peer answers, or after ``close_timeout``.
 
         Raises:
-            InvalidArgumentError: ``code`` may not be sent (RFC 6455 §7.4) or ``reason`` is over 123 bytes.
+            InvalidArgumentError: ``code`` may not be sent (RFC 6455 §7.4), or ``reason`` is not a str, holds a lone
+                surrogate or is over 123 UTF-8 bytes.
             ConnectionClosedError: the connection is already closing or ended.
         """
-        if not isinstance(code, int) or not is_sendable_code(code):
-            raise InvalidArgumentError(f"close code {code!r} may not be sent (use 1000-1003, 1007-1014, 3000-4999)")
-        if len(reason.encode("utf-8", "surrogatepass")) > 123:
-            raise InvalidArgumentError("close reason is longer than 123 UTF-8 bytes")
-        if not self._open:
+        try:
+            payload = build_close_payload(code, reason)
+        except UsageError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if not self._enter(_CLOSING, (code, reason)):
             raise ConnectionClosedError(f"connection {self.id} is closed")
-        self._open = False
-        self._call_on_loop(self._start_close, code, reason)
+        self._call_on_loop(self._send_close, payload)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a close handshake. Safe from any thread; idempotent.
+
+        on_close reports 1006 (abnormal closure) unless the connection was already closing for another reason.
+        """
+        self._enter(_CLOSING, ABORTED)
+        self._call_on_loop(self._drop_transport)
 
     def statistics(self) -> dict[str, int]:
         """Counters for this connection.
@@ -266,8 +346,7 @@ class Connection(asyncio.Protocol):
         }
 
     def __repr__(self) -> str:
-        state = "open" if self._open else ("ended" if self._ended else "closing")
-        return f"<Connection id={self.id} {state} path={self.path!r}>"
+        return f"<Connection id={self.id} {self.phase.value} path={self.path!r}>"
 
     # -- asyncio callbacks (loop thread) -------------------------------------------------------------------
 
@@ -291,10 +370,7 @@ class Connection(asyncio.Protocol):
             self._in_read = False
             # What this read produced leaves at the end of the loop iteration, with what every other connection
             # read in the same iteration produced: one write per connection, and the peers wake up once.
-            pending = self._proto.data_to_send()
-            if pending:
-                self._out.append(pending)
-            if self._out:
+            if self._out:  # (offer_frame left the scheduling to us while _in_read)
                 self._flush_pending = True
                 self.server.schedule_flush(self)
 
@@ -304,18 +380,18 @@ class Connection(asyncio.Protocol):
         return False  # let asyncio close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended = True
-        self._open = False
+        self._enter(_CLOSED)
         self._cancel_timer()
         if self.server.heartbeat is not None:
             self.server.heartbeat.stop(self)
         self._out.clear()
         self._out_bytes = 0
         self.server.connection_ended(self)
-        rooms.registry.leave_all(self)
-        if self._actor is not None:
-            code, reason = self._end if self._end is not None else (int(CloseCode.ABNORMAL_CLOSURE), "")
-            self.server.scheduler.deliver(self._actor, Tag.DISCONNECT, (code, reason))
+        self.runtime.rooms.leave_all(self)
+        actor = self._actor
+        if actor is not None:
+            code, reason = self._end if self._end is not None else ABORTED
+            self.server.scheduler.deliver(actor, Tag.DISCONNECT, (code, reason))
 
     def pause_writing(self) -> None:
         pass
@@ -335,11 +411,8 @@ class Connection(asyncio.Protocol):
         """Hand every queued frame to the transport in one write (the loop thread only)."""
         self._flush_pending = False  # first: a frame appended from now on schedules another flush
         out = self._out
-        pending = self._proto.data_to_send()
-        if pending:
-            out.append(pending)
         n = len(out)
-        if not n or self._transport is None or self._ended:
+        if not n or self._transport is None or self.phase is _CLOSED:
             return
         if n == 1:
             data = out[0]
@@ -349,7 +422,7 @@ class Connection(asyncio.Protocol):
             return
         items = out[:n]
         del out[:n]
-        if self._out_bytes < SEPARATE_PAYLOAD_MIN:  # small frames (pongs are not counted: all small)
+        if self._out_bytes < SEPARATE_PAYLOAD_MIN:  # small frames (control frames are not counted: all small)
             data = b"".join(items)  # one copy, one write
             self._out_bytes = max(0, self._out_bytes - len(data))
             self._transport.write(data)
@@ -359,19 +432,24 @@ class Connection(asyncio.Protocol):
 
     def _handle(self, events: list[ev.Event]) -> None:
         actor = self._actor
+        if self.phase is _OPEN and self._proto.close_sent and events:
+            # This read ended the exchange (the peer's Close, or a protocol failure, is always the last event) and
+            # the protocol has queued its Close: nothing may follow it (RFC 6455 §5.5.1), so the connection stops
+            # taking sends before the messages that came with it are handled -- their replies are refused.
+            last = events[-1]
+            if isinstance(last, ev.CloseReceived | ev.ProtocolFailure):
+                self._enter(_CLOSING, (last.code, last.reason))
         for event in events:
             kind = type(event)
             if kind is ev.TextMessage or kind is ev.BinaryMessage:
                 if actor is not None:
                     self.messages_in += 1
-                    self.server.scheduler.deliver(
-                        actor,
-                        Tag.TEXT if kind is ev.TextMessage else Tag.BINARY,
-                        event.data,  # type: ignore[union-attr]
-                    )
+                    if kind is ev.TextMessage:
+                        self.server.scheduler.deliver(actor, Tag.TEXT, event)
+                    else:
+                        self.server.scheduler.deliver(actor, Tag.BINARY, event.data)  # type: ignore[union-attr]
             elif kind is ev.Ping:
-                # The protocol queued the pong; take it now so it leaves before replies to later messages.
-                self._out.append(self._proto.data_to_send())
+                pass  # the protocol queued the pong in the FIFO, ahead of replies to later messages
             elif kind is ev.Pong:
                 if self.server.heartbeat is not None:
                     self.server.heartbeat.pong_received(self, event.payload)  # type: ignore[union-attr]
@@ -381,23 +459,20 @@ class Connection(asyncio.Protocol):
                 actor = self._actor
             elif kind is ev.CloseReceived:
                 assert isinstance(event, ev.CloseReceived)
-                self._open = False
-                if self._end is None:  # the peer started the close: report its code
-                    self._end = (event.code, event.reason)
+                self._enter(_CLOSING, (event.code, event.reason))  # the peer started the close: its code
                 self._finish()
             elif kind is ev.ProtocolFailure:
                 assert isinstance(event, ev.ProtocolFailure)
-                self._open = False
-                if self._end is None:
-                    self._end = (event.code, event.reason)
+                self._enter(_CLOSING, (event.code, event.reason))
                 self._half_close()
             elif kind is ev.HandshakeFailure:
+                self._enter(_CLOSING)
                 self._finish()
             elif kind is ev.HttpRequest:
                 assert isinstance(event, ev.HttpRequest)
                 self._on_http_request(event)
             elif kind is ev.ConnectionLost:
-                self._open = False
+                self._enter(_CLOSING)
                 self._finish()
 
     def _on_request(self, request: ev.Request) -> None:
@@ -406,8 +481,7 @@ class Connection(asyncio.Protocol):
         self.headers = request.headers
         server = self.server
         if server.closing:
-            self._proto.reject(503, "server shutting down")
-            self._finish()
+            self._refuse(503, "server shutting down")
             return
         try:
             verdict = server.handler.on_upgrade(request.target, request.headers)
@@ -415,12 +489,10 @@ class Connection(asyncio.Protocol):
             log.exception("on_upgrade raised; answering 500")
             verdict = Reject("internal error", status=500)
         if verdict is not None:
-            self._proto.reject(verdict.status, verdict.reason)
-            self._finish()
+            self._refuse(verdict.status, verdict.reason)
             return
-        pipelined = self._proto.accept()
-        self._out.append(self._proto.data_to_send())  # the 101 goes before anything on_connect sends
-        self._open = True
+        pipelined = self._proto.accept()  # the 101 is queued first: it goes before anything on_connect sends
+        self._enter(_OPEN)
         self._actor = actor = server.scheduler.spawn(self._behave, self._crash)
         self.pid = actor.pid
         server.connection_accepted(self)
@@ -430,6 +502,11 @@ class Connection(asyncio.Protocol):
         if pipelined:
             self._handle(pipelined)
 
+    def _refuse(self, status: int, reason: str) -> None:
+        self._proto.reject(status, reason)
+        self._enter(_CLOSING)
+        self._finish()
+
     def _on_http_request(self, request: ev.HttpRequest) -> None:
         self._cancel_timer()
         opts = self.server.options
@@ -437,33 +514,39 @@ class Connection(asyncio.Protocol):
             self._proto.reject(400, "Upgrade header must include websocket.")
         else:
             self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
+        self._enter(_CLOSING)
         self._finish()
 
     def send_heartbeat_ping(self, payload: bytes) -> None:
         """Called by the heartbeat wheel (loop thread)."""
         if self._proto.state is State.OPEN:
-            self._out.append(self._proto.send_ping(payload))
+            self._proto.send_ping(payload)
             self._flush()
 
     def heartbeat_expired(self) -> None:
-        """Called by the heartbeat wheel (loop thread) when a ping went unanswered."""
-        if self._open:
-            self._open = False
-            self._start_close(*KEEPALIVE_TIMEOUT)
-
-    def _start_close(self, code: int, reason: str) -> None:
-        """Send our Close (if the protocol still can) and arm the close deadline."""
-        if self._ended:
-            return
-        self._open = False
-        if self._end is None:
-            self._end = (code, reason)
+        """Called by the heartbeat wheel (loop thread) when a ping went unanswered: fail the connection (RFC 6455
+        §7.1.7). A peer that answers no ping will not answer a Close either: send ours if the protocol still can,
+        then drop TCP at once, so on_close (1011) runs now, not ``close_timeout`` later."""
+        self._enter(_CLOSING, KEEPALIVE_TIMEOUT)
         if self._proto.state is State.OPEN:
-            self._out.append(self._proto.send_close(code, reason))
+            self._proto.send_close_payload(build_close_payload(*KEEPALIVE_TIMEOUT))
+        self._drop_transport()
+
+    def _send_close(self, payload: bytes) -> None:
+        """Send our Close (validated by the caller) and arm the close deadline."""
+        if self.phase is _CLOSED:
+            return
+        if self._proto.state is State.OPEN:
+            self._proto.send_close_payload(payload)
             self._flush()
             self._arm_close_deadline()
         elif self._proto.state is State.HANDSHAKE:
             self._finish()
+
+    def _close_from_runtime(self, code: int, reason: str) -> None:
+        """Close from inside the runtime (reject, crash, slow consumer, server shutdown): never raises."""
+        if self._enter(_CLOSING, (code, reason)):
+            self._call_on_loop(self._send_close, build_close_payload(code, reason))
 
     def _half_close(self) -> None:
         """After failing the connection: our Close is queued; send it, then EOF, and wait (bounded) for theirs."""
@@ -482,16 +565,28 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def _drop_transport(self) -> None:
+        """Write what is queued if the socket takes it now, and close TCP at once either way (loop thread)."""
+        self._flush()
+        self._cancel_timer()
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()  # the peer is not reading: what is left would never go out
+        else:
+            transport.close()
+
     def _arm_close_deadline(self) -> None:
         self._cancel_timer()
-        self._timer = self._loop.call_later(self.server.options.close_timeout, self._abort)
+        self._timer = self._loop.call_later(self.server.options.close_timeout, self._abort_transport)
 
     def _handshake_expired(self) -> None:
         self._timer = None
         if self._proto.state is State.HANDSHAKE and self._transport is not None:
             self._transport.abort()
 
-    def _abort(self) -> None:
+    def _abort_transport(self) -> None:
         self._timer = None
         if self._transport is not None:
             self._transport.abort()
@@ -505,38 +600,39 @@ class Connection(asyncio.Protocol):
 
     def _behave(self, tag: Tag, payload: Any) -> None:
         handler = self.server.handler
-        if tag is Tag.TEXT or tag is Tag.BINARY:
-            if not self._rejected and not self._crashed:
+        if tag is Tag.TEXT:
+            if not self._handler_state:
+                text_bytes = self.server.on_text_bytes
+                if text_bytes is not None:
+                    text_bytes(self, payload.raw)
+                else:
+                    handler.on_message(self, payload.data)
+        elif tag is Tag.BINARY:
+            if not self._handler_state:
                 handler.on_message(self, payload)
         elif tag is Tag.CONNECT:
             verdict = handler.on_connect(self, self.path, self.headers)
             if verdict is False or isinstance(verdict, Reject):
-                self._rejected = True
+                self._handler_state = "rejected"
                 reject = verdict if isinstance(verdict, Reject) else Reject()
-                self._shutdown(reject.code, reject.reason)
+                self._close_from_runtime(reject.code, reject.reason)
         elif tag is Tag.DISCONNECT:
             code, reason = payload
             try:
-                if not self._rejected:
+                if self._handler_state != "rejected":
                     handler.on_close(self, code, reason)
             finally:
-                exit(self.pid, (code, reason))
+                self.runtime.actors.exit(self.pid, (code, reason))
         else:  # INFO and EXIT
             handler.on_info(self, payload)
 
     def _crash(self, exc: BaseException) -> None:
-        if isinstance(exc, ConnectionClosedError) and not self._open:
+        if isinstance(exc, ConnectionClosedError) and self.phase is not _OPEN:
             # A message that arrived before the close is handled after it (worker mode) and its reply cannot go
             # out: the connection is ending anyway, this is not a handler bug.
             log.debug("connection %d: reply after close dropped: %s", self.id, exc)
             return
         log.error("handler of connection %d crashed", self.id, exc_info=exc)
-        if not self._crashed:
-            self._crashed = True
-            self._shutdown(*HANDLER_CRASH)
-
-    def _shutdown(self, code: int, reason: str) -> None:
-        """Close from inside the runtime (reject, crash, server shutdown): never raises."""
-        if self._open:
-            self._open = False
-            self._call_on_loop(self._start_close, code, reason)
+        if not self._handler_state:
+            self._handler_state = "crashed"
+            self._close_from_runtime(*HANDLER_CRASH)

@@ -1,5 +1,6 @@
-"""The runtime's event loop thread: one loop owns every socket and timer of the servers started from the
-Python API or the C ABI (no thread per connection). Started on first use, shared, a daemon."""
+"""An event loop thread: one loop owns every socket and timer of the servers a runtime starts from the Python API
+or the C ABI (no thread per connection). Each :class:`~snow_rt_py.runtime.runtime.Runtime` starts its own on first
+use; the threads are daemons."""
 
 from __future__ import annotations
 
@@ -52,15 +53,11 @@ class LoopThread:
         fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(timeout)
 
-
-_shared: LoopThread | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_loop() -> LoopThread:
-    """The process-wide loop thread, started on first call."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = LoopThread()
-        return _shared
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the loop, wait up to ``timeout`` s for the thread, and close the loop. Idempotent."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.loop.close()

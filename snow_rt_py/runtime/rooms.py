@@ -1,6 +1,7 @@
 """Rooms: named groups of connections, and encode-once fan-out.
 
-Rules (one registry per process; every function is safe from any thread, any actor, at once):
+Rules (one registry per :class:`~snow_rt_py.runtime.runtime.Runtime`, the one place rooms are reached through;
+every function is safe from any thread, any actor, at once):
 
 * ``join``/``leave`` are idempotent. A connection can be in any number of rooms. Any ``str`` is a room name
   (empty and non-ASCII included), compared exactly.
@@ -23,7 +24,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from snow_rt_py.protocol.errors import UsageError
-from snow_rt_py.protocol.frames import encode_binary, encode_text
+from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
+from snow_rt_py.protocol.utf8 import is_valid_utf8
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -101,6 +103,17 @@ class RoomRegistry:
             raise InvalidArgumentError(str(exc)) from None
         return self.broadcast_frame(room, frame, except_conn)
 
+    def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | None = None) -> int:
+        """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
+
+        Raises:
+            InvalidArgumentError: ``data`` is not valid UTF-8 (nothing is sent).
+        """
+        _check_room(room)
+        if not is_valid_utf8(data):
+            raise InvalidArgumentError("message is not valid UTF-8")
+        return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
+
     def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:
         """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn``; return the failures."""
         with self._lock:
@@ -138,7 +151,3 @@ class RoomRegistry:
 def _check_room(room: object) -> None:
     if not isinstance(room, str):
         raise InvalidArgumentError(f"room name must be str, not {type(room).__name__}")
-
-
-registry = RoomRegistry()
-"""The process-wide registry used by the Python API and the C ABI."""

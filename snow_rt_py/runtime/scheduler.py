@@ -16,6 +16,9 @@ Rules:
   ``(Tag.EXIT, ExitSignal(pid, reason))`` as an ordinary message; exit signals do not kill the receiver (all
   actors trap exits), they tell it.
 * A behaviour that raises is caught and logged; what happens next is the owner's choice (``on_crash``).
+* Pids, the pid -> actor table and links belong to an :class:`ActorTable`, which a
+  :class:`~snow_rt_py.runtime.runtime.Runtime` owns; every scheduler of that runtime registers its actors there,
+  so ``send``/``link``/``exit`` reach connection actors and plain actors alike.
 """
 
 from __future__ import annotations
@@ -62,10 +65,6 @@ class ExitSignal:
 
 Behaviour = Callable[[Tag, Any], None]
 
-_pids = itertools.count(1)
-_registry: dict[int, Actor] = {}
-_registry_lock = threading.Lock()
-
 
 class Actor:
     """One actor: pid, mailbox, sequential behaviour, links. Created by :meth:`Scheduler.spawn`."""
@@ -84,9 +83,9 @@ class Actor:
     )
 
     def __init__(
-        self, scheduler: Scheduler, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None
+        self, pid: int, scheduler: Scheduler, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None
     ) -> None:
-        self.pid = next(_pids)
+        self.pid = pid
         self.scheduler = scheduler
         self.behaviour = behaviour
         self.on_crash = on_crash
@@ -100,11 +99,102 @@ class Actor:
         return f"<Actor pid={self.pid} alive={self.alive} queued={len(self.mailbox or ())}>"
 
 
+class ActorTable:
+    """Pids, the live actors by pid, and their links: what ``send``, ``link`` and ``exit`` act on.
+
+    Every function is safe from any thread. Pids are never reused.
+    """
+
+    def __init__(self) -> None:
+        self._pids = itertools.count(1)
+        self._actors: dict[int, Actor] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self, scheduler: Scheduler, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None
+    ) -> Actor:
+        """Create and register an actor run by ``scheduler``."""
+        with self._lock:
+            actor = Actor(next(self._pids), scheduler, behaviour, on_crash)
+            self._actors[actor.pid] = actor
+        return actor
+
+    def __len__(self) -> int:
+        return len(self._actors)
+
+    def lookup(self, pid: int) -> Actor | None:
+        """The live actor with ``pid``, or None."""
+        actor = self._actors.get(pid)
+        return actor if actor is not None and actor.alive else None
+
+    def send(self, pid: int, message: object) -> bool:
+        """Send ``message`` to actor ``pid`` (it receives ``(Tag.INFO, message)``). Safe from any thread.
+
+        Returns:
+            True if delivered to a live actor's mailbox, False if no such actor is alive.
+        """
+        actor = self.lookup(pid)
+        return actor is not None and actor.scheduler.deliver(actor, Tag.INFO, message)
+
+    def link(self, pid_a: int, pid_b: int) -> None:
+        """Link two actors: when either exits, the other receives an :class:`ExitSignal`.
+
+        Raises:
+            LookupError: if either actor is not alive (linking to a dead actor would lose the signal).
+        """
+        a, b = self.lookup(pid_a), self.lookup(pid_b)
+        if a is None or b is None:
+            missing = pid_a if a is None else pid_b
+            raise LookupError(f"cannot link {pid_a} and {pid_b}: actor {missing} is not alive")
+        with self._lock:
+            if a.links is None:
+                a.links = set()
+            if b.links is None:
+                b.links = set()
+            a.links.add(pid_b)
+            b.links.add(pid_a)
+
+    def exit(self, pid: int, reason: object = "normal") -> bool:
+        """End actor ``pid``: drop its pending messages and signal every linked actor. Idempotent.
+
+        Returns:
+            True if the actor was alive.
+        """
+        actor = self._actors.get(pid)
+        if actor is None:
+            return False
+        with actor._lock:
+            if not actor.alive:
+                return False
+            actor.alive = False
+            actor.mailbox = None
+        with self._lock:
+            self._actors.pop(pid, None)
+            links, actor.links = actor.links or set(), None
+        # The actor is gone: nothing may keep its behaviour (a bound method of a connection, say) alive.
+        actor.behaviour = _dead
+        actor.on_crash = None
+        signal = ExitSignal(pid, reason)
+        for other_pid in links:
+            other = self._actors.get(other_pid)
+            if other is not None:
+                with self._lock:
+                    if other.links is not None:
+                        other.links.discard(pid)
+                other.scheduler.deliver(other, Tag.EXIT, signal)
+        return True
+
+
+def _dead(tag: Tag, payload: Any) -> None:
+    """The behaviour of an actor that has exited (never called: its mailbox takes nothing)."""
+
+
 class Scheduler:
     """Runs actors inline on ``loop`` (``workers == 0``) or on ``workers`` threads.
 
     Args:
         loop: the event loop that owns the sockets (used for inline mode and for cross-thread wake-ups).
+        actors: the runtime's actor table, where this scheduler's actors are registered.
         loop_thread_id: ``threading.get_ident()`` of the loop's thread (inline mode runs actors there).
         workers: 0 for inline, else the number of worker threads.
         name: used in thread names and logs.
@@ -113,11 +203,13 @@ class Scheduler:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
+        actors: ActorTable,
         workers: int = 0,
         name: str = "snow",
         loop_thread_id: int | None = None,
     ) -> None:
         self.loop = loop
+        self.actors = actors
         self.workers = workers
         self._loop_thread_id = loop_thread_id
         self._runq: queue.SimpleQueue[Actor | None] = queue.SimpleQueue()
@@ -141,10 +233,7 @@ class Scheduler:
         Returns:
             The new actor.
         """
-        actor = Actor(self, behaviour, on_crash)
-        with _registry_lock:
-            _registry[actor.pid] = actor
-        return actor
+        return self.actors.add(self, behaviour, on_crash)
 
     def deliver(self, actor: Actor, tag: Tag, payload: Any) -> bool:
         """Put a message in ``actor``'s mailbox and make sure it will run. Safe from any thread.
@@ -234,65 +323,3 @@ class Scheduler:
         """Wait up to ``timeout`` seconds for every worker thread to end."""
         for t in self._threads:
             t.join(timeout)
-
-
-def lookup(pid: int) -> Actor | None:
-    """The live actor with ``pid``, or None."""
-    actor = _registry.get(pid)
-    return actor if actor is not None and actor.alive else None
-
-
-def send(pid: int, message: object) -> bool:
-    """Send ``message`` to actor ``pid`` (it receives ``(Tag.INFO, message)``). Safe from any thread.
-
-    Returns:
-        True if delivered to a live actor's mailbox, False if no such actor is alive.
-    """
-    actor = lookup(pid)
-    return actor is not None and actor.scheduler.deliver(actor, Tag.INFO, message)
-
-
-def link(pid_a: int, pid_b: int) -> None:
-    """Link two actors: when either exits, the other receives an :class:`ExitSignal`.
-
-    Raises:
-        LookupError: if either actor is not alive (linking to a dead actor would lose the signal).
-    """
-    a, b = lookup(pid_a), lookup(pid_b)
-    if a is None or b is None:
-        raise LookupError(f"cannot link {pid_a} and {pid_b}: actor {pid_a if a is None else pid_b} is not alive")
-    with _registry_lock:
-        if a.links is None:
-            a.links = set()
-        if b.links is None:
-            b.links = set()
-        a.links.add(pid_b)
-        b.links.add(pid_a)
-
-
-def exit(pid: int, reason: object = "normal") -> bool:
-    """End actor ``pid``: drop its pending messages and signal every linked actor. Idempotent.
-
-    Returns:
-        True if the actor was alive.
-    """
-    actor = _registry.get(pid)
-    if actor is None:
-        return False
-    with actor._lock:
-        if not actor.alive:
-            return False
-        actor.alive = False
-        actor.mailbox = None
-    with _registry_lock:
-        _registry.pop(pid, None)
-        links, actor.links = actor.links or set(), None
-    signal = ExitSignal(pid, reason)
-    for other_pid in links:
-        other = _registry.get(other_pid)
-        if other is not None:
-            with _registry_lock:
-                if other.links is not None:
-                    other.links.discard(pid)
-            other.scheduler.deliver(other, Tag.EXIT, signal)
-    return True

@@ -13,15 +13,20 @@ import errno
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from snow_rt_py.runtime.allocator import tune_for_large_messages
-from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection
-from snow_rt_py.runtime.errors import ServerStartError
+from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection, Phase
+from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
 from snow_rt_py.runtime.tls import server_context
+
+if TYPE_CHECKING:
+    from snow_rt_py.runtime.runtime import Runtime
 
 log = logging.getLogger("snow_rt_py.server")
 
@@ -30,15 +35,26 @@ class Server:
     """A WebSocket server bound to one address, running on the current event loop.
 
     Create it with :meth:`start` from a coroutine running on the loop that will own the sockets.
+
+    Attributes:
+        runtime: the :class:`~snow_rt_py.runtime.runtime.Runtime` that owns its actors, rooms and connection ids.
+        on_text_bytes: the handler's ``on_text_bytes(conn, data)`` if it has one (the C ABI's handler): it then gets
+            text messages as their UTF-8 bytes instead of ``on_message(conn, str)``.
     """
 
-    def __init__(self, handler: Handler, options: ServerOptions, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, handler: Handler, options: ServerOptions, loop: asyncio.AbstractEventLoop, runtime: Runtime
+    ) -> None:
         options.validate()
         self.handler = handler
         self.options = options
         self.loop = loop
+        self.runtime = runtime
+        self.on_text_bytes: Callable[[Connection, bytes], None] | None = getattr(handler, "on_text_bytes", None)
         self.loop_thread_id = threading.get_ident()
-        self.scheduler = Scheduler(loop, options.workers, name="snow-ws", loop_thread_id=self.loop_thread_id)
+        self.scheduler = Scheduler(
+            loop, runtime.actors, options.workers, name="snow-ws", loop_thread_id=self.loop_thread_id
+        )
         self.closing = False
         self.heartbeat = (
             HeartbeatWheel(loop, options.ping_interval, options.pong_timeout) if options.ping_interval else None
@@ -53,14 +69,23 @@ class Server:
         self._closed = asyncio.Event()
 
     @classmethod
-    async def start(cls, handler: Handler, options: ServerOptions) -> Server:
+    async def start(cls, handler: Handler, options: ServerOptions, runtime: Runtime | None = None) -> Server:
         """Bind and start accepting.
+
+        Args:
+            handler: the callbacks.
+            options: how to listen.
+            runtime: the owner of its actors and rooms; None = the default runtime (the Python API's and C's).
 
         Raises:
             ServerStartError: the address is in use or cannot be bound, or the TLS files are unusable.
             ValueError: an option is out of range.
         """
-        self = cls(handler, options, asyncio.get_running_loop())
+        if runtime is None:
+            from snow_rt_py.runtime.runtime import default_runtime
+
+            runtime = default_runtime()
+        self = cls(handler, options, asyncio.get_running_loop(), runtime)
         if options.tune_malloc:
             tune_for_large_messages()
         ssl_ctx = None
@@ -158,16 +183,17 @@ class Server:
         if self._server is not None:
             self._server.close()
         for conn in list(self._sockets):
-            if conn.pid:
-                conn._shutdown(*SERVER_SHUTDOWN)
-            else:
-                conn._finish()
+            if conn.phase is Phase.OPEN:
+                with contextlib.suppress(ConnectionClosedError):  # it started closing meanwhile
+                    conn.close(*SERVER_SHUTDOWN)
+            elif conn.phase is Phase.CONNECTING:
+                conn.abort()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_gone.wait(), timeout)
         if self._sockets:
             log.warning("%d connections did not close within %.1fs; aborting them", len(self._sockets), timeout)
             for conn in list(self._sockets):
-                conn._abort()
+                conn.abort()
             await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()

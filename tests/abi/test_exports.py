@@ -165,7 +165,7 @@ def test_rooms_are_the_python_api_rooms(abi: tuple[Any, Any], servers: list[int]
     with connect(f"ws://127.0.0.1:{lib.snow_ws_server_port(server)}/", open_timeout=10) as ws:
         assert joined.wait(10)
         assert snow_rt_py.member_count("abi") == 1 == lib.snow_room_member_count(room_s)
-        [member] = snow_rt_py.runtime.rooms.registry.members("abi")
+        [member] = snow_rt_py.default_runtime().rooms.members("abi")
         assert snow_rt_py.rooms_of(member) == ["abi"]
         assert snow_rt_py.broadcast("abi", "from python") == 0  # a C-accepted connection, reached from Python
         assert ws.recv(timeout=10) == "from python"

@@ -121,28 +121,36 @@ def test_build_reason_of_exactly_123_bytes_is_kept() -> None:
     assert build_close_payload(1000, reason) == b"\x03\xe8" + b"a" * 123
 
 
-def test_build_truncates_long_ascii_reason_to_123_bytes() -> None:
-    assert build_close_payload(1000, "a" * 200) == b"\x03\xe8" + b"a" * 123
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "a" * 124,
+        "a" * 200,
+        # 122 ASCII + a 2-byte character: 124 bytes.
+        "a" * 122 + "é",
+        # 4-byte characters: 31 of them take 124 bytes.
+        "😀" * 31,
+    ],
+)
+def test_build_refuses_a_reason_over_123_bytes(reason: str) -> None:
+    # One rule for every front door: a reason that does not fit is the caller's error, never silently cut.
+    with pytest.raises(UsageError, match="longer than 123"):
+        build_close_payload(1000, reason)
 
 
 @pytest.mark.parametrize(
     ("reason", "expected"),
     [
-        # 122 ASCII + a 2-byte character: 124 bytes, the character would be split -> dropped.
-        ("a" * 122 + "é", b"a" * 122),
         # 121 ASCII + a 2-byte character: exactly 123 bytes.
         ("a" * 121 + "é", b"a" * 121 + "é".encode()),
-        # 4-byte characters: 30 of them take 120 bytes, the 31st would need 124.
-        ("😀" * 40, "😀".encode() * 30),
         # 3-byte characters: 41 of them take exactly 123 bytes.
-        ("€" * 50, "€".encode() * 41),
+        ("€" * 41, "€".encode() * 41),
     ],
 )
-def test_build_truncates_without_splitting_a_character(reason: str, expected: bytes) -> None:
+def test_build_keeps_a_reason_of_exactly_123_bytes(reason: str, expected: bytes) -> None:
     payload = build_close_payload(1000, reason)
     assert payload == b"\x03\xe8" + expected
-    assert len(payload) <= 125
-    assert parse_close_payload(payload) == (1000, expected.decode())
+    assert parse_close_payload(payload) == (1000, reason)
 
 
 def test_round_trip() -> None:

@@ -397,7 +397,8 @@ def test_close_between_fragments_drops_the_message() -> None:
 
 def test_send_close_then_client_close() -> None:
     proto = opened()
-    assert proto.send_close(1001, "going away") == close_bytes(1001, "going away")
+    proto.send_close(1001, "going away")
+    assert proto.data_to_send() == close_bytes(1001, "going away")
     assert state(proto) is State.CLOSING
     assert proto.close_sent
     assert not proto.close_received
@@ -422,6 +423,7 @@ def test_fragmented_message_spanning_send_close_is_dropped() -> None:
 def test_framing_errors_while_closing_queue_no_second_close() -> None:
     proto = opened()
     proto.send_close()
+    assert proto.data_to_send() == b"\x88\x02\x03\xe8"
     assert proto.receive_data(encode_frame(Opcode.TEXT, b"unmasked")) == [
         ProtocolFailure(1002, "client frame not masked")
     ]
@@ -575,13 +577,31 @@ def test_message_size_resets_between_messages() -> None:
 # -- sending ----------------------------------------------------------------------------------------------------
 
 
-def test_send_methods_return_unmasked_frames() -> None:
+def test_send_methods_queue_unmasked_frames_in_the_one_fifo() -> None:
     proto = opened()
-    assert proto.send_text("Hello") == b"\x81\x05Hello"
-    assert proto.send_binary(b"\x00" * 126) == b"\x82\x7e\x00\x7e" + b"\x00" * 126
-    assert proto.send_ping(b"Hello") == b"\x89\x05Hello"
-    assert proto.send_pong() == b"\x8a\x00"
-    assert proto.data_to_send() == b""  # send_* never queue
+    proto.send_text("Hello")
+    proto.send_binary(b"\x00" * 126)
+    proto.send_ping(b"Hello")
+    proto.send_pong()
+    assert proto.outgoing == [
+        b"\x81\x05Hello",
+        b"\x82\x7e\x00\x7e" + b"\x00" * 126,
+        b"\x89\x05Hello",
+        b"\x8a\x00",
+    ]
+    assert proto.data_to_send() == b"".join(
+        [b"\x81\x05Hello", b"\x82\x7e\x00\x7e" + b"\x00" * 126, b"\x89\x05Hello", b"\x8a\x00"]
+    )
+    assert proto.outgoing == []
+
+
+def test_pongs_and_data_share_one_fifo_in_order() -> None:
+    # A pong the protocol owes and the data the caller sends leave in the order they were produced.
+    proto = opened()
+    proto.send_text("before")
+    assert proto.receive_data(cf(Opcode.PING, b"p")) == [Ping(b"p")]
+    proto.send_text("after")
+    assert proto.data_to_send() == b"\x81\x06before" + b"\x8a\x01p" + b"\x81\x05after"
 
 
 def test_send_misuse() -> None:
@@ -601,10 +621,14 @@ def test_send_misuse() -> None:
     assert not proto.close_sent
 
 
-def test_send_close_truncates_reason() -> None:
+def test_send_close_refuses_a_reason_over_123_bytes() -> None:
     proto = opened()
-    frame = proto.send_close(1000, "é" * 100)
-    assert frame == b"\x88\x7c\x03\xe8" + "é".encode() * 61  # 2 + 122 bytes: a 62nd "é" would split
+    with pytest.raises(UsageError, match="longer than 123"):
+        proto.send_close(1000, "é" * 62)  # 124 bytes
+    assert proto.state is State.OPEN
+    assert proto.data_to_send() == b""
+    proto.send_close(1000, "é" * 61)  # 122 bytes
+    assert proto.data_to_send() == b"\x88\x7c\x03\xe8" + "é".encode() * 61
 
 
 def test_sending_while_closing_and_closed() -> None:
@@ -616,8 +640,10 @@ def test_sending_while_closing_and_closed() -> None:
         proto.send_binary(b"x")
     with pytest.raises(UsageError):
         proto.send_close()
-    assert proto.send_ping(b"p") == b"\x89\x01p"
-    assert proto.send_pong(b"p") == b"\x8a\x01p"
+    proto.data_to_send()
+    proto.send_ping(b"p")
+    proto.send_pong(b"p")
+    assert proto.data_to_send() == b"\x89\x01p\x8a\x01p"
     proto.receive_data(cf(Opcode.CLOSE))
     assert proto.state is State.CLOSED
     after: list[Callable[[], object]] = [lambda: proto.send_text("x"), proto.send_ping, proto.send_close]

@@ -1,0 +1,193 @@
+"""The Runtime: the one owner of every piece of process state of snow_rt_py.
+
+A :class:`Runtime` owns the event-loop thread that runs its servers, the table of actors (pids, links), the rooms,
+the counter that gives connections their ids, and the state of the front doors built on it (the C ABI's handle
+tables live in :meth:`Runtime.component`). Nothing else in the package keeps state at module level.
+
+The Python API (``snow_rt_py.start``, ``join``, ``spawn``...) and the C ABI share one default instance,
+:func:`default_runtime`, so C keeps its process-wide semantics: a room joined from C is the room a Python caller
+broadcasts to. Tests and embedders make their own (``Runtime()``) and close it when done; two runtimes share
+nothing. Rooms are reached only through ``runtime.rooms``, so a cluster backplane plugs in at that one place.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from snow_rt_py.runtime.loop import LoopThread
+from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.rooms import RoomRegistry
+from snow_rt_py.runtime.scheduler import ActorTable, Scheduler, Tag
+
+if TYPE_CHECKING:
+    from snow_rt_py.runtime.handler import Handler
+    from snow_rt_py.runtime.server import Server
+
+T = TypeVar("T")
+
+ACTOR_WORKERS = 2
+"""Threads running the actors started with :meth:`Runtime.spawn` (connection actors use their server's)."""
+
+
+class RunningServer:
+    """A server running on its runtime's loop thread. Returned by :meth:`Runtime.start`.
+
+    Attributes:
+        server: the underlying :class:`~snow_rt_py.runtime.server.Server` (its methods run on the loop thread).
+        runtime: the runtime it belongs to.
+    """
+
+    def __init__(self, server: Server, runtime: Runtime) -> None:
+        self.server = server
+        self.runtime = runtime
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/`` or ``wss://HOST:PORT/``."""
+        return self.server.url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop: 1001 to every connection, wait up to ``timeout`` s, then force. Idempotent."""
+        self.runtime.loop_thread.run(self.server.close(timeout))
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Runtime:
+    """Owns the loop thread, actors, rooms, connection ids and front-door state of one snow_rt_py instance.
+
+    Every method is safe from any thread. The loop thread and the worker threads of :meth:`spawn` start on first
+    use; :meth:`close` stops them (the default runtime is never closed: its threads are daemons).
+    """
+
+    def __init__(self) -> None:
+        self.actors = ActorTable()
+        self.rooms = RoomRegistry()
+        self._connection_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._loop_thread: LoopThread | None = None
+        self._spawner: Scheduler | None = None
+        self._components: dict[str, Any] = {}
+        self._servers: list[RunningServer] = []
+
+    # -- identity ------------------------------------------------------------------------------------------
+
+    def next_connection_id(self) -> int:
+        """A connection id never given before by this runtime (ids start at 1 and only grow)."""
+        return next(self._connection_ids)
+
+    # -- threads -------------------------------------------------------------------------------------------
+
+    @property
+    def loop_thread(self) -> LoopThread:
+        """The event-loop thread that owns the sockets of the servers started with :meth:`start`."""
+        with self._lock:
+            if self._loop_thread is None:
+                self._loop_thread = LoopThread()
+            return self._loop_thread
+
+    def component(self, key: str, factory: Callable[[], T]) -> T:
+        """The runtime's instance of a front door's state (made by ``factory`` on first use), e.g. the C ABI's
+        handle tables: owned here, so a runtime's state is all in one place and ends with it."""
+        with self._lock:
+            found = self._components.get(key)
+            if found is None:
+                found = self._components[key] = factory()
+            return found
+
+    # -- servers -------------------------------------------------------------------------------------------
+
+    def start(self, handler: Handler, options: ServerOptions) -> RunningServer:
+        """Start a server on this runtime's loop thread and return once it listens.
+
+        Raises:
+            ServerStartError: bind or TLS failure (the message names the address or file).
+            ValueError: an invalid option.
+        """
+        from snow_rt_py.runtime.server import Server  # server.py imports connection.py, which needs this module
+
+        options.validate()
+        server = self.loop_thread.run(Server.start(handler, options, self))
+        running = RunningServer(server, self)
+        with self._lock:
+            self._servers.append(running)
+        return running
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop every server started here, the spawned actors' workers and the loop thread. Idempotent; not for
+        the default runtime (the Python API and the C ABI live as long as the process)."""
+        with self._lock:
+            servers, self._servers = self._servers, []
+            spawner, self._spawner = self._spawner, None
+            loop_thread, self._loop_thread = self._loop_thread, None
+        for running in servers:
+            running.stop(timeout)
+        if spawner is not None:
+            spawner.close()
+            spawner.join(timeout)
+        if loop_thread is not None:
+            loop_thread.stop(timeout)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- actors --------------------------------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[[Any], None]) -> int:
+        """Start an actor that calls ``fn(message)`` for each message sent to it, one at a time, on a worker
+        thread. If ``fn`` raises, the error is logged and the actor goes on with its next message.
+
+        Returns:
+            The actor's pid (never reused).
+        """
+        loop = self.loop_thread.loop
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = Scheduler(loop, self.actors, ACTOR_WORKERS, name="snow-actor")
+            spawner = self._spawner
+
+        def behaviour(tag: Tag, payload: Any) -> None:
+            fn(payload)
+
+        return spawner.spawn(behaviour).pid
+
+    def send(self, pid: int, message: object) -> bool:
+        """Send ``message`` to actor ``pid`` (its handler's on_info, or its function). False if it is not alive."""
+        return self.actors.send(pid, message)
+
+    def link(self, pid_a: int, pid_b: int) -> None:
+        """Link two actors (see :meth:`ActorTable.link`)."""
+        self.actors.link(pid_a, pid_b)
+
+    def exit(self, pid: int, reason: object = "normal") -> bool:
+        """End actor ``pid`` and signal its links (see :meth:`ActorTable.exit`)."""
+        return self.actors.exit(pid, reason)
+
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def default_runtime() -> Runtime:
+    """The process-wide runtime shared by the Python API and the C ABI (made on first call)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Runtime()
+        return _default
