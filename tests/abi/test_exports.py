@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from websockets.sync.client import connect
 import snow_rt_py
 from snow_rt_py.abi import exports, handles
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.testing import RawClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -241,3 +243,28 @@ def test_options_zero_means_default_and_struct_size_cuts(abi: tuple[Any, Any]) -
     assert exports._options(ffi, opts, fields)[0].ping_interval is None
     opts.struct_size = 24  # struct_size, host, port: the rest counts as 0
     assert exports._options(ffi, opts, fields)[0] == ServerOptions(host="::1", port=9000)
+
+
+def test_heartbeat_timeout_reaches_on_close_within_a_second(abi: tuple[Any, Any], servers: list[int]) -> None:
+    # A client that answers no ping: 1011 is sent and TCP closed at once (RFC 6455 §7.1.7), so C's on_close
+    # runs ~0.4 s after the connect, not after close_timeout (5 s) more.
+    ffi, lib = abi
+    events = Events()
+
+    @ffi.callback(CLOSE)
+    def on_close(conn: Any, code: int, reason: Any) -> Any:
+        events.add("close", code, text(ffi, reason), time.monotonic())
+        return ffi.NULL
+
+    opts = options(ffi)
+    opts.ping_interval_ms = 200
+    opts.pong_timeout_ms = 200
+    server = lib.snow_ws_start(opts, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, on_close, ffi.NULL)
+    assert server > 0, last_error(ffi, lib)
+    servers.append(server)
+    with RawClient.connect(lib.snow_ws_server_port(server), timeout=5) as client:
+        connected = time.monotonic()
+        [(_, code, reason, closed)] = events.wait("close")
+        assert client.expect_close() == (1011, "keepalive ping timeout")
+    assert (code, reason) == (1011, b"keepalive ping timeout")
+    assert closed - connected < 1.0, closed - connected

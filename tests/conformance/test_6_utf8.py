@@ -279,3 +279,29 @@ def test_incomplete_code_point_at_fragment_end_is_not_failed(server: Server) -> 
     ws.send(CONT, b"\xac")
     ws.expect_message(TEXT, "euro: €".encode())
     ws.close_handshake()
+
+
+# Autobahn 6.4.3 / 6.4.4: one text frame that arrives in pieces, the invalid sequence in the middle piece (or split
+# across the pieces). The frame is never finished: a strict server fails as soon as the piece that rules out valid
+# UTF-8 has arrived.
+SPLIT_FRAME_PAYLOAD = "κόσμε".encode() + b"\xf4\x90\x80\x80" + "edited".encode()
+SPLIT_FRAME_CUTS = {
+    "invalid-sequence-in-the-middle-piece": (len("κόσμε".encode()), len("κόσμε".encode()) + 4),
+    "invalid-sequence-split-across-pieces": (len("κόσμε".encode()) + 1, len("κόσμε".encode()) + 2),
+}
+
+
+@pytest.mark.parametrize("cuts", list(SPLIT_FRAME_CUTS.values()), ids=list(SPLIT_FRAME_CUTS))
+@pytest.mark.skip_target(
+    "websockets", reason="websockets reads a whole frame before it decodes any of it (Autobahn 6.4.3/6.4.4 NON-STRICT)"
+)
+def test_fail_fast_inside_a_frame_that_arrives_in_pieces(server: Server, cuts: tuple[int, int]) -> None:
+    """§8.1 fail fast within a frame: the pieces before the invalid bytes are accepted; the piece that makes the
+    payload invalid gets 1007 at once, although the frame's last piece is never sent."""
+    ws = server.connect()
+    data = frame(TEXT, SPLIT_FRAME_PAYLOAD)
+    header = len(data) - len(SPLIT_FRAME_PAYLOAD)
+    first, second = cuts
+    ws.send_raw(data[: header + first])
+    ws.send_raw(data[header + first : header + second])
+    ws.expect_fail(1007)  # the rest of the frame is never sent

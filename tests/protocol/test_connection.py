@@ -715,3 +715,38 @@ def test_respond_needs_a_plain_request() -> None:
     proto.receive_data(REQUEST)
     with pytest.raises(UsageError):
         proto.respond(200, b"", "text/plain")
+
+
+# -- UTF-8 fail-fast inside a frame that arrives in pieces (Autobahn 6.4.3 / 6.4.4) ------------------------------
+
+
+@pytest.mark.parametrize("opcode_first", ["unfragmented", "continuation"])
+@pytest.mark.parametrize("size", [40, 70_000])  # a small frame, and one big enough to be streamed anyway
+def test_invalid_utf8_fails_before_the_frame_is_complete(opcode_first: str, size: int) -> None:
+    proto = opened()
+    head = "κόσμε".encode()
+    payload = head + b"\xf4\x90\x80\x80" + b"x" * (size - len(head) - 4)
+    if opcode_first == "continuation":
+        assert proto.receive_data(cf(Opcode.TEXT, b"start \xe2\x82", fin=False)) == []
+        data = cf(Opcode.CONTINUATION, b"\xac" + payload)
+        head = b"\xac" + head
+    else:
+        data = cf(Opcode.TEXT, payload)
+    header = len(data) - len(payload) - (1 if opcode_first == "continuation" else 0)
+    assert proto.receive_data(data[: header + len(head)]) == []  # valid so far: the frame is awaited
+    # The next piece holds the first two bytes of F4 90 80 80 (beyond U+10FFFF): nothing can make that valid.
+    events = proto.receive_data(data[header + len(head) : header + len(head) + 2])
+    assert events == [ProtocolFailure(1007, "invalid UTF-8 in text message")]
+    assert proto.data_to_send() == close_bytes(1007, "invalid UTF-8 in text message")
+    assert proto.receive_data(data[header + len(head) + 2 :]) == []  # the rest is ignored
+
+
+def test_text_frame_in_pieces_that_stays_valid_is_delivered_whole() -> None:
+    proto = opened()
+    payload = ("a\u00e9\u20ac\U0001f600" * 20).encode()
+    data = cf(Opcode.TEXT, payload)
+    events = []
+    for i in range(len(data)):  # one byte at a time: every code point is split at some point
+        events += proto.receive_data(data[i : i + 1])
+    assert events == [TextMessage(payload.decode())]
+    assert events[0].raw == payload  # type: ignore[union-attr]

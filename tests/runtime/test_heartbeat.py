@@ -25,6 +25,22 @@ def test_unanswered_ping_closes_with_1011_and_on_close_reports_it(start_server, 
     assert recorder.wait_close() == (1011, "keepalive ping timeout")
 
 
+def test_heartbeat_timeout_fails_the_connection_without_waiting_for_the_peer(start_server, recorder) -> None:
+    # RFC 6455 §7.1.7: a peer that answers no ping will not answer a Close either. The server sends 1011 and closes
+    # TCP at once: on_close(1011) runs within a heartbeat tick of the pong deadline (~0.4 s after the connect here),
+    # not close_timeout (5 s) later.
+    server = start_server(recorder, ping_interval=0.2, pong_timeout=0.2, close_timeout=5)
+    with RawClient.connect(server.port, timeout=5) as c:
+        t0 = time.monotonic()
+        assert c.recv_frame().opcode == 9
+        assert c.expect_close() == (1011, "keepalive ping timeout")
+        assert c.wait_eof()  # we never sent our Close: the server did not wait for it
+        eof_after = time.monotonic() - t0
+        assert recorder.wait_close(timeout=5) == (1011, "keepalive ping timeout")
+        closed_after = time.monotonic() - t0
+    assert eof_after < 1.0 and closed_after < 1.0, (eof_after, closed_after)
+
+
 def test_mismatched_and_unsolicited_pongs_are_ignored(start_server, recorder) -> None:
     server = start_server(recorder, ping_interval=0.2, pong_timeout=0.4)
     with RawClient.connect(server.port) as c:

@@ -198,6 +198,60 @@ def test_close_argument_errors(start_server) -> None:
         assert c.recv(timeout=5) == "still open"
 
 
+class BadCloser(Handler):
+    """On "bad": conn.close with a reason that is not valid UTF-8 (a lone surrogate), on the handler's thread and
+    from another thread; records what each raised, then goes on echoing."""
+
+    def __init__(self) -> None:
+        self.raised: list[tuple[str, type[BaseException] | None]] = []
+        self.closed: list[tuple[int, str]] = []
+        self.done = threading.Event()
+
+    def _try_close(self, conn: Connection, where: str) -> None:
+        try:
+            conn.close(1000, "bad \udc80")
+        except Exception as exc:
+            self.raised.append((where, type(exc)))
+        else:
+            self.raised.append((where, None))
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "bad":
+            self._try_close(conn, "handler")
+            worker = threading.Thread(target=self._try_close, args=(conn, "thread"))
+            worker.start()
+            worker.join(5)
+            conn.send(f"open={conn.open}")
+        elif message == "bye":
+            conn.close(4001, "fine")
+        else:
+            conn.send(message)
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+        self.done.set()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_invalid_close_reason_raises_and_leaves_the_connection_usable(start_server, workers: int) -> None:
+    # Arguments are checked on the caller's thread before any state changes: InvalidArgumentError on every thread,
+    # no half-closed zombie (no Close frame sent, sends refused, the heartbeat no longer reaping it).
+    handler = BadCloser()
+    server = start_server(handler, workers=workers)
+    with RawClient.connect(server.port) as c:
+        c.send_text("bad")
+        assert c.recv_message() == "open=True"
+        c.send_text("still here")
+        assert c.recv_message() == "still here"
+        c.send_text("bye")
+        assert c.expect_close() == (4001, "fine")
+        c.send_close(4001)
+        assert c.wait_eof()
+    assert handler.done.wait(5)
+    assert handler.raised == [("handler", InvalidArgumentError), ("thread", InvalidArgumentError)]
+    assert handler.closed == [(4001, "fine")]
+
+
 def test_send_from_a_foreign_thread_and_on_info(start_server, recorder) -> None:
     server = start_server(recorder)
     with ws(server.url) as c:
