@@ -284,7 +284,7 @@ def test_incomplete_code_point_at_fragment_end_is_not_failed(server: Server) -> 
 # Autobahn 6.4.3 / 6.4.4: one text frame that arrives in pieces, the invalid sequence in the middle piece (or split
 # across the pieces). The frame is never finished: a strict server fails as soon as the piece that rules out valid
 # UTF-8 has arrived.
-SPLIT_FRAME_PAYLOAD = "κόσμε".encode() + b"\xf4\x90\x80\x80" + "edited".encode()
+SPLIT_FRAME_PAYLOAD = "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited"
 SPLIT_FRAME_CUTS = {
     "invalid-sequence-in-the-middle-piece": (len("κόσμε".encode()), len("κόσμε".encode()) + 4),
     "invalid-sequence-split-across-pieces": (len("κόσμε".encode()) + 1, len("κόσμε".encode()) + 2),
