@@ -536,12 +536,10 @@ class Connection(asyncio.Protocol):
         """Send our Close (validated by the caller) and arm the close deadline."""
         if self.phase is _CLOSED:
             return
-        if self._proto.state is State.OPEN:
+        if self._proto.state is State.OPEN:  # else the peer's Close or a failure got there first: nothing to send
             self._proto.send_close_payload(payload)
             self._flush()
             self._arm_close_deadline()
-        elif self._proto.state is State.HANDSHAKE:
-            self._finish()
 
     def _close_from_runtime(self, code: int, reason: str) -> None:
         """Close from inside the runtime (reject, crash, slow consumer, server shutdown): never raises."""

@@ -1,0 +1,83 @@
+"""The Runtime object: the one owner of loop thread, actors, rooms and connection ids (runtime/runtime.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from websockets.sync.client import connect
+
+import snow_rt_py
+from snow_rt_py import Connection, Handler, Runtime
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Joiner(Handler):
+    """Joins every connection to room "r" and reports the connection."""
+
+    def __init__(self) -> None:
+        self.conns: list[Connection] = []
+        self.joined = threading.Semaphore(0)
+        self.infos: list[object] = []
+        self.got_info = threading.Semaphore(0)
+
+    def on_info(self, conn: Connection, message: object) -> None:
+        self.infos.append(message)
+        self.got_info.release()
+
+    def on_connect(self, conn: Connection, path: str, headers: snow_rt_py.Headers) -> bool:
+        snow_rt_py.join(conn, "r")  # the connection's own runtime's room
+        self.conns.append(conn)
+        self.joined.release()
+        return True
+
+
+def test_two_runtimes_share_nothing() -> None:
+    with Runtime() as a, Runtime() as b:
+        ha, hb = Joiner(), Joiner()
+        sa = a.start(ha, snow_rt_py.ServerOptions(port=0))
+        sb = b.start(hb, snow_rt_py.ServerOptions(port=0))
+        with connect(sa.url, open_timeout=5) as ca, connect(sb.url, open_timeout=5) as cb:
+            assert ha.joined.acquire(timeout=5) and hb.joined.acquire(timeout=5)
+            # Each runtime numbers its own connections and has its own room "r".
+            assert ha.conns[0].id == 1 and hb.conns[0].id == 1
+            assert ha.conns[0].runtime is a and hb.conns[0].runtime is b
+            assert a.rooms.member_count("r") == 1 == b.rooms.member_count("r")
+            assert snow_rt_py.member_count("r") == 0  # the default runtime has no such room
+            assert a.rooms.broadcast("r", "to a") == 0
+            assert ca.recv(timeout=5) == "to a"
+            assert snow_rt_py.broadcast("r", "to the default runtime") == 0
+            assert b.rooms.broadcast("r", "to b") == 0
+            assert cb.recv(timeout=5) == "to b"  # not "to a", not the default runtime's
+            # Pids are per runtime too: the same pid names a's actor in a and b's actor in b.
+            assert ha.conns[0].pid == hb.conns[0].pid == 1
+            assert b.send(1, "for b") and hb.got_info.acquire(timeout=5)
+            assert a.send(1, "for a") and ha.got_info.acquire(timeout=5)
+            assert ha.infos == ["for a"] and hb.infos == ["for b"]
+
+
+def test_close_stops_servers_and_threads() -> None:
+    runtime = Runtime()
+    server = runtime.start(Handler(), snow_rt_py.ServerOptions(port=0))
+    loop_thread = runtime.loop_thread.thread
+    pid = runtime.spawn(lambda message: None)
+    assert runtime.send(pid, "hello")
+    with connect(server.url, open_timeout=5) as ws:
+        runtime.close()
+        with pytest.raises(Exception, match="1001"):
+            ws.recv(timeout=5)
+    loop_thread.join(5)
+    assert not loop_thread.is_alive()
+    runtime.close()  # idempotent
+
+
+def test_default_runtime_is_shared_by_the_python_api() -> None:
+    assert snow_rt_py.default_runtime() is snow_rt_py.default_runtime()
+    handler = Joiner()
+    with snow_rt_py.start(handler, port=0) as server, connect(server.url, open_timeout=5) as ws:
+        assert handler.joined.acquire(timeout=5)
+        assert handler.conns[0].runtime is snow_rt_py.default_runtime()
+        assert snow_rt_py.default_runtime().rooms.member_count("r") == 1
+        assert snow_rt_py.broadcast("r", "hi") == 0
+        assert ws.recv(timeout=5) == "hi"
