@@ -149,7 +149,6 @@ class ServerProtocol:
     """
 
     __slots__ = (
-        "_binary_parts",
         "_buf",
         "_decoder",
         "_eof",
@@ -162,7 +161,7 @@ class ServerProtocol:
         "_stream",
         "_stream_b0",
         "_stream_utf8",
-        "_text_parts",
+        "_parts",
         "close_received",
         "close_sent",
         "outgoing",
@@ -186,12 +185,12 @@ class ServerProtocol:
         self.outgoing: list[bytes] = []
         self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
         self._eof = False
-        # The message being reassembled from fragments: opcode (0 = none), bytes so far, and its parts
-        # (bytes for binary, decoded str for text).
+        # The message being reassembled from fragments: opcode (0 = none), bytes so far, and its payload so far,
+        # in one buffer: what it holds is the bytes received, however many fragments brought them (a list of
+        # parts would cost an object per fragment: a flood of 1-byte fragments would hold ~50x its bytes).
         self._msg_opcode = 0
         self._msg_size = 0
-        self._text_parts: list[str] = []
-        self._binary_parts: list[bytes] = []
+        self._parts = bytearray()
         self._decoder: Utf8Decoder | None = None
         # A large frame whose payload is still arriving: unmasked into place as it comes (see _STREAM_MIN).
         self._stream: MaskedPayload | None = None
@@ -419,26 +418,19 @@ class ServerProtocol:
         """
         if frame_opcode:  # the first fragment
             self._decoder = Utf8Decoder() if frame_opcode == Opcode.TEXT else None
-            self._text_parts = []
-            self._binary_parts = []
-        decoder = self._decoder
+            self._parts = bytearray()
         if ignore:
             return None
+        decoder = self._decoder
         if decoder is not None:
-            self._text_parts.append(decoder.decode(payload, fin))
-            self._binary_parts.append(payload)
-            if not fin:
-                return None
-            text = "".join(self._text_parts)
-            raw = b"".join(self._binary_parts)
-            self._text_parts = []
-            self._binary_parts = []
-            return TextMessage(text, raw)
-        self._binary_parts.append(payload)
+            decoder.decode(payload, fin)  # fails fast (1007); the text itself is decoded once, at the end
+        self._parts += payload
         if not fin:
             return None
-        data = b"".join(self._binary_parts)
-        self._binary_parts = []
+        data = bytes(self._parts)
+        self._parts = bytearray()
+        if decoder is not None:
+            return TextMessage(data.decode("utf-8"), data)
         return BinaryMessage(data)
 
     def _receive_close(self, payload: bytes) -> CloseReceived | ProtocolFailure:
@@ -471,8 +463,7 @@ class ServerProtocol:
             self._stream.discard()
             self._stream = None
         self._stream_utf8 = None
-        self._text_parts = []
-        self._binary_parts = []
+        self._parts = bytearray()
         self._decoder = None
         self._msg_opcode = 0
         self._msg_size = 0
