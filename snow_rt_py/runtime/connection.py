@@ -136,6 +136,16 @@ class Connection(asyncio.Protocol):
         self.hb_payload: bytes | None = None
         self.messages_in = 0
         self.messages_out = 0
+        # Flow control of the input (loop thread only, but for _inbox_done). Undelivered input is
+        # _inbox_given - _inbox_done: bytes of the messages handed to the actor and not yet handled; each counter
+        # has one writer (the loop, the actor), so any thread may read the difference. Reading pauses while it is
+        # over max_inbox_bytes, or while the transport holds more than max_queue_bytes of output (pongs owed to a
+        # peer that never reads are exempt from the data queue's bound, but not from this).
+        self._inbox_given = 0
+        self._inbox_done = 0
+        self._inbox_high = server.options.max_inbox_bytes
+        self._paused_in = False
+        self._paused_out = False
         self.drops = 0  # data messages refused by the slow-consumer policy
         self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of the runtime's rooms, guarded by their lock
         self.rooms_closed = False  # set once the connection ended: joins are refused
@@ -332,7 +342,9 @@ class Connection(asyncio.Protocol):
             ``messages_in`` and ``messages_out`` (data messages received / queued), ``queued_frames`` (writes not yet
             handed to the transport: one per frame, one per batch of a C callback's replies), ``queued_bytes``,
             ``write_buffer_bytes`` (in the transport, not yet accepted by the kernel), ``drops`` (messages refused
-            by the slow-consumer policy), ``max_queue_bytes``.
+            by the slow-consumer policy), ``max_queue_bytes``; ``inbox_bytes`` (received messages not yet handled
+            by the handler), ``max_inbox_bytes``, ``reading_paused`` (1 while the socket is not read: inbox over
+            its bound, or output the peer does not read over ``max_queue_bytes``).
         """
         transport = self._transport
         return {
@@ -343,6 +355,9 @@ class Connection(asyncio.Protocol):
             "write_buffer_bytes": transport.get_write_buffer_size() if transport is not None else 0,
             "drops": self.drops,
             "max_queue_bytes": self.max_queue_bytes,
+            "inbox_bytes": self._inbox_given - self._inbox_done,
+            "max_inbox_bytes": self._inbox_high,
+            "reading_paused": int(self._paused_in or self._paused_out),
         }
 
     def __repr__(self) -> str:
@@ -352,6 +367,8 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        # pause_writing() once more than max_queue_bytes wait in the transport (data or control frames).
+        self._transport.set_write_buffer_limits(high=self.max_queue_bytes)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):  # not a TCP socket
@@ -394,10 +411,31 @@ class Connection(asyncio.Protocol):
             self.server.scheduler.deliver(actor, Tag.DISCONNECT, (code, reason))
 
     def pause_writing(self) -> None:
-        pass
+        # The peer does not read what we write (pongs to a ping flood, say): stop reading what makes more of it.
+        self._paused_out = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        pass
+        self._paused_out = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading the socket to match the two flow-control conditions (loop thread)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        paused = self._paused_in or self._paused_out
+        if paused == transport.is_reading():
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _inbox_drained(self) -> None:
+        """The actor got under the inbox's low-water mark (called on the loop thread)."""
+        if self._paused_in and self._inbox_given - self._inbox_done <= self._inbox_high >> 2:
+            self._paused_in = False
+            self._update_reading()
 
     # -- internals (loop thread) ---------------------------------------------------------------------------
 
@@ -445,9 +483,14 @@ class Connection(asyncio.Protocol):
                 if actor is not None:
                     self.messages_in += 1
                     if kind is ev.TextMessage:
+                        self._inbox_given += len(event.raw)  # type: ignore[union-attr]
                         self.server.scheduler.deliver(actor, Tag.TEXT, event)
                     else:
+                        self._inbox_given += len(event.data)  # type: ignore[union-attr]
                         self.server.scheduler.deliver(actor, Tag.BINARY, event.data)  # type: ignore[union-attr]
+                    if self._inbox_given - self._inbox_done > self._inbox_high and not self._paused_in:
+                        self._paused_in = True  # the handler is behind: let TCP hold the rest
+                        self._update_reading()
             elif kind is ev.Ping:
                 pass  # the protocol queued the pong in the FIFO, ahead of replies to later messages
             elif kind is ev.Pong:
@@ -599,15 +642,21 @@ class Connection(asyncio.Protocol):
     def _behave(self, tag: Tag, payload: Any) -> None:
         handler = self.server.handler
         if tag is Tag.TEXT:
-            if not self._handler_state:
-                text_bytes = self.server.on_text_bytes
-                if text_bytes is not None:
-                    text_bytes(self, payload.raw)
-                else:
-                    handler.on_message(self, payload.data)
+            try:
+                if not self._handler_state:
+                    text_bytes = self.server.on_text_bytes
+                    if text_bytes is not None:
+                        text_bytes(self, payload.raw)
+                    else:
+                        handler.on_message(self, payload.data)
+            finally:
+                self._handled(len(payload.raw))
         elif tag is Tag.BINARY:
-            if not self._handler_state:
-                handler.on_message(self, payload)
+            try:
+                if not self._handler_state:
+                    handler.on_message(self, payload)
+            finally:
+                self._handled(len(payload))
         elif tag is Tag.CONNECT:
             verdict = handler.on_connect(self, self.path, self.headers)
             if verdict is False or isinstance(verdict, Reject):
@@ -623,6 +672,12 @@ class Connection(asyncio.Protocol):
                 self.runtime.actors.exit(self.pid, (code, reason))
         else:  # INFO and EXIT
             handler.on_info(self, payload)
+
+    def _handled(self, size: int) -> None:
+        """A message of ``size`` bytes left the inbox (the actor's thread)."""
+        self._inbox_done += size
+        if self._paused_in and self._inbox_given - self._inbox_done <= self._inbox_high >> 2:
+            self._call_on_loop(self._inbox_drained)
 
     def _crash(self, exc: BaseException) -> None:
         if isinstance(exc, ConnectionClosedError) and self.phase is not _OPEN:

@@ -28,6 +28,9 @@ class ServerOptions:
         tls_key: PEM private key file for wss://.
         max_queue_bytes: bound of a connection's outbound queue (bytes not yet accepted by the kernel). A frame
             always fits an empty queue; beyond the bound the slow-consumer policy applies.
+        max_inbox_bytes: bound of a connection's received messages not yet handled by its handler (with workers, a
+            slow handler): over it the socket is not read (TCP holds the rest) until the handler is down to a
+            quarter of it. A message of any allowed size is always taken.
         slow_consumer: what happens to a member whose queue is full: "close" (default) drops the message and closes
             the connection with 1008 "slow consumer"; "drop" drops the message and keeps the connection.
         static_dir: answer plain HTTP GETs (no Upgrade header) with the files of this directory; None answers
@@ -51,6 +54,7 @@ class ServerOptions:
     tls_cert: str | Path | None = None
     tls_key: str | Path | None = None
     max_queue_bytes: int = 1024 * 1024
+    max_inbox_bytes: int = 1024 * 1024
     slow_consumer: str = "close"
     static_dir: str | Path | None = None
     static_index: str = "index.html"
@@ -78,6 +82,8 @@ class ServerOptions:
             raise ValueError("tls_cert and tls_key must be given together")
         if self.max_queue_bytes < 1024:
             raise ValueError(f"max_queue_bytes must be at least 1024, got {self.max_queue_bytes}")
+        if self.max_inbox_bytes < 1024:
+            raise ValueError(f"max_inbox_bytes must be at least 1024, got {self.max_inbox_bytes}")
         if self.static_dir is not None and not Path(self.static_dir).is_dir():
             raise ValueError(f"static_dir {str(self.static_dir)!r} is not a directory")
         if self.slow_consumer not in ("close", "drop"):
