@@ -13,10 +13,10 @@ Targets:
 * ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
   library that embeds the Python interpreter and runs this package. The header is the single source of truth:
   its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list
-  becomes the error enum seen by Python. The C wrappers live in ``snow_rt_py/abi/snow_ws.c``, the Python skin
-  in ``snow_rt_py/abi/``. The absolute paths of this repository, of the venv's python and of its site-packages
-  are baked into the library, so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after
-  moving the repository.
+  becomes the error enum seen by Python. The C wrappers live in three files of ``snow_rt_py/abi/``
+  (:data:`EMBED_C_SOURCES`, concatenated in that order), the Python skin in ``snow_rt_py/abi/*.py``. The
+  absolute paths of this repository, of the venv's python and of its site-packages are baked into the library,
+  so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after moving the repository.
 * ``all`` -- every target above, in order.
 
 Each target is one function in :data:`TARGETS`; ``main()`` and ``all`` pick a new one up without further
@@ -109,7 +109,10 @@ def _install(built: Path, dest: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------
 
 HEADER = ROOT / "include" / "snow_ws.h"
-EMBED_C_SOURCE = PACKAGE_DIR / "abi" / "snow_ws.c"
+# The C half of the library, by job, concatenated in this order (later files use what earlier ones define; the first
+# declares what it uses from the later ones): the public wrappers, the last error, start-up and strings; the reply
+# fast path; waiting for snow_ws_shutdown() or a signal.
+EMBED_C_SOURCES = tuple(PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c"))
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
 EMBED_LIBRARY = BUILD_DIR / "libsnow_ws.so"
 EMBED_COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
@@ -244,7 +247,7 @@ def embedding_ffi() -> FFI:
     ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE, paths=paths))
     ffibuilder.set_source(
         EMBED_MODULE,
-        baked + CODEC_SOURCE.read_text() + EMBED_C_SOURCE.read_text(),
+        baked + CODEC_SOURCE.read_text() + "".join(source.read_text() for source in EMBED_C_SOURCES),
         include_dirs=[str(ROOT / "include")],
         extra_compile_args=EMBED_COMPILE_ARGS,
         # libpython is a shared library: find it where it was at build time, whatever the program's rpath.

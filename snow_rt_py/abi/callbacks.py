@@ -5,7 +5,7 @@ SnowStrings for the duration of the call, applies the closure convention (env NU
 ``fn(env, args)``) and frees them afterwards. cffi releases the GIL around those calls, so a callback may call back
 into the library from its own thread, and other threads keep running meanwhile.
 
-on_message / on_binary arm the library's reply fast path (snow_ws.c, "replies from inside a callback"): sends to
+on_message / on_binary arm the library's reply fast path (snow_ws_replies.c): sends to
 the connection itself are encoded in C and come back here as one batch of frames when the callback returns, which
 :meth:`CHandler.on_message` queues with a single ``offer_frame``.
 

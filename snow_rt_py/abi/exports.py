@@ -5,8 +5,8 @@
 handle up, call the API, and turn any exception into -1 (or NULL) plus the calling thread's last error. No
 exception ever propagates into C.
 
-The C wrappers (snow_rt_py/abi/snow_ws.c) have already checked raw pointers (NULL, negative lengths) and that the
-runtime is up, so these functions receive valid pointers and lengths.
+The C wrappers (snow_rt_py/abi/snow_ws_api.c) have already checked raw pointers (NULL, negative lengths) and that
+the runtime is up, so these functions receive valid pointers and lengths.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def install(ffi: Any, lib: Any) -> None:
             return fail(exc)
 
     # snow_ws_send_binary from inside on_binary with the very bytes that callback got (an echo): the message
-    # object itself is queued, not a copy of it (snow_ws.c, snow_abi_slow_send).
+    # object itself is queued, not a copy of it (snow_ws_replies.c, snow_abi_slow_send).
     @export(ffi, "snow_abi_py_send_input", -1)
     def send_input(conn: int) -> int:
         try:
@@ -88,9 +88,9 @@ def install(ffi: Any, lib: Any) -> None:
         except BaseException as exc:
             return fail(exc)
 
-    # A C callback's buffered replies, delivered early because it made another call into the runtime (snow_ws.c,
-    # snow_abi_settle). Its sends already returned 0: a connection that ended meanwhile drops them, as it would
-    # have dropped them had they been written just before it ended.
+    # A C callback's buffered replies, delivered early because it made another call into the runtime
+    # (snow_ws_replies.c, snow_abi_settle). Its sends already returned 0: a connection that ended meanwhile drops
+    # them, as it would have dropped them had they been written just before it ended.
     @export(ffi, "snow_abi_py_deliver", -1)
     def deliver(conn: int, frames: Any, length: int, count: int) -> int:
         try:
