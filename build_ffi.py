@@ -142,7 +142,6 @@ extern "Python" {
 typedef struct SnowAbiTarget {
     void *fn;
     void *env;
-    int64_t max_queue;
 } SnowAbiTarget;
 void snow_abi_set_reply_buffer(char *buf, size_t cap);
 
@@ -152,9 +151,9 @@ void snow_abi_mark_ready(const char *version);
 int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
                              uint64_t headers);
 int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                 int64_t queued);
+                                 int64_t budget);
 int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                int64_t queued);
+                                int64_t budget);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
 """

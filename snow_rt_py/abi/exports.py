@@ -202,7 +202,6 @@ def install(ffi: Any, lib: Any) -> None:
                     "close": (on_close_fn, on_close_env),
                     "binary": binary,
                 },
-                options,
             )
             return handles.register_server(snow_rt_py.start(handler, options=options))
         except BaseException as exc:

@@ -22,7 +22,7 @@
  * per-thread last error, the SnowString copies handed to callbacks, and waiting for snow_ws_shutdown() or a
  * signal (Python signal handlers only run on the interpreter's main thread, which a C host does not have). Its
  * reply fast path encodes frames and checks UTF-8 with the protocol layer's C functions (protocol/_codec.c,
- * compiled in ahead of this file) and mirrors one runtime rule, Connection.offer_frame's queue bound.
+ * compiled in ahead of these files); the runtime's queue bound stays in Python (it gives C a byte budget).
  */
 
 #include <errno.h>

@@ -8,9 +8,11 @@
  * saves a C -> Python transition (GIL, argument conversion, a Python call) per message.
  *
  * The answers stay what the Python path would give:
- *   - the fast path is armed only if C could send when the callback started (open, queued bytes known);
- *   - a send that would overflow the outbound queue (the same rule as Connection.offer_frame), text that is not
- *     valid UTF-8 or a payload over SNOW_ABI_FAST_MAX goes the Python way, which gives the exact error;
+ *   - the fast path is armed only if the connection could send when the callback started; the runtime then gives
+ *     a byte budget (Connection.reply_budget: what its queue bound accepts right now) and C does not apply the
+ *     rule itself, it only compares: a send that would take the callback's replies past the budget goes the
+ *     Python way, which applies the rule (and the slow-consumer policy) and gives the exact answer;
+ *   - text that is not valid UTF-8 or a payload over SNOW_ABI_FAST_MAX goes the Python way too;
  *   - any other call into the runtime during the callback (close, join, broadcast, a send to another
  *     connection...) first delivers what is buffered, in order, and disarms the fast path for the rest of the
  *     callback, since it may change what a later send must answer (a close makes it SNOW_WS_E_CLOSED).
@@ -20,8 +22,7 @@
 
 typedef struct SnowAbiReplies {
     uint64_t conn;     /* the connection whose callback runs on this thread and may reply fast; 0 = none */
-    int64_t queued;    /* its outbound bytes when the callback started */
-    int64_t max_queue; /* its max_queue_bytes */
+    int64_t budget;    /* bytes buf may hold before a send must go the Python way (see snow_abi_arm) */
     int64_t count;     /* frames in buf */
     char *buf;         /* encoded frames in send order (the thread's buffer, see snow_abi_set_reply_buffer) */
     size_t len, cap;
@@ -75,16 +76,14 @@ static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, uint6
 {
     SnowAbiReplies *r = &snow_abi_replies;
     size_t len = (size_t)size, head;
-    int64_t pending;
 
     if (r->conn != conn || conn == 0 || size > SNOW_ABI_FAST_MAX)
         return 0;
     head = snow_frame_header_size(len);
     if (r->cap - r->len < head + len)
         return 0;
-    pending = r->queued + (int64_t)r->len;
-    if (pending > 0 && pending + (int64_t)(head + len) > r->max_queue)
-        return 0; /* the slow-consumer policy decides, in Python */
+    if ((int64_t)(r->len + head + len) > r->budget)
+        return 0; /* past what the queue bound surely accepts: Python applies it */
     if (opcode == 0x1 && !snow_utf8_valid(data, len))
         return 0;
     snow_frame_header(r->buf + r->len, opcode, len);
@@ -95,17 +94,16 @@ static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, uint6
     return 1;
 }
 
-/* What on_message / on_binary call, set up once per server by Python: the C callback and the queue bound. */
+/* What on_message / on_binary call, set up once per server by Python: the C callback. */
 typedef struct SnowAbiTarget {
     void *fn;
     void *env;
-    int64_t max_queue;
 } SnowAbiTarget;
 
-/* Arm the fast path for conn around one callback (queued < 0: it cannot send now, so no fast path); in_data,
- * in_len: the message on_binary gets (NULL for on_message). Returns nonzero if this callback is nested in another
- * one's call (it then stays disarmed). */
-static int snow_abi_arm(uint64_t conn, int64_t queued, int64_t max_queue, const char *in_data, int64_t in_len)
+/* Arm the fast path for conn around one callback. budget: Connection.reply_budget(), the bytes its outbound queue
+ * accepts right now (-1: it cannot send now, so no fast path); in_data, in_len: the message on_binary gets (NULL
+ * for on_message). Returns nonzero if this callback is nested in another one's call (it then stays disarmed). */
+static int snow_abi_arm(uint64_t conn, int64_t budget, const char *in_data, int64_t in_len)
 {
     SnowAbiReplies *r = &snow_abi_replies;
     if (r->conn != 0)
@@ -114,10 +112,9 @@ static int snow_abi_arm(uint64_t conn, int64_t queued, int64_t max_queue, const 
     r->count = 0;
     r->in_data = in_data;
     r->in_len = in_len;
-    if (queued >= 0 && r->buf != NULL) {
+    if (budget >= 0 && r->buf != NULL) {
         r->conn = conn;
-        r->queued = queued;
-        r->max_queue = max_queue;
+        r->budget = budget;
     }
     return 0;
 }
@@ -134,17 +131,16 @@ static int64_t snow_abi_disarm(int nested)
 }
 
 
-/* on_message / on_binary of connection conn (queued: its outbound bytes, -1 if it cannot send), with the reply
- * fast path armed. Returns -1 out of memory (nothing was called), else the replies buffered for Python to deliver
+/* on_message / on_binary of connection conn (budget: see snow_abi_arm), with the reply fast path armed. Returns -1 out of memory (nothing was called), else the replies buffered for Python to deliver
  * as (frames << 32) | bytes, 0 if none. */
 static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                        int64_t queued)
+                                        int64_t budget)
 {
     SnowAbiTmp tmp;
     int nested;
     if (snow_abi_tmp(&tmp, data, len) == NULL)
         return -1;
-    nested = snow_abi_arm(conn, queued, t->max_queue, NULL, 0);
+    nested = snow_abi_arm(conn, budget, NULL, 0);
     if (t->env == NULL)
         ((SnowWsOnMessageFn)t->fn)((void *)(uintptr_t)conn, tmp.s);
     else
@@ -154,9 +150,9 @@ static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, c
 }
 
 static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                       int64_t queued)
+                                       int64_t budget)
 {
-    int nested = snow_abi_arm(conn, queued, t->max_queue, data, (int64_t)len);
+    int nested = snow_abi_arm(conn, budget, data, (int64_t)len);
     if (t->env == NULL)
         ((SnowWsOnBinaryFn)t->fn)((void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
     else
@@ -165,13 +161,14 @@ static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, co
 }
 
 /* A send to conn that goes the Python way: if the fast path was armed for conn, it is armed again afterwards
- * when that send cannot have changed what later sends must answer: it queued its frame (counted in), or it only
- * refused text that is not UTF-8. Any other outcome (closed, queue full) leaves it disarmed. */
+ * when that send cannot have changed what later sends must answer: it queued its frame (the budget shrinks by what
+ * was delivered and that frame), or it only refused text that is not UTF-8. Any other outcome (closed, queue full)
+ * leaves it disarmed. */
 static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, int64_t len)
 {
     SnowAbiReplies *r = &snow_abi_replies;
     int armed = conn != 0 && r->conn == conn;
-    int64_t queued = r->queued + (int64_t)r->len, rc;
+    int64_t left = r->budget - (int64_t)r->len, rc; /* the budget once what is buffered is delivered */
     /* Sending back the very bytes on_binary was given (an echo, a large one since small replies went fast):
      * Python queues its own message object, without copying it out of C. */
     int echo = armed && opcode == 0x2 && len > 0 && data == r->in_data && len == r->in_len;
@@ -185,7 +182,7 @@ static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, i
         rc = snow_abi_py_send_binary(conn, data, len);
     if (armed && r->conn == 0 && (rc == 0 || snow_abi_err_code == SNOW_WS_E_INVALID_UTF8)) {
         r->conn = conn;
-        r->queued = rc == 0 ? queued + len + (int64_t)snow_frame_header_size((uint64_t)len) : queued;
+        r->budget = rc == 0 ? left - len - (int64_t)snow_frame_header_size((uint64_t)len) : left;
     }
     return rc;
 }
