@@ -204,6 +204,30 @@ def header_version(text: str) -> str:
     return match.group(1)
 
 
+def header_version_number(text: str) -> int:
+    """The ``SNOW_WS_VERSION_NUMBER`` of the header."""
+    match = re.search(r"^#define SNOW_WS_VERSION_NUMBER (\d+)\s*$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError("include/snow_ws.h has no SNOW_WS_VERSION_NUMBER")
+    return int(match.group(1))
+
+
+def version_number(version: str) -> int:
+    """``major * 10000 + minor * 100 + patch`` of a version such as ``"1.2.3"`` (a suffix such as ``rc1`` on the
+    patch is ignored).
+
+    Raises:
+        ValueError: not three dot-separated numbers, or minor or patch over 99.
+    """
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"version {version!r} is not MAJOR.MINOR.PATCH")
+    major, minor, patch = (int(part) for part in match.groups())
+    if minor > 99 or patch > 99:
+        raise ValueError(f"version {version!r}: minor and patch must be at most 99 to fit the version number")
+    return major * 10000 + minor * 100 + patch
+
+
 def header_cdef(text: str) -> str:
     """The header as cffi's cdef: comments, ``#ifdef __cplusplus`` blocks and preprocessor lines removed, and the
     X-macro expansion of the error enum (which cffi cannot expand) replaced by its items."""
@@ -213,6 +237,7 @@ def header_cdef(text: str) -> str:
     text = text.replace("\\\n", " ")
     text = re.sub(r"^\s*#ifdef __cplusplus\n.*?^\s*#endif[^\n]*\n", "", text, flags=re.DOTALL | re.MULTILINE)
     text = re.sub(r"^\s*#[^\n]*\n?", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\bSNOW_WS_API\s+", "", text)  # the export macro (defined by the lines just removed)
     text, count = re.subn(r"SNOW_WS_ERRORS\(\w+\)", items, text)
     if count != 1:
         raise ValueError("include/snow_ws.h: expected one expansion of SNOW_WS_ERRORS in the error enum")
@@ -235,10 +260,18 @@ def embedding_ffi() -> FFI:
             f"include/snow_ws.h says SNOW_WS_VERSION {header_version(header)!r} but the package is "
             f"{package_version()!r}: update the header"
         )
+    if header_version_number(header) != version_number(package_version()):
+        raise SystemExit(
+            f"include/snow_ws.h says SNOW_WS_VERSION_NUMBER {header_version_number(header)} but the package "
+            f"{package_version()!r} is {version_number(package_version())}: update the header"
+        )
     python = sys.executable  # not resolved: a venv's python is a symlink, and the venv is found from its path
     paths = [str(ROOT), sysconfig.get_paths()["purelib"]]
     libdir = sysconfig.get_config_var("LIBDIR")
-    baked = f"#define SNOW_ABI_PYTHON {_c_string(python)}\n\n"
+    baked = (
+        f"#define SNOW_ABI_PYTHON {_c_string(python)}\n"
+        f"#define SNOW_ABI_VERSION_NUMBER {version_number(package_version())}\n\n"
+    )
 
     ffibuilder = FFI()
     ffibuilder.cdef(header_cdef(header))

@@ -10,6 +10,7 @@
  * protocol layer's C (protocol/_codec.c) and after a few #define lines build_ffi.py bakes in:
  *   SNOW_ABI_PYTHON        absolute path of the venv's python: the embedded interpreter is configured as if it
  *                          were that program, so it finds the venv's site-packages and the base stdlib
+ *   SNOW_ABI_VERSION_NUMBER  the package version as major * 10000 + minor * 100 + patch
  *
  * Why wrappers in C rather than exporting Python functions directly: when the embedded interpreter or the package
  * cannot start, cffi makes an ``extern "Python"`` function return 0, which would look like success. Every public
@@ -35,9 +36,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define SNOW_WS_BUILDING /* on Windows, SNOW_WS_API then exports rather than imports */
 #include "snow_ws.h"
 
-#define SNOW_API CFFI_DLLEXPORT
 #define SNOW_ABI_ID(conn) ((uint64_t)(uintptr_t)(conn))
 #define SNOW_ABI_ERR_MAX 1024
 
@@ -96,17 +97,17 @@ static int64_t snow_abi_fail(int64_t code, const char *msg)
     return -1;
 }
 
-SNOW_API const char *snow_ws_last_error(void)
+SNOW_WS_API const char *snow_ws_last_error(void)
 {
     return snow_abi_err_msg;
 }
 
-SNOW_API int64_t snow_ws_last_error_code(void)
+SNOW_WS_API int64_t snow_ws_last_error_code(void)
 {
     return snow_abi_err_code;
 }
 
-SNOW_API const char *snow_ws_strerror(int64_t code)
+SNOW_WS_API const char *snow_ws_strerror(int64_t code)
 {
     switch (code) {
 #define SNOW_ABI_ERROR_CASE_(name, value, message) \
@@ -203,21 +204,26 @@ static int64_t snow_abi_start_runtime(void)
     return snow_abi_fail(SNOW_WS_E_INIT, "the embedded runtime could not start (no reason was recorded)");
 }
 
-SNOW_API int64_t snow_ws_init(void)
+SNOW_WS_API int64_t snow_ws_init(void)
 {
     return snow_abi_enter();
 }
 
-SNOW_API const char *snow_ws_version(void)
+SNOW_WS_API const char *snow_ws_version(void)
 {
     if (snow_abi_enter() != 0)
         return NULL;
     return snow_abi_version;
 }
 
+SNOW_WS_API int64_t snow_ws_version_number(void)
+{
+    return SNOW_ABI_VERSION_NUMBER; /* baked in by build_ffi.py from the package version */
+}
+
 /* -- strings ----------------------------------------------------------------------------------------------------- */
 
-SNOW_API SnowString *snow_string_new(const char *data, uint64_t len)
+SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len)
 {
     SnowString *s;
     if (data == NULL && len > 0) {
@@ -239,7 +245,7 @@ SNOW_API SnowString *snow_string_new(const char *data, uint64_t len)
     return s;
 }
 
-SNOW_API void snow_string_free(SnowString *s)
+SNOW_WS_API void snow_string_free(SnowString *s)
 {
     free(s);
 }
@@ -328,7 +334,7 @@ static int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t co
 
 /* -- connections and rooms --------------------------------------------------------------------------------------- */
 
-SNOW_API int64_t snow_ws_send(void *conn, const SnowString *msg)
+SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg)
 {
     if (msg != NULL && snow_abi_fast_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), msg->len))
         return 0;
@@ -342,7 +348,7 @@ SNOW_API int64_t snow_ws_send(void *conn, const SnowString *msg)
     return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), (int64_t)msg->len);
 }
 
-SNOW_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
+SNOW_WS_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
 {
     if (len >= 0 && (data != NULL || len == 0) &&
         snow_abi_fast_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", (uint64_t)len))
@@ -359,7 +365,7 @@ SNOW_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t le
     return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", len);
 }
 
-SNOW_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason)
+SNOW_WS_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason)
 {
     if (snow_abi_enter() != 0)
         return -1;
@@ -396,47 +402,47 @@ static int64_t snow_abi_broadcast(const SnowString *room, const SnowString *msg,
                                  (int64_t)msg->len, has_except && except_conn != NULL, SNOW_ABI_ID(except_conn));
 }
 
-SNOW_API int64_t snow_room_join(void *conn, const SnowString *room)
+SNOW_WS_API int64_t snow_room_join(void *conn, const SnowString *room)
 {
     return snow_abi_join_or_leave(conn, room, 1, "snow_room_join");
 }
 
-SNOW_API int64_t snow_room_leave(void *conn, const SnowString *room)
+SNOW_WS_API int64_t snow_room_leave(void *conn, const SnowString *room)
 {
     return snow_abi_join_or_leave(conn, room, 0, "snow_room_leave");
 }
 
-SNOW_API int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg)
+SNOW_WS_API int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg)
 {
     return snow_abi_broadcast(room, msg, 0, NULL, "snow_room_broadcast");
 }
 
-SNOW_API int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn)
+SNOW_WS_API int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn)
 {
     return snow_abi_broadcast(room, msg, 1, except_conn, "snow_room_broadcast_except");
 }
 
-SNOW_API int64_t snow_ws_join(void *conn, const SnowString *room)
+SNOW_WS_API int64_t snow_ws_join(void *conn, const SnowString *room)
 {
     return snow_abi_join_or_leave(conn, room, 1, "snow_ws_join");
 }
 
-SNOW_API int64_t snow_ws_leave(void *conn, const SnowString *room)
+SNOW_WS_API int64_t snow_ws_leave(void *conn, const SnowString *room)
 {
     return snow_abi_join_or_leave(conn, room, 0, "snow_ws_leave");
 }
 
-SNOW_API int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg)
+SNOW_WS_API int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg)
 {
     return snow_abi_broadcast(room, msg, 0, NULL, "snow_ws_broadcast");
 }
 
-SNOW_API int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn)
+SNOW_WS_API int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn)
 {
     return snow_abi_broadcast(room, msg, 1, except_conn, "snow_ws_broadcast_except");
 }
 
-SNOW_API int64_t snow_room_member_count(const SnowString *room)
+SNOW_WS_API int64_t snow_room_member_count(const SnowString *room)
 {
     if (snow_abi_enter() != 0)
         return -1;
@@ -445,7 +451,7 @@ SNOW_API int64_t snow_room_member_count(const SnowString *room)
     return snow_abi_py_member_count(SNOW_STRING_DATA(room), (int64_t)room->len);
 }
 
-SNOW_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity)
+SNOW_WS_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity)
 {
     if (snow_abi_enter() != 0)
         return -1;
@@ -458,7 +464,7 @@ SNOW_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity
     return snow_abi_py_rooms_of(SNOW_ABI_ID(conn), out, capacity);
 }
 
-SNOW_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name)
+SNOW_WS_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name)
 {
     if (snow_abi_enter() != 0)
         return NULL;
@@ -475,7 +481,7 @@ SNOW_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, const 
 
 /* -- servers ----------------------------------------------------------------------------------------------------- */
 
-SNOW_API int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env,
+SNOW_WS_API int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env,
                                void *on_message_fn, void *on_message_env, void *on_close_fn, void *on_close_env)
 {
     if (snow_abi_enter() != 0)
@@ -484,14 +490,14 @@ SNOW_API int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, v
                              on_close_env);
 }
 
-SNOW_API int64_t snow_ws_server_port(int64_t server)
+SNOW_WS_API int64_t snow_ws_server_port(int64_t server)
 {
     if (snow_abi_enter() != 0)
         return -1;
     return snow_abi_py_server_port(server);
 }
 
-SNOW_API int64_t snow_ws_stop(int64_t server, int64_t timeout_ms)
+SNOW_WS_API int64_t snow_ws_stop(int64_t server, int64_t timeout_ms)
 {
     if (snow_abi_enter() != 0)
         return -1;
@@ -522,7 +528,7 @@ static char *snow_abi_path(const SnowString *s, const char *func, const char *wh
     return p;
 }
 
-SNOW_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
                             void *on_close_fn, void *on_close_env, int64_t port)
 {
     if (snow_abi_enter() != 0)
@@ -531,7 +537,7 @@ SNOW_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_
                    NULL, NULL);
 }
 
-SNOW_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
                                 void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
                                 const SnowString *cert_path, const SnowString *key_path)
 {

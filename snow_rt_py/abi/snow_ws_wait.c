@@ -154,7 +154,7 @@ static void snow_abi_wait_end(SnowAbiWaiter *w)
     pthread_mutex_unlock(&snow_abi_wait_lock);
 }
 
-SNOW_API int64_t snow_ws_shutdown(void)
+SNOW_WS_API int64_t snow_ws_shutdown(void)
 {
     int64_t woken;
     pthread_mutex_lock(&snow_abi_wait_lock);
@@ -167,7 +167,7 @@ SNOW_API int64_t snow_ws_shutdown(void)
     return woken;
 }
 
-SNOW_API int64_t snow_ws_wait_shutdown(void)
+SNOW_WS_API int64_t snow_ws_wait_shutdown(void)
 {
     SnowAbiWaiter w;
     int64_t reason;

@@ -30,6 +30,8 @@ int main(void)
     out("last error before any call '%s' code %lld", snow_ws_last_error(), (long long)snow_ws_last_error_code());
     out("version %s, header %s: %s", snow_ws_version(), SNOW_WS_VERSION,
         strcmp(snow_ws_version(), SNOW_WS_VERSION) == 0 ? "match" : "MISMATCH");
+    out("version_number %lld, header %lld: %s", (long long)snow_ws_version_number(), (long long)SNOW_WS_VERSION_NUMBER,
+        snow_ws_version_number() == SNOW_WS_VERSION_NUMBER ? "match" : "MISMATCH");
     for (code = 0; code <= 11; code++)
         out("strerror(%lld) %s: %s", (long long)code, code_name(code), snow_ws_strerror(code));
     out("strerror(-1): %s", snow_ws_strerror(-1));

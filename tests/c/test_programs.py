@@ -469,6 +469,7 @@ def test_init_failure_every_entry_point_fails(run: Run, asan: bool) -> None:
     calls = ["send", "send_binary", "close", "join", "leave", "broadcast", "broadcast_except", "member_count"]
     calls += ["rooms_of", "start", "server_port", "stop"]
     prog.expect(
+        "version_number 100, header 100: match; last error code 0",
         f"init -> -1 {reason}",
         f"init again -> -1 {reason}",
         f"version -> NULL {reason}",
@@ -482,6 +483,7 @@ def test_init_failure_every_entry_point_fails(run: Run, asan: bool) -> None:
         "shutdown -> 0",
         "wait_shutdown (pending request) -> 0",
         "strerror(SNOW_WS_E_INIT): the embedded runtime could not start",
+        "version_number -> 100",
         "string: 1 bytes 'x'",
         "done",
     )
@@ -495,6 +497,7 @@ def test_misc_options_errors_strings(run: Run) -> None:
     prog.expect(
         "last error before any call '' code 0",
         "version 0.1.0, header 0.1.0: match",
+        "version_number 100, header 100: match",
         "strerror(0) SNOW_WS_OK: no error",
         "strerror(1) SNOW_WS_E_INIT: the embedded runtime could not start",
         "strerror(2) SNOW_WS_E_INVALID_ARGUMENT: invalid argument",
