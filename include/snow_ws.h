@@ -181,8 +181,9 @@ SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, vo
  * thread to one connection leave in call order. Returns 0, or -1: NULL conn or msg (SNOW_WS_E_INVALID_ARGUMENT),
  * msg not valid UTF-8 (SNOW_WS_E_INVALID_UTF8: nothing is sent), unknown/ended handle (SNOW_WS_E_BAD_HANDLE),
  * connection closing (SNOW_WS_E_CLOSED), outbound queue over max_queue_bytes (a slow consumer: the message is
- * dropped, the connection closed with 1008 "slow consumer", and the call returns SNOW_WS_E_CLOSED; what was queued
- * before still goes out first).
+ * dropped; by default the connection is closed with 1008 "slow consumer" and the call returns SNOW_WS_E_CLOSED,
+ * what was queued before still going out first; with SnowWsOptions.slow_consumer = SNOW_WS_SLOW_CONSUMER_DROP the
+ * connection stays open and the call returns SNOW_WS_E_QUEUE_FULL).
  * Replies are cheap: a send from inside on_message / on_binary to the connection that callback is for is encoded
  * by the library and handed to the runtime in one batch when the callback returns, without a call into Python per
  * message. Return values and order are the same as for any other send: every other call the callback makes
@@ -245,6 +246,13 @@ SNOW_WS_API const char *snow_ws_version(void);
  * even when the runtime cannot start. (no runtime) */
 SNOW_WS_API int64_t snow_ws_version_number(void);
 
+/* Values of SnowWsOptions.slow_consumer (see there). */
+typedef enum SnowWsSlowConsumer {
+    SNOW_WS_SLOW_CONSUMER_DEFAULT = 0, /* = SNOW_WS_SLOW_CONSUMER_CLOSE */
+    SNOW_WS_SLOW_CONSUMER_CLOSE = 1,
+    SNOW_WS_SLOW_CONSUMER_DROP = 2
+} SnowWsSlowConsumer;
+
 /* Options of snow_ws_start. Zero-initialise the struct, set struct_size = sizeof(SnowWsOptions), then set the
  * fields you need: a 0 or NULL field means the default. Fields past struct_size are taken as 0 (so a program
  * compiled against an older, shorter struct keeps working); struct_size < 8 is SNOW_WS_E_INVALID_ARGUMENT.
@@ -262,6 +270,18 @@ SNOW_WS_API int64_t snow_ws_version_number(void);
  *   static_dir:       directory (copied) whose files answer plain HTTP GETs (no Upgrade header) on the same port,
  *                     e.g. a browser page; NULL = such requests get 400. Must exist (else SNOW_WS_E_INVALID_ARGUMENT).
  *   static_index:     file served for "GET /" from static_dir (copied); NULL = "index.html".
+ *   max_queue_bytes:  bound of each connection's outbound queue (bytes sent to it that its peer has not taken yet);
+ *                     0 = 1 MiB; under 1024 is an error. One message always fits an empty queue. A send, reply or
+ *                     broadcast that finds the queue over the bound applies slow_consumer.
+ *   slow_consumer:    what happens then (SnowWsSlowConsumer): 0 = SNOW_WS_SLOW_CONSUMER_CLOSE; any other value is
+ *                     SNOW_WS_E_INVALID_ARGUMENT.
+ *                     SNOW_WS_SLOW_CONSUMER_CLOSE: the message is dropped and the connection closed with 1008 "slow
+ *                       consumer" (what was queued before still goes out first); the send returns -1 with
+ *                       SNOW_WS_E_CLOSED, and on_close reports 1008.
+ *                     SNOW_WS_SLOW_CONSUMER_DROP: the message is dropped and the connection stays open; the send
+ *                       returns -1 with SNOW_WS_E_QUEUE_FULL (try again once the peer has read).
+ *   (max_queue_bytes and slow_consumer came last: a program compiled against the struct without them passes a
+ *   smaller struct_size and gets their defaults.)
  * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
  * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
  * afresh for every message; freed heap up to 128 MiB then stays with the process. */
@@ -279,6 +299,8 @@ typedef struct SnowWsOptions {
     void *on_binary_env;
     const char *static_dir;
     const char *static_index;
+    int64_t max_queue_bytes;
+    int64_t slow_consumer;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).

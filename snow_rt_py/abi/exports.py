@@ -234,6 +234,24 @@ def _option_fields(ffi: Any) -> list[tuple[str, int, bool]]:
     return [(name, field.offset + ffi.sizeof(field.type), field.type.kind == "pointer") for name, field in fields]
 
 
+SLOW_CONSUMER_POLICIES = {"SNOW_WS_SLOW_CONSUMER_CLOSE": "close", "SNOW_WS_SLOW_CONSUMER_DROP": "drop"}
+"""The header's SnowWsSlowConsumer constants -> ServerOptions.slow_consumer (their values come from the header)."""
+
+
+def _slow_consumer(ffi: Any, value: int) -> str:
+    """The ServerOptions.slow_consumer named by a nonzero SnowWsOptions.slow_consumer.
+
+    Raises:
+        AbiError: not one of the header's SNOW_WS_SLOW_CONSUMER_* policies.
+    """
+    constants: dict[str, int] = ffi.typeof("SnowWsSlowConsumer").relements
+    for name, policy in SLOW_CONSUMER_POLICIES.items():
+        if constants[name] == value:
+            return policy
+    choices = " or ".join(f"{name} ({constants[name]})" for name in SLOW_CONSUMER_POLICIES)
+    raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.slow_consumer is {value}: use 0 (default), {choices}")
+
+
 def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[ServerOptions, tuple[Any, Any]]:
     """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary ``(fn, env)`` pair.
 
@@ -269,4 +287,8 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
         kwargs["static_dir"] = os.fsdecode(ffi.string(v["static_dir"]))
     if v["static_index"] != null:
         kwargs["static_index"] = os.fsdecode(ffi.string(v["static_index"]))
+    if v["max_queue_bytes"]:
+        kwargs["max_queue_bytes"] = int(v["max_queue_bytes"])
+    if v["slow_consumer"]:
+        kwargs["slow_consumer"] = _slow_consumer(ffi, int(v["slow_consumer"]))
     return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

@@ -18,6 +18,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from snow_rt_py.testing import RawClient
 from tests.c.harness import Program, free_port, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
@@ -546,6 +547,50 @@ def test_misc_options_errors_strings(run: Run) -> None:
         "main: last error still 'server 31337 is unknown or stopped'",
         "done",
     )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("policy", ["drop", "close"])
+def test_max_queue_bytes_and_slow_consumer_options(run: Run, policy: str) -> None:
+    prog = run("slow_consumer", policy)
+    arg = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    choices = "use 0 (default), SNOW_WS_SLOW_CONSUMER_CLOSE (1) or SNOW_WS_SLOW_CONSUMER_DROP (2)"
+    prog.expect(
+        f"slow_consumer 3 -> {arg} SnowWsOptions.slow_consumer is 3: {choices}",
+        f"slow_consumer -1 -> {arg} SnowWsOptions.slow_consumer is -1: {choices}",
+        f"max_queue_bytes 100 -> {arg} max_queue_bytes must be at least 1024, got 100",
+        "struct_size without the new fields -> started",
+        "stop -> 0",
+    )
+    slow = RawClient(prog.port(), rcvbuf=4096, timeout=10)  # never reads until the sends are refused
+    try:
+        assert slow.handshake("/")[0] == 101
+        prog.expect("connected")
+        sent = prog.line()
+        assert sent.startswith("sent ")
+        count = int(sent.split()[1])
+        assert 0 < count < 200000
+        if policy == "drop":
+            prog.expect("refused send -> -1 SNOW_WS_E_QUEUE_FULL: connection N: outbound queue full, message dropped")
+        else:
+            prog.expect("refused send -> -1 SNOW_WS_E_CLOSED: connection N is closed")
+        # Everything sent before the refusal arrives, in order, and nothing after it.
+        for i in range(count):
+            assert slow.recv_message() == f"{i:06d}" + "0" * 994
+        if policy == "drop":  # still open: it answers
+            slow.send_text("anyone?")
+            assert slow.recv_message() == "still open"
+            prog.expect("on_message 'anyone?', reply -> 0")
+            slow.send_close(1000)
+            assert slow.expect_close() == (1000, "")
+            prog.expect("on_close 1000 ''")
+        else:
+            assert slow.expect_close() == (1008, "slow consumer")
+            slow.send_close(1008)
+            prog.expect("on_close 1008 'slow consumer'")
+    finally:
+        slow.close()
+    prog.expect("stop -> 0", "done")
     assert prog.finish() == 0
 
 
