@@ -11,15 +11,6 @@ static void *second_thread(void *arg)
     return NULL;
 }
 
-static SnowWsOptions fresh(void)
-{
-    SnowWsOptions o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.ping_interval_ms = -1;
-    return o;
-}
-
 int main(void)
 {
     SnowWsOptions o;
@@ -37,32 +28,32 @@ int main(void)
     out("strerror(-1): %s", snow_ws_strerror(-1));
 
     out("-- options");
-    o = fresh();
+    o = fresh_options();
     o.struct_size = 4;
     result("struct_size 4", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.port = 70000;
     result("port 70000", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.pong_timeout_ms = -5;
     result("pong_timeout_ms -5", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.max_message_size = -1;
     result("max_message_size -1", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.workers = -2;
     result("workers -2", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.tls_cert_path = "/nonexistent/cert.pem";
     result("tls cert alone", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
     o.tls_key_path = "/nonexistent/key.pem";
     result("tls files missing", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.host = "\xff";
     result("host not UTF-8", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
 
     /* A caller compiled against a shorter struct: only struct_size and host; the rest counts as 0. */
-    o = fresh();
+    o = fresh_options();
     o.struct_size = 16;
     o.host = "127.0.0.1";
     o.port = 1; /* past struct_size: ignored (port 0, ephemeral), else binding port 1 would fail */

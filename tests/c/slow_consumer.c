@@ -31,21 +31,10 @@ static void *on_message(void *conn, const SnowString *msg)
 
 static void *on_close(void *conn, int64_t code, const SnowString *reason)
 {
-    char *r = cstr(reason);
     (void)conn;
-    out("on_close %lld '%s'", (long long)code, r);
-    free(r);
+    out_close(code, reason);
     bump(1);
     return NULL;
-}
-
-static SnowWsOptions fresh(void)
-{
-    SnowWsOptions o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.ping_interval_ms = -1;
-    return o;
 }
 
 int main(int argc, char **argv)
@@ -57,16 +46,16 @@ int main(int argc, char **argv)
     SnowString *msg;
     int drop = argc > 1 && strcmp(argv[1], "drop") == 0;
 
-    o = fresh();
+    o = fresh_options();
     o.slow_consumer = 3;
     result("slow_consumer 3", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.slow_consumer = -1;
     result("slow_consumer -1", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.max_queue_bytes = 100;
     result("max_queue_bytes 100", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.struct_size = offsetof(SnowWsOptions, max_queue_bytes); /* a program built before the two fields */
     o.max_queue_bytes = 100;
     o.slow_consumer = 3;
@@ -74,7 +63,7 @@ int main(int argc, char **argv)
     out("struct_size without the new fields -> %s", server > 0 ? "started" : snow_ws_last_error());
     result("stop", snow_ws_stop(server, 0));
 
-    o = fresh();
+    o = fresh_options();
     o.max_queue_bytes = 4096;
     o.slow_consumer = drop ? SNOW_WS_SLOW_CONSUMER_DROP : SNOW_WS_SLOW_CONSUMER_CLOSE;
     server = start(&o, (void *)on_connect, NULL, (void *)on_message, NULL, (void *)on_close, NULL);
