@@ -207,8 +207,10 @@ SNOW_WS_API int64_t snow_room_leave(void *conn, const SnowString *room);
  * their outbound queue bound), 0 for an empty or unknown room; or -1: NULL room or msg, room or msg not UTF-8. */
 SNOW_WS_API int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg);
 
-/* snow_room_broadcast to every member but except_conn (NULL excludes nobody). An unknown or ended except_conn is
- * an error (-1, SNOW_WS_E_BAD_HANDLE), like any other stale handle: nothing is sent. */
+/* snow_room_broadcast to every member but except_conn (NULL excludes nobody). A connection that has ended has
+ * already left every room, so an ended except_conn excludes nobody either: from its on_close (or later),
+ * broadcast_except(room, "X left", X) reaches every member. A made-up except_conn, one that was never issued, is an
+ * error (-1, SNOW_WS_E_BAD_HANDLE): nothing is sent. */
 SNOW_WS_API int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
 
 /* snow-rt's own names for the four room functions above (same behaviour). */

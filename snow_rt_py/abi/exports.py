@@ -121,8 +121,10 @@ def install(ffi: Any, lib: Any) -> None:
     def broadcast(room: Any, room_len: int, msg: Any, msg_len: int, has_except: int, except_conn: int) -> int:
         try:
             name, message = text(room, room_len), text(msg, msg_len)
-            if has_except:
-                return api.broadcast_except(name, message, connection(except_conn))
+            # An ended connection has left every room already: excluding it excludes nobody.
+            excluded = handles.live_or_ended(except_conn) if has_except else None
+            if excluded is not None:
+                return api.broadcast_except(name, message, excluded)
             return api.broadcast(name, message)
         except BaseException as exc:
             return fail(exc)

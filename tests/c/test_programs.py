@@ -206,17 +206,26 @@ def test_rooms_broadcast_and_except(run: Run, asan: bool) -> None:
         prog.expect("A: all after-leave -> 0")
         nothing_pending(c["C"])
         c["B"].close()
-        prog.expect(f"B closed 1000; joins r from on_close -> {STALE}")
+        # An ended connection has left every room: excluding it (from its own on_close or later) excludes nobody.
+        prog.expect(
+            "B closed; broadcast_except 'B left' from on_close -> 0", f"B closed 1000; joins r from on_close -> {STALE}"
+        )
+        assert c["A"].recv(timeout=10) == "B left"
         c["A"].send("stale x")
-        prog.expect(f"A: stale x -> {STALE}")
+        assert c["A"].recv(timeout=10) == "x"
+        prog.expect("A: stale x -> 0")
         c["A"].send("count")
         prog.expect("A: count -> 1")
         nothing_pending(c["A"])
-    lines = [prog.line(), prog.line()]
-    assert sorted(lines) == [
-        f"A closed 1000; joins r from on_close -> {STALE}",
-        f"C closed 1000; joins r from on_close -> {STALE}",
-    ]
+    lines = [prog.line() for _ in range(4)]
+    assert sorted(lines) == sorted(
+        [
+            "A closed; broadcast_except 'A left' from on_close -> 0",
+            f"A closed 1000; joins r from on_close -> {STALE}",
+            "C closed; broadcast_except 'C left' from on_close -> 0",
+            f"C closed 1000; joins r from on_close -> {STALE}",
+        ]
+    )
     prog.expect("members of r after every close -> 0", "stop -> 0", "done")
     assert prog.finish() == 0
 
