@@ -130,9 +130,9 @@ static int64_t snow_abi_disarm(int nested)
     return (r->count << 32) | (int64_t)r->len;
 }
 
-
-/* on_message / on_binary of connection conn (budget: see snow_abi_arm), with the reply fast path armed. Returns -1 out of memory (nothing was called), else the replies buffered for Python to deliver
- * as (frames << 32) | bytes, 0 if none. */
+/* on_message / on_binary of connection conn (budget: see snow_abi_arm), with the reply fast path armed. Returns -1
+ * out of memory (nothing was called), else the replies buffered for Python to deliver as (frames << 32) | bytes, 0
+ * if none. */
 static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
                                         int64_t budget)
 {
