@@ -154,25 +154,29 @@ typedef void *(*SnowWsOnBinaryEnvFn)(void *env, void *conn, const uint8_t *data,
  * Snow-compatible entry points (snow-rt v4.0)
  * =============================================================================================================== */
 
-/* Serve ws:// on 127.0.0.1:port (snow-rt binds 0.0.0.0; use snow_ws_start with SnowWsOptions.host for another
- * address) with the three callbacks, blocking the calling thread until snow_ws_shutdown() is called (from any
- * thread or callback) or the process receives SIGINT or SIGTERM; then close every connection with 1001 (their
- * on_close runs), wait up to 5 s for them, and return.
+/* Serve ws:// on 127.0.0.1:port (snow-rt binds 0.0.0.0; see "Address" below) with the three callbacks, blocking
+ * the calling thread until snow_ws_shutdown() is called (from any thread or callback) or the process receives
+ * SIGINT or SIGTERM; then close every connection with 1001 (their on_close runs), wait up to 5 s for them, and
+ * return.
  * While it blocks (and while it stops its server), SIGINT and SIGTERM are caught, even if they were ignored; the
  * previous dispositions are restored before it returns. Several snow_ws_serve calls may block at once (on
  * different threads and ports); shutdown and signals end all of them.
  * port: 0 to 65535 (0 binds an ephemeral port, which snow_ws_serve cannot report: use snow_ws_start). Like
  * snow-rt's, it announces nothing once it listens (snow_ws_start returns when it does).
- * A bind failure (port in use...) returns at once, without firing a callback, with SNOW_WS_E_SERVER_START and
- * the reason in snow_ws_last_error() (snow-rt only prints it). If a snow_ws_shutdown() request is pending (made
- * while nothing was blocked), it returns at once without starting a server and consumes the request. */
+ * Address: 127.0.0.1, unless the environment variable SNOW_WS_HOST (read at each call) names another one, so a
+ * deployed program can listen elsewhere without recompiling (e.g. SNOW_WS_HOST=0.0.0.0 for every IPv4 interface);
+ * empty or unset = 127.0.0.1. A program that chooses the address itself uses snow_ws_start and SnowWsOptions.host.
+ * A bind failure (port in use, an address from SNOW_WS_HOST that cannot be bound...) returns at once, without
+ * firing a callback, with SNOW_WS_E_SERVER_START and the reason, naming the address, in snow_ws_last_error()
+ * (snow-rt only prints it). If a snow_ws_shutdown() request is pending (made while nothing was blocked), it returns
+ * at once without starting a server and consumes the request. */
 SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
                                void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port);
 
-/* snow_ws_serve over TLS (wss://). cert_path: PEM certificate chain file; key_path: PEM private key file (both
- * copied before the call blocks). A missing, unreadable or invalid file, or a key that does not match the
- * certificate, returns at once with SNOW_WS_E_SERVER_START and a message naming the file. NULL paths:
- * SNOW_WS_E_INVALID_ARGUMENT. */
+/* snow_ws_serve over TLS (wss://), on the same address (127.0.0.1, or SNOW_WS_HOST). cert_path: PEM certificate
+ * chain file; key_path: PEM private key file (both copied before the call blocks). A missing, unreadable or
+ * invalid file, or a key that does not match the certificate, returns at once with SNOW_WS_E_SERVER_START and a
+ * message naming the file. NULL paths: SNOW_WS_E_INVALID_ARGUMENT. */
 SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
                                    void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
                                    const SnowString *cert_path, const SnowString *key_path);

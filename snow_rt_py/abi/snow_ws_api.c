@@ -66,9 +66,9 @@ static int64_t snow_abi_py_send_input(uint64_t conn);
 static inline int64_t snow_abi_enter(void);
 static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, uint64_t len);
 static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, int64_t len);
-static void snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
-                           void *on_close_fn, void *on_close_env, int64_t port, const char *cert,
-                           const char *key);
+static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                              void *on_close_fn, void *on_close_env, int64_t port, const char *host,
+                              const char *cert, const char *key);
 
 /* -- last error: per thread -------------------------------------------------------------------------------------- */
 
@@ -528,13 +528,32 @@ static char *snow_abi_path(const SnowString *s, const char *func, const char *wh
     return p;
 }
 
+/* snow_ws_serve / snow_ws_serve_tls: their address is SNOW_WS_HOST when it is set and not empty (read at each call,
+ * so a deployed program can serve elsewhere without recompiling), else the default, 127.0.0.1. A failure to start
+ * there says where the address came from. */
+static void snow_abi_serve_env_host(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                    void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
+                                    const char *cert, const char *key)
+{
+    char msg[SNOW_ABI_ERR_MAX + 64];
+    const char *host = getenv("SNOW_WS_HOST");
+    if (host != NULL && host[0] == '\0')
+        host = NULL;
+    if (snow_abi_serve(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
+                       host, cert, key) != 0 &&
+        host != NULL && snow_abi_err_code == SNOW_WS_E_SERVER_START) {
+        snprintf(msg, sizeof msg, "%s (the address is SNOW_WS_HOST's)", snow_abi_err_msg);
+        snow_abi_set_error(SNOW_WS_E_SERVER_START, msg);
+    }
+}
+
 SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
                             void *on_close_fn, void *on_close_env, int64_t port)
 {
     if (snow_abi_enter() != 0)
         return;
-    snow_abi_serve(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
-                   NULL, NULL);
+    snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env,
+                            port, NULL, NULL);
 }
 
 SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
@@ -550,8 +569,8 @@ SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, vo
         free(cert);
         return;
     }
-    snow_abi_serve(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
-                   cert, key);
+    snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env,
+                            port, cert, key);
     free(cert);
     free(key);
 }

@@ -178,9 +178,11 @@ SNOW_WS_API int64_t snow_ws_wait_shutdown(void)
     return reason;
 }
 
-static void snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
-                           void *on_close_fn, void *on_close_env, int64_t port, const char *cert,
-                           const char *key)
+/* snow_ws_serve's server, run until snow_ws_shutdown() or a signal (host NULL: the default address). Returns -1 if
+ * it could not start (the error is set), else 0 (including a pending shutdown request: nothing started). */
+static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                              void *on_close_fn, void *on_close_env, int64_t port, const char *host,
+                              const char *cert, const char *key)
 {
     SnowWsOptions opts;
     SnowAbiWaiter w;
@@ -188,11 +190,12 @@ static void snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_m
 
     memset(&opts, 0, sizeof opts);
     opts.struct_size = sizeof opts;
+    opts.host = host;
     opts.port = port;
     opts.tls_cert_path = cert;
     opts.tls_key_path = key;
     if (snow_abi_wait_begin(&w))
-        return; /* a pending snow_ws_shutdown() */
+        return 0; /* a pending snow_ws_shutdown() */
     server = snow_abi_py_start(&opts, on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn,
                                on_close_env);
     if (server > 0) {
@@ -201,4 +204,5 @@ static void snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_m
         snow_abi_py_stop(server, -1);
     }
     snow_abi_wait_end(&w);
+    return server > 0 ? 0 : -1;
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -428,6 +429,36 @@ def test_serve_returns_on_signal_and_restores_handlers(run: Run, sig: signal.Sig
         "serve returned",
         "own SIGTERM handler ran after serve returned: yes",
     )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", ""], ids=["SNOW_WS_HOST=127.0.0.2", "SNOW_WS_HOST-empty"])
+def test_serve_binds_the_address_of_snow_ws_host(run: Run, host: str) -> None:
+    port = free_port()
+    prog = run("serve_host", str(port), env={"SNOW_WS_HOST": host})
+    prog.expect("init -> 0")
+    listening = host or "127.0.0.1"
+    wait_listening(port, host=listening)
+    if host:  # only there: not on the default address
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with connect(f"ws://{listening}:{port}/", open_timeout=10, close_timeout=10) as ws:
+        ws.send("echo")
+        assert ws.recv(timeout=10) == "echo"
+        ws.send("stop")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect("shutdown from the callback -> 1", "serve returned: SNOW_WS_OK: ", "done")
+    assert prog.finish() == 0
+
+
+def test_serve_with_an_unusable_snow_ws_host_fails_naming_it(run: Run) -> None:
+    port = free_port()
+    prog = run("serve_host", str(port), env={"SNOW_WS_HOST": "256.1.1.1"})
+    prog.expect("init -> 0")
+    line = prog.line()
+    assert line.startswith(f"serve returned: SNOW_WS_E_SERVER_START: cannot listen on 256.1.1.1:{port}: "), line
+    assert line.endswith(" (the address is SNOW_WS_HOST's)"), line
+    prog.expect("done")
     assert prog.finish() == 0
 
 
