@@ -13,10 +13,10 @@ Targets:
 * ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
   library that embeds the Python interpreter and runs this package. The header is the single source of truth:
   its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list
-  becomes the error enum seen by Python. The C wrappers live in ``snow_rt_py/abi/snow_ws.c``, the Python skin
-  in ``snow_rt_py/abi/``. The absolute paths of this repository, of the venv's python and of its site-packages
-  are baked into the library, so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after
-  moving the repository.
+  becomes the error enum seen by Python. The C wrappers live in three files of ``snow_rt_py/abi/``
+  (:data:`EMBED_C_SOURCES`, concatenated in that order), the Python skin in ``snow_rt_py/abi/*.py``. The
+  absolute paths of this repository, of the venv's python and of its site-packages are baked into the library,
+  so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after moving the repository.
 * ``all`` -- every target above, in order.
 
 Each target is one function in :data:`TARGETS`; ``main()`` and ``all`` pick a new one up without further
@@ -109,7 +109,10 @@ def _install(built: Path, dest: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------
 
 HEADER = ROOT / "include" / "snow_ws.h"
-EMBED_C_SOURCE = PACKAGE_DIR / "abi" / "snow_ws.c"
+# The C half of the library, by job, concatenated in this order (later files use what earlier ones define; the first
+# declares what it uses from the later ones): the public wrappers, the last error, start-up and strings; the reply
+# fast path; waiting for snow_ws_shutdown() or a signal.
+EMBED_C_SOURCES = tuple(PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c"))
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
 EMBED_LIBRARY = BUILD_DIR / "libsnow_ws.so"
 EMBED_COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
@@ -139,7 +142,6 @@ extern "Python" {
 typedef struct SnowAbiTarget {
     void *fn;
     void *env;
-    int64_t max_queue;
 } SnowAbiTarget;
 void snow_abi_set_reply_buffer(char *buf, size_t cap);
 
@@ -149,9 +151,9 @@ void snow_abi_mark_ready(const char *version);
 int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
                              uint64_t headers);
 int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                 int64_t queued);
+                                 int64_t budget);
 int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                int64_t queued);
+                                int64_t budget);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
 """
@@ -202,6 +204,30 @@ def header_version(text: str) -> str:
     return match.group(1)
 
 
+def header_version_number(text: str) -> int:
+    """The ``SNOW_WS_VERSION_NUMBER`` of the header."""
+    match = re.search(r"^#define SNOW_WS_VERSION_NUMBER (\d+)\s*$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError("include/snow_ws.h has no SNOW_WS_VERSION_NUMBER")
+    return int(match.group(1))
+
+
+def version_number(version: str) -> int:
+    """``major * 10000 + minor * 100 + patch`` of a version such as ``"1.2.3"`` (a suffix such as ``rc1`` on the
+    patch is ignored).
+
+    Raises:
+        ValueError: not three dot-separated numbers, or minor or patch over 99.
+    """
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"version {version!r} is not MAJOR.MINOR.PATCH")
+    major, minor, patch = (int(part) for part in match.groups())
+    if minor > 99 or patch > 99:
+        raise ValueError(f"version {version!r}: minor and patch must be at most 99 to fit the version number")
+    return major * 10000 + minor * 100 + patch
+
+
 def header_cdef(text: str) -> str:
     """The header as cffi's cdef: comments, ``#ifdef __cplusplus`` blocks and preprocessor lines removed, and the
     X-macro expansion of the error enum (which cffi cannot expand) replaced by its items."""
@@ -211,6 +237,7 @@ def header_cdef(text: str) -> str:
     text = text.replace("\\\n", " ")
     text = re.sub(r"^\s*#ifdef __cplusplus\n.*?^\s*#endif[^\n]*\n", "", text, flags=re.DOTALL | re.MULTILINE)
     text = re.sub(r"^\s*#[^\n]*\n?", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\bSNOW_WS_API\s+", "", text)  # the export macro (defined by the lines just removed)
     text, count = re.subn(r"SNOW_WS_ERRORS\(\w+\)", items, text)
     if count != 1:
         raise ValueError("include/snow_ws.h: expected one expansion of SNOW_WS_ERRORS in the error enum")
@@ -233,10 +260,18 @@ def embedding_ffi() -> FFI:
             f"include/snow_ws.h says SNOW_WS_VERSION {header_version(header)!r} but the package is "
             f"{package_version()!r}: update the header"
         )
+    if header_version_number(header) != version_number(package_version()):
+        raise SystemExit(
+            f"include/snow_ws.h says SNOW_WS_VERSION_NUMBER {header_version_number(header)} but the package "
+            f"{package_version()!r} is {version_number(package_version())}: update the header"
+        )
     python = sys.executable  # not resolved: a venv's python is a symlink, and the venv is found from its path
     paths = [str(ROOT), sysconfig.get_paths()["purelib"]]
     libdir = sysconfig.get_config_var("LIBDIR")
-    baked = f"#define SNOW_ABI_PYTHON {_c_string(python)}\n\n"
+    baked = (
+        f"#define SNOW_ABI_PYTHON {_c_string(python)}\n"
+        f"#define SNOW_ABI_VERSION_NUMBER {version_number(package_version())}\n\n"
+    )
 
     ffibuilder = FFI()
     ffibuilder.cdef(header_cdef(header))
@@ -244,7 +279,7 @@ def embedding_ffi() -> FFI:
     ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE, paths=paths))
     ffibuilder.set_source(
         EMBED_MODULE,
-        baked + CODEC_SOURCE.read_text() + EMBED_C_SOURCE.read_text(),
+        baked + CODEC_SOURCE.read_text() + "".join(source.read_text() for source in EMBED_C_SOURCES),
         include_dirs=[str(ROOT / "include")],
         extra_compile_args=EMBED_COMPILE_ARGS,
         # libpython is a shared library: find it where it was at build time, whatever the program's rpath.

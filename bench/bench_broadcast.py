@@ -52,12 +52,7 @@ BASELINE = "websockets"
 
 def build_fanout() -> Path:
     """Compile bench/fanout.c into build/fanout unless it is up to date."""
-    if FANOUT.exists() and FANOUT.stat().st_mtime >= FANOUT_SRC.stat().st_mtime:
-        return FANOUT
-    FANOUT.parent.mkdir(exist_ok=True)
-    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(FANOUT), str(FANOUT_SRC)]
-    subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
-    return FANOUT
+    return be.build_client(FANOUT_SRC, FANOUT)
 
 
 def server_specs(max_queue_bytes: int) -> dict[str, be.ServerSpec]:

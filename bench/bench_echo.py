@@ -41,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_SRC = ROOT / "bench" / "loadgen.c"
 LOADGEN = ROOT / "build" / "loadgen"
+WSCLIENT_H = ROOT / "bench" / "wsclient.h"  # the WebSocket client code loadgen.c and fanout.c share
 SERVERS_DIR = ROOT / "bench" / "servers"
 PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
@@ -61,14 +62,21 @@ def raise_nofile_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def build_client(source: Path, exe: Path) -> Path:
+    """Compile one of the C clients (bench/loadgen.c, bench/fanout.c: both include bench/wsclient.h) into ``exe``
+    unless it is newer than the source and the header."""
+    newest = max(source.stat().st_mtime, WSCLIENT_H.stat().st_mtime)
+    if exe.exists() and exe.stat().st_mtime >= newest:
+        return exe
+    exe.parent.mkdir(exist_ok=True)
+    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(source)]
+    subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
+    return exe
+
+
 def build_loadgen() -> Path:
     """Compile bench/loadgen.c into build/loadgen unless it is up to date."""
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
-        return LOADGEN
-    LOADGEN.parent.mkdir(exist_ok=True)
-    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(LOADGEN), str(LOADGEN_SRC)]
-    subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
-    return LOADGEN
+    return build_client(LOADGEN_SRC, LOADGEN)
 
 
 def pinned(core: str, argv: Sequence[str]) -> list[str]:

@@ -1,14 +1,14 @@
 /*
  * fanout: broadcast fan-out benchmark client for the bench protocol (issue 4). One thread, epoll, non-blocking.
  *
- * Build:  gcc -O2 -Wall -Wextra -Werror -o build/fanout bench/fanout.c
+ * Build:  gcc -O2 -Wall -Wextra -Werror -o build/fanout bench/fanout.c   (it includes bench/wsclient.h)
  * Run:    fanout -u ws://127.0.0.1:PORT/ [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64] [-C 100] [-T 120]
  *
  * The bench protocol: every connection is a member of one room; a text message whose first character is 'B' is
  * broadcast by the server to every member, the sender included.
  *
  * 1. Opens N member connections (at most -C handshakes in progress at once), checks each handshake (status 101,
- *    Sec-WebSocket-Accept), prints {"event":"open"} when all are open.
+ *    Upgrade: websocket, Sec-WebSocket-Accept; bench/wsclient.h), prints {"event":"open"} when all are open.
  * 2. Barrier: member 0 (the sender) broadcasts probe messages ("BP...") until every member has received one, so
  *    no measurement starts before every member is in the room (some servers add a member to their set only
  *    after sending the 101). Bounded: at most 20 probes, 0.5 s apart.
@@ -55,6 +55,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wsclient.h"
+
 #define RBUF_SIZE (256 * 1024)   /* one read() */
 #define SMALL_FRAME (16 * 1024)  /* frames up to this payload are parsed whole; larger ones are skipped */
 #define MAX_REST (32 * 1024)     /* bytes kept between reads: a partial frame header + small frame, or HTTP */
@@ -88,9 +90,7 @@ struct conn {
 };
 
 static struct {
-    char host[256];
-    char port[16];
-    char path[1024];
+    wsc_url url;
     int members;
     int rounds;
     int window;
@@ -126,12 +126,6 @@ static unsigned char rbuf[MAX_REST + RBUF_SIZE];
 /* ------------------------------------------------------------------------------------------------ */
 /* small helpers                                                                                       */
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fatal(const char *fmt, ...) {
     if (fatal_msg[0]) return; /* keep the first cause */
@@ -158,81 +152,9 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static uint64_t rng_next(void) { /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
 static void event_line(const char *name) {
     printf("{\"event\":\"%s\"}\n", name);
     fflush(stdout);
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-/* SHA-1 and base64, for the handshake check                                                            */
-
-static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t h[5], const unsigned char *p) {
-    uint32_t w[80], a, b, c, d, e, t;
-    int i;
-    for (i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
-        else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
-        else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
-        else f = b ^ c ^ d, k = 0xCA62C1D6;
-        t = rol32(a, 5) + f + e + k + w[i];
-        e = d, d = c, c = rol32(b, 30), b = a, a = t;
-    }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
-}
-
-static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    unsigned char block[64];
-    size_t i = 0, rem;
-    uint64_t bits = (uint64_t)len * 8;
-    for (; i + 64 <= len; i += 64) sha1_block(h, msg + i);
-    rem = len - i;
-    memset(block, 0, sizeof block);
-    memcpy(block, msg + i, rem);
-    block[rem] = 0x80;
-    if (rem >= 56) {
-        sha1_block(h, block);
-        memset(block, 0, sizeof block);
-    }
-    for (i = 0; i < 8; i++) block[63 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, block);
-    for (i = 0; i < 5; i++) {
-        out[4 * i] = (unsigned char)(h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)h[i];
-    }
-}
-
-static void base64(const unsigned char *in, size_t len, char *out) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t i;
-    for (i = 0; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = tab[(v >> 6) & 63], *out++ = tab[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = '=', *out++ = '=';
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        *out++ = tab[v >> 18], *out++ = tab[(v >> 12) & 63], *out++ = tab[(v >> 6) & 63], *out++ = '=';
-    }
-    *out = '\0';
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -330,45 +252,20 @@ static void send_bytes(struct conn *c, const unsigned char *data, size_t len) {
 
 /* A masked client frame (FIN set) with a fresh key, appended to buf; returns its length. */
 static size_t build_frame(unsigned char *buf, int opcode, const unsigned char *payload, size_t len) {
-    size_t h = 0, i;
-    uint32_t key = (uint32_t)rng_next();
-    unsigned char *k;
-    buf[h++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        buf[h++] = (unsigned char)(0x80 | len);
-    } else if (len < 65536) {
-        buf[h++] = 0x80 | 126;
-        buf[h++] = (unsigned char)(len >> 8);
-        buf[h++] = (unsigned char)len;
-    } else {
-        buf[h++] = 0x80 | 127;
-        for (i = 0; i < 8; i++) buf[h++] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    }
-    k = buf + h;
-    memcpy(k, &key, 4);
-    h += 4;
-    for (i = 0; i < len; i++) buf[h + i] = payload[i] ^ k[i & 3];
+    uint32_t key = (uint32_t)wsc_rng(&rng_state);
+    size_t h = wsc_frame_header(buf, opcode, len, (const unsigned char *)&key);
+    memcpy(buf + h, payload, len);
+    wsc_mask(buf + h, len, (const unsigned char *)&key);
     return h + len;
 }
 
 static void start_conn(int i) {
     struct conn *c = &conns[i];
-    int one = 1;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    c->fd = socket(server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = wsc_connect(&server_addr, server_addrlen);
     if (c->fd < 0) {
         st.connect_failed++;
-        fatal("socket(): %s (raise RLIMIT_NOFILE?)", strerror(errno));
-        c->state = ST_DEAD;
-        failed++;
-        return;
-    }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&server_addr, server_addrlen) < 0 && errno != EINPROGRESS) {
-        st.connect_failed++;
-        fatal("connect(): %s", strerror(errno));
-        close(c->fd);
-        c->fd = -1;
+        fatal("socket()/connect(): %s%s", strerror(errno), errno == EMFILE ? " (raise RLIMIT_NOFILE?)" : "");
         c->state = ST_DEAD;
         failed++;
         return;
@@ -379,21 +276,11 @@ static void start_conn(int i) {
 }
 
 static void send_handshake(struct conn *c) {
-    unsigned char raw[16], digest[20];
-    char key[32], cat[128], req[1600];
-    int i, n;
-    for (i = 0; i < 16; i++) raw[i] = (unsigned char)rng_next();
-    base64(raw, 16, key);
-    n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    sha1((unsigned char *)cat, (size_t)n, digest);
-    base64(digest, 20, c->accept);
-    n = snprintf(req, sizeof req,
-                 "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 cfg.path, cfg.host, cfg.port, key);
+    char req[1600];
+    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "", &rng_state, c->accept);
     c->state = ST_HANDSHAKE;
     set_events(c, 0);
-    send_bytes(c, (unsigned char *)req, (size_t)n);
+    send_bytes(c, (unsigned char *)req, n);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -402,7 +289,7 @@ static void send_handshake(struct conn *c) {
 static void advance(void) {
     while (done_seq < sent && ring_count[(done_seq + 1) % RING] >= (uint32_t)cfg.members) {
         done_seq++;
-        ring_done_ns[done_seq % RING] = now_ns();
+        ring_done_ns[done_seq % RING] = wsc_now_ns();
     }
 }
 
@@ -516,33 +403,22 @@ static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
             c->skipping = 0;
             continue;
         }
-        if (n - off < 2) break;
-        unsigned b0 = p[off], b1 = p[off + 1];
-        int fin = (b0 & 0x80) != 0, opcode = (int)(b0 & 0x0f);
-        uint64_t len = b1 & 0x7f;
-        size_t hdr = 2;
-        if (b0 & 0x70) {
+        wsc_frame f;
+        if (!wsc_parse_frame_header(p + off, n - off, &f)) break;
+        int fin = f.fin, opcode = f.opcode;
+        uint64_t len = f.len;
+        size_t hdr = f.header;
+        if (f.rsv) {
             st.protocol++;
             fatal("member %d: reserved bits set", idx);
             kill_conn(c);
             break;
         }
-        if (b1 & 0x80) {
+        if (f.masked) {
             st.protocol++;
             fatal("member %d: masked server frame", idx);
             kill_conn(c);
             break;
-        }
-        if (len == 126) {
-            if (n - off < 4) break;
-            len = (uint64_t)p[off + 2] << 8 | p[off + 3];
-            hdr = 4;
-        } else if (len == 127) {
-            int i;
-            if (n - off < 10) break;
-            len = 0;
-            for (i = 0; i < 8; i++) len = len << 8 | p[off + 2 + i];
-            hdr = 10;
         }
         if (opcode >= 8 && (!fin || len > 125)) {
             st.protocol++;
@@ -579,42 +455,24 @@ static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
 
 /* Handshake response in p[0..n): returns bytes consumed, 0 if incomplete; kills the member when invalid. */
 static size_t parse_response(struct conn *c, const unsigned char *p, size_t n) {
-    const unsigned char *end = memmem(p, n, "\r\n\r\n", 4);
-    const char *line, *eol;
-    int ok_accept = 0;
-    if (!end) {
-        if (n >= MAX_HTTP) {
-            st.handshake_failed++;
+    long head = wsc_handshake_response(p, n, c->accept, MAX_HTTP);
+    const unsigned char *cr;
+    if (head == WSC_HS_INCOMPLETE) return 0;
+    if (head < 0) {
+        st.handshake_failed++;
+        cr = memchr(p, '\r', n);
+        if (head == WSC_HS_TOO_LONG)
             fatal("member %d: handshake response head too long", (int)(c - conns));
-            kill_conn(c);
-        }
-        return 0;
-    }
-    if (n < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0) {
-        st.handshake_failed++;
-        fatal("member %d: handshake refused: %.*s", (int)(c - conns), (int)(memchr(p, '\r', n) ? (const unsigned char *)memchr(p, '\r', n) - p : 40), p);
-        kill_conn(c);
-        return 0;
-    }
-    for (line = (const char *)p; line < (const char *)end; line = eol + 2) {
-        eol = memmem(line, (size_t)((const char *)end + 2 - line), "\r\n", 2);
-        if (!eol) break;
-        if ((size_t)(eol - line) > 21 && strncasecmp(line, "sec-websocket-accept:", 21) == 0) {
-            const char *v = line + 21, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            ok_accept = (size_t)(ve - v) == strlen(c->accept) && memcmp(v, c->accept, (size_t)(ve - v)) == 0;
-        }
-    }
-    if (!ok_accept) {
-        st.handshake_failed++;
-        fatal("member %d: missing or wrong Sec-WebSocket-Accept", (int)(c - conns));
+        else if (head == WSC_HS_REFUSED)
+            fatal("member %d: handshake refused: %.*s", (int)(c - conns), (int)(cr ? cr - p : 40), p);
+        else
+            fatal("member %d: missing or wrong Sec-WebSocket-Accept or Upgrade", (int)(c - conns));
         kill_conn(c);
         return 0;
     }
     c->state = ST_OPEN;
     opened++;
-    return (size_t)(end + 4 - p);
+    return (size_t)head;
 }
 
 static void on_readable(struct conn *c) {
@@ -699,7 +557,7 @@ static void poll_once(int timeout_ms) {
 }
 
 static int ms_until(uint64_t deadline) {
-    uint64_t t = now_ns();
+    uint64_t t = wsc_now_ns();
     if (t >= deadline) return 0;
     uint64_t ms = (deadline - t + 999999) / 1000000;
     return ms > 50 ? 50 : (int)ms;
@@ -710,7 +568,7 @@ static void top_up(uint32_t count) {
     static unsigned char buf[RING * 160];
     unsigned char payload[MAX_MSG];
     size_t len = 0;
-    uint64_t t = now_ns();
+    uint64_t t = wsc_now_ns();
     while (sent - done_seq < count && len + (size_t)cfg.size + 14 <= sizeof buf) {
         sent++;
         ring_count[sent % RING] = 0;
@@ -761,29 +619,15 @@ static void usage(void) {
 }
 
 static void parse_url(const char *url) {
-    const char *p, *slash, *colon;
-    if (strncmp(url, "ws://", 5) != 0) die("only ws:// URLs: %s", url);
-    p = url + 5;
-    slash = strchr(p, '/');
-    if (!slash) slash = p + strlen(p);
-    snprintf(cfg.path, sizeof cfg.path, "%s", *slash ? slash : "/");
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(slash - p));
-        if (!rb) die("bad URL %s", url);
-        snprintf(cfg.host, sizeof cfg.host, "%.*s", (int)(rb - p - 1), p + 1);
-        colon = rb + 1 < slash && rb[1] == ':' ? rb + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', (size_t)(slash - p));
-        snprintf(cfg.host, sizeof cfg.host, "%.*s", (int)((colon ? colon : slash) - p), p);
-    }
-    if (colon) snprintf(cfg.port, sizeof cfg.port, "%.*s", (int)(slash - colon - 1), colon + 1);
-    else snprintf(cfg.port, sizeof cfg.port, "80");
+    int rc;
+    if (wsc_parse_url(url, &cfg.url) != 0) die("not a ws:// URL (or too long): %s", url);
+    rc = wsc_resolve(&cfg.url, &server_addr, &server_addrlen);
+    if (rc != 0) die("cannot resolve %s:%s: %s", cfg.url.host, cfg.url.port, gai_strerror(rc));
 }
 
 int main(int argc, char **argv) {
     const char *url = NULL;
     int opt, i, k;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     uint64_t t_open0, t_open1, deadline;
     double *lat;
     int lat_n = 0;
@@ -817,14 +661,10 @@ int main(int argc, char **argv) {
 
     {
         int fd = open("/dev/urandom", O_RDONLY);
-        if (fd < 0 || read(fd, &rng_state, sizeof rng_state) != (ssize_t)sizeof rng_state) rng_state = now_ns();
+        if (fd < 0 || read(fd, &rng_state, sizeof rng_state) != (ssize_t)sizeof rng_state) rng_state = wsc_now_ns();
         if (fd >= 0) close(fd);
         rng_state |= 1;
     }
-    if (getaddrinfo(cfg.host, cfg.port, &hints, &ai) != 0 || !ai) die("cannot resolve %s:%s", cfg.host, cfg.port);
-    memcpy(&server_addr, ai->ai_addr, ai->ai_addrlen);
-    server_addrlen = ai->ai_addrlen;
-    freeaddrinfo(ai);
 
     conns = calloc((size_t)cfg.members, sizeof *conns);
     lat = calloc((size_t)cfg.rounds + 1, sizeof *lat);
@@ -834,18 +674,18 @@ int main(int argc, char **argv) {
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
 
     /* 1. open every member */
-    t_open0 = now_ns();
+    t_open0 = wsc_now_ns();
     deadline = t_open0 + (uint64_t)(cfg.open_timeout * 1e9);
     while (!fatal_msg[0] && opened < cfg.members) {
         while (started < cfg.members && started - opened - failed < cfg.max_pending && !fatal_msg[0])
             start_conn(started++);
-        if (now_ns() >= deadline) {
+        if (wsc_now_ns() >= deadline) {
             fatal("only %d of %d members open after %.0f s", opened, cfg.members, cfg.open_timeout);
             break;
         }
         poll_once(ms_until(deadline));
     }
-    t_open1 = now_ns();
+    t_open1 = wsc_now_ns();
     if (!fatal_msg[0]) event_line("open");
 
     /* 2. barrier: every member is in the room */
@@ -859,15 +699,15 @@ int main(int argc, char **argv) {
         make_payload(payload, 'P', (uint32_t)probes++);
         st.probes_sent++;
         send_bytes(&conns[0], frame, build_frame(frame, 1, payload, (size_t)cfg.size));
-        deadline = now_ns() + 500000000ull;
-        while (!fatal_msg[0] && ready_count < cfg.members && now_ns() < deadline) poll_once(ms_until(deadline));
+        deadline = wsc_now_ns() + 500000000ull;
+        while (!fatal_msg[0] && ready_count < cfg.members && wsc_now_ns() < deadline) poll_once(ms_until(deadline));
     }
 
     /* 3. latency: one broadcast at a time */
     for (k = 0; k < cfg.rounds && !fatal_msg[0]; k++) {
         top_up(1);
-        deadline = now_ns() + (uint64_t)(cfg.round_timeout * 1e9);
-        while (!fatal_msg[0] && done_seq < sent && now_ns() < deadline) poll_once(ms_until(deadline));
+        deadline = wsc_now_ns() + (uint64_t)(cfg.round_timeout * 1e9);
+        while (!fatal_msg[0] && done_seq < sent && wsc_now_ns() < deadline) poll_once(ms_until(deadline));
         if (done_seq < sent) {
             if (!fatal_msg[0])
                 fatal("broadcast %u reached %u of %d members in %.0f s", sent, ring_count[sent % RING], cfg.members,
@@ -879,7 +719,7 @@ int main(int argc, char **argv) {
 
     /* 4. throughput: W broadcasts in flight */
     if (!fatal_msg[0]) {
-        uint64_t t_start = now_ns();
+        uint64_t t_start = wsc_now_ns();
         uint64_t t_measure = t_start + (uint64_t)(cfg.warmup * 1e9);
         uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
         int measuring = 0;
@@ -888,22 +728,22 @@ int main(int argc, char **argv) {
             top_up((uint32_t)cfg.window);
             poll_once(10);
             if (fatal_msg[0]) break;
-            t = now_ns();
+            t = wsc_now_ns();
             if (!measuring && t >= t_measure) {
                 measuring = 1;
                 event_line("measure_start");
-                win_t0 = now_ns(), win_del0 = st.delivered, win_done0 = done_seq, win_reads0 = st.reads;
+                win_t0 = wsc_now_ns(), win_del0 = st.delivered, win_done0 = done_seq, win_reads0 = st.reads;
                 win_frames0 = st.frames, cpu0 = cpu_seconds();
             } else if (measuring && t >= t_end) {
-                win_t1 = now_ns(), win_del1 = st.delivered, win_done1 = done_seq, win_reads1 = st.reads;
+                win_t1 = wsc_now_ns(), win_del1 = st.delivered, win_done1 = done_seq, win_reads1 = st.reads;
                 win_frames1 = st.frames, cpu1 = cpu_seconds();
                 event_line("measure_end");
                 break;
             }
         }
         /* drain: every member gets every broadcast sent */
-        deadline = now_ns() + (uint64_t)(cfg.drain_timeout * 1e9);
-        while (!fatal_msg[0] && done_seq < sent && now_ns() < deadline) poll_once(ms_until(deadline));
+        deadline = wsc_now_ns() + (uint64_t)(cfg.drain_timeout * 1e9);
+        while (!fatal_msg[0] && done_seq < sent && wsc_now_ns() < deadline) poll_once(ms_until(deadline));
         if (!fatal_msg[0] && done_seq < sent)
             fatal("after %.0f s, broadcast %u had reached only %u of %d members", cfg.drain_timeout, done_seq + 1,
                   ring_count[(done_seq + 1) % RING], cfg.members);

@@ -25,7 +25,7 @@
  * frame; one per connection is enough for a benchmark and lets a frame be built once and copied).
  * Server frames of any length encoding are parsed; partial reads and many frames per read are handled;
  * fragmented messages are reassembled (by length) and every echoed payload is compared with what was sent.
- * The handshake is checked: status 101 and the Sec-WebSocket-Accept value (SHA-1 + base64, below).
+ * The handshake is checked: status 101 and the Sec-WebSocket-Accept value (SHA-1 + base64, in wsclient.h).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -48,6 +48,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wsclient.h"
+
 /* ------------------------------------------------------------------------------------------------ */
 /* configuration and counters                                                                          */
 
@@ -55,9 +57,7 @@ enum mode { MODE_ECHO, MODE_IDLE };
 
 static struct {
     enum mode mode;
-    char host[300];
-    char port[16];
-    char path[1024];
+    wsc_url url;
     int conns;
     int inflight;
     size_t size;
@@ -94,12 +94,6 @@ static struct {
 /* ------------------------------------------------------------------------------------------------ */
 /* small helpers                                                                                       */
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -127,90 +121,6 @@ static void *xrealloc(void *p, size_t n) {
 }
 
 static uint64_t rng_state;
-
-static uint64_t rng(void) { /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-/* SHA-1 (FIPS 180-4) and base64, only for the handshake's Sec-WebSocket-Accept                        */
-
-static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t h[5], const unsigned char *p) {
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    size_t full = len / 64 * 64;
-    for (size_t i = 0; i < full; i += 64) sha1_block(h, msg + i);
-    unsigned char tail[128];
-    size_t rem = len - full;
-    memset(tail, 0, sizeof tail);
-    memcpy(tail, msg + full, rem);
-    tail[rem] = 0x80;
-    size_t tlen = rem + 1 + 8 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++) tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, tail);
-    if (tlen == 128) sha1_block(h, tail + 64);
-    for (int i = 0; i < 5; i++) {
-        out[4 * i] = (unsigned char)(h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)h[i];
-    }
-}
-
-static void base64(const unsigned char *in, size_t len, char *out) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len) v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* latency histogram: 1 us buckets up to 1 s, then one overflow bucket                                 */
@@ -342,43 +252,13 @@ static int flush(conn_t *c) {
     return 0;
 }
 
-/* XOR data[0..len) with the 4-byte mask, 8 bytes at a time (the 1 MiB workloads spend their user time here). */
-static void apply_mask(unsigned char *data, size_t len, const unsigned char *mask) {
-    uint64_t m8;
-    unsigned char mb[8];
-    for (int i = 0; i < 8; i++) mb[i] = mask[i & 3];
-    memcpy(&m8, mb, 8);
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, data + i, 8);
-        w ^= m8;
-        memcpy(data + i, &w, 8);
-    }
-    for (; i < len; i++) data[i] ^= mask[i & 3];
-}
-
 /* A masked client frame (FIN set) carrying data, appended to the output. */
 static void append_frame(conn_t *c, int opcode, const unsigned char *data, size_t len) {
-    unsigned char hdr[14];
-    size_t h = 0;
-    hdr[h++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        hdr[h++] = (unsigned char)(0x80 | len);
-    } else if (len < 65536) {
-        hdr[h++] = 0x80 | 126;
-        hdr[h++] = (unsigned char)(len >> 8);
-        hdr[h++] = (unsigned char)len;
-    } else {
-        hdr[h++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
-    }
-    memcpy(hdr + h, c->mask, 4);
-    h += 4;
-    wappend(c, hdr, h);
+    unsigned char hdr[WSC_MAX_CLIENT_HEADER];
+    wappend(c, hdr, wsc_frame_header(hdr, opcode, len, c->mask));
     size_t start = c->wlen;
     wappend(c, data, len);
-    apply_mask(c->wbuf + start, len, c->mask);
+    wsc_mask(c->wbuf + start, len, c->mask);
 }
 
 static void build_message_frame(conn_t *c) {
@@ -407,41 +287,25 @@ static void send_close(conn_t *c, unsigned code) {
 }
 
 static void start_connection(conn_t *c) {
-    int fd = socket(server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket: %s (raise the open files limit?)", strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fd = wsc_connect(&server_addr, server_addrlen);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) die("socket: %s (raise the open files limit?)", strerror(errno));
+        st.connect_errors++; /* connect() refused at once */
+        c->state = C_DONE;
+        return;
+    }
     c->fd = fd;
     c->state = C_CONNECTING;
     c->want_out = 1;
     pending++;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl ADD: %s", strerror(errno));
-    if (connect(fd, (struct sockaddr *)&server_addr, server_addrlen) < 0 && errno != EINPROGRESS) {
-        st.connect_errors++;
-        conn_finish(c);
-    }
 }
 
 static void send_handshake(conn_t *c) {
-    unsigned char key_raw[16];
-    for (int i = 0; i < 16; i += 8) {
-        uint64_t r = rng();
-        memcpy(key_raw + i, &r, 8);
-    }
-    char key[32];
-    base64(key_raw, 16, key);
-    char cat[128];
-    int n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    unsigned char digest[20];
-    sha1((unsigned char *)cat, (size_t)n, digest);
-    base64(digest, 20, c->accept);
     char req[2048];
-    n = snprintf(req, sizeof req,
-                 "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: snow-loadgen\r\n\r\n",
-                 cfg.path, cfg.host, cfg.port, key);
-    wappend(c, req, (size_t)n);
+    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "User-Agent: snow-loadgen\r\n", &rng_state, c->accept);
+    wappend(c, req, n);
     c->state = C_HANDSHAKE;
 }
 
@@ -450,42 +314,13 @@ static void on_open(conn_t *c) {
     pending--;
     st.opened++;
     st.open_now++;
-    uint64_t r = rng();
+    uint64_t r = wsc_rng(&rng_state);
     memcpy(c->mask, &r, 4);
     if (cfg.mode == MODE_ECHO) {
         build_message_frame(c);
         c->ts = xrealloc(NULL, sizeof(uint64_t) * (size_t)cfg.inflight);
         for (int i = 0; i < cfg.inflight; i++) send_message(c);
     }
-}
-
-/* Parse the HTTP response head in buf[0..len). Returns bytes consumed, 0 if incomplete, -1 if invalid. */
-static long parse_handshake(conn_t *c, unsigned char *buf, size_t len) {
-    unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
-    if (end == NULL) return len > 16384 ? -1 : 0;
-    size_t head_len = (size_t)(end - buf) + 4;
-    if (head_len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0) return -1;
-    int accept_ok = 0, upgrade_ok = 0;
-    unsigned char *p = (unsigned char *)memmem(buf, head_len, "\r\n", 2) + 2;
-    while (p < end) {
-        unsigned char *eol = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
-        unsigned char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon != NULL) {
-            size_t nlen = (size_t)(colon - p);
-            unsigned char *v = colon + 1;
-            while (v < eol && (*v == ' ' || *v == '\t')) v++;
-            unsigned char *ve = eol;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            size_t vlen = (size_t)(ve - v);
-            if (nlen == 20 && strncasecmp((char *)p, "Sec-WebSocket-Accept", 20) == 0)
-                accept_ok = vlen == strlen(c->accept) && memcmp(v, c->accept, vlen) == 0;
-            else if (nlen == 7 && strncasecmp((char *)p, "Upgrade", 7) == 0)
-                upgrade_ok = vlen == 9 && strncasecmp((char *)v, "websocket", 9) == 0;
-        }
-        p = eol + 2;
-    }
-    if (!accept_ok || !upgrade_ok) return -1;
-    return (long)head_len;
 }
 
 /* Queue our close 1000; the caller flushes (or the round's single write does). */
@@ -519,31 +354,20 @@ static void message_done(conn_t *c, int op, int bad) {
 /* Handle the frames in buf[0..len). Returns bytes consumed or -1 if the connection must be dropped. */
 static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
     size_t off = 0;
-    while (len - off >= 2) {
+    wsc_frame f;
+    while (wsc_parse_frame_header(buf + off, len - off, &f)) {
         unsigned char *p = buf + off;
-        size_t avail = len - off;
-        int fin = p[0] >> 7, rsv = p[0] & 0x70, op = p[0] & 0x0f, masked = p[1] >> 7;
-        uint64_t plen = p[1] & 0x7f;
-        size_t h = 2;
-        if (plen == 126) {
-            if (avail < 4) break;
-            plen = (uint64_t)p[2] << 8 | p[3];
-            h = 4;
-        } else if (plen == 127) {
-            if (avail < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = plen << 8 | p[2 + i];
-            h = 10;
-        }
-        if (masked) h += 4;
-        if (rsv || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
+        size_t avail = len - off, h = f.header;
+        int fin = f.fin, op = f.opcode, masked = f.masked;
+        uint64_t plen = f.len;
+        if (f.rsv || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
             st.protocol_errors++;
             return -1;
         }
         if (avail < h + plen) break;
         unsigned char *data = p + h;
         if (masked) {
-            apply_mask(data, (size_t)plen, p + h - 4);
+            wsc_mask(data, (size_t)plen, p + h - 4);
         }
         off += h + (size_t)plen;
         if (op >= 8) { /* control frame */
@@ -614,7 +438,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
 static int consume(conn_t *c, unsigned char *buf, size_t len) {
     size_t off = 0;
     if (c->state == C_HANDSHAKE) {
-        long n = parse_handshake(c, buf, len);
+        long n = wsc_handshake_response(buf, len, c->accept, 16384);
         if (n < 0) {
             st.handshake_errors++;
             note("bad handshake response: %.*s", (int)(len < 80 ? len : 80), (char *)buf);
@@ -723,29 +547,10 @@ static void usage(void) {
 }
 
 static void parse_url(const char *url) {
-    if (strncmp(url, "ws://", 5) != 0) die("only ws:// URLs are supported: %s", url);
-    const char *h = url + 5;
-    const char *slash = strchr(h, '/');
-    size_t hostport_len = slash ? (size_t)(slash - h) : strlen(h);
-    snprintf(cfg.path, sizeof cfg.path, "%s", slash ? slash : "/");
-    char hostport[300];
-    if (hostport_len >= sizeof hostport) die("URL too long");
-    memcpy(hostport, h, hostport_len);
-    hostport[hostport_len] = '\0';
-    char *colon = strrchr(hostport, ':');
-    if (colon != NULL && hostport[0] != '[') {
-        *colon = '\0';
-        snprintf(cfg.port, sizeof cfg.port, "%s", colon + 1);
-    } else {
-        snprintf(cfg.port, sizeof cfg.port, "80");
-    }
-    snprintf(cfg.host, sizeof cfg.host, "%s", hostport);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(cfg.host, cfg.port, &hints, &res);
-    if (rc != 0) die("cannot resolve %s:%s: %s", cfg.host, cfg.port, gai_strerror(rc));
-    memcpy(&server_addr, res->ai_addr, res->ai_addrlen);
-    server_addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
+    int rc;
+    if (wsc_parse_url(url, &cfg.url) != 0) die("not a ws:// URL (or too long): %s", url);
+    rc = wsc_resolve(&cfg.url, &server_addr, &server_addrlen);
+    if (rc != 0) die("cannot resolve %s:%s: %s", cfg.url.host, cfg.url.port, gai_strerror(rc));
 }
 
 static double cpu_seconds(double *user, double *sys) {
@@ -823,7 +628,7 @@ int main(int argc, char **argv) {
             (unsigned long long)rl.rlim_cur);
 
     signal(SIGPIPE, SIG_IGN);
-    rng_state = now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+    rng_state = wsc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
     if (rng_state == 0) rng_state = 1;
     payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
     for (size_t i = 0; i < cfg.size; i++)
@@ -837,7 +642,7 @@ int main(int argc, char **argv) {
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
 
     enum { P_OPENING, P_WARMUP, P_MEASURE, P_HOLD, P_DRAIN, P_CLOSING, P_END } phase = P_OPENING;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = wsc_now_ns();
     uint64_t deadline = t0 + (uint64_t)(cfg.open_timeout * 1e9);
     uint64_t measure_start = 0, measure_end = 0, open_at = 0;
     double cpu0 = 0, cpu1 = 0, u0 = 0, s0 = 0, u1 = 0, s1 = 0;
@@ -858,7 +663,7 @@ int main(int argc, char **argv) {
         }
         int n = epoll_wait(epfd, evs, 1024, cfg.busy_poll ? 0 : timeout_ms);
         if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-        loop_now = now_ns();
+        loop_now = wsc_now_ns();
         if (measuring && n > 0) { /* (with -P, only the polls that found something) */
             st.wakeups++;
             st.events += (uint64_t)n;

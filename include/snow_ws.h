@@ -72,6 +72,27 @@ extern "C" {
 /* The version of the package this header belongs to; compare it with snow_ws_version() at run time. */
 #define SNOW_WS_VERSION "0.1.0"
 
+/* The same version as one number, major * 10000 + minor * 100 + patch (0.1.0 -> 100), for #if tests; compare it
+ * with snow_ws_version_number() at run time. */
+#define SNOW_WS_VERSION_NUMBER 100
+
+/* Marks every function of the library. The library exports exactly these (it is built with hidden visibility);
+ * on Windows, the library's own sources define SNOW_WS_BUILDING before including this header, and programs import.
+ * A program may define SNOW_WS_API itself (e.g. empty, for static linking) before including this header. */
+#ifndef SNOW_WS_API
+#if defined(_WIN32) || defined(__CYGWIN__)
+#ifdef SNOW_WS_BUILDING
+#define SNOW_WS_API __declspec(dllexport)
+#else
+#define SNOW_WS_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define SNOW_WS_API __attribute__((visibility("default")))
+#else
+#define SNOW_WS_API
+#endif
+#endif
+
 /* Every error code, once: X(name, value, message). The enum below, snow_ws_strerror() and the Python mapping of
  * the runtime's exceptions (snow_rt_py/abi/errors.py, which names the codes and is checked against this list when
  * the library starts) all come from it. */
@@ -133,67 +154,74 @@ typedef void *(*SnowWsOnBinaryEnvFn)(void *env, void *conn, const uint8_t *data,
  * Snow-compatible entry points (snow-rt v4.0)
  * =============================================================================================================== */
 
-/* Serve ws:// on 127.0.0.1:port (snow-rt binds 0.0.0.0; use snow_ws_start with SnowWsOptions.host for another
- * address) with the three callbacks, blocking the calling thread until snow_ws_shutdown() is called (from any
- * thread or callback) or the process receives SIGINT or SIGTERM; then close every connection with 1001 (their
- * on_close runs), wait up to 5 s for them, and return.
+/* Serve ws:// on 127.0.0.1:port (snow-rt binds 0.0.0.0; see "Address" below) with the three callbacks, blocking
+ * the calling thread until snow_ws_shutdown() is called (from any thread or callback) or the process receives
+ * SIGINT or SIGTERM; then close every connection with 1001 (their on_close runs), wait up to 5 s for them, and
+ * return.
  * While it blocks (and while it stops its server), SIGINT and SIGTERM are caught, even if they were ignored; the
  * previous dispositions are restored before it returns. Several snow_ws_serve calls may block at once (on
  * different threads and ports); shutdown and signals end all of them.
  * port: 0 to 65535 (0 binds an ephemeral port, which snow_ws_serve cannot report: use snow_ws_start). Like
  * snow-rt's, it announces nothing once it listens (snow_ws_start returns when it does).
- * A bind failure (port in use...) returns at once, without firing a callback, with SNOW_WS_E_SERVER_START and
- * the reason in snow_ws_last_error() (snow-rt only prints it). If a snow_ws_shutdown() request is pending (made
- * while nothing was blocked), it returns at once without starting a server and consumes the request. */
-void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
-                   void *on_close_fn, void *on_close_env, int64_t port);
+ * Address: 127.0.0.1, unless the environment variable SNOW_WS_HOST (read at each call) names another one, so a
+ * deployed program can listen elsewhere without recompiling (e.g. SNOW_WS_HOST=0.0.0.0 for every IPv4 interface);
+ * empty or unset = 127.0.0.1. A program that chooses the address itself uses snow_ws_start and SnowWsOptions.host.
+ * A bind failure (port in use, an address from SNOW_WS_HOST that cannot be bound...) returns at once, without
+ * firing a callback, with SNOW_WS_E_SERVER_START and the reason, naming the address, in snow_ws_last_error()
+ * (snow-rt only prints it). If a snow_ws_shutdown() request is pending (made while nothing was blocked), it returns
+ * at once without starting a server and consumes the request. */
+SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                               void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port);
 
-/* snow_ws_serve over TLS (wss://). cert_path: PEM certificate chain file; key_path: PEM private key file (both
- * copied before the call blocks). A missing, unreadable or invalid file, or a key that does not match the
- * certificate, returns at once with SNOW_WS_E_SERVER_START and a message naming the file. NULL paths:
- * SNOW_WS_E_INVALID_ARGUMENT. */
-void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
-                       void *on_close_fn, void *on_close_env, int64_t port, const SnowString *cert_path,
-                       const SnowString *key_path);
+/* snow_ws_serve over TLS (wss://), on the same address (127.0.0.1, or SNOW_WS_HOST). cert_path: PEM certificate
+ * chain file; key_path: PEM private key file (both copied before the call blocks). A missing, unreadable or
+ * invalid file, or a key that does not match the certificate, returns at once with SNOW_WS_E_SERVER_START and a
+ * message naming the file. NULL paths: SNOW_WS_E_INVALID_ARGUMENT. */
+SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                   void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
+                                   const SnowString *cert_path, const SnowString *key_path);
 
 /* Queue msg as one text frame to conn. Returns at once (the write happens on the event loop); messages from one
  * thread to one connection leave in call order. Returns 0, or -1: NULL conn or msg (SNOW_WS_E_INVALID_ARGUMENT),
  * msg not valid UTF-8 (SNOW_WS_E_INVALID_UTF8: nothing is sent), unknown/ended handle (SNOW_WS_E_BAD_HANDLE),
  * connection closing (SNOW_WS_E_CLOSED), outbound queue over max_queue_bytes (a slow consumer: the message is
- * dropped, the connection closed with 1008 "slow consumer", and the call returns SNOW_WS_E_CLOSED; what was queued
- * before still goes out first).
+ * dropped; by default the connection is closed with 1008 "slow consumer" and the call returns SNOW_WS_E_CLOSED,
+ * what was queued before still going out first; with SnowWsOptions.slow_consumer = SNOW_WS_SLOW_CONSUMER_DROP the
+ * connection stays open and the call returns SNOW_WS_E_QUEUE_FULL).
  * Replies are cheap: a send from inside on_message / on_binary to the connection that callback is for is encoded
  * by the library and handed to the runtime in one batch when the callback returns, without a call into Python per
  * message. Return values and order are the same as for any other send: every other call the callback makes
  * (close, join, broadcast, a send elsewhere...) sees the replies sent before it already queued. */
-int64_t snow_ws_send(void *conn, const SnowString *msg);
+SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg);
 
 /* Queue len bytes from data as one binary frame to conn. data may be NULL only when len == 0. Returns 0, or -1
  * as snow_ws_send (negative len: SNOW_WS_E_INVALID_ARGUMENT). */
-int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len);
+SNOW_WS_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len);
 
 /* Rooms: named groups of connections, process-wide (shared with Python callers of snow_rt_py). Any UTF-8 string
  * is a room name, compared exactly. A connection leaves every room when it ends, before its on_close.
  * join: add conn to room (no-op if already in). Returns 0, or -1 (NULL argument, room not UTF-8, unknown/ended
  *   handle, or a connection that is closing: it cannot join).
  * leave: remove conn from room (no-op if not in). Returns 0, or -1 (as join; leaving while closing is allowed). */
-int64_t snow_room_join(void *conn, const SnowString *room);
-int64_t snow_room_leave(void *conn, const SnowString *room);
+SNOW_WS_API int64_t snow_room_join(void *conn, const SnowString *room);
+SNOW_WS_API int64_t snow_room_leave(void *conn, const SnowString *room);
 
 /* Queue msg as one text frame (encoded once) to every member of room. Never waits for a socket.
  * Returns the number of members it could not be queued for (members closing or ended at that instant, or over
  * their outbound queue bound), 0 for an empty or unknown room; or -1: NULL room or msg, room or msg not UTF-8. */
-int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg);
+SNOW_WS_API int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg);
 
-/* snow_room_broadcast to every member but except_conn (NULL excludes nobody). An unknown or ended except_conn is
- * an error (-1, SNOW_WS_E_BAD_HANDLE), like any other stale handle: nothing is sent. */
-int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
+/* snow_room_broadcast to every member but except_conn (NULL excludes nobody). A connection that has ended has
+ * already left every room, so an ended except_conn excludes nobody either: from its on_close (or later),
+ * broadcast_except(room, "X left", X) reaches every member. A made-up except_conn, one that was never issued, is an
+ * error (-1, SNOW_WS_E_BAD_HANDLE): nothing is sent. */
+SNOW_WS_API int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
 
 /* snow-rt's own names for the four room functions above (same behaviour). */
-int64_t snow_ws_join(void *conn, const SnowString *room);
-int64_t snow_ws_leave(void *conn, const SnowString *room);
-int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg);
-int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
+SNOW_WS_API int64_t snow_ws_join(void *conn, const SnowString *room);
+SNOW_WS_API int64_t snow_ws_leave(void *conn, const SnowString *room);
+SNOW_WS_API int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg);
+SNOW_WS_API int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
 
 /* ===============================================================================================================
  * Extensions
@@ -202,22 +230,34 @@ int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, 
 /* Start the embedded runtime now (otherwise the first call that needs it does). Idempotent.
  * Returns 0, or -1 with SNOW_WS_E_INIT if it could not start (the reason is in snow_ws_last_error(); the same
  * error is then returned by every later call that needs the runtime). */
-int64_t snow_ws_init(void);
+SNOW_WS_API int64_t snow_ws_init(void);
 
 /* The message of the last failed call made by the calling thread ("" if none failed yet). (no runtime)
  * The pointer is owned by the library, per thread, and stays valid for the life of the thread; its content is
  * replaced by the thread's next failed call. Successful calls do not change it. */
-const char *snow_ws_last_error(void);
+SNOW_WS_API const char *snow_ws_last_error(void);
 
 /* The SnowWsError code of the last failed call made by the calling thread (SNOW_WS_OK if none). (no runtime) */
-int64_t snow_ws_last_error_code(void);
+SNOW_WS_API int64_t snow_ws_last_error_code(void);
 
 /* A static description of an error code ("unknown error code" for a value not in SNOW_WS_ERRORS). (no runtime) */
-const char *snow_ws_strerror(int64_t code);
+SNOW_WS_API const char *snow_ws_strerror(int64_t code);
 
 /* The version of the snow_rt_py package the library runs, e.g. "0.1.0" (static, owned by the library); compare
  * with SNOW_WS_VERSION. NULL if the runtime could not start. */
-const char *snow_ws_version(void);
+SNOW_WS_API const char *snow_ws_version(void);
+
+/* The version of the library as a number, major * 10000 + minor * 100 + patch (see SNOW_WS_VERSION_NUMBER, its
+ * value for this header), fixed when the library was built. Never fails; does not start the runtime, so it works
+ * even when the runtime cannot start. (no runtime) */
+SNOW_WS_API int64_t snow_ws_version_number(void);
+
+/* Values of SnowWsOptions.slow_consumer (see there). */
+typedef enum SnowWsSlowConsumer {
+    SNOW_WS_SLOW_CONSUMER_DEFAULT = 0, /* = SNOW_WS_SLOW_CONSUMER_CLOSE */
+    SNOW_WS_SLOW_CONSUMER_CLOSE = 1,
+    SNOW_WS_SLOW_CONSUMER_DROP = 2
+} SnowWsSlowConsumer;
 
 /* Options of snow_ws_start. Zero-initialise the struct, set struct_size = sizeof(SnowWsOptions), then set the
  * fields you need: a 0 or NULL field means the default. Fields past struct_size are taken as 0 (so a program
@@ -236,6 +276,18 @@ const char *snow_ws_version(void);
  *   static_dir:       directory (copied) whose files answer plain HTTP GETs (no Upgrade header) on the same port,
  *                     e.g. a browser page; NULL = such requests get 400. Must exist (else SNOW_WS_E_INVALID_ARGUMENT).
  *   static_index:     file served for "GET /" from static_dir (copied); NULL = "index.html".
+ *   max_queue_bytes:  bound of each connection's outbound queue (bytes sent to it that its peer has not taken yet);
+ *                     0 = 1 MiB; under 1024 is an error. One message always fits an empty queue. A send, reply or
+ *                     broadcast that finds the queue over the bound applies slow_consumer.
+ *   slow_consumer:    what happens then (SnowWsSlowConsumer): 0 = SNOW_WS_SLOW_CONSUMER_CLOSE; any other value is
+ *                     SNOW_WS_E_INVALID_ARGUMENT.
+ *                     SNOW_WS_SLOW_CONSUMER_CLOSE: the message is dropped and the connection closed with 1008 "slow
+ *                       consumer" (what was queued before still goes out first); the send returns -1 with
+ *                       SNOW_WS_E_CLOSED, and on_close reports 1008.
+ *                     SNOW_WS_SLOW_CONSUMER_DROP: the message is dropped and the connection stays open; the send
+ *                       returns -1 with SNOW_WS_E_QUEUE_FULL (try again once the peer has read).
+ *   (max_queue_bytes and slow_consumer came last: a program compiled against the struct without them passes a
+ *   smaller struct_size and gets their defaults.)
  * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
  * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
  * afresh for every message; freed heap up to 128 MiB then stays with the process. */
@@ -253,40 +305,42 @@ typedef struct SnowWsOptions {
     void *on_binary_env;
     const char *static_dir;
     const char *static_index;
+    int64_t max_queue_bytes;
+    int64_t slow_consumer;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).
  * opts: NULL = every default. Callbacks: as for snow_ws_serve (plus opts->on_binary_fn).
  * Returns a server id > 0 (never reused), or -1: an invalid option (SNOW_WS_E_INVALID_ARGUMENT), host not UTF-8,
  * or a bind/TLS failure (SNOW_WS_E_SERVER_START, with the address or file named in the message). */
-int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env, void *on_message_fn,
-                      void *on_message_env, void *on_close_fn, void *on_close_env);
+SNOW_WS_API int64_t snow_ws_start(const SnowWsOptions *opts, void *on_connect_fn, void *on_connect_env,
+                                  void *on_message_fn, void *on_message_env, void *on_close_fn, void *on_close_env);
 
 /* The TCP port server is bound to, or -1 (SNOW_WS_E_BAD_SERVER: unknown or stopped server). */
-int64_t snow_ws_server_port(int64_t server);
+SNOW_WS_API int64_t snow_ws_server_port(int64_t server);
 
 /* Graceful stop: stop accepting, close every connection with 1001 (their on_close runs), wait up to timeout_ms
  * for the close handshakes, then drop what remains; the call returns when that is done. Returns 0, or -1:
  * negative timeout_ms (SNOW_WS_E_INVALID_ARGUMENT), unknown or already stopped server (SNOW_WS_E_BAD_SERVER). */
-int64_t snow_ws_stop(int64_t server, int64_t timeout_ms);
+SNOW_WS_API int64_t snow_ws_stop(int64_t server, int64_t timeout_ms);
 
 /* Make every blocked snow_ws_serve / snow_ws_serve_tls / snow_ws_wait_shutdown return (they stop their servers
  * themselves; servers of snow_ws_start are not stopped). Returns at once, never fails: the number of blocked calls
  * it woke. If none was blocked (0), the request is kept and the next such call returns at once, consuming it. */
-int64_t snow_ws_shutdown(void);
+SNOW_WS_API int64_t snow_ws_shutdown(void);
 
 /* Block the calling thread until snow_ws_shutdown() is called or the process receives SIGINT or SIGTERM (caught
  * as described for snow_ws_serve while it blocks). For programs that start servers with snow_ws_start and then
  * want snow_ws_serve's way of waiting (the examples do). Returns 0 for a snow_ws_shutdown request, or the number
  * of the signal (SIGINT, SIGTERM). (no runtime) */
-int64_t snow_ws_wait_shutdown(void);
+SNOW_WS_API int64_t snow_ws_wait_shutdown(void);
 
 /* Start the close handshake of conn with code and reason (NULL = empty; at most 123 bytes of UTF-8). on_close will
  * report this code; the TCP connection closes when the peer answers (or after 5 s). Returns 0, or -1: a code that
  * may not be sent (allowed: 1000-1003, 1007-1014, 3000-4999) or a reason too long or not UTF-8
  * (SNOW_WS_E_INVALID_ARGUMENT / SNOW_WS_E_INVALID_UTF8), unknown/ended handle, or already closing
  * (SNOW_WS_E_CLOSED). */
-int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason);
+SNOW_WS_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason);
 
 /* The value of request header `name` (NUL-terminated, ASCII case-insensitive), or NULL. Only valid with the
  * headers given to an on_connect that has not returned yet (from any thread). A header sent several times gives
@@ -294,24 +348,24 @@ int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason);
  * NULL result: no such header (SNOW_WS_E_NOT_FOUND), NULL argument or name not UTF-8
  * (SNOW_WS_E_INVALID_ARGUMENT / SNOW_WS_E_INVALID_UTF8), headers whose on_connect has returned
  * (SNOW_WS_E_BAD_HANDLE). */
-const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name);
+SNOW_WS_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name);
 
 /* The number of members of room (0 for an unknown room), or -1 (NULL room, room not UTF-8). */
-int64_t snow_room_member_count(const SnowString *room);
+SNOW_WS_API int64_t snow_room_member_count(const SnowString *room);
 
 /* The rooms conn is in, sorted by code point. Writes at most `capacity` new strings to out[0..] (the caller owns
  * them: snow_string_free each) and returns the total number of rooms, which may exceed capacity (call again with
  * a bigger array). out may be NULL when capacity is 0. Returns -1: NULL conn, negative capacity, NULL out with
  * capacity > 0, unknown/ended handle. */
-int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity);
+SNOW_WS_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity);
 
 /* A new SnowString holding a copy of len bytes from data (data may be NULL only when len == 0), owned by the
  * caller; free it with snow_string_free. NULL on failure (out of memory, len too large). (no runtime) */
-SnowString *snow_string_new(const char *data, uint64_t len);
+SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len);
 
 /* Free a string from snow_string_new or snow_ws_rooms_of. NULL is a no-op. Never free strings handed to a
  * callback or returned by snow_ws_header_get. (no runtime) */
-void snow_string_free(SnowString *s);
+SNOW_WS_API void snow_string_free(SnowString *s);
 
 #ifdef __cplusplus
 }

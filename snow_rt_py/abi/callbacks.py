@@ -5,7 +5,7 @@ SnowStrings for the duration of the call, applies the closure convention (env NU
 ``fn(env, args)``) and frees them afterwards. cffi releases the GIL around those calls, so a callback may call back
 into the library from its own thread, and other threads keep running meanwhile.
 
-on_message / on_binary arm the library's reply fast path (snow_ws.c, "replies from inside a callback"): sends to
+on_message / on_binary arm the library's reply fast path (snow_ws_replies.c): sends to
 the connection itself are encoded in C and come back here as one batch of frames when the callback returns, which
 :meth:`CHandler.on_message` queues with a single ``offer_frame``.
 
@@ -22,7 +22,6 @@ from snow_rt_py.abi import handles
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler
-from snow_rt_py.runtime.options import ServerOptions
 
 FAST_REPLIES = os.environ.get("SNOW_RT_PY_ABI_NO_FAST_REPLY", "") in ("", "0")
 """False when SNOW_RT_PY_ABI_NO_FAST_REPLY=1 (read at import): every send goes through Python, to measure the fast
@@ -55,21 +54,19 @@ class CHandler(Handler):
         ffi, lib: the embedded module.
         callbacks: ``(fn, env)`` pairs (cdata ``void *``) for ``connect``, ``message``, ``close`` and ``binary``;
             a NULL fn means absent.
-        options: the server's options (the reply fast path applies its ``max_queue_bytes``).
     """
 
-    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]], options: ServerOptions) -> None:
+    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]]) -> None:
         self._lib = lib
         null = ffi.NULL
         self._connect = callbacks["connect"] if callbacks["connect"][0] != null else None
         self._message = callbacks["message"] if callbacks["message"][0] != null else None
         self._close = callbacks["close"] if callbacks["close"][0] != null else None
         self._binary = callbacks["binary"] if callbacks["binary"][0] != null else None
-        # on_message is the hot path: its pieces are looked up once, and each C callback with the queue bound is a
-        # SnowAbiTarget (kept alive by this object).
-        max_queue = options.max_queue_bytes
-        self._message_target = ffi.new("SnowAbiTarget *", (*self._message, max_queue)) if self._message else null
-        self._binary_target = ffi.new("SnowAbiTarget *", (*self._binary, max_queue)) if self._binary else null
+        # on_message is the hot path: its pieces are looked up once, and each C callback is a SnowAbiTarget (kept
+        # alive by this object).
+        self._message_target = ffi.new("SnowAbiTarget *", self._message) if self._message else null
+        self._binary_target = ffi.new("SnowAbiTarget *", self._binary) if self._binary else null
         self._call_message = lib.snow_abi_call_on_message
         self._call_binary = lib.snow_abi_call_on_binary
         self._ffi = ffi
@@ -98,7 +95,7 @@ class CHandler(Handler):
             buffer = _thread.replies
         except AttributeError:
             buffer = self._reply_buffer()
-        budget = conn.send_budget() if FAST_REPLIES else -1  # -1: C does not arm the fast path
+        budget = conn.reply_budget() if FAST_REPLIES else -1  # -1: C does not arm the fast path
         if type(message) is str:
             if self._message is None:
                 return

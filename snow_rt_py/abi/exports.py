@@ -5,8 +5,8 @@
 handle up, call the API, and turn any exception into -1 (or NULL) plus the calling thread's last error. No
 exception ever propagates into C.
 
-The C wrappers (snow_rt_py/abi/snow_ws.c) have already checked raw pointers (NULL, negative lengths) and that the
-runtime is up, so these functions receive valid pointers and lengths.
+The C wrappers (snow_rt_py/abi/snow_ws_api.c) have already checked raw pointers (NULL, negative lengths) and that
+the runtime is up, so these functions receive valid pointers and lengths.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def install(ffi: Any, lib: Any) -> None:
             return fail(exc)
 
     # snow_ws_send_binary from inside on_binary with the very bytes that callback got (an echo): the message
-    # object itself is queued, not a copy of it (snow_ws.c, snow_abi_slow_send).
+    # object itself is queued, not a copy of it (snow_ws_replies.c, snow_abi_slow_send).
     @export(ffi, "snow_abi_py_send_input", -1)
     def send_input(conn: int) -> int:
         try:
@@ -88,9 +88,9 @@ def install(ffi: Any, lib: Any) -> None:
         except BaseException as exc:
             return fail(exc)
 
-    # A C callback's buffered replies, delivered early because it made another call into the runtime (snow_ws.c,
-    # snow_abi_settle). Its sends already returned 0: a connection that ended meanwhile drops them, as it would
-    # have dropped them had they been written just before it ended.
+    # A C callback's buffered replies, delivered early because it made another call into the runtime
+    # (snow_ws_replies.c, snow_abi_settle). Its sends already returned 0: a connection that ended meanwhile drops
+    # them, as it would have dropped them had they been written just before it ended.
     @export(ffi, "snow_abi_py_deliver", -1)
     def deliver(conn: int, frames: Any, length: int, count: int) -> int:
         try:
@@ -121,8 +121,10 @@ def install(ffi: Any, lib: Any) -> None:
     def broadcast(room: Any, room_len: int, msg: Any, msg_len: int, has_except: int, except_conn: int) -> int:
         try:
             name, message = text(room, room_len), text(msg, msg_len)
-            if has_except:
-                return api.broadcast_except(name, message, connection(except_conn))
+            # An ended connection has left every room already: excluding it excludes nobody.
+            excluded = handles.live_or_ended(except_conn) if has_except else None
+            if excluded is not None:
+                return api.broadcast_except(name, message, excluded)
             return api.broadcast(name, message)
         except BaseException as exc:
             return fail(exc)
@@ -202,7 +204,6 @@ def install(ffi: Any, lib: Any) -> None:
                     "close": (on_close_fn, on_close_env),
                     "binary": binary,
                 },
-                options,
             )
             return handles.register_server(snow_rt_py.start(handler, options=options))
         except BaseException as exc:
@@ -233,6 +234,24 @@ def _option_fields(ffi: Any) -> list[tuple[str, int, bool]]:
     """``(name, end offset, is_pointer)`` of each SnowWsOptions field, for the struct_size rule."""
     fields = ffi.typeof("SnowWsOptions").fields
     return [(name, field.offset + ffi.sizeof(field.type), field.type.kind == "pointer") for name, field in fields]
+
+
+SLOW_CONSUMER_POLICIES = {"SNOW_WS_SLOW_CONSUMER_CLOSE": "close", "SNOW_WS_SLOW_CONSUMER_DROP": "drop"}
+"""The header's SnowWsSlowConsumer constants -> ServerOptions.slow_consumer (their values come from the header)."""
+
+
+def _slow_consumer(ffi: Any, value: int) -> str:
+    """The ServerOptions.slow_consumer named by a nonzero SnowWsOptions.slow_consumer.
+
+    Raises:
+        AbiError: not one of the header's SNOW_WS_SLOW_CONSUMER_* policies.
+    """
+    constants: dict[str, int] = ffi.typeof("SnowWsSlowConsumer").relements
+    for name, policy in SLOW_CONSUMER_POLICIES.items():
+        if constants[name] == value:
+            return policy
+    choices = " or ".join(f"{name} ({constants[name]})" for name in SLOW_CONSUMER_POLICIES)
+    raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.slow_consumer is {value}: use 0 (default), {choices}")
 
 
 def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[ServerOptions, tuple[Any, Any]]:
@@ -270,4 +289,8 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
         kwargs["static_dir"] = os.fsdecode(ffi.string(v["static_dir"]))
     if v["static_index"] != null:
         kwargs["static_index"] = os.fsdecode(ffi.string(v["static_index"]))
+    if v["max_queue_bytes"]:
+        kwargs["max_queue_bytes"] = int(v["max_queue_bytes"])
+    if v["slow_consumer"]:
+        kwargs["slow_consumer"] = _slow_consumer(ffi, int(v["slow_consumer"]))
     return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

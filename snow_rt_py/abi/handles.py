@@ -2,7 +2,8 @@
 
 * A connection handle is ``(void *)(uintptr_t)conn.id``: ids are never reused, so a stale handle can never reach
   another client. A connection is registered just before its on_connect runs and dropped when it has ended, just
-  before its on_close is called (or right after an on_connect that rejected it); any other value is unknown.
+  before its on_close is called (or right after an on_connect that rejected it); any other value is unknown. Ids
+  are a counter, so a handle above the highest id ever registered was never issued (:func:`live_or_ended`).
 * A server id is a counter of this module (never reused), dropped once the server is stopped.
 * A header handle is a counter too, valid while its on_connect runs: strings returned for it are owned by it and
   freed when on_connect returns.
@@ -23,11 +24,16 @@ from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 
 _connections: dict[int, Connection] = {}
+_highest_id = 0  # the highest connection id ever registered: ids are a counter, so no handle above it was issued
+_highest_lock = threading.Lock()
 
 
 def register_connection(conn: Connection) -> None:
     """Make ``conn``'s handle valid (before its on_connect)."""
+    global _highest_id
     _connections[conn.id] = conn
+    with _highest_lock:
+        _highest_id = max(_highest_id, conn.id)
 
 
 def drop_connection(conn: Connection) -> None:
@@ -44,6 +50,18 @@ def connection(handle: int) -> Connection:
     conn = _connections.get(handle)
     if conn is None:
         raise AbiError(BAD_HANDLE, f"connection handle {handle} is unknown or its connection has ended")
+    return conn
+
+
+def live_or_ended(handle: int) -> Connection | None:
+    """The connection behind ``handle``, or None if it was issued but its connection has ended.
+
+    Raises:
+        AbiError: the handle was never issued (made up: above every connection id registered so far).
+    """
+    conn = _connections.get(handle)
+    if conn is None and not 0 < handle <= _highest_id:
+        return connection(handle)  # raises
     return conn
 
 

@@ -2,8 +2,8 @@
  * for the paths where Python is too slow. Compiled into two objects by build_ffi.py:
  *   - the extension module snow_rt_py._speedups (what mask.py calls, and what the tests compare against the Python
  *     implementations);
- *   - build/libsnow_ws.so, whose reply fast path (snow_rt_py/abi/snow_ws.c) encodes frames and checks UTF-8 with
- *     these functions instead of calling into Python.
+ *   - build/libsnow_ws.so, whose reply fast path (snow_rt_py/abi/snow_ws_replies.c) encodes frames and checks
+ *     UTF-8 with these functions instead of calling into Python.
  * No I/O, no state, no Python API. */
 
 #include <stddef.h>

@@ -256,16 +256,22 @@ class Connection(asyncio.Protocol):
             raise ConnectionClosedError(f"connection {self.id} is closed")
         raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
 
-    def send_budget(self) -> int:
-        """Bytes queued for this connection (frames not yet written plus the transport's buffer), or -1 if it
-        cannot send (closing or ended). What the C ABI's reply fast path needs to apply :meth:`offer_frame`'s rule
-        itself; the answer is only exact on the loop thread, and only until the next send or write."""
+    def reply_budget(self) -> int:
+        """Bytes that can be queued right now without the queue-bound rule refusing anything, or -1 if the
+        connection cannot send (closing or ended).
+
+        ``max_queue_bytes`` minus what is queued (frames not yet written plus the transport's buffer), never
+        negative: 0 means any frame must go through :meth:`offer_frame`, which applies the rule itself. What the C
+        ABI's reply fast path compares its buffered replies with; exact only on the loop thread, and only until the
+        next send or write.
+        """
         if self.phase is not _OPEN:
             return -1
+        queued = self._out_bytes
         transport = self._transport
-        if transport is None:
-            return self._out_bytes
-        return self._out_bytes + transport.get_write_buffer_size()
+        if transport is not None:
+            queued += transport.get_write_buffer_size()
+        return max(0, self.max_queue_bytes - queued)
 
     def offer_frame(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 import snow_rt_py
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType)
     ).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
     declared = header_functions(build_ffi.HEADER.read_text())
-    assert len(declared) == 28
+    assert len(declared) == 29
     # cffi's module init function is the only other symbol (the init code's extern "Python" helpers are static)
     assert exported == declared | {"PyInit__snow_ws_abi"}
 
@@ -37,6 +39,24 @@ def test_header_version_is_the_package_version(build_ffi: ModuleType, abi: tuple
     ffi, lib = abi
     assert build_ffi.header_version(build_ffi.HEADER.read_text()) == snow_rt_py.__version__
     assert ffi.string(lib.snow_ws_version()).decode() == snow_rt_py.__version__
+
+
+def test_version_number_is_baked_from_the_package_version(build_ffi: ModuleType, abi: tuple[Any, Any]) -> None:
+    _, lib = abi
+    number = build_ffi.version_number(snow_rt_py.__version__)
+    assert build_ffi.header_version_number(build_ffi.HEADER.read_text()) == number
+    assert lib.snow_ws_version_number() == number
+    assert [build_ffi.version_number(v) for v in ("0.1.0", "1.2.3", "10.0.99rc1")] == [100, 10203, 100099]
+    for bad in ("1.2", "1.100.0", "x.y.z"):
+        with pytest.raises(ValueError):
+            build_ffi.version_number(bad)
+
+
+def test_every_function_is_marked_for_export(build_ffi: ModuleType) -> None:
+    text = build_ffi.HEADER.read_text()
+    unmarked = [name for name in header_functions(text) if not re.search(rf"^SNOW_WS_API [^;(]*\b{name}\(", text, re.M)]
+    assert unmarked == []
+    assert "SNOW_WS_API" not in build_ffi.header_cdef(text)
 
 
 def test_one_error_list_feeds_the_enum_and_strerror(build_ffi: ModuleType, abi: tuple[Any, Any]) -> None:

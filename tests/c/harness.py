@@ -75,16 +75,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, timeout: float = TIMEOUT) -> None:
-    """Wait until 127.0.0.1:port accepts TCP connections (snow_ws_serve announces nothing when it is ready)."""
+def wait_listening(port: int, timeout: float = TIMEOUT, host: str = "127.0.0.1") -> None:
+    """Wait until host:port accepts TCP connections (snow_ws_serve announces nothing when it is ready)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+                raise AssertionError(f"nothing listens on {host}:{port} after {timeout} s") from None
             time.sleep(0.01)  # polling a port: there is no event to wait for
 
 

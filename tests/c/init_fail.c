@@ -1,5 +1,6 @@
 /* Run with SNOW_RT_PY_ABI_FAIL_IMPORT=1: the embedded runtime cannot start, and every entry point returns its
- * error value (never cffi's 0) with the reason; no callback ever runs; the "(no runtime)" helpers still work. */
+ * error value (never cffi's 0) with the reason; no callback ever runs; the "(no runtime)" helpers still work, and
+ * snow_ws_version_number does not even try to start it. */
 #include "testlib.h"
 
 static void *callback(void *conn, const SnowString *msg)
@@ -24,6 +25,10 @@ int main(void)
     SnowString *got[1];
     pthread_t thread;
 
+    /* No runtime: answers before anything tried to start it, and without trying (no SNOW_WS_E_INIT left). */
+    out("version_number %lld, header %lld: %s; last error code %lld", (long long)snow_ws_version_number(),
+        (long long)SNOW_WS_VERSION_NUMBER, snow_ws_version_number() == SNOW_WS_VERSION_NUMBER ? "match" : "MISMATCH",
+        (long long)snow_ws_last_error_code());
     result("init", snow_ws_init());
     result("init again", snow_ws_init());
     result_ptr("version", snow_ws_version());
@@ -51,6 +56,7 @@ int main(void)
     result("shutdown", snow_ws_shutdown());
     result("wait_shutdown (pending request)", snow_ws_wait_shutdown());
     out("strerror(SNOW_WS_E_INIT): %s", snow_ws_strerror(SNOW_WS_E_INIT));
+    result("version_number", snow_ws_version_number());
     out("string: %llu bytes '%c'", (unsigned long long)s->len, SNOW_STRING_DATA(s)[0]);
     snow_string_free(s);
     out("done");

@@ -11,15 +11,6 @@ static void *second_thread(void *arg)
     return NULL;
 }
 
-static SnowWsOptions fresh(void)
-{
-    SnowWsOptions o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.ping_interval_ms = -1;
-    return o;
-}
-
 int main(void)
 {
     SnowWsOptions o;
@@ -30,37 +21,39 @@ int main(void)
     out("last error before any call '%s' code %lld", snow_ws_last_error(), (long long)snow_ws_last_error_code());
     out("version %s, header %s: %s", snow_ws_version(), SNOW_WS_VERSION,
         strcmp(snow_ws_version(), SNOW_WS_VERSION) == 0 ? "match" : "MISMATCH");
+    out("version_number %lld, header %lld: %s", (long long)snow_ws_version_number(), (long long)SNOW_WS_VERSION_NUMBER,
+        snow_ws_version_number() == SNOW_WS_VERSION_NUMBER ? "match" : "MISMATCH");
     for (code = 0; code <= 11; code++)
         out("strerror(%lld) %s: %s", (long long)code, code_name(code), snow_ws_strerror(code));
     out("strerror(-1): %s", snow_ws_strerror(-1));
 
     out("-- options");
-    o = fresh();
+    o = fresh_options();
     o.struct_size = 4;
     result("struct_size 4", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.port = 70000;
     result("port 70000", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.pong_timeout_ms = -5;
     result("pong_timeout_ms -5", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.max_message_size = -1;
     result("max_message_size -1", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.workers = -2;
     result("workers -2", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.tls_cert_path = "/nonexistent/cert.pem";
     result("tls cert alone", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
     o.tls_key_path = "/nonexistent/key.pem";
     result("tls files missing", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
-    o = fresh();
+    o = fresh_options();
     o.host = "\xff";
     result("host not UTF-8", snow_ws_start(&o, NULL, NULL, NULL, NULL, NULL, NULL));
 
     /* A caller compiled against a shorter struct: only struct_size and host; the rest counts as 0. */
-    o = fresh();
+    o = fresh_options();
     o.struct_size = 16;
     o.host = "127.0.0.1";
     o.port = 1; /* past struct_size: ignored (port 0, ephemeral), else binding port 1 would fail */

@@ -216,10 +216,8 @@ static void *on_binary(void *conn, const uint8_t *data, int64_t len)
 
 static void *on_close(void *conn, int64_t code, const SnowString *reason)
 {
-    char *r = cstr(reason);
     (void)conn;
-    out("on_close %lld '%s'", (long long)code, r);
-    free(r);
+    out_close(code, reason);
     bump(0);
     return NULL;
 }

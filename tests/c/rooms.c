@@ -1,7 +1,8 @@
-/* Rooms: join/leave (and snow-rt's alias names), broadcast, broadcast_except, member counts, rooms_of, a stale
- * except handle, and joining from on_close. Clients connect to /NAME; each joins room "r" in on_connect.
- * Text commands: "all X", "others X", "everyone X" (broadcast_except with NULL), "leave", "join ROOM",
- * "count", "rooms", "stale X" (broadcast_except excluding the first connection that closed). */
+/* Rooms: join/leave (and snow-rt's alias names), broadcast, broadcast_except, member counts, rooms_of, an ended
+ * except handle, and joining from on_close. Clients connect to /NAME; each joins room "r" in on_connect, and its
+ * on_close broadcasts "NAME left" to r except itself. Text commands: "all X", "others X", "everyone X"
+ * (broadcast_except with NULL), "leave", "join ROOM", "count", "rooms", "stale X" (broadcast_except excluding the
+ * first connection that closed). */
 #include "testlib.h"
 
 static SnowString *room_r;
@@ -90,8 +91,14 @@ static void *on_message(void *conn, const SnowString *msg)
 
 static void *on_close(void *conn, int64_t code, const SnowString *reason)
 {
-    char what[64];
+    char what[128], left[32];
+    SnowString *text;
     (void)reason;
+    snprintf(left, sizeof left, "%s left", name_of(conn));
+    text = S(left);
+    snprintf(what, sizeof what, "%s closed; broadcast_except '%s' from on_close", name_of(conn), left);
+    result(what, snow_room_broadcast_except(room_r, text, conn));
+    snow_string_free(text);
     snprintf(what, sizeof what, "%s closed %lld; joins r from on_close", name_of(conn), (long long)code);
     result(what, snow_room_join(conn, room_r));
     if (closed_count++ == 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from snow_rt_py.testing import RawClient
 from tests.c.harness import Program, free_port, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,17 +207,26 @@ def test_rooms_broadcast_and_except(run: Run, asan: bool) -> None:
         prog.expect("A: all after-leave -> 0")
         nothing_pending(c["C"])
         c["B"].close()
-        prog.expect(f"B closed 1000; joins r from on_close -> {STALE}")
+        # An ended connection has left every room: excluding it (from its own on_close or later) excludes nobody.
+        prog.expect(
+            "B closed; broadcast_except 'B left' from on_close -> 0", f"B closed 1000; joins r from on_close -> {STALE}"
+        )
+        assert c["A"].recv(timeout=10) == "B left"
         c["A"].send("stale x")
-        prog.expect(f"A: stale x -> {STALE}")
+        assert c["A"].recv(timeout=10) == "x"
+        prog.expect("A: stale x -> 0")
         c["A"].send("count")
         prog.expect("A: count -> 1")
         nothing_pending(c["A"])
-    lines = [prog.line(), prog.line()]
-    assert sorted(lines) == [
-        f"A closed 1000; joins r from on_close -> {STALE}",
-        f"C closed 1000; joins r from on_close -> {STALE}",
-    ]
+    lines = [prog.line() for _ in range(4)]
+    assert sorted(lines) == sorted(
+        [
+            "A closed; broadcast_except 'A left' from on_close -> 0",
+            f"A closed 1000; joins r from on_close -> {STALE}",
+            "C closed; broadcast_except 'C left' from on_close -> 0",
+            f"C closed 1000; joins r from on_close -> {STALE}",
+        ]
+    )
     prog.expect("members of r after every close -> 0", "stop -> 0", "done")
     assert prog.finish() == 0
 
@@ -421,6 +432,36 @@ def test_serve_returns_on_signal_and_restores_handlers(run: Run, sig: signal.Sig
     assert prog.finish() == 0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.2", ""], ids=["SNOW_WS_HOST=127.0.0.2", "SNOW_WS_HOST-empty"])
+def test_serve_binds_the_address_of_snow_ws_host(run: Run, host: str) -> None:
+    port = free_port()
+    prog = run("serve_host", str(port), env={"SNOW_WS_HOST": host})
+    prog.expect("init -> 0")
+    listening = host or "127.0.0.1"
+    wait_listening(port, host=listening)
+    if host:  # only there: not on the default address
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with connect(f"ws://{listening}:{port}/", open_timeout=10, close_timeout=10) as ws:
+        ws.send("echo")
+        assert ws.recv(timeout=10) == "echo"
+        ws.send("stop")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect("shutdown from the callback -> 1", "serve returned: SNOW_WS_OK: ", "done")
+    assert prog.finish() == 0
+
+
+def test_serve_with_an_unusable_snow_ws_host_fails_naming_it(run: Run) -> None:
+    port = free_port()
+    prog = run("serve_host", str(port), env={"SNOW_WS_HOST": "256.1.1.1"})
+    prog.expect("init -> 0")
+    line = prog.line()
+    assert line.startswith(f"serve returned: SNOW_WS_E_SERVER_START: cannot listen on 256.1.1.1:{port}: "), line
+    assert line.endswith(" (the address is SNOW_WS_HOST's)"), line
+    prog.expect("done")
+    assert prog.finish() == 0
+
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
     ca = trustme.CA()
@@ -469,6 +510,7 @@ def test_init_failure_every_entry_point_fails(run: Run, asan: bool) -> None:
     calls = ["send", "send_binary", "close", "join", "leave", "broadcast", "broadcast_except", "member_count"]
     calls += ["rooms_of", "start", "server_port", "stop"]
     prog.expect(
+        "version_number 100, header 100: match; last error code 0",
         f"init -> -1 {reason}",
         f"init again -> -1 {reason}",
         f"version -> NULL {reason}",
@@ -482,6 +524,7 @@ def test_init_failure_every_entry_point_fails(run: Run, asan: bool) -> None:
         "shutdown -> 0",
         "wait_shutdown (pending request) -> 0",
         "strerror(SNOW_WS_E_INIT): the embedded runtime could not start",
+        "version_number -> 100",
         "string: 1 bytes 'x'",
         "done",
     )
@@ -495,6 +538,7 @@ def test_misc_options_errors_strings(run: Run) -> None:
     prog.expect(
         "last error before any call '' code 0",
         "version 0.1.0, header 0.1.0: match",
+        "version_number 100, header 100: match",
         "strerror(0) SNOW_WS_OK: no error",
         "strerror(1) SNOW_WS_E_INIT: the embedded runtime could not start",
         "strerror(2) SNOW_WS_E_INVALID_ARGUMENT: invalid argument",
@@ -543,6 +587,50 @@ def test_misc_options_errors_strings(run: Run) -> None:
         "main: last error still 'server 31337 is unknown or stopped'",
         "done",
     )
+    assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("policy", ["drop", "close"])
+def test_max_queue_bytes_and_slow_consumer_options(run: Run, policy: str) -> None:
+    prog = run("slow_consumer", policy)
+    arg = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    choices = "use 0 (default), SNOW_WS_SLOW_CONSUMER_CLOSE (1) or SNOW_WS_SLOW_CONSUMER_DROP (2)"
+    prog.expect(
+        f"slow_consumer 3 -> {arg} SnowWsOptions.slow_consumer is 3: {choices}",
+        f"slow_consumer -1 -> {arg} SnowWsOptions.slow_consumer is -1: {choices}",
+        f"max_queue_bytes 100 -> {arg} max_queue_bytes must be at least 1024, got 100",
+        "struct_size without the new fields -> started",
+        "stop -> 0",
+    )
+    slow = RawClient(prog.port(), rcvbuf=4096, timeout=10)  # never reads until the sends are refused
+    try:
+        assert slow.handshake("/")[0] == 101
+        prog.expect("connected")
+        sent = prog.line()
+        assert sent.startswith("sent ")
+        count = int(sent.split()[1])
+        assert 0 < count < 200000
+        if policy == "drop":
+            prog.expect("refused send -> -1 SNOW_WS_E_QUEUE_FULL: connection N: outbound queue full, message dropped")
+        else:
+            prog.expect("refused send -> -1 SNOW_WS_E_CLOSED: connection N is closed")
+        # Everything sent before the refusal arrives, in order, and nothing after it.
+        for i in range(count):
+            assert slow.recv_message() == f"{i:06d}" + "0" * 994
+        if policy == "drop":  # still open: it answers
+            slow.send_text("anyone?")
+            assert slow.recv_message() == "still open"
+            prog.expect("on_message 'anyone?', reply -> 0")
+            slow.send_close(1000)
+            assert slow.expect_close() == (1000, "")
+            prog.expect("on_close 1000 ''")
+        else:
+            assert slow.expect_close() == (1008, "slow consumer")
+            slow.send_close(1008)
+            prog.expect("on_close 1008 'slow consumer'")
+    finally:
+        slow.close()
+    prog.expect("stop -> 0", "done")
     assert prog.finish() == 0
 
 

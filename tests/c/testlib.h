@@ -110,6 +110,24 @@ static inline void wait_for(int which, int value)
     pthread_mutex_unlock(&t_lock);
 }
 
+/* Print "on_close CODE 'REASON'" (what an on_close callback got). */
+static inline void out_close(int64_t code, const SnowString *reason)
+{
+    char *r = cstr(reason);
+    out("on_close %lld '%s'", (long long)code, r);
+    free(r);
+}
+
+/* Options with every default but no heartbeat (struct_size set). */
+static inline SnowWsOptions fresh_options(void)
+{
+    SnowWsOptions o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.ping_interval_ms = -1;
+    return o;
+}
+
 /* Start a server on 127.0.0.1, an ephemeral port, no heartbeat; print "port N" (the test reads it). */
 static inline int64_t start(SnowWsOptions *opts, void *on_connect, void *connect_env, void *on_message,
                             void *message_env, void *on_close, void *close_env)

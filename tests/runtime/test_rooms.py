@@ -385,6 +385,43 @@ def test_drop_policy_keeps_the_slow_member_and_counts_drops(start_server) -> Non
     slow.close()
 
 
+class Budgets(Handler):
+    """Records ``reply_budget()`` around its own replies (on the loop thread: nothing is written meanwhile)."""
+
+    def __init__(self) -> None:
+        self.budgets: list[int] = []
+        self.done = threading.Event()
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        self.budgets.append(conn.reply_budget())
+        if message == "small":
+            conn.send(b"s" * 100)  # a 102-byte frame
+        elif message == "big":
+            conn.send(b"b" * 40_000)  # fits the empty queue, then exceeds the bound
+        elif message == "close":
+            conn.close(1000, "bye")
+        self.budgets.append(conn.reply_budget())
+        self.done.set()
+
+
+def test_reply_budget_is_what_the_queue_bound_still_accepts(start_server) -> None:
+    handler = Budgets()
+    server = start_server(handler, max_queue_bytes=32 * 1024, ping_interval=0)
+    with connect(server.url, open_timeout=5, max_size=None) as ws:
+        for message, reply_size, budgets in [
+            ("small", 100, [32 * 1024, 32 * 1024 - 102]),
+            ("big", 40_000, [32 * 1024, 0]),  # never negative: 0 sends everything through offer_frame's rule
+            ("close", None, [32 * 1024, -1]),  # -1: closing, it cannot send
+        ]:
+            handler.done.clear()
+            handler.budgets.clear()
+            ws.send(message)
+            if reply_size is not None:
+                assert len(ws.recv(timeout=5)) == reply_size
+            assert handler.done.wait(5)
+            assert handler.budgets == budgets, message
+
+
 def test_statistics_shape(start_server) -> None:
     handler = Members()
     server = start_server(handler)
