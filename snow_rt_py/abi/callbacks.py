@@ -90,27 +90,32 @@ class CHandler(Handler):
         handles.drop_connection(conn)  # rejected: on_close will not run, the handle is stale from now on
         return False
 
+    def on_text_bytes(self, conn: Connection, data: bytes) -> None:
+        """A text message, as the validated UTF-8 bytes it arrived as: handed to C as they are (the runtime calls
+        this instead of on_message for text, so text makes no str round trip)."""
+        if self._message is not None:
+            self._call(conn, self._call_message, self._message_target, data)
+
     def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if type(message) is str:
+            self.on_text_bytes(conn, message.encode())
+        elif self._binary is not None:
+            _thread.message = message  # for snow_abi_py_send_input: C sending these very bytes back
+            try:
+                self._call(conn, self._call_binary, self._binary_target, message)
+            finally:
+                _thread.message = None
+        elif self._message is not None:
+            self._call(conn, self._call_message, self._message_target, message)
+
+    def _call(self, conn: Connection, call: Any, target: Any, data: bytes | Any) -> None:
+        """Run one on_message / on_binary with the reply fast path armed, then queue what it replied."""
         try:
             buffer = _thread.replies
         except AttributeError:
             buffer = self._reply_buffer()
         budget = conn.reply_budget() if FAST_REPLIES else -1  # -1: C does not arm the fast path
-        if type(message) is str:
-            if self._message is None:
-                return
-            data = message.encode()
-            replies = self._call_message(self._message_target, conn.id, data, len(data), budget)
-        elif self._binary is not None:
-            _thread.message = message  # for snow_abi_py_send_input: C sending these very bytes back
-            try:
-                replies = self._call_binary(self._binary_target, conn.id, message, len(message), budget)
-            finally:
-                _thread.message = None
-        elif self._message is not None:
-            replies = self._call_message(self._message_target, conn.id, message, len(message), budget)
-        else:
-            return
+        replies = call(target, conn.id, data, len(data), budget)
         if replies > 0:
             # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can
             # run on this thread. offer_frame refuses them only if another thread closed the connection or filled

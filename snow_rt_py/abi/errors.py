@@ -13,6 +13,7 @@ from typing import Any
 from snow_rt_py.runtime.errors import (
     ConnectionClosedError,
     InvalidArgumentError,
+    InvalidUtf8Error,
     QueueFullError,
     ServerStartError,
 )
@@ -29,6 +30,7 @@ class AbiError(Exception):
 # First match wins: UnicodeDecodeError and InvalidArgumentError are ValueErrors, so they come before it.
 EXCEPTION_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (UnicodeDecodeError, "SNOW_WS_E_INVALID_UTF8"),
+    (InvalidUtf8Error, "SNOW_WS_E_INVALID_UTF8"),
     (ConnectionClosedError, "SNOW_WS_E_CLOSED"),
     (QueueFullError, "SNOW_WS_E_QUEUE_FULL"),
     (ServerStartError, "SNOW_WS_E_SERVER_START"),

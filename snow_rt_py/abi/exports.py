@@ -22,6 +22,7 @@ from snow_rt_py.abi import handles
 from snow_rt_py.abi.callbacks import CHandler, current_input
 from snow_rt_py.abi.errors import BAD_HANDLE, INVALID_ARGUMENT, NOT_FOUND, AbiError, ErrorMap
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.runtime import default_runtime
 
 VERSION = snow_rt_py.__version__
 
@@ -59,13 +60,15 @@ def install(ffi: Any, lib: Any) -> None:
         return str(unpack(data, length).decode("utf-8"))
 
     table = handles.connection_table()
+    rooms = default_runtime().rooms  # C's rooms: the default runtime's, shared with the Python API
 
     # The two sends are the hot path (one call per message): the registry is read directly; connection() only
     # runs to raise the error for an unknown handle.
     @export(ffi, "snow_abi_py_send_text", -1)
     def send_text(conn: int, data: Any, length: int) -> int:
         try:
-            (table.get(conn) or connection(conn)).send_text(unpack(data, length).decode("utf-8"))
+            # Text stays bytes: checked as UTF-8, framed, never decoded and re-encoded.
+            (table.get(conn) or connection(conn)).send_utf8(unpack(data, length))
             return 0
         except BaseException as exc:
             return fail(exc)
@@ -120,12 +123,10 @@ def install(ffi: Any, lib: Any) -> None:
     @export(ffi, "snow_abi_py_broadcast", -1)
     def broadcast(room: Any, room_len: int, msg: Any, msg_len: int, has_except: int, except_conn: int) -> int:
         try:
-            name, message = text(room, room_len), text(msg, msg_len)
+            name = text(room, room_len)
             # An ended connection has left every room already: excluding it excludes nobody.
             excluded = handles.live_or_ended(except_conn) if has_except else None
-            if excluded is not None:
-                return api.broadcast_except(name, message, excluded)
-            return api.broadcast(name, message)
+            return rooms.broadcast_utf8(name, unpack(msg, msg_len), excluded)
         except BaseException as exc:
             return fail(exc)
 

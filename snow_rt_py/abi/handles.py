@@ -10,6 +10,10 @@
 
 Every lookup either returns the object or raises :class:`AbiError` with the code C will see. Dict reads and
 writes are atomic, so lookups take no lock.
+
+The tables are state of the default :class:`~snow_rt_py.runtime.runtime.Runtime` (C's process-wide runtime, shared
+with the Python API): :class:`AbiHandles` is made by ``runtime.component`` and lives as long as that runtime. The
+module functions act on it.
 """
 
 from __future__ import annotations
@@ -19,88 +23,9 @@ import threading
 from typing import Any
 
 from snow_rt_py.abi.errors import BAD_HANDLE, BAD_SERVER, AbiError
-from snow_rt_py.api import RunningServer
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
-
-_connections: dict[int, Connection] = {}
-_highest_id = 0  # the highest connection id ever registered: ids are a counter, so no handle above it was issued
-_highest_lock = threading.Lock()
-
-
-def register_connection(conn: Connection) -> None:
-    """Make ``conn``'s handle valid (before its on_connect)."""
-    global _highest_id
-    _connections[conn.id] = conn
-    with _highest_lock:
-        _highest_id = max(_highest_id, conn.id)
-
-
-def drop_connection(conn: Connection) -> None:
-    """Make ``conn``'s handle stale (before its on_close, or after a rejecting on_connect). Idempotent."""
-    _connections.pop(conn.id, None)
-
-
-def connection(handle: int) -> Connection:
-    """The connection behind ``handle``.
-
-    Raises:
-        AbiError: the handle is unknown (made up, or its connection has ended).
-    """
-    conn = _connections.get(handle)
-    if conn is None:
-        raise AbiError(BAD_HANDLE, f"connection handle {handle} is unknown or its connection has ended")
-    return conn
-
-
-def live_or_ended(handle: int) -> Connection | None:
-    """The connection behind ``handle``, or None if it was issued but its connection has ended.
-
-    Raises:
-        AbiError: the handle was never issued (made up: above every connection id registered so far).
-    """
-    conn = _connections.get(handle)
-    if conn is None and not 0 < handle <= _highest_id:
-        return connection(handle)  # raises
-    return conn
-
-
-def connection_table() -> dict[int, Connection]:
-    """The registry itself, for the hot path (read it with ``.get``; register and drop through the functions)."""
-    return _connections
-
-
-def connection_count() -> int:
-    """How many handles are valid (for tests: no leak)."""
-    return len(_connections)
-
-
-_servers: dict[int, RunningServer] = {}
-_server_ids = itertools.count(1)
-
-
-def register_server(server: RunningServer) -> int:
-    """A new id for ``server``."""
-    server_id = next(_server_ids)
-    _servers[server_id] = server
-    return server_id
-
-
-def server(server_id: int) -> RunningServer:
-    """The running server with ``server_id``.
-
-    Raises:
-        AbiError: unknown or already stopped.
-    """
-    found = _servers.get(server_id)
-    if found is None:
-        raise AbiError(BAD_SERVER, f"server {server_id} is unknown or stopped")
-    return found
-
-
-def drop_server(server_id: int) -> None:
-    """Forget a stopped server. Idempotent."""
-    _servers.pop(server_id, None)
+from snow_rt_py.runtime.runtime import RunningServer, default_runtime
 
 
 class HeaderScope:
@@ -129,15 +54,109 @@ class HeaderScope:
             self._free(string)
 
 
-_header_scopes: dict[int, HeaderScope] = {}
-_header_ids = itertools.count(1)
+class AbiHandles:
+    """The C ABI's handle tables: connections by id, servers by id, header scopes by id."""
+
+    def __init__(self) -> None:
+        self.connections: dict[int, Connection] = {}
+        self.highest_id = 0  # the highest connection id ever registered: no handle above it was issued
+        self._lock = threading.Lock()
+        self.servers: dict[int, RunningServer] = {}
+        self._server_ids = itertools.count(1)
+        self.header_scopes: dict[int, HeaderScope] = {}
+        self._header_ids = itertools.count(1)
+
+    def register_connection(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        with self._lock:
+            self.highest_id = max(self.highest_id, conn.id)
+
+    def register_server(self, server: RunningServer) -> int:
+        server_id = next(self._server_ids)
+        self.servers[server_id] = server
+        return server_id
+
+    def open_headers(self, scope: HeaderScope) -> int:
+        handle = next(self._header_ids)
+        self.header_scopes[handle] = scope
+        return handle
+
+
+def tables() -> AbiHandles:
+    """The default runtime's handle tables (made on first use)."""
+    return default_runtime().component("abi.handles", AbiHandles)
+
+
+def register_connection(conn: Connection) -> None:
+    """Make ``conn``'s handle valid (before its on_connect)."""
+    tables().register_connection(conn)
+
+
+def drop_connection(conn: Connection) -> None:
+    """Make ``conn``'s handle stale (before its on_close, or after a rejecting on_connect). Idempotent."""
+    tables().connections.pop(conn.id, None)
+
+
+def connection(handle: int) -> Connection:
+    """The connection behind ``handle``.
+
+    Raises:
+        AbiError: the handle is unknown (made up, or its connection has ended).
+    """
+    conn = tables().connections.get(handle)
+    if conn is None:
+        raise AbiError(BAD_HANDLE, f"connection handle {handle} is unknown or its connection has ended")
+    return conn
+
+
+def live_or_ended(handle: int) -> Connection | None:
+    """The connection behind ``handle``, or None if it was issued but its connection has ended.
+
+    Raises:
+        AbiError: the handle was never issued (made up: above every connection id registered so far).
+    """
+    t = tables()
+    conn = t.connections.get(handle)
+    if conn is None and not 0 < handle <= t.highest_id:
+        return connection(handle)  # raises
+    return conn
+
+
+def connection_table() -> dict[int, Connection]:
+    """The registry itself, for the hot path (read it with ``.get``; register and drop through the functions)."""
+    return tables().connections
+
+
+def connection_count() -> int:
+    """How many handles are valid (for tests: no leak)."""
+    return len(tables().connections)
+
+
+def register_server(server: RunningServer) -> int:
+    """A new id for ``server``."""
+    return tables().register_server(server)
+
+
+def server(server_id: int) -> RunningServer:
+    """The running server with ``server_id``.
+
+    Raises:
+        AbiError: unknown or already stopped.
+    """
+    found = tables().servers.get(server_id)
+    if found is None:
+        raise AbiError(BAD_SERVER, f"server {server_id} is unknown or stopped")
+    return found
+
+
+def drop_server(server_id: int) -> None:
+    """Forget a stopped server. Idempotent."""
+    tables().servers.pop(server_id, None)
 
 
 def open_headers(scope: HeaderScope) -> int:
     """A new header handle for ``scope`` (valid until :func:`close_headers`)."""
-    handle = next(_header_ids)
-    _header_scopes[handle] = scope
-    return handle
+    return tables().open_headers(scope)
 
 
 def headers(handle: int) -> HeaderScope:
@@ -146,7 +165,7 @@ def headers(handle: int) -> HeaderScope:
     Raises:
         AbiError: unknown, or its on_connect has returned.
     """
-    scope = _header_scopes.get(handle)
+    scope = tables().header_scopes.get(handle)
     if scope is None:
         raise AbiError(BAD_HANDLE, "these headers are no longer valid: their on_connect has returned")
     return scope
@@ -154,6 +173,6 @@ def headers(handle: int) -> HeaderScope:
 
 def close_headers(handle: int) -> None:
     """End ``handle``: later lookups fail and its strings are freed."""
-    scope = _header_scopes.pop(handle, None)
+    scope = tables().header_scopes.pop(handle, None)
     if scope is not None:
         scope.close()

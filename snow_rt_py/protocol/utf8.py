@@ -25,7 +25,7 @@ if HAVE_SPEEDUPS:  # pragma: no branch - the accelerator shares masking's switch
 
     _lib = _speedups.lib
 
-__all__ = ["Utf8Decoder", "is_valid_utf8"]
+__all__ = ["Utf8Decoder", "is_valid_utf8", "utf8_error"]
 
 
 def is_valid_utf8(data: bytes | bytearray | memoryview) -> bool:
@@ -38,6 +38,17 @@ def is_valid_utf8(data: bytes | bytearray | memoryview) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def utf8_error(data: bytes | bytearray | memoryview) -> str | None:
+    """None if ``data`` is valid UTF-8, else what is wrong and where (e.g. ``"invalid start byte at byte 0"``)."""
+    if is_valid_utf8(data):
+        return None
+    try:
+        codecs.decode(data, "utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{exc.reason} at byte {exc.start}"
+    return None  # pragma: no cover - the two checks agree (tests/protocol/test_utf8.py)
 
 
 class Utf8Decoder:

@@ -37,9 +37,9 @@ from snow_rt_py.protocol.connection import ServerProtocol, State
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, frame_header
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.protocol.utf8 import is_valid_utf8
+from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
-from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, QueueFullError
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.scheduler import Actor, Tag
 
@@ -202,10 +202,11 @@ class Connection(asyncio.Protocol):
 
         Raises:
             ConnectionClosedError: the connection is closing or has ended.
-            InvalidArgumentError: ``data`` is not valid UTF-8 (nothing is sent).
+            InvalidUtf8Error: ``data`` is not valid UTF-8 (an InvalidArgumentError; nothing is sent).
         """
-        if not is_valid_utf8(data):
-            raise InvalidArgumentError("text is not valid UTF-8")
+        why = utf8_error(data)
+        if why is not None:
+            raise InvalidUtf8Error(f"not valid UTF-8: {why}")
         self._send_encoded_text(data)
 
     def _send_encoded_text(self, data: bytes) -> None:

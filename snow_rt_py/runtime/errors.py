@@ -19,5 +19,9 @@ class InvalidArgumentError(SnowError, ValueError):
     """An argument is out of range or of the wrong type (e.g. a close code that may not be sent)."""
 
 
+class InvalidUtf8Error(InvalidArgumentError):
+    """Text given as bytes is not valid UTF-8 (the message says where); nothing was sent."""
+
+
 class QueueFullError(SnowError):
     """The connection's outbound queue is full (a slow consumer) and the policy dropped the message."""

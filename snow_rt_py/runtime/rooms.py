@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
-from snow_rt_py.protocol.utf8 import is_valid_utf8
-from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
+from snow_rt_py.protocol.utf8 import utf8_error
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.connection import Connection
@@ -107,11 +107,12 @@ class RoomRegistry:
         """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
 
         Raises:
-            InvalidArgumentError: ``data`` is not valid UTF-8 (nothing is sent).
+            InvalidUtf8Error: ``data`` is not valid UTF-8 (an InvalidArgumentError; nothing is sent).
         """
         _check_room(room)
-        if not is_valid_utf8(data):
-            raise InvalidArgumentError("message is not valid UTF-8")
+        why = utf8_error(data)
+        if why is not None:
+            raise InvalidUtf8Error(f"not valid UTF-8: {why}")
         return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
 
     def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:

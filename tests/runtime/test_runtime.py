@@ -81,3 +81,47 @@ def test_default_runtime_is_shared_by_the_python_api() -> None:
         assert snow_rt_py.default_runtime().rooms.member_count("r") == 1
         assert snow_rt_py.broadcast("r", "hi") == 0
         assert ws.recv(timeout=5) == "hi"
+
+
+class BytesHandler(Handler):
+    """Has on_text_bytes (what the C ABI's handler has): text arrives as its UTF-8 bytes, binary at on_message."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, object]] = []
+
+    def on_text_bytes(self, conn: Connection, data: bytes) -> None:
+        self.got.append(("text", data))
+        conn.send_utf8(data)
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        self.got.append(("message", message))
+        conn.send(message)
+
+
+def test_a_handler_with_on_text_bytes_gets_text_as_the_bytes_it_came_with(start_server) -> None:
+    handler = BytesHandler()
+    server = start_server(handler)
+    text = "h\u00e9llo \U0001f600"
+    with connect(server.url, open_timeout=5) as ws:
+        ws.send(text)
+        assert ws.recv(timeout=5) == text
+        ws.send(b"\xff\x00")
+        assert ws.recv(timeout=5) == b"\xff\x00"
+    assert handler.got == [("text", text.encode()), ("message", b"\xff\x00")]
+
+
+def test_send_utf8_refuses_invalid_bytes_and_says_where(start_server) -> None:
+    errors: list[str] = []
+
+    def on_message(conn: Connection, message: str | bytes) -> None:
+        try:
+            conn.send_utf8(b"ok \xed\xa0\x80")  # a surrogate: not UTF-8
+        except snow_rt_py.InvalidArgumentError as exc:
+            errors.append(str(exc))
+        conn.send_utf8(b"fine")
+
+    server = start_server(snow_rt_py.make_handler(on_message=on_message))
+    with connect(server.url, open_timeout=5) as ws:
+        ws.send("go")
+        assert ws.recv(timeout=5) == "fine"
+    assert errors == ["not valid UTF-8: invalid continuation byte at byte 3"]
