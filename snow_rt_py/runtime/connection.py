@@ -17,7 +17,7 @@ decided by the first move out of OPEN and never changes afterwards.
 
 One output FIFO: the protocol's ``outgoing`` list. The 101, pongs, Close frames and the data frames of every
 thread go there in order; the loop thread drains it once per read and once per flush (frames produced while one
-read is handled, or during one loop iteration, leave in one ``transport.write``, DESIGN.md §8).
+read is handled, or during one loop iteration, leave in one ``transport.write``: see docs/ARCHITECTURE.md).
 ``send_*``, ``close`` and ``abort`` are safe from any thread.
 """
 
