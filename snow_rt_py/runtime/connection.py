@@ -58,6 +58,7 @@ ABORTED = (int(CloseCode.ABNORMAL_CLOSURE), "")
 SEPARATE_PAYLOAD_MIN = 64 << 10
 """From this size on, a message is queued as its frame header plus its payload, and written with writelines: the
 payload is never copied into a frame (nor into a joined write)."""
+_FLUSH_NOW = 64  # frames queued by one read from which they are written at once, not at the end of the iteration
 _SEPARATE_TEXT_MIN = SEPARATE_PAYLOAD_MIN // 4  # characters: a str this long may encode to SEPARATE_PAYLOAD_MIN
 
 
@@ -394,7 +395,13 @@ class Connection(asyncio.Protocol):
             self._in_read = False
             # What this read produced leaves at the end of the loop iteration, with what every other connection
             # read in the same iteration produced: one write per connection, and the peers wake up once.
-            if self._out:  # (offer_frame left the scheduling to us while _in_read)
+            out = self._out
+            if len(out) >= _FLUSH_NOW:
+                # A read that produced this much (a ping flood, say) is written now: the transport's buffer then
+                # says at once whether the peer reads it (pause_writing -> pause_reading), before the event loop
+                # reads the socket again (libuv reads up to 32 times per wake-up).
+                self._flush()
+            elif out:  # (offer_frame left the scheduling to us while _in_read)
                 self._flush_pending = True
                 self.server.schedule_flush(self)
 
