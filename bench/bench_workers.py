@@ -7,7 +7,9 @@ loaded by ``bench/loadgen.c`` (32-byte text, ``--connections`` (8) x ``--infligh
 two workers busy). cffi releases the GIL around the call into C, so with two workers two burns can overlap; one
 worker can never do more than 1e6 / burn_us messages/s (5,000 at 200 us).
 
-Each run starts a fresh server per worker count, interleaved (the order alternates between runs); the table shows
+Each run starts a fresh server per worker count, interleaved (the order alternates between runs); a run during
+which other jobs took more than ``--max-others`` (25) % of a core is redone (``--retries``, 3) on the same server
+and the least disturbed attempt kept, since workers=2 needs every core of the machine. The table shows
 medians and the ratio workers=2 / workers=1 against the goal (>= 1.5x). Besides msg/s it shows where the CPU went
 during the measured window: the server's CPU (utime + stime of /proc/PID/stat), its busiest threads
 (/proc/PID/task/*/stat: the workers and the event-loop thread), the load generator's own CPU and everything else
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,22 @@ def build_server() -> Path:
     ]
     subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
     return SERVER_BIN
+
+
+def calibrate(burn_us: int, trials: int = 5) -> int:
+    """Spin iterations per message for ``burn_us`` microseconds of CPU: the most of ``trials`` calibrations, each in
+    its own ``cpu_echo --calibrate`` process (a calibration disturbed by other jobs or by the hypervisor comes out
+    short, never long). Every server of the run then burns exactly this many iterations."""
+    best = 0
+    for _ in range(trials):
+        out = subprocess.run(
+            [str(SERVER_BIN), "--calibrate", "--burn-us", str(burn_us)], capture_output=True, text=True, timeout=60
+        )
+        match = re.search(r"= (\d+) iterations", out.stderr)
+        if out.returncode != 0 or match is None:
+            raise SystemExit(f"cpu_echo --calibrate failed (exit {out.returncode}): {out.stderr.strip()}")
+        best = max(best, int(match.group(1)))
+    return best
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -134,16 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet-wait", type=float, default=30.0, help="before each run, wait up to this long for a quiet machine"
     )
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=25.0,
+        help="redo a run if other jobs took more than this %% of a core during it (default 25): workers=2 needs "
+        "every core, so it is the figure other jobs disturb most",
+    )
+    parser.add_argument("--retries", type=int, default=3, help="redo a disturbed run at most this often (default 3)")
     parser.add_argument("--json", type=Path, help="also write every run's raw results here")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.runs, opts.duration, opts.warmup, opts.quiet_wait = 3, 2.0, 0.5, 5.0
+        opts.runs, opts.duration, opts.warmup, opts.quiet_wait, opts.retries = 3, 2.0, 0.5, 5.0, 1
     counts = [int(x) for x in opts.workers.split(",") if x.strip()]
 
     be.SERVER_CORE, be.LOADGEN_CORE = placement(opts.pin)  # read by bench_echo's harness at each start
     be.raise_nofile_limit()
     be.build_loadgen()
     build_server()
+    be.wait_for_quiet(0.15, opts.quiet_wait)
+    iterations = calibrate(opts.burn_us) if opts.burn_us > 0 else 0
     info = be.versions()
     for key in ("websockets", "picows", "aiohttp", "node", "node ws"):
         info.pop(key, None)
@@ -151,29 +180,35 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"workers: cpu_echo burning {opts.burn_us} us per message, {opts.connections} connections x "
         f"{opts.inflight} in flight, 32-byte text, {opts.warmup:g} s warm-up + {opts.duration:g} s, {opts.runs} "
-        f"run(s); server on cores {be.SERVER_CORE}, loadgen on cores {be.LOADGEN_CORE}"
+        f"run(s); server on cores {be.SERVER_CORE}, loadgen on cores {be.LOADGEN_CORE}; burn = {iterations:,} spin "
+        "iterations (best of 5 calibrations)"
     )
 
     raw: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
     problems: list[str] = []
-    calibration = ""
     with tempfile.TemporaryDirectory(prefix="bench_workers.") as tmp:
         for run in range(1, opts.runs + 1):
             order = counts if run % 2 else counts[::-1]
             for w in order:
                 busy = be.wait_for_quiet(0.15, opts.quiet_wait)
-                argv_ = [str(SERVER_BIN), "--port", "0", "--workers", str(w), "--burn-us", str(opts.burn_us)]
+                argv_ = [str(SERVER_BIN), "--port", "0", "--workers", str(w), "--iterations", str(iterations)]
                 spec = be.ServerSpec(f"cpu_echo w{w}", argv_)
                 try:
                     with be.running_server(spec, Path(tmp)) as server:
                         res = measure(server, opts)
+                        attempts = 1
+                        while res["others_cpu_pct"] > opts.max_others and attempts <= opts.retries:
+                            attempts += 1
+                            again = measure(server, opts)
+                            if again["others_cpu_pct"] < res["others_cpu_pct"]:
+                                res = again
+                        res["attempts"] = attempts
                         stderr = server.stderr_text()
                     status = server.proc.returncode
                 except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as exc:
                     problems.append(f"workers={w} run {run}: {exc}")
                     print(f"  ! workers={w} run {run}: {exc}", file=sys.stderr)
                     continue
-                calibration = next((ln for ln in stderr.splitlines() if "burn" in ln), calibration)
                 res["busy_before"] = busy
                 raw[w].append(res)
                 if res["errors"] or status not in (0, None):
@@ -182,11 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"  run {run} workers={w}: {res['msgs_per_sec']:8,.0f} msg/s, p50 {res['p50_us']:6.0f} us, "
                     f"p99 {res['p99_us']:7.0f} us | server CPU {res['server_cpu_pct']:3.0f}% "
                     f"({res['server_us_per_msg']:.0f} us/msg), threads {res['threads_pct']}% | loadgen "
-                    f"{res['loadgen_cpu_pct']:.0f}%, other jobs {res['others_cpu_pct']:.0f}% of a core",
+                    f"{res['loadgen_cpu_pct']:.0f}%, other jobs {res['others_cpu_pct']:.0f}% of a core, "
+                    f"attempts {attempts}",
                     flush=True,
                 )
-    if calibration:
-        print(f"server: {calibration.strip()}")
     if opts.json:
         opts.json.write_text(
             json.dumps({"versions": info, "options": {k: str(v) for k, v in vars(opts).items()}, "runs": raw})

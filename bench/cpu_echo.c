@@ -6,7 +6,9 @@
  *     build/cpu_echo --port 0 --workers 2 --burn-us 200
  *
  * Options: --host H (127.0.0.1), --port N (0 picks a free port), --workers N (0: callbacks on the event loop),
- * --burn-us U (200: CPU microseconds burnt per message), --ping-interval S (0: no heartbeat, the default here).
+ * --burn-us U (200: CPU microseconds burnt per message), --iterations N (spin exactly N iterations per message
+ * instead: no calibration), --ping-interval S (0: no heartbeat, the default here), --calibrate (print the
+ * calibration line and exit, starting no server).
  *
  * The burn is a spin loop on a volatile counter, a fixed number of iterations per message. That number is
  * calibrated once at start-up with clock_gettime(CLOCK_THREAD_CPUTIME_ID): the loop is timed several times in
@@ -51,7 +53,7 @@ static uint64_t calibrate(long long burn_us, double *spread_pct)
     uint64_t best = UINT64_MAX, worst = 0;
     int i;
     spin(probe); /* warm-up: page in, settle the clock frequency */
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < 15; i++) {
         uint64_t t0 = thread_cpu_ns(), dt;
         spin(probe);
         dt = thread_cpu_ns() - t0;
@@ -94,16 +96,18 @@ static int parse_int(const char *text, long long min, long long max, long long *
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: cpu_echo [--host H] [--port N] [--workers N] [--burn-us U] [--ping-interval S]\n");
+    fprintf(stderr, "usage: cpu_echo [--host H] [--port N] [--workers N] [--burn-us U | --iterations N] "
+                    "[--ping-interval S] [--calibrate]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     SnowWsOptions opts;
-    long long value, burn_us = 200, ping_s = 0;
+    long long value, burn_us = 200, ping_s = 0, iterations = -1;
+    int calibrate_only = 0;
     const char *host = "127.0.0.1";
-    double spread;
+    double spread = 0.0;
     int64_t server;
     int i;
 
@@ -111,6 +115,10 @@ int main(int argc, char **argv)
     opts.struct_size = sizeof opts;
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
+        if (strcmp(arg, "--calibrate") == 0) {
+            calibrate_only = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             usage();
         if (strcmp(arg, "--host") == 0)
@@ -121,6 +129,8 @@ int main(int argc, char **argv)
             opts.workers = value;
         else if (strcmp(arg, "--burn-us") == 0 && parse_int(argv[++i], 0, 1000000, &value) == 0)
             burn_us = value;
+        else if (strcmp(arg, "--iterations") == 0 && parse_int(argv[++i], 0, INT64_MAX, &value) == 0)
+            iterations = value;
         else if (strcmp(arg, "--ping-interval") == 0 && parse_int(argv[++i], 0, INT64_MAX / 1000, &value) == 0)
             ping_s = value;
         else
@@ -130,10 +140,18 @@ int main(int argc, char **argv)
     opts.ping_interval_ms = ping_s == 0 ? -1 : ping_s * 1000;
     opts.on_binary_fn = (void *)on_binary;
 
-    burn_iterations = burn_us > 0 ? calibrate(burn_us, &spread) : 0;
-    if (burn_us > 0)
-        fprintf(stderr, "cpu_echo: burn %lld us = %llu iterations (spread of the trials %.0f %%)\n", burn_us,
-                (unsigned long long)burn_iterations, spread);
+    if (iterations >= 0) {
+        burn_iterations = (uint64_t)iterations;
+        fprintf(stderr, "cpu_echo: burn %llu iterations per message (given)\n", (unsigned long long)iterations);
+    }
+    else {
+        burn_iterations = burn_us > 0 ? calibrate(burn_us, &spread) : 0;
+        if (burn_us > 0)
+            fprintf(stderr, "cpu_echo: burn %lld us = %llu iterations (spread of the trials %.0f %%)\n", burn_us,
+                    (unsigned long long)burn_iterations, spread);
+    }
+    if (calibrate_only)
+        return 0;
 
     server = snow_ws_start(&opts, NULL, NULL, (void *)on_message, NULL, NULL, NULL);
     if (server < 0) {
