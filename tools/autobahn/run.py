@@ -1,0 +1,363 @@
+"""Run the Autobahn|Testsuite fuzzing client against both of our servers and judge the results.
+
+    make autobahn                         # cases 1.* to 10.* (everything but compression, 12.* and 13.*)
+    make autobahn CASES='6.*,7.1.*'       # some cases only
+    .venv/bin/python tools/autobahn/run.py [--cases PATTERNS] [--allow-list FILE] [--out DIR]
+
+What it does, in order:
+
+1. Sets up the suite in ``.autobahn/venv`` (ignored by git) unless it is there already: a Python 2.7 virtualenv
+   (the suite runs on Python 2.7 only) with the pins of ``tools/autobahn/requirements-py27.txt``; it is rebuilt
+   when that file changes. Python 2.7 is ``$PYTHON27``, else pyenv's 2.7.18, else ``python2.7`` on PATH; if there
+   is none it says how to get one and exits 2 (never a silent pass). virtualenv (< 20.22, the last releases that
+   run on and create Python 2.7) is installed into ``.autobahn/bootstrap``, not into that interpreter.
+2. Starts the Python echo server (``python -m snow_rt_py serve --app echo``) and the C one (``build/echo_server``,
+   examples/echo_server.c) on free ports, 16 MiB messages allowed (cases 9.1.6 and 9.2.6 send 16 MiB), heartbeat
+   off (a server ping landing inside a case would be an unexpected frame for it).
+3. Writes a fuzzingclient spec naming both and runs ``wstest -m fuzzingclient -s spec.json``; the HTML report
+   (index.html, one page per case) and index.json go to ``artifacts/autobahn/``.
+4. Reads index.json and prints, per server and per section, how many cases were OK, NON-STRICT, INFORMATIONAL,
+   FAILED, UNIMPLEMENTED (and any other verdict), with the cases that are not OK or INFORMATIONAL.
+5. Stops both servers, whatever happened (SIGTERM, then SIGKILL after 10 s).
+
+Exit status: 0 when every case of both servers is OK or INFORMATIONAL (behaviour and closing behaviour), or is
+named in the allow-list file with a reason; 1 otherwise (and when a case is missing from the report or wstest
+failed); 2 when the suite cannot be set up (no Python 2.7, failed install, server that does not start).
+
+The allow-list (``tools/autobahn/allow-list.txt``) holds one case per line, ``CASE_ID reason...`` (``#`` starts a
+comment); an entry without a reason is an error. An entry applies to both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements-py27.txt"
+ALLOW_LIST = HERE / "allow-list.txt"
+SUITE_DIR = ROOT / ".autobahn"
+VENV = SUITE_DIR / "venv"
+BOOTSTRAP = SUITE_DIR / "bootstrap"
+STAMP = VENV / ".requirements.sha256"
+OUT = ROOT / "artifacts" / "autobahn"
+PYENV_27 = Path.home() / ".pyenv" / "versions" / "2.7.18" / "bin" / "python"
+DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 11))
+MAX_MESSAGE = 16 * 1024 * 1024  # cases 9.1.6 / 9.2.6: 16 MiB messages
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+GOOD = ("OK", "INFORMATIONAL")
+VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "UNIMPLEMENTED")
+
+
+class SetupError(Exception):
+    """The suite or a server could not be set up (exit status 2)."""
+
+
+# -- Python 2.7 and the suite's virtualenv -----------------------------------------------------------------------
+
+
+def find_python27() -> str | None:
+    """The Python 2.7 to build the virtualenv with: $PYTHON27, pyenv's 2.7.18, or python2.7 on PATH."""
+    candidates = [os.environ.get("PYTHON27", ""), str(PYENV_27), shutil.which("python2.7") or ""]
+    for candidate in candidates:
+        if not candidate or not Path(candidate).exists():
+            continue
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "2.7":
+            return candidate
+    return None
+
+
+def no_python27() -> None:
+    print(
+        "autobahn: Python 2.7 not found (Autobahn|Testsuite runs on Python 2.7 only).\n"
+        "  Get it with pyenv:  pyenv install 2.7.18   (it then lives in ~/.pyenv/versions/2.7.18/bin/python)\n"
+        "  or point PYTHON27 at a Python 2.7 interpreter:  make autobahn PYTHON27=/path/to/python2.7\n"
+        "Nothing was tested.",
+        file=sys.stderr,
+    )
+
+
+def run_step(what: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> None:
+    print(f"autobahn: {what}", flush=True)
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr)[-4000:]
+        raise SetupError(f"{what} failed (exit {result.returncode}): {' '.join(cmd)}\n{tail}")
+
+
+def ensure_suite(python27: str) -> Path:
+    """``.autobahn/venv/bin/wstest``, installing the suite first if needed (or if the pins changed)."""
+    wstest = VENV / "bin" / "wstest"
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if wstest.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
+        return wstest
+    started = time.monotonic()
+    shutil.rmtree(VENV, ignore_errors=True)
+    SUITE_DIR.mkdir(exist_ok=True)
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONWARNINGS": "ignore"}
+    if not (BOOTSTRAP / "virtualenv").exists():
+        run_step(
+            "installing virtualenv<20.22 for Python 2.7 into .autobahn/bootstrap",
+            [python27, "-m", "pip", "install", "-q", "--target", str(BOOTSTRAP), "virtualenv<20.22"],
+            env,
+        )
+    run_step(
+        "creating the Python 2.7 virtualenv .autobahn/venv",
+        [python27, "-m", "virtualenv", "-q", str(VENV)],
+        {**env, "PYTHONPATH": str(BOOTSTRAP)},
+    )
+    run_step(
+        f"installing Autobahn|Testsuite and its pins ({REQUIREMENTS.relative_to(ROOT)})",
+        [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-r", str(REQUIREMENTS)],
+        env,
+    )
+    run_step("checking that wstest starts", [str(wstest), "--help"], env, timeout=120)
+    STAMP.write_text(digest + "\n")
+    print(f"autobahn: suite ready in {time.monotonic() - started:.0f} s", flush=True)
+    return wstest
+
+
+# -- servers ---------------------------------------------------------------------------------------------------
+
+
+def server_commands() -> dict[str, list[str]]:
+    """The servers under test, by the agent name the report uses."""
+    python = str(ROOT / ".venv" / "bin" / "python")
+    common = ["--host", "127.0.0.1", "--port", "0", "--max-message-size", str(MAX_MESSAGE), "--ping-interval", "0"]
+    return {
+        "snow-python": [python, "-m", "snow_rt_py", "serve", "--app", "echo", *common],
+        "snow-c": [str(ROOT / "build" / "echo_server"), *common],
+    }
+
+
+def start_server(name: str, argv: list[str], logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start one server; return it with its URL once it printed ``listening on URL``."""
+    if not Path(argv[0]).exists():
+        raise SetupError(f"{name}: {argv[0]} does not exist: run `make build` first")
+    with open(logs / f"{name}.stderr", "wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+    assert proc.stdout is not None
+    line = b""
+    deadline = time.monotonic() + READY_TIMEOUT
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while not line.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+            if sel.select(timeout=0.2):
+                chunk = os.read(proc.stdout.fileno(), 1)
+                if not chunk:
+                    break
+                line += chunk
+    match = re.fullmatch(r"listening on (ws://\S+)", line.decode(errors="replace").strip())
+    if match is None:
+        stop(proc)
+        tail = (logs / f"{name}.stderr").read_text(errors="replace")[-2000:]
+        raise SetupError(f"{name}: no 'listening on' line (got {line!r}); stderr:\n{tail}")
+    return proc, match.group(1).rstrip("/")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"autobahn: pid {proc.pid} ignored SIGTERM; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def running_servers(logs: Path) -> Iterator[dict[str, str]]:
+    """Every server started, by agent name -> URL; all stopped on exit, whatever happens."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    try:
+        for name, argv in server_commands().items():
+            procs[name], urls[name] = start_server(name, argv, logs)
+            print(f"autobahn: {name} listening on {urls[name]} (pid {procs[name].pid})", flush=True)
+        yield urls
+    finally:
+        for name, proc in procs.items():
+            alive = proc.poll() is None
+            status = stop(proc)
+            if not alive:
+                print(f"autobahn: {name} had exited during the run (status {status})", file=sys.stderr)
+
+
+# -- the run and its verdict -------------------------------------------------------------------------------------
+
+
+def read_allow_list(path: Path) -> dict[str, str]:
+    """Case id -> reason."""
+    allowed: dict[str, str] = {}
+    if not path.exists():
+        return allowed
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        case, _, reason = line.partition(" ")
+        if not reason.strip():
+            raise SetupError(f"{path}:{number}: allow-list entry {case!r} has no reason")
+        allowed[case] = reason.strip()
+    return allowed
+
+
+def case_key(case: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in case.split("."))
+
+
+def judge(index: dict[str, dict[str, dict[str, object]]], agents: list[str], allowed: dict[str, str]) -> int:
+    """Print the summary table and the cases that are not good; return the number of cases that fail the run."""
+    failing = 0
+    used: set[str] = set()
+    columns = [*VERDICTS, "other"]
+    header = f"{'server':12} {'section':>7} " + " ".join(f"{c:>13}" for c in columns) + f" {'total':>6}"
+    print("\n" + header + "\n" + "-" * len(header))
+    problems: list[str] = []
+    for agent in agents:
+        cases = index.get(agent, {})
+        if not cases:
+            problems.append(f"{agent}: no results at all in index.json")
+            failing += 1
+            continue
+        sections: dict[int, Counter[str]] = {}
+        for case_id in sorted(cases, key=case_key):
+            result = cases[case_id]
+            behavior, close = str(result.get("behavior")), str(result.get("behaviorClose"))
+            counter = sections.setdefault(case_key(case_id)[0], Counter())
+            counter[behavior if behavior in VERDICTS else "other"] += 1
+            if behavior in GOOD and close in GOOD:
+                continue
+            what = f"{agent} {case_id}: {behavior} (closing: {close}, close code {result.get('remoteCloseCode')})"
+            if case_id in allowed:
+                used.add(case_id)
+                problems.append(f"{what} -- allowed: {allowed[case_id]}")
+            else:
+                problems.append(what)
+                failing += 1
+        for section, counter in sorted(sections.items()):
+            row = " ".join(f"{counter.get(c, 0):>13}" for c in columns)
+            print(f"{agent:12} {section:>7} {row} {sum(counter.values()):>6}")
+        total = sum((c for c in sections.values()), Counter())
+        row = " ".join(f"{total.get(c, 0):>13}" for c in columns)
+        print(f"{agent:12} {'all':>7} {row} {sum(total.values()):>6}")
+    if problems:
+        print("\nnot OK or INFORMATIONAL:")
+        for line in problems:
+            print("  " + line)
+    for case in sorted(set(allowed) - used, key=case_key):
+        print(f"  note: allow-list entry {case} was not needed (it passes now: remove it)")
+    return failing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--cases",
+        default=os.environ.get("CASES") or DEFAULT_CASES,
+        help=f"comma-separated wstest case patterns (default $CASES, else {DEFAULT_CASES})",
+    )
+    parser.add_argument("--allow-list", type=Path, default=ALLOW_LIST, help="cases allowed to be not OK, with reasons")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the report goes (default artifacts/autobahn)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds wstest may take (default 1800)")
+    opts = parser.parse_args(argv)
+    cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
+    started = time.monotonic()
+
+    # SIGTERM (e.g. CI giving up) unwinds like Ctrl-C, so the servers are stopped.
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminated)
+
+    python27 = find_python27()
+    if python27 is None:
+        no_python27()
+        return 2
+    try:
+        allowed = read_allow_list(opts.allow_list)
+        wstest = ensure_suite(python27)
+        out = opts.out.resolve()
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        with running_servers(out) as urls:
+            spec = {
+                "outdir": str(out),
+                "servers": [{"agent": name, "url": url} for name, url in urls.items()],
+                "cases": cases,
+                "exclude-cases": [],
+                "exclude-agent-cases": {},
+            }
+            spec_path = out / "spec.json"
+            spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+            print(f"autobahn: wstest -m fuzzingclient, cases {','.join(cases)}", flush=True)
+            t0 = time.monotonic()
+            with open(out / "wstest.log", "wb") as log:
+                try:
+                    status = subprocess.run(
+                        [str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
+                        cwd=out,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        timeout=opts.timeout,
+                    ).returncode
+                except subprocess.TimeoutExpired:
+                    print(f"autobahn: wstest did not finish within {opts.timeout:.0f} s", file=sys.stderr)
+                    status = -1
+            print(f"autobahn: wstest finished in {time.monotonic() - t0:.0f} s (exit {status})", flush=True)
+    except SetupError as exc:
+        print(f"autobahn: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"autobahn: interrupted ({exc or 'Ctrl-C'}); servers stopped", file=sys.stderr)
+        return 130
+
+    index_path = out / "index.json"
+    if status != 0 or not index_path.exists():
+        tail = (out / "wstest.log").read_text(errors="replace")[-3000:]
+        print(f"autobahn: wstest failed (exit {status}, index.json {'present' if index_path.exists() else 'missing'})")
+        print(tail, file=sys.stderr)
+        return 1
+    failing = judge(json.loads(index_path.read_text()), list(urls), allowed)
+    print(f"\nreport: {(out / 'index.html').relative_to(ROOT)}; total time {time.monotonic() - started:.0f} s")
+    if failing:
+        print(f"autobahn: FAILED: {failing} case result(s) not OK, INFORMATIONAL or allowed")
+        return 1
+    print("autobahn: passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
