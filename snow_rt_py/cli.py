@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="close",
         help="full queue: close the member with 1008 (default) or drop the message for it",
     )
-    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs (e.g. a browser page)")
+    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs and HEADs (e.g. a web page)")
     s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
     s.add_argument(
         "--no-tune-malloc",
