@@ -101,6 +101,21 @@ class Recorder(CallLog, Handler):
         return self.wait_closes(1, timeout)[0]
 
 
+class CloseOnRequest(Recorder):
+    """A Recorder that answers the text ``close me`` with ``conn.close(code, reason)`` instead of echoing it."""
+
+    def __init__(self, code: int = 4100, reason: str = "as requested") -> None:
+        super().__init__()
+        self.close_with = (code, reason)
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "close me":
+            self.record("message", conn.id, message)
+            conn.close(*self.close_with)
+        else:
+            super().on_message(conn, message)
+
+
 def start(handler: Handler | None = None, **options: Any) -> RunningServer:
     """Start a server on 127.0.0.1, on a free port unless told otherwise; a :class:`Recorder` if no handler.
 

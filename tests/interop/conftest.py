@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from snow_rt_py import Connection
-from tests.support import Recorder
+from tests.support import CloseOnRequest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -201,15 +200,12 @@ def run_node(node_script: Callable[..., NodeProcess]) -> Callable[..., dict[str,
     return run
 
 
-class Recording(Recorder):
-    """Recorder (tests/support.py) that answers the text ``close me`` with ``conn.close(4001, "server bye")``
+class Recording(CloseOnRequest):
+    """A Recorder (tests/support.py) that answers the text ``close me`` with ``conn.close(4001, "server bye")``
     and waits up to 10 s for closes (node scripts and browsers take longer than the runtime tests)."""
 
-    def on_message(self, conn: Connection, message: str | bytes) -> None:
-        if message == "close me":
-            conn.close(4001, "server bye")
-        else:
-            super().on_message(conn, message)
+    def __init__(self) -> None:
+        super().__init__(4001, "server bye")
 
     def wait_closes(self, count: int, timeout: float = 10.0) -> list[tuple[int, str]]:
         return super().wait_closes(count, timeout)

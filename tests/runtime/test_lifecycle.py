@@ -21,7 +21,7 @@ from snow_rt_py import (
     Reject,
 )
 from snow_rt_py.testing import RawClient
-from tests.support import Recorder
+from tests.support import CloseOnRequest, Recorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -126,17 +126,11 @@ def test_handler_crash_closes_only_its_connection_with_1011(start_server, caplog
     )
 
 
-class Closer(Recorder):
+class Closer(CloseOnRequest):
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
         super().on_connect(conn, path, headers)
         conn.send("welcome")  # sent from inside on_connect: must arrive before anything else
         return True
-
-    def on_message(self, conn: Connection, message: str | bytes) -> None:
-        if message == "close me":
-            conn.close(4100, "as requested")
-        else:
-            super().on_message(conn, message)
 
 
 def test_explicit_close_and_use_after_close(start_server) -> None:
