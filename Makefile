@@ -8,7 +8,7 @@ PORT   ?= 8765
 
 .PHONY: build run test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml snow_rt_py/__init__.py  # the package's version is read from __init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

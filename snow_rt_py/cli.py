@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,13 @@ def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
 
 
@@ -52,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--pong-timeout",
-        type=_seconds,
+        type=_positive_seconds,
         default=10.0,
-        help="seconds a pong has to arrive before close 1011 (default: 10)",
+        help="seconds (> 0) a pong has to arrive before close 1011 (default: 10)",
     )
     s.add_argument(
         "--workers",
@@ -74,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="close",
         help="full queue: close the member with 1008 (default) or drop the message for it",
     )
-    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs (e.g. a browser page)")
+    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs and HEADs (e.g. a web page)")
     s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
     s.add_argument(
         "--no-tune-malloc",
@@ -96,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         ping_interval=args.ping_interval or None,
-        pong_timeout=args.pong_timeout if args.pong_timeout > 0 else 10.0,
+        pong_timeout=args.pong_timeout,
         workers=args.workers,
         max_queue_bytes=args.max_queue_bytes,
         slow_consumer=args.slow_consumer,

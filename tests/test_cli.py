@@ -136,3 +136,18 @@ def test_missing_tls_file_is_a_one_line_error(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "none.pem" in proc.stderr and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_pong_timeout_must_be_positive_exit_2_naming_the_option_and_range(value: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snow_rt_py", "serve", "--port", "0", f"--pong-timeout={value}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # never got as far as listening
+    assert "Traceback" not in proc.stderr
+    error = f"snow-ws serve: error: argument --pong-timeout: must be a number of seconds > 0, got {value}"
+    assert proc.stderr.splitlines()[-1] == error, proc.stderr  # argparse style: the usage, then this one line

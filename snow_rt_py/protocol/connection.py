@@ -68,12 +68,12 @@ from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, enco
 from snow_rt_py.protocol.handshake import (
     DEFAULT_MAX_HANDSHAKE_SIZE,
     ParsedRequest,
+    PlainRequest,
     RequestParser,
     build_error_response,
     build_response,
     build_response_101,
 )
-from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.mask import C_THRESHOLD, MaskedPayload, apply_mask
 from snow_rt_py.protocol.utf8 import Utf8Decoder
 
@@ -152,6 +152,7 @@ class ServerProtocol:
         "_buf",
         "_decoder",
         "_eof",
+        "_http_method",
         "_max_message_size",
         "_msg_opcode",
         "_msg_size",
@@ -182,6 +183,7 @@ class ServerProtocol:
         self._parser: RequestParser | None = None if open else RequestParser(max_handshake_size)
         self._pending: ParsedRequest | None = None  # a Request returned, awaiting accept() or reject()
         self._pending_http = False  # an HttpRequest returned, awaiting respond() or reject()
+        self._http_method = ""  # that HttpRequest's method
         self.outgoing: list[bytes] = []
         self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
         self._eof = False
@@ -237,17 +239,16 @@ class ServerProtocol:
             request = self._parser.feed(data)
         except HandshakeError as exc:
             self._parser = None
-            if exc.plain is not None:  # a plain HTTP GET: the caller answers it (respond() or reject())
-                target, headers = exc.plain
-                assert isinstance(headers, Headers)
-                self._pending_http = True
-                return [HttpRequest(target, headers)]
             self.outgoing.append(build_error_response(exc.status, exc.reason, exc.headers))
             self._transition(_Trigger.REJECT)
             return [HandshakeFailure(exc.status, exc.reason)]
         if request is None:
             return []
         self._parser = None
+        if isinstance(request, PlainRequest):  # a plain HTTP GET or HEAD: the caller answers it (respond() or reject())
+            self._pending_http = True
+            self._http_method = request.method
+            return [HttpRequest(request.method, request.target, request.headers)]
         self._pending = request
         self._buf += request.rest
         return [Request(request.target, request.headers)]
@@ -524,14 +525,15 @@ class ServerProtocol:
     def respond(self, status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer the plain HTTP request announced by an HttpRequest event.
 
-        Queues the response and moves to CLOSED. Next: write ``data_to_send()`` and close the connection.
+        Queues the response (without the body if the request was a HEAD: the same status and headers, its
+        ``Content-Length`` included) and moves to CLOSED. Next: write ``data_to_send()`` and close the connection.
 
         Raises:
             UsageError: if no HttpRequest is awaiting an answer, or the status or a header is invalid.
         """
         if not self._pending_http or self.state is not State.HANDSHAKE:
             raise UsageError("respond() needs an HttpRequest event awaiting an answer")
-        self.outgoing.append(build_response(status, body, content_type, headers))
+        self.outgoing.append(build_response(status, body, content_type, headers, method=self._http_method))
         self._pending_http = False
         self._transition(_Trigger.REJECT)
         self._drop_input()

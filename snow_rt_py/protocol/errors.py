@@ -37,22 +37,13 @@ class HandshakeError(Exception):
         status: the HTTP status code to answer with (400, 426, 431, 405...).
         reason: a short plain-text reason, sent as the response body.
         headers: extra response headers, e.g. ``[("Sec-WebSocket-Version", "13")]`` for 426.
-        plain: set when the request is a well-formed plain HTTP GET with no ``Upgrade`` header at all: its
-            ``(target, Headers)``, so the connection can offer it to the caller (to serve a page) instead.
     """
 
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        headers: tuple[tuple[str, str], ...] = (),
-        plain: tuple[str, object] | None = None,
-    ) -> None:
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.headers = headers
-        self.plain = plain  # (target, headers) when this is a valid plain HTTP GET (no Upgrade at all)
 
 
 class UsageError(Exception):

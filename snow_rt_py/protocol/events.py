@@ -31,16 +31,19 @@ class Request:
 
 @dataclass(slots=True)
 class HttpRequest:
-    """A well-formed plain HTTP GET (no ``Upgrade`` header): not a WebSocket handshake.
+    """A well-formed plain HTTP GET or HEAD (no ``Upgrade`` header): not a WebSocket handshake.
 
-    Next: answer it with ``respond(status, body, content_type)`` (e.g. serve a page) or ``reject(400, reason)``,
-    then write ``data_to_send()`` and close the TCP connection.
+    Next: answer it with ``respond(status, body, content_type)`` (e.g. serve a page; for a HEAD it sends the
+    headers a GET would get and no body) or ``reject(400, reason)``, then write ``data_to_send()`` and close the
+    TCP connection.
 
     Attributes:
+        method: ``"GET"`` or ``"HEAD"``.
         target: the raw request-target.
         headers: the request headers.
     """
 
+    method: str
     target: str
     headers: Headers
 

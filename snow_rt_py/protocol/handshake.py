@@ -1,7 +1,9 @@
 """The server side of the opening handshake (RFC 6455 §4.2, HTTP/1.1 syntax from RFC 9112).
 
 :class:`RequestParser` buffers the request head as it arrives (in any chunking), bounded by ``max_size``, and
-validates it. Every invalid request raises :class:`HandshakeError` carrying the HTTP status to answer with:
+validates it. It returns a :class:`ParsedRequest` (a WebSocket opening handshake) or a :class:`PlainRequest` (a
+plain HTTP GET or HEAD, see below). Every invalid request raises :class:`HandshakeError` carrying the HTTP status
+to answer with:
 
 =========================================================  ======  ============================================
 Problem                                                    Status  Extra response header
@@ -11,10 +13,10 @@ malformed request line, HTTP version below 1.1, or a       400
 request-target neither origin- nor absolute-form
 malformed header line (no colon, space before the          400
 colon, obs-fold, control characters)
-method other than GET (RFC 6455 §4.1 requires GET)         405     ``Allow: GET``
+method other than GET (RFC 6455 §4.1 requires GET),        405     ``Allow: GET``
+except a plain HEAD (no ``Upgrade``, see below)
 no ``Host``, or several (RFC 9112 §3.2)                    400
 a body (``Transfer-Encoding``, ``Content-Length`` not 0)   400
-no ``Upgrade`` at all (a plain HTTP GET): see below         400
 ``Upgrade`` without the token ``websocket``                400
 ``Connection`` without the token ``upgrade``               400
 ``Sec-WebSocket-Key`` missing, repeated, or not the        400
@@ -31,12 +33,14 @@ how they were chunked.
 missing version gets 426 rather than 400 so that the response tells the client which version to speak
 (RFC 6455 §4.4). Bare ``LF`` line endings are accepted as well as ``CRLF`` (RFC 9112 §2.2).
 
-A well-formed GET that has no ``Upgrade`` header at all is a plain HTTP request: its HandshakeError carries
-``plain=(target, headers)`` so that :class:`~snow_rt_py.protocol.connection.ServerProtocol` can hand it to its
-caller (an :class:`~snow_rt_py.protocol.events.HttpRequest` event) to serve a page, or refuse it with the 400.
+A well-formed GET or HEAD that has no ``Upgrade`` header at all (passing the checks above it in the table) is a
+plain HTTP request, not a failed handshake: the parser returns it as a :class:`PlainRequest`, and
+:class:`~snow_rt_py.protocol.connection.ServerProtocol` hands it to its caller (an
+:class:`~snow_rt_py.protocol.events.HttpRequest` event) to serve a page, or to refuse it (the runtime answers 400
+"Upgrade header must include websocket." when it serves no files).
 
 The responses are built by :func:`build_response_101`, :func:`build_error_response` and
-:func:`build_response`.
+:func:`build_response` (which leaves the body out for a HEAD).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "DEFAULT_MAX_HANDSHAKE_SIZE",
     "WEBSOCKET_GUID",
     "ParsedRequest",
+    "PlainRequest",
     "RequestParser",
     "accept_key",
     "build_error_response",
@@ -93,6 +98,24 @@ class ParsedRequest(NamedTuple):
     rest: bytes
 
 
+class PlainRequest(NamedTuple):
+    """A well-formed plain HTTP request: a GET or HEAD with no ``Upgrade`` header, not a WebSocket handshake.
+
+    Attributes:
+        method: ``"GET"`` or ``"HEAD"``.
+        target: the raw request-target.
+        headers: the request headers.
+    """
+
+    method: str
+    target: str
+    headers: Headers
+
+
+_PLAIN_METHODS = (b"GET", b"HEAD")
+_NO_UPGRADE = "Upgrade header must include websocket."
+
+
 def accept_key(key: str) -> str:
     """Compute ``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2).
 
@@ -125,14 +148,15 @@ class RequestParser:
         self._line_checked = False  # the request line was seen and is valid
         self._done = False
 
-    def feed(self, data: bytes | bytearray | memoryview) -> ParsedRequest | None:
+    def feed(self, data: bytes | bytearray | memoryview) -> ParsedRequest | PlainRequest | None:
         """Add received bytes.
 
         Args:
             data: the next bytes from the client.
 
         Returns:
-            The request once its head is complete, else None (feed more).
+            Once the head is complete, the opening handshake (:class:`ParsedRequest`) or a plain HTTP GET or
+            HEAD (:class:`PlainRequest`; what follows its head is dropped); else None (feed more).
 
         Raises:
             HandshakeError: the request is invalid (see the module docstring for each status). The parser
@@ -175,7 +199,10 @@ class RequestParser:
         head = bytes(buf[:end])
         rest = bytes(buf[end:])
         self._buffer = bytearray()
-        target, headers, key = parse_request(head)
+        request = _parse_head(head)
+        if isinstance(request, PlainRequest):
+            return request
+        target, headers, key = request
         return ParsedRequest(target, headers, key, rest)
 
     def _fail(self) -> None:
@@ -194,8 +221,18 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
         ``(target, headers, key)``.
 
     Raises:
-        HandshakeError: the request is not a valid WebSocket opening handshake.
+        HandshakeError: the request is not a valid WebSocket opening handshake; a plain GET (no ``Upgrade``
+            header) is one with status 400, a plain HEAD with 405. (:class:`RequestParser` returns those as a
+            :class:`PlainRequest` instead.)
     """
+    request = _parse_head(head)
+    if isinstance(request, PlainRequest):
+        raise _bad_request(_NO_UPGRADE) if request.method == "GET" else _method_not_allowed()
+    return request
+
+
+def _parse_head(head: bytes) -> tuple[str, Headers, str] | PlainRequest:
+    """:func:`parse_request`, except that a well-formed plain GET or HEAD is returned as a PlainRequest."""
     # The head ends with an empty line, so the split ends with two empty items.
     lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]]
     if not lines:
@@ -210,16 +247,17 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
             raise _bad_request("Malformed header line.")
         headers.add(match.group(1).decode("ascii"), match.group(2).decode("latin-1"))
 
-    if method != b"GET":
-        raise HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed.", (("Allow", "GET"),))
+    plain = "Upgrade" not in headers and method in _PLAIN_METHODS
+    if method != b"GET" and not plain:
+        raise _method_not_allowed()
     if len(headers.get_all("Host")) != 1:
         raise _bad_request("Missing or repeated Host header.")
     if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
         raise _bad_request("A WebSocket handshake request has no body.")
-    if "Upgrade" not in headers:  # a plain HTTP request: the caller may answer it (e.g. serve a page)
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "Upgrade header must include websocket.", plain=(target, headers))
+    if plain:  # not a handshake: the caller may answer it (e.g. serve a page)
+        return PlainRequest(method.decode("ascii"), target, headers)
     if not _has_token(headers, "Upgrade", "websocket"):
-        raise _bad_request("Upgrade header must include websocket.")
+        raise _bad_request(_NO_UPGRADE)
     if not _has_token(headers, "Connection", "upgrade"):
         raise _bad_request("Connection header must include upgrade.")
     keys = headers.get_all("Sec-WebSocket-Key")
@@ -252,6 +290,10 @@ def _parse_request_line(line: bytes) -> tuple[bytes, str]:
 
 def _bad_request(reason: str) -> HandshakeError:
     return HandshakeError(HTTPStatus.BAD_REQUEST, reason)
+
+
+def _method_not_allowed() -> HandshakeError:
+    return HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed.", (("Allow", "GET"),))
 
 
 def _has_token(headers: Headers, name: str, token: str) -> bool:
@@ -312,7 +354,9 @@ def build_error_response(status: int, reason: str, headers: Sequence[tuple[str, 
     return _closing_response(status, "Error", (reason + "\n").encode("utf-8"), "text/plain; charset=utf-8", headers)
 
 
-def build_response(status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+def build_response(
+    status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = (), *, method: str = "GET"
+) -> bytes:
     """Build a complete HTTP/1.1 response to a plain HTTP request; the connection closes after it.
 
     Args:
@@ -320,22 +364,31 @@ def build_response(status: int, body: bytes, content_type: str, headers: Sequenc
         body: the body.
         content_type: the ``Content-Type``.
         headers: extra response headers.
+        method: the request's method. The response to a ``HEAD`` is the one a GET would get without its body
+            (RFC 9110 §9.3.2): its ``Content-Length`` is still the body's.
 
     Returns:
-        The status line, ``Content-Type``, ``Content-Length``, ``Connection: close``, the extra headers, the body.
+        The status line, ``Content-Type``, ``Content-Length``, ``Connection: close``, the extra headers, the body
+        (none for a HEAD).
 
     Raises:
         UsageError: if the status is outside 200-599, or a header is invalid.
     """
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise UsageError(f"status {status!r} is not a final HTTP status")
-    return _closing_response(status, "Status", body, content_type, headers)
+    return _closing_response(status, "Status", body, content_type, headers, send_body=method != "HEAD")
 
 
 def _closing_response(
-    status: int, fallback_phrase: str, body: bytes, content_type: str, headers: Sequence[tuple[str, str]]
+    status: int,
+    fallback_phrase: str,
+    body: bytes,
+    content_type: str,
+    headers: Sequence[tuple[str, str]],
+    send_body: bool = True,
 ) -> bytes:
-    """Status line, Content-Type, Content-Length, ``Connection: close``, the extra headers, then the body."""
+    """Status line, Content-Type, Content-Length, ``Connection: close``, the extra headers, then the body (if
+    ``send_body``: the length is the body's either way)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -344,7 +397,8 @@ def _closing_response(
     lines += _header_lines([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     lines.append("Connection: close")
     lines += _header_lines(headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + body if send_body else head
 
 
 def _header_lines(headers: Sequence[tuple[str, str]]) -> list[str]:

@@ -33,8 +33,8 @@ class ServerOptions:
             quarter of it. A message of any allowed size is always taken.
         slow_consumer: what happens to a member whose queue is full: "close" (default) drops the message and closes
             the connection with 1008 "slow consumer"; "drop" drops the message and keeps the connection.
-        static_dir: answer plain HTTP GETs (no Upgrade header) with the files of this directory; None answers
-            them with 400.
+        static_dir: answer plain HTTP GETs and HEADs (no Upgrade header) with the files of this directory; None
+            answers them with 400.
         static_index: the file ``GET /`` serves from ``static_dir``.
         tune_malloc: raise glibc's mmap/trim thresholds (process-wide, once) so large message buffers are reused
             instead of faulting in fresh pages for every message (see runtime/allocator.py).

@@ -20,6 +20,7 @@ import snow_rt_py
 from snow_rt_py.abi import exports, handles
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.testing import RawClient
+from tests.support import CallLog
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,25 +30,6 @@ MESSAGE = "void *(*)(void *, const SnowString *)"
 MESSAGE_ENV = "void *(*)(void *, void *, const SnowString *)"
 CLOSE = "void *(*)(void *, int64_t, const SnowString *)"
 BINARY = "void *(*)(void *, const uint8_t *, int64_t)"
-
-
-class Events:
-    """What the C callbacks saw, in order, with a bounded wait."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[Any, ...]] = []
-        self.cond = threading.Condition()
-
-    def add(self, *item: Any) -> None:
-        with self.cond:
-            self.items.append(item)
-            self.cond.notify_all()
-
-    def wait(self, kind: str, count: int = 1) -> list[tuple[Any, ...]]:
-        with self.cond:
-            ok = self.cond.wait_for(lambda: sum(1 for i in self.items if i[0] == kind) >= count, 10)
-            assert ok, f"timed out waiting for {count} {kind}: {self.items!r}"
-            return [i for i in self.items if i[0] == kind]
 
 
 def text(ffi: Any, s: Any) -> bytes:
@@ -86,23 +68,23 @@ def options(ffi: Any, **fields: Any) -> Any:
 @pytest.mark.parametrize(("workers", "thread_prefix"), [(0, "snow-loop"), (2, "snow-ws-worker-")])
 def test_echo_and_callback_threads(abi: tuple[Any, Any], servers: list[int], workers: int, thread_prefix: str) -> None:
     ffi, lib = abi
-    events = Events()
+    events = CallLog()  # what the C callbacks saw, in order
 
     @ffi.callback(CONNECT)
     def on_connect(conn: Any, path: Any, headers: Any) -> Any:
         value = lib.snow_ws_header_get(headers, b"user-agent")
-        events.add("connect", handle(ffi, conn), text(ffi, path), value != ffi.NULL, threading.current_thread().name)
+        events.record("connect", handle(ffi, conn), text(ffi, path), value != ffi.NULL, threading.current_thread().name)
         return conn
 
     @ffi.callback(MESSAGE)
     def on_message(conn: Any, msg: Any) -> Any:
-        events.add("message", text(ffi, msg), threading.current_thread().name)
+        events.record("message", text(ffi, msg), threading.current_thread().name)
         assert lib.snow_ws_send(conn, msg) == 0
         return ffi.NULL
 
     @ffi.callback(CLOSE)
     def on_close(conn: Any, code: int, reason: Any) -> Any:
-        events.add("close", handle(ffi, conn), code, text(ffi, reason))
+        events.record("close", handle(ffi, conn), code, text(ffi, reason))
         return ffi.NULL
 
     server = lib.snow_ws_start(
@@ -114,14 +96,14 @@ def test_echo_and_callback_threads(abi: tuple[Any, Any], servers: list[int], wor
     with connect(f"ws://127.0.0.1:{port}/p?q=1", open_timeout=10) as ws:
         ws.send("hé")
         assert ws.recv(timeout=10) == "hé"
-        [(_, conn_id, path, has_ua, connect_thread)] = events.wait("connect")
+        [(_, conn_id, path, has_ua, connect_thread)] = events.wait_count("connect", timeout=10)
         conn = handles.connection(conn_id)  # the handle is the Python API's Connection.id
         assert conn.path == "/p?q=1" and path == b"/p?q=1" and has_ua
         assert conn.remote_address is not None and conn.remote_address[1] == ws.local_address[1]
         ws.close(4000, "bye")
-    [(_, message, message_thread)] = events.wait("message")
+    [(_, message, message_thread)] = events.wait_count("message", timeout=10)
     assert message == "hé".encode()
-    assert events.wait("close") == [("close", conn_id, 4000, b"bye")]
+    assert events.wait_count("close", timeout=10) == [("close", conn_id, 4000, b"bye")]
     assert connect_thread.startswith(thread_prefix) and message_thread.startswith(thread_prefix)
     assert handles.connection_count() == 0
 
@@ -249,11 +231,11 @@ def test_heartbeat_timeout_reaches_on_close_within_a_second(abi: tuple[Any, Any]
     # A client that answers no ping: 1011 is sent and TCP closed at once (RFC 6455 §7.1.7), so C's on_close
     # runs ~0.4 s after the connect, not after close_timeout (5 s) more.
     ffi, lib = abi
-    events = Events()
+    events = CallLog()
 
     @ffi.callback(CLOSE)
     def on_close(conn: Any, code: int, reason: Any) -> Any:
-        events.add("close", code, text(ffi, reason), time.monotonic())
+        events.record("close", code, text(ffi, reason), time.monotonic())
         return ffi.NULL
 
     opts = options(ffi)
@@ -264,7 +246,7 @@ def test_heartbeat_timeout_reaches_on_close_within_a_second(abi: tuple[Any, Any]
     servers.append(server)
     with RawClient.connect(lib.snow_ws_server_port(server), timeout=5) as client:
         connected = time.monotonic()
-        [(_, code, reason, closed)] = events.wait("close")
+        [(_, code, reason, closed)] = events.wait_count("close", timeout=10)
         assert client.expect_close() == (1011, "keepalive ping timeout")
     assert (code, reason) == (1011, b"keepalive ping timeout")
     assert closed - connected < 1.0, closed - connected

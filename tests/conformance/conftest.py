@@ -44,13 +44,13 @@ StartFn = Callable[[int | None], tuple[int, Callable[[], None]]]
 
 def start_ours(max_size: int | None) -> tuple[int, Callable[[], None]]:
     """Our echo server through the Python API (no heartbeat, so no unsolicited pings on the wire)."""
-    import snow_rt_py
     from snow_rt_py.apps import EchoApp
+    from tests.support import start
 
-    options: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "ping_interval": 0}
+    options: dict[str, Any] = {"ping_interval": 0}
     if max_size is not None:
         options["max_message_size"] = max_size
-    server = snow_rt_py.start(EchoApp(), **options)
+    server = start(EchoApp(), **options)
     return server.port, lambda: server.stop(timeout=2.0)
 
 

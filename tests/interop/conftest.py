@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-import snow_rt_py
-from snow_rt_py import Connection, Handler, RunningServer
+from tests.support import CloseOnRequest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -201,47 +200,18 @@ def run_node(node_script: Callable[..., NodeProcess]) -> Callable[..., dict[str,
     return run
 
 
-class Recording(Handler):
-    """Echoes every message, except that the text ``close me`` is answered with ``conn.close(4001, "server
-    bye")``; records every on_close as ``(code, reason)``, thread-safely."""
+class Recording(CloseOnRequest):
+    """A Recorder (tests/support.py) that answers the text ``close me`` with ``conn.close(4001, "server bye")``
+    and waits up to 10 s for closes (node scripts and browsers take longer than the runtime tests)."""
 
     def __init__(self) -> None:
-        self.closes: list[tuple[int, str]] = []
-        self.cond = threading.Condition()
-
-    def on_message(self, conn: Connection, message: str | bytes) -> None:
-        if message == "close me":
-            conn.close(4001, "server bye")
-        else:
-            conn.send(message)
-
-    def on_close(self, conn: Connection, code: int, reason: str) -> None:
-        with self.cond:
-            self.closes.append((code, reason))
-            self.cond.notify_all()
+        super().__init__(4001, "server bye")
 
     def wait_closes(self, count: int, timeout: float = 10.0) -> list[tuple[int, str]]:
-        """Block until ``count`` connections have closed; return every (code, reason) so far."""
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.closes) >= count, timeout):
-                raise AssertionError(f"expected {count} on_close calls within {timeout} s, got {self.closes!r}")
-            return list(self.closes)
+        return super().wait_closes(count, timeout)
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[..., RunningServer]]:
-    """Factory: ``server(handler, **options)`` starts our server on 127.0.0.1, ephemeral port, no heartbeat
-    unless asked; every server is stopped at teardown."""
-    servers: list[RunningServer] = []
-
-    def factory(handler: Handler, **options: Any) -> RunningServer:
-        options.setdefault("host", "127.0.0.1")
-        options.setdefault("port", 0)
-        options.setdefault("ping_interval", 0)
-        running = snow_rt_py.start(handler, **options)
-        servers.append(running)
-        return running
-
-    yield factory
-    for running in servers:
-        running.stop(timeout=2.0)
+def server_options() -> dict[str, Any]:
+    """``start_server`` (tests/conftest.py) starts servers here without a heartbeat unless a test asks for one."""
+    return {"ping_interval": 0}

@@ -45,10 +45,12 @@ class RecordingChat(ChatApp):
         self.recorder.on_close(conn, code, reason)
 
 
-def test_two_browser_pages_chat_through_chat_html(server, node_script, chromium, artifacts) -> None:
+def test_two_browser_pages_chat_through_chat_html(start_server, node_script, chromium, artifacts) -> None:
     handler = RecordingChat()
     # With a heartbeat: the browser must answer the server's pings on its own, or the pages would be closed 1011.
-    srv = server(handler, static_dir=REPO / "examples", static_index="chat.html", ping_interval=0.5, pong_timeout=10)
+    srv = start_server(
+        handler, static_dir=REPO / "examples", static_index="chat.html", ping_interval=0.5, pong_timeout=10
+    )
     for name in ("chat-page1.png", "chat-page2.png", "chat-page2-closed.png"):
         (artifacts / name).unlink(missing_ok=True)
     browser = node_script("browser_chat.mjs", f"http://127.0.0.1:{srv.port}/", str(artifacts))

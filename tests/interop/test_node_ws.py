@@ -27,9 +27,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_text_messages_echo_as_text(server, run_node) -> None:
+def test_text_messages_echo_as_text(start_server, run_node) -> None:
     handler = Recording()
-    srv = server(handler)
+    srv = start_server(handler)
     result = run_node("ws_client.mjs", "text", srv.url)
     assert result["errors"] == []
     assert result["extensions"] == "", "the permessage-deflate offer must be declined"
@@ -41,8 +41,8 @@ def test_text_messages_echo_as_text(server, run_node) -> None:
     assert handler.wait_closes(1) == [(1000, "done")]
 
 
-def test_binary_messages_echo_as_binary(server, run_node) -> None:
-    srv = server(EchoApp())
+def test_binary_messages_echo_as_binary(start_server, run_node) -> None:
+    srv = start_server(EchoApp())
     result = run_node("ws_client.mjs", "binary", srv.url)
     assert result["errors"] == []
     assert [{"length": r["length"], "sha256": r["sha256"]} for r in result["received"]] == result["sent"]
@@ -51,9 +51,9 @@ def test_binary_messages_echo_as_binary(server, run_node) -> None:
     assert result["close"]["code"] == 1000
 
 
-def test_large_messages_up_to_the_16_mib_limit(server, run_node) -> None:
+def test_large_messages_up_to_the_16_mib_limit(start_server, run_node) -> None:
     handler = Recording()
-    srv = server(handler)  # default max_message_size: 16 MiB
+    srv = start_server(handler)  # default max_message_size: 16 MiB
     result = run_node("ws_client.mjs", "large", srv.url)
     assert result["errors"] == []
     sizes = {r["name"]: r["sent_length"] for r in result["results"]}
@@ -71,8 +71,8 @@ def test_large_messages_up_to_the_16_mib_limit(server, run_node) -> None:
     assert handler.wait_closes(1) == [(1009, "message too big")]
 
 
-def test_ping_from_node_gets_pong_with_same_payload(server, run_node) -> None:
-    srv = server(EchoApp())
+def test_ping_from_node_gets_pong_with_same_payload(start_server, run_node) -> None:
+    srv = start_server(EchoApp())
     result = run_node("ws_client.mjs", "ping", srv.url)
     assert result["errors"] == []
     assert result["pongs"] == result["sent"]
@@ -82,9 +82,9 @@ def test_ping_from_node_gets_pong_with_same_payload(server, run_node) -> None:
     assert result["close"]["code"] == 1000
 
 
-def test_server_heartbeat_is_answered_by_node(server, run_node) -> None:
+def test_server_heartbeat_is_answered_by_node(start_server, run_node) -> None:
     handler = Recording()
-    srv = server(handler, ping_interval=0.2, pong_timeout=5.0)
+    srv = start_server(handler, ping_interval=0.2, pong_timeout=5.0)
     result = run_node("ws_client.mjs", "heartbeat", srv.url, "1500")
     assert result["errors"] == []
     assert result["pings"] >= 2, result
@@ -93,9 +93,9 @@ def test_server_heartbeat_is_answered_by_node(server, run_node) -> None:
     assert handler.wait_closes(1) == [(1000, "")]
 
 
-def test_client_close_4000_bye_reaches_on_close(server, run_node) -> None:
+def test_client_close_4000_bye_reaches_on_close(start_server, run_node) -> None:
     handler = Recording()
-    srv = server(handler)
+    srv = start_server(handler)
     result = run_node("ws_client.mjs", "client_close", srv.url)
     assert result["errors"] == []
     assert result["echoed"]["text"] == "before close"
@@ -105,9 +105,9 @@ def test_client_close_4000_bye_reaches_on_close(server, run_node) -> None:
     assert sorted(handler.wait_closes(3)) == [(1005, ""), (1006, ""), (4000, "bye")]
 
 
-def test_server_close_4001_reaches_node(server, run_node) -> None:
+def test_server_close_4001_reaches_node(start_server, run_node) -> None:
     handler = Recording()
-    srv = server(handler)
+    srv = start_server(handler)
     result = run_node("ws_client.mjs", "server_close", srv.url)
     assert result["errors"] == []
     assert result["close"] == {"code": 4001, "reason": "server bye"}
@@ -115,10 +115,10 @@ def test_server_close_4001_reaches_node(server, run_node) -> None:
     assert handler.wait_closes(1) == [(4001, "server bye")]
 
 
-def test_protocol_violations_seen_from_node(server, run_node) -> None:
+def test_protocol_violations_seen_from_node(start_server, run_node) -> None:
     handler = Recording()
     limit = 64 * 1024
-    srv = server(handler, max_message_size=limit)
+    srv = start_server(handler, max_message_size=limit)
     result = run_node("ws_client.mjs", "violations", srv.url, str(limit))
     expected = {
         "invalid_utf8": 1007,
@@ -135,8 +135,8 @@ def test_protocol_violations_seen_from_node(server, run_node) -> None:
     assert Counter(code for code, _ in closes) == Counter(expected.values())
 
 
-def test_chat_line_protocol_between_two_node_clients(server, run_node) -> None:
-    srv = server(ChatApp())
+def test_chat_line_protocol_between_two_node_clients(start_server, run_node) -> None:
+    srv = start_server(ChatApp())
     result = run_node("ws_client.mjs", "chat", srv.url)
     assert result["errors"] == []
     assert result["log"] == [
@@ -154,9 +154,9 @@ def test_chat_line_protocol_between_two_node_clients(server, run_node) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_200_concurrent_connections(server, run_node, workers: int) -> None:
+def test_200_concurrent_connections(start_server, run_node, workers: int) -> None:
     handler = Recording()
-    srv = server(handler, workers=workers)
+    srv = start_server(handler, workers=workers)
     result = run_node("ws_client.mjs", "concurrent", srv.url, "200")
     assert result["open_errors"] == []
     assert result["opened"] == 200
@@ -168,8 +168,8 @@ def test_200_concurrent_connections(server, run_node, workers: int) -> None:
     assert Counter(closes) == Counter({(1000, ""): 200})
 
 
-def test_fragmented_messages_from_node(server, run_node) -> None:
-    srv = server(EchoApp())
+def test_fragmented_messages_from_node(start_server, run_node) -> None:
+    srv = start_server(EchoApp())
     result = run_node("ws_client.mjs", "fragments", srv.url)
     assert result["errors"] == []
     assert result["text"]["text"] == "a\u2713b"
@@ -181,11 +181,7 @@ def test_fragmented_messages_from_node(server, run_node) -> None:
 
 class Gatekeeper(Recording):
     """Refuses ``/forbidden`` before the upgrade (HTTP 403) and ``/refused`` after it (close 4003); records the
-    path and headers of every accepted connection."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.connects: list[tuple[str, dict[str, str]]] = []
+    accepted connections only."""
 
     def on_upgrade(self, path: str, headers: Headers) -> Reject | None:
         return Reject("no entry", status=403) if path == "/forbidden" else None
@@ -193,20 +189,20 @@ class Gatekeeper(Recording):
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool | Reject:
         if path == "/refused":
             return Reject("not you", code=4003)
-        with self.cond:
-            self.connects.append((path, {name: headers.get(name) or "" for name in ("Authorization", "X-Interop")}))
-        return True
+        return super().on_connect(conn, path, headers)
 
 
-def test_handshake_path_headers_and_rejections(server, run_node) -> None:
+def test_handshake_path_headers_and_rejections(start_server, run_node) -> None:
     handler = Gatekeeper()
-    srv = server(handler)
+    srv = start_server(handler)
     result = run_node("ws_client.mjs", "handshake", srv.url)
     assert result["accepted"]["text"] == "hello"
     assert result["accepted_close"]["code"] == 1000
-    assert handler.connects == [
-        ("/chat/room?user=n%C3%B6de&x=1", {"Authorization": "Bearer token-1", "X-Interop": "node ws"})
+    connects = [
+        (path, {name: headers.get(name) or "" for name in ("Authorization", "X-Interop")})
+        for _, _, path, headers in handler.of("connect")
     ]
+    assert connects == [("/chat/room?user=n%C3%B6de&x=1", {"Authorization": "Bearer token-1", "X-Interop": "node ws"})]
     assert result["upgrade_rejected"]["status"] == 403
     assert "no entry" in result["upgrade_rejected"]["body"]
     assert result["connect_rejected"]["code"] == 4003
@@ -216,7 +212,7 @@ def test_handshake_path_headers_and_rejections(server, run_node) -> None:
     assert handler.wait_closes(1) == [(1000, "")]
 
 
-def test_wss_with_node_tls(server, run_node, tmp_path: Path) -> None:
+def test_wss_with_node_tls(start_server, run_node, tmp_path: Path) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert_path, key_path, ca_path = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
@@ -224,7 +220,7 @@ def test_wss_with_node_tls(server, run_node, tmp_path: Path) -> None:
     cert.private_key_pem.write_to_path(str(key_path))
     ca.cert_pem.write_to_path(str(ca_path))
     handler = Recording()
-    srv = server(handler, tls_cert=cert_path, tls_key=key_path)
+    srv = start_server(handler, tls_cert=cert_path, tls_key=key_path)
     assert srv.url.startswith("wss://127.0.0.1:")
     result = run_node("ws_client.mjs", "tls", srv.url, str(ca_path))
     assert result["errors"] == []

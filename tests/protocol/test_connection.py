@@ -689,6 +689,7 @@ def test_plain_http_get_is_offered_to_the_caller() -> None:
     proto = ServerProtocol()
     events = proto.receive_data(b"GET /page?x=1 HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n")
     assert len(events) == 1 and isinstance(events[0], HttpRequest)
+    assert events[0].method == "GET"
     assert events[0].target == "/page?x=1" and events[0].headers["accept"] == "text/html"
     assert proto.data_to_send() == b""  # nothing decided yet
     with pytest.raises(UsageError):
@@ -700,6 +701,40 @@ def test_plain_http_get_is_offered_to_the_caller() -> None:
     assert proto.state is State.CLOSED
     with pytest.raises(UsageError):
         proto.respond(200, b"", "text/plain")
+
+
+def test_plain_http_head_gets_the_get_response_without_the_body() -> None:
+    from snow_rt_py.protocol.events import HttpRequest
+
+    proto = ServerProtocol()
+    events = proto.receive_data(b"HEAD /page HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert len(events) == 1 and isinstance(events[0], HttpRequest)
+    assert (events[0].method, events[0].target) == ("HEAD", "/page")
+    proto.respond(200, b"<p>", "text/html")
+    assert proto.data_to_send() == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+    )
+    assert proto.state is State.CLOSED
+
+
+def test_plain_http_head_of_a_missing_page_is_404_without_the_body() -> None:
+    proto = ServerProtocol()
+    proto.receive_data(b"HEAD /nothing HTTP/1.1\r\nHost: h\r\n\r\n")
+    proto.respond(404, b"Not found.\n", "text/plain; charset=utf-8")
+    assert proto.data_to_send() == (
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 11\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+
+
+def test_plain_http_post_is_405() -> None:
+    proto = ServerProtocol()
+    events = proto.receive_data(b"POST /page HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert events == [HandshakeFailure(405, "Method not allowed.")]
+    assert proto.data_to_send() == (
+        b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n"
+        b"Connection: close\r\nAllow: GET\r\n\r\nMethod not allowed.\n"
+    )
 
 
 def test_plain_http_get_can_be_rejected() -> None:

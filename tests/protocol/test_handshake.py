@@ -6,9 +6,11 @@ import pytest
 
 from snow_rt_py.protocol.errors import HandshakeError, UsageError
 from snow_rt_py.protocol.handshake import (
+    PlainRequest,
     RequestParser,
     accept_key,
     build_error_response,
+    build_response,
     build_response_101,
     parse_request,
 )
@@ -174,7 +176,6 @@ BAD_REQUESTS = [
      "A WebSocket handshake request has no body.", ""),
     (replace(b"Origin: http://example.com", b"Transfer-Encoding: chunked"), "400 Bad Request",
      "A WebSocket handshake request has no body.", ""),
-    (replace(b"Upgrade: websocket\r\n", b""), "400 Bad Request", "Upgrade header must include websocket.", ""),
     (replace(b"Upgrade: websocket", b"Upgrade: websockets"), "400 Bad Request",
      "Upgrade header must include websocket.", ""),
     (replace(b"Connection: Upgrade\r\n", b""), "400 Bad Request", "Connection header must include upgrade.", ""),
@@ -214,6 +215,72 @@ def test_invalid_request(request_bytes: bytes, status_line: str, reason: str, ex
     assert error.status == int(status_line.split()[0])
     assert error.reason == reason
     assert build_error_response(error.status, error.reason, error.headers) == expected_error(status_line, reason, extra)
+
+
+# -- plain HTTP requests (no Upgrade header): GET and HEAD are returned, not failed ------------------------------
+
+PLAIN = b"GET /page?x=1 HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    "head",
+    [PLAIN, replace(b"Upgrade: websocket\r\n", b"")],  # a handshake that lost its Upgrade header is plain too
+)
+def test_plain_get_and_head_are_returned_with_their_method(method: str, head: bytes) -> None:
+    head = head.replace(b"GET ", method.encode() + b" ", 1)
+    parser = RequestParser()
+    result = parser.feed(head[:10])
+    assert result is None
+    result = parser.feed(head[10:] + b"ignored")
+    assert isinstance(result, PlainRequest)
+    assert result.method == method
+    assert result.target == head.split(b" ")[1].decode()
+    assert result.headers["host"] in ("h", "server.example.com")
+    with pytest.raises(UsageError):
+        parser.feed(b"x")
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "reason", "extra"),
+    [
+        (PLAIN.replace(b"GET", b"POST"), "405 Method Not Allowed", "Method not allowed.", "Allow: GET\r\n"),
+        (PLAIN.replace(b"GET", b"OPTIONS"), "405 Method Not Allowed", "Method not allowed.", "Allow: GET\r\n"),
+        (PLAIN.replace(b"GET", b"head"), "405 Method Not Allowed", "Method not allowed.", "Allow: GET\r\n"),
+        (replace(b"GET ", b"HEAD "), "405 Method Not Allowed", "Method not allowed.", "Allow: GET\r\n"),  # upgrade
+        (PLAIN.replace(b"GET", b"HEAD").replace(b"Host: h\r\n", b""), "400 Bad Request",
+         "Missing or repeated Host header.", ""),
+        (PLAIN.replace(b"GET", b"HEAD").replace(b"Accept", b"Content-Length: 1\r\nAccept"), "400 Bad Request",
+         "A WebSocket handshake request has no body.", ""),
+    ],
+)  # fmt: skip
+def test_other_plain_requests_still_fail(head: bytes, status: str, reason: str, extra: str) -> None:
+    with pytest.raises(HandshakeError) as info:
+        RequestParser().feed(head)
+    error = info.value
+    assert build_error_response(error.status, error.reason, error.headers) == expected_error(status, reason, extra)
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 400), ("HEAD", 405)])
+def test_parse_request_wants_a_handshake(method: str, status: int) -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_request(PLAIN.replace(b"GET", method.encode()))
+    assert info.value.status == status
+
+
+def test_response_to_head_is_the_get_response_without_its_body() -> None:
+    get = build_response(404, b"Not found.\n", "text/plain; charset=utf-8", [("X-A", "1")])
+    assert get == (
+        b"HTTP/1.1 404 Not Found\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 11\r\n"
+        b"Connection: close\r\n"
+        b"X-A: 1\r\n"
+        b"\r\n"
+        b"Not found.\n"
+    )
+    head = build_response(404, b"Not found.\n", "text/plain; charset=utf-8", [("X-A", "1")], method="HEAD")
+    assert head == get.removesuffix(b"Not found.\n")
 
 
 # -- the incremental, bounded parser -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from snow_rt_py import (
     Reject,
 )
 from snow_rt_py.testing import RawClient
+from tests.support import CloseOnRequest, Recorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,19 +61,12 @@ def test_connection_ids_are_unique(start_server, recorder) -> None:
     assert len(set(ids)) == 5
 
 
-class RejectAfterUpgrade(Handler):
-    def __init__(self) -> None:
-        self.closed: list[Any] = []
-        self.done = threading.Event()
-
+class RejectAfterUpgrade(Recorder):
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool | Reject:
+        super().on_connect(conn, path, headers)
         if path == "/custom":
             return Reject("no entry", code=4003)
         return path != "/deny"
-
-    def on_close(self, conn: Connection, code: int, reason: str) -> None:
-        self.closed.append((conn.path, code))
-        self.done.set()
 
 
 def test_reject_in_on_connect_sends_1008_and_skips_on_close(start_server) -> None:
@@ -86,8 +80,8 @@ def test_reject_in_on_connect_sends_1008_and_skips_on_close(start_server) -> Non
         assert c.expect_close() == (4003, "no entry")
     with ws(server.url + "ok") as c:  # the server carries on
         c.send("x")
-    assert handler.done.wait(5)
-    assert handler.closed == [("/ok", 1000)]
+    assert [code for code, _ in handler.wait_closes(1)] == [1000]
+    assert [handler.conns[conn_id].path for conn_id in handler.closed] == ["/ok"]
 
 
 def test_reject_before_upgrade_with_http_status(start_server) -> None:
@@ -105,20 +99,11 @@ def test_reject_before_upgrade_with_http_status(start_server) -> None:
     assert len(calls) <= 1
 
 
-class Crashy(Handler):
-    def __init__(self) -> None:
-        self.closed: list[tuple[int, int, str]] = []
-        self.cond = threading.Condition()
-
+class Crashy(Recorder):
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         if message == "boom":
             raise RuntimeError("handler exploded")
-        conn.send(message)
-
-    def on_close(self, conn: Connection, code: int, reason: str) -> None:
-        with self.cond:
-            self.closed.append((conn.id, code, reason))
-            self.cond.notify_all()
+        super().on_message(conn, message)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -134,34 +119,18 @@ def test_handler_crash_closes_only_its_connection_with_1011(start_server, caplog
         with ws(server.url) as fresh:  # still accepting
             fresh.send("new")
             assert fresh.recv(timeout=5) == "new"
-        with handler.cond:
-            assert handler.cond.wait_for(lambda: any(c[1] == 1011 for c in handler.closed), 5)
+        handler.wait_until(lambda: any(code == 1011 for code, _ in handler.closed.values()))
     assert any(
         "handler exploded" in (r.exc_text or "") or (r.exc_info and "handler exploded" in str(r.exc_info[1]))
         for r in caplog.records
     )
 
 
-class Closer(Handler):
-    def __init__(self) -> None:
-        self.conns: list[Connection] = []
-        self.closed: list[tuple[int, str]] = []
-        self.done = threading.Event()
-
+class Closer(CloseOnRequest):
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
+        super().on_connect(conn, path, headers)
         conn.send("welcome")  # sent from inside on_connect: must arrive before anything else
-        self.conns.append(conn)
         return True
-
-    def on_message(self, conn: Connection, message: str | bytes) -> None:
-        if message == "close me":
-            conn.close(4100, "as requested")
-        else:
-            conn.send(message)
-
-    def on_close(self, conn: Connection, code: int, reason: str) -> None:
-        self.closed.append((code, reason))
-        self.done.set()
 
 
 def test_explicit_close_and_use_after_close(start_server) -> None:
@@ -173,9 +142,8 @@ def test_explicit_close_and_use_after_close(start_server) -> None:
         assert c.expect_close() == (4100, "as requested")
         c.send_close(4100)
         assert c.wait_eof()
-    assert handler.done.wait(5)
-    assert handler.closed == [(4100, "as requested")]
-    conn = handler.conns[0]
+    assert handler.wait_closes(1) == [(4100, "as requested")]
+    conn = handler.newest()
     with pytest.raises(ConnectionClosedError):
         conn.send_text("late")
     with pytest.raises(ConnectionClosedError):
@@ -187,7 +155,7 @@ def test_close_argument_errors(start_server) -> None:
     server = start_server(handler)
     with ws(server.url) as c:
         assert c.recv(timeout=5) == "welcome"
-        conn = handler.conns[0]
+        conn = handler.newest()
         with pytest.raises(InvalidArgumentError):
             conn.close(1005)
         with pytest.raises(InvalidArgumentError):
@@ -336,26 +304,18 @@ def test_connection_closed_error_after_drop_never_touches_another(start_server) 
     with RawClient.connect(server.port) as b:
         assert b.recv_message() == "welcome"
         a.close()
-        assert handler.done.wait(5)
-        first = handler.conns[0]
+        handler.wait_closes(1)
+        first = handler.conns[min(handler.conns)]
         with pytest.raises(ConnectionClosedError):
             first.send_text("to a dead connection")
         b.send_text("mine")
         assert b.recv_message() == "mine"
 
 
-class SlowEcho(Handler):
-    def __init__(self) -> None:
-        self.closed = threading.Event()
-        self.codes: list[int] = []
-
+class SlowEcho(Recorder):
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         time.sleep(0.005)  # still busy with earlier messages when the client's close arrives
-        conn.send(message)
-
-    def on_close(self, conn: Connection, code: int, reason: str) -> None:
-        self.codes.append(code)
-        self.closed.set()
+        super().on_message(conn, message)
 
 
 def test_replies_after_the_peer_closed_are_not_reported_as_crashes(start_server, caplog) -> None:
@@ -367,6 +327,6 @@ def test_replies_after_the_peer_closed_are_not_reported_as_crashes(start_server,
                 c.send_text(f"m{i}")
             c.send_close(1000)
             assert c.expect_close()[0] == 1000
-        assert handler.closed.wait(10)
-    assert handler.codes == [1000]
+        closes = handler.wait_closes(1, timeout=10)
+    assert [code for code, _ in closes] == [1000]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

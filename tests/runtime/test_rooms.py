@@ -18,53 +18,42 @@ import snow_rt_py
 from snow_rt_py import Connection, ConnectionClosedError, Handler, Headers, InvalidArgumentError, Reject
 from snow_rt_py.apps import BenchApp, ChatApp
 from snow_rt_py.testing import RawClient
+from tests.support import Recorder
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Members(Handler):
-    """Joins the rooms named in the query string (``/?r=a&r=b``) on connect; records conns and closes."""
+class Members(Recorder):
+    """Joins the rooms named in the query string (``/?r=a&r=b``) on connect and rejects ``/?reject``; "crash"
+    raises; records like Recorder, plus each connection's rooms as on_close saw them."""
 
     def __init__(self) -> None:
-        self.conns: dict[int, Connection] = {}
-        self.closed: dict[int, tuple[int, str]] = {}
+        super().__init__()
         self.rooms_at_close: dict[int, list[str]] = {}
-        self.cond = threading.Condition()
 
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool | Reject:
         query = path.partition("?")[2]
         for part in query.split("&"):
             if part.startswith("r="):
                 snow_rt_py.join(conn, part[2:])
-        with self.cond:
-            self.conns[conn.id] = conn
-            self.cond.notify_all()
+        super().on_connect(conn, path, headers)
         return Reject("go away") if "reject" in query else True
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         if message == "crash":
             raise RuntimeError("crash on purpose")
-        conn.send(message)
+        super().on_message(conn, message)
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         with self.cond:
-            self.closed[conn.id] = (code, reason)
             self.rooms_at_close[conn.id] = snow_rt_py.rooms_of(conn)
-            self.cond.notify_all()
-
-    def wait(self, predicate: Any, timeout: float = 5.0) -> None:
-        with self.cond:
-            assert self.cond.wait_for(predicate, timeout), (self.conns, self.closed)
-
-    def newest(self) -> Connection:
-        with self.cond:
-            return self.conns[max(self.conns)]
+            super().on_close(conn, code, reason)
 
 
 def joined(server: Any, handler: Members, path: str) -> tuple[RawClient, Connection]:
     before = len(handler.conns)
     client = RawClient.connect(server.port, path)
-    handler.wait(lambda: len(handler.conns) > before)
+    handler.wait_until(lambda: len(handler.conns) > before)
     return client, handler.newest()
 
 
@@ -143,7 +132,7 @@ def test_join_after_end_is_an_error_and_closing_members_count_as_failures(start_
     conn.close(1000)  # closing: not a member that can be sent to any more
     assert snow_rt_py.broadcast("r", "after close") in (0, 1)  # 1 unless it already ended and left
     client.send_close(1000)
-    handler.wait(lambda: conn.id in handler.closed)
+    handler.wait_until(lambda: conn.id in handler.closed)
     with pytest.raises(ConnectionClosedError):
         snow_rt_py.join(conn, "r")
     with pytest.raises(ConnectionClosedError):
@@ -182,7 +171,7 @@ def test_every_ending_leaves_every_room_before_on_close(start_server, how: str) 
     assert snow_rt_py.member_count(room_a) == 1
     end, code = ENDINGS[how]
     end(client, conn)
-    handler.wait(lambda: conn.id in handler.closed)
+    handler.wait_until(lambda: conn.id in handler.closed)
     assert handler.closed[conn.id][0] == code
     assert handler.rooms_at_close[conn.id] == []
     assert snow_rt_py.member_count(room_a) == 0 and snow_rt_py.member_count(room_b) == 0
@@ -195,7 +184,7 @@ def test_heartbeat_timeout_leaves_rooms(start_server) -> None:
     handler = Members()
     server = start_server(handler, ping_interval=0.1, pong_timeout=0.2, close_timeout=0.3)
     client, conn = joined(server, handler, "/?r=hb")
-    handler.wait(lambda: conn.id in handler.closed)
+    handler.wait_until(lambda: conn.id in handler.closed)
     assert handler.closed[conn.id] == (1011, "keepalive ping timeout")
     assert snow_rt_py.member_count("hb") == 0
     client.close()
@@ -305,7 +294,7 @@ def test_membership_under_concurrency_with_dropping_connections(start_server) ->
         assert actor_rounds.acquire(timeout=10)
     assert errors == []
     assert snow_rt_py.member_count("actor-room") == 0
-    handler.wait(lambda: len(handler.closed) == 30, timeout=10)
+    handler.wait_until(lambda: len(handler.closed) == 30, timeout=10)
     assert snow_rt_py.member_count("busy") == 4
     assert snow_rt_py.member_count("busy2") == 0
     assert snow_rt_py.member_count("flap") == 4
@@ -330,7 +319,7 @@ def test_slow_consumer_is_closed_with_1008_and_others_keep_full_rate(start_serve
     server = start_server(handler, max_queue_bytes=256 * 1024, close_timeout=0.5)
     fast = [joined(server, handler, "/?r=feed")[0] for _ in range(3)]
     slow = _slow_client(server.port, "/?r=feed")
-    handler.wait(lambda: len(handler.conns) == 4)
+    handler.wait_until(lambda: len(handler.conns) == 4)
     slow_conn = handler.newest()
     payload = "p" * 2000
     n = 3000
@@ -355,7 +344,7 @@ def test_slow_consumer_is_closed_with_1008_and_others_keep_full_rate(start_serve
         assert got == [f"{i:05d}{payload}" for i in range(n)]
     assert failures >= 1  # the slow member, once its queue was full
     assert elapsed < 10
-    handler.wait(lambda: slow_conn.id in handler.closed, timeout=10)
+    handler.wait_until(lambda: slow_conn.id in handler.closed, timeout=10)
     assert handler.closed[slow_conn.id] == (1008, "slow consumer")
     assert slow_conn.statistics()["drops"] >= 1
     assert snow_rt_py.member_count("feed") == 3
@@ -368,7 +357,7 @@ def test_drop_policy_keeps_the_slow_member_and_counts_drops(start_server) -> Non
     handler = Members()
     server = start_server(handler, max_queue_bytes=32 * 1024, slow_consumer="drop", ping_interval=0)
     slow = _slow_client(server.port, "/?r=lossy")
-    handler.wait(lambda: len(handler.conns) == 1)
+    handler.wait_until(lambda: len(handler.conns) == 1)
     conn = handler.newest()
     failures = sum(snow_rt_py.broadcast("lossy", f"{i:04d}" + "d" * 1000) for i in range(500))
     assert failures > 0

@@ -369,3 +369,31 @@ def test_static_dir_serves_files_for_plain_gets_and_nothing_outside(start_server
     with RawClient.connect(server.port) as ws:  # the same port still upgrades
         ws.send_text("x")
         assert ws.recv_message() == "x"
+
+
+def test_static_dir_answers_head_like_get_without_the_body(start_server, tmp_path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "page.html").write_text("<h1>hi</h1>")
+    server = start_server(static_dir=site, static_index="page.html")
+
+    def exchange(request: bytes) -> bytes:
+        """Everything the server sends back to ``request`` before it closes the connection."""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(request)
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes after the response; timeout bounds the wait
+                received += chunk
+            return received
+
+    for target, status_line in (("/", b"HTTP/1.1 200 OK\r\n"), ("/missing.html", b"HTTP/1.1 404 Not Found\r\n")):
+        get = exchange(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = exchange(f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert get.startswith(status_line)
+        get_head, _, get_body = get.partition(b"\r\n\r\n")
+        assert int(get_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) == len(get_body) > 0
+        assert head == get_head + b"\r\n\r\n"  # same status and headers (Content-Length too), no body
+    assert exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"\r\n\r\n<h1>hi</h1>")
+
+    post = exchange(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert post.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"\r\nAllow: GET\r\n" in post
