@@ -2,9 +2,12 @@
 
 Bytes from the client go into :meth:`ServerProtocol.receive_data`, which returns events (``events.py``).
 Bytes for the client come out one way: every frame and response the connection produces -- the 101 or HTTP
-response, pongs, Close replies, the Close that fails a connection, and what ``send_*()`` encode -- is appended,
-in order, to one FIFO, :attr:`ServerProtocol.outgoing`. The caller drains it (:meth:`data_to_send`, or by
-taking items off the list itself) after each call. Nothing here touches a socket or a clock.
+response, pongs, what ``send_*()`` encode, and the data frames a caller encoded itself -- goes, in order, to one
+FIFO, :attr:`ServerProtocol.outgoing`, which the caller drains with :meth:`take_outgoing` (or
+:meth:`data_to_send`) after each call. Our Close frame (a reply, the one failing the connection, or
+``send_close()``'s) always leaves last: it is held until the next drain and put behind whatever the caller queued
+meanwhile -- the replies to the messages that arrived before the peer's Close, say -- and no data frame ever leaves
+after it (RFC 6455 §5.5.1). Nothing here touches a socket or a clock.
 
 States and transitions (the only place the state changes is :meth:`ServerProtocol._transition`, driven by
 ``_TRANSITIONS``)::
@@ -150,8 +153,10 @@ class ServerProtocol:
 
     __slots__ = (
         "_buf",
+        "_close_out",
         "_decoder",
         "_eof",
+        "_held_close",
         "_http_method",
         "_max_message_size",
         "_msg_opcode",
@@ -185,6 +190,8 @@ class ServerProtocol:
         self._pending_http = False  # an HttpRequest returned, awaiting respond() or reject()
         self._http_method = ""  # that HttpRequest's method
         self.outgoing: list[bytes] = []
+        self._held_close: bytes | None = None  # our Close, leaving at the next drain, behind everything queued
+        self._close_out = False  # our Close has been drained: only control frames may follow it
         self._buf = bytearray()  # unparsed input: at most one incomplete frame once OPEN
         self._eof = False
         # The message being reassembled from fragments: opcode (0 = none), bytes so far, and its payload so far,
@@ -442,7 +449,7 @@ class ServerProtocol:
         if not self.close_sent:
             # RFC 6455 §5.5.1: echo the code; 1005 means "none" and must not go on the wire.
             reply = CloseCode.NORMAL_CLOSURE if code == CloseCode.NO_STATUS_RCVD else code
-            self.outgoing.append(encode_frame(Opcode.CLOSE, build_close_payload(reply)))
+            self._held_close = encode_frame(Opcode.CLOSE, build_close_payload(reply))
             self.close_sent = True
         self.close_received = True
         self._transition(_Trigger.RECEIVE_CLOSE)
@@ -452,7 +459,7 @@ class ServerProtocol:
     def _fail(self, code: int, reason: str) -> ProtocolFailure:
         """The client broke the protocol: queue our Close (unless one was sent) and ignore further input."""
         if not self.close_sent:
-            self.outgoing.append(encode_frame(Opcode.CLOSE, build_close_payload(code, reason)))
+            self._held_close = encode_frame(Opcode.CLOSE, build_close_payload(code, reason))
             self.close_sent = True
         self._transition(_Trigger.PROTOCOL_FAILURE)
         self._drop_input()
@@ -540,19 +547,33 @@ class ServerProtocol:
 
     # -- output ----------------------------------------------------------------------------------------
 
-    def data_to_send(self) -> bytes:
-        """Drain :attr:`outgoing`: everything queued since the last drain, in order, as one byte string.
+    def take_outgoing(self) -> list[bytes]:
+        """Drain :attr:`outgoing`: everything to write now, in order, our Close (if one is due) last.
+
+        Only the items present when it is called are taken: an item another thread appends meanwhile stays queued.
+        Once our Close has been taken, data frames queued after it are dropped (RFC 6455 §5.5.1: none may follow
+        it); control frames (pongs) still leave.
 
         Returns:
-            The queued bytes (``b""`` if none). Write them to the client.
+            The byte strings to write, in order (a header and its payload may be separate items).
         """
         out = self.outgoing
-        if not out:
-            return b""
         n = len(out)
-        data = out[0] if n == 1 else b"".join(out[:n])
-        del out[:n]  # only what was read: an item appended meanwhile (another thread) stays queued
-        return data
+        items = out[:n]
+        del out[:n]
+        if self.close_sent:
+            if self._close_out:
+                items = _control_frames_only(items)
+            elif self._held_close is not None:
+                items.append(self._held_close)
+                self._held_close = None
+                self._close_out = True
+        return items
+
+    def data_to_send(self) -> bytes:
+        """:meth:`take_outgoing`, as one byte string (``b""`` if nothing is queued). Write it to the client."""
+        items = self.take_outgoing()
+        return items[0] if len(items) == 1 else b"".join(items)
 
     def send_text(self, text: str) -> None:
         """Queue a text message as one frame.
@@ -636,9 +657,32 @@ class ServerProtocol:
         """
         if self.state is not _OPEN:
             raise UsageError(f"cannot send a Close in state {self.state.name}")
-        self.outgoing.append(encode_frame(Opcode.CLOSE, payload))
+        self._held_close = encode_frame(Opcode.CLOSE, payload)
         self.close_sent = True
         self._transition(_Trigger.SEND_CLOSE)
+
+
+def _control_frames_only(items: list[bytes]) -> list[bytes]:
+    """The control frames of ``items``, which the protocol queued itself (whole frames, one per item): what may still
+    be written after our Close. Data frames -- and the payloads queued apart from their headers -- are dropped."""
+    kept = []
+    skip_payload = False
+    for item in items:
+        if skip_payload:  # the payload of a data frame whose header was dropped
+            skip_payload = False
+            continue
+        if item and item[0] & 0x08:
+            kept.append(item)
+        elif item and len(item) <= 14 and _header_only(item):
+            skip_payload = True
+    return kept
+
+
+def _header_only(item: bytes) -> bool:
+    """True if ``item`` is exactly a frame header (its payload queued as the next item)."""
+    length = item[1] & 0x7F
+    size = 2 if length < 126 else (4 if length == 126 else 10)
+    return len(item) == size and (length >= 126 or length > 0)
 
 
 def _unmask(data: bytes | bytearray | memoryview, key_start: int, end: int) -> bytes:

@@ -301,10 +301,20 @@ class Connection(asyncio.Protocol):
             if self.server.options.slow_consumer == "close":
                 self._close_from_runtime(*SLOW_CONSUMER)
             return False
-        if payload is None:
-            self._out.append(frame)
+        if threading.get_ident() == self._loop_thread:
+            # The loop thread is the one that drains our Close: nothing it appends can end up behind it.
+            if payload is None:
+                self._out.append(frame)
+            else:
+                self._out += (frame, payload)  # one list operation: no other thread's frame can come in between
         else:
-            self._out += (frame, payload)  # one list operation: no other thread's frame can come in between
+            with _move_lock:  # the phase cannot leave OPEN between the check and the append
+                if self.phase is not _OPEN:
+                    return False
+                if payload is None:
+                    self._out.append(frame)
+                else:
+                    self._out += (frame, payload)
         self._out_bytes += size
         self.messages_out += count
         if not self._flush_pending:
@@ -464,16 +474,28 @@ class Connection(asyncio.Protocol):
         self._flush_pending = False  # first: a frame appended from now on schedules another flush
         out = self._out
         n = len(out)
-        if not n or self._transport is None or self.phase is _CLOSED:
+        if self._transport is None or self.phase is _CLOSED:
             return
-        if n == 1:
+        if self._proto.close_sent:  # our Close is due or gone: the protocol puts it last (take_outgoing)
+            items = self._proto.take_outgoing()
+            n = len(items)
+            if not n:
+                return
+        elif n == 1:
             data = out[0]
             del out[:1]
             self._out_bytes = max(0, self._out_bytes - len(data))
             self._transport.write(data)
             return
-        items = out[:n]
-        del out[:n]
+        elif not n:
+            return
+        else:
+            items = out[:n]
+            del out[:n]
+        if n == 1:
+            self._out_bytes = max(0, self._out_bytes - len(items[0]))
+            self._transport.write(items[0])
+            return
         if self._out_bytes < SEPARATE_PAYLOAD_MIN:  # small frames (control frames are not counted: all small)
             data = b"".join(items)  # one copy, one write
             self._out_bytes = max(0, self._out_bytes - len(data))
@@ -484,13 +506,6 @@ class Connection(asyncio.Protocol):
 
     def _handle(self, events: list[ev.Event]) -> None:
         actor = self._actor
-        if self.phase is _OPEN and self._proto.close_sent and events:
-            # This read ended the exchange (the peer's Close, or a protocol failure, is always the last event) and
-            # the protocol has queued its Close: nothing may follow it (RFC 6455 §5.5.1), so the connection stops
-            # taking sends before the messages that came with it are handled -- their replies are refused.
-            last = events[-1]
-            if isinstance(last, ev.CloseReceived | ev.ProtocolFailure):
-                self._enter(_CLOSING, (last.code, last.reason))
         for event in events:
             kind = type(event)
             if kind is ev.TextMessage or kind is ev.BinaryMessage:

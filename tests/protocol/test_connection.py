@@ -785,3 +785,35 @@ def test_text_frame_in_pieces_that_stays_valid_is_delivered_whole() -> None:
         events += proto.receive_data(data[i : i + 1])
     assert events == [TextMessage(payload.decode())]
     assert events[0].raw == payload  # type: ignore[union-attr]
+
+
+# -- our Close always leaves last ------------------------------------------------------------------------------
+
+
+def test_replies_queued_after_the_peers_close_arrived_still_leave_before_our_close() -> None:
+    # Messages and a Close in one read: the caller handles the messages after receive_data returned, and their
+    # replies go out before the Close reply (Autobahn 3.2, 4.1.3, 5.15: the echo, then the Close).
+    proto = opened()
+    events = proto.receive_data(cf(Opcode.TEXT, b"one") + cf(Opcode.TEXT, b"two") + cf(Opcode.CLOSE, b"\x03\xe8"))
+    assert events == [TextMessage("one"), TextMessage("two"), CloseReceived(1000, "")]
+    proto.outgoing.append(encode_frame(Opcode.TEXT, b"one"))  # a caller's own encoded replies
+    proto.outgoing.append(encode_frame(Opcode.TEXT, b"two"))
+    assert proto.data_to_send() == b"\x81\x03one\x81\x03two" + close_bytes(1000)
+
+
+def test_replies_queued_before_a_protocol_failure_leave_before_the_failing_close() -> None:
+    proto = opened()
+    events = proto.receive_data(cf(Opcode.TEXT, b"ok") + cf(Opcode.TEXT, b"bad", rsv=2))
+    assert events == [TextMessage("ok"), ProtocolFailure(1002, "reserved bits set")]
+    proto.outgoing.append(encode_frame(Opcode.TEXT, b"ok"))
+    assert proto.data_to_send() == b"\x81\x02ok" + close_bytes(1002, "reserved bits set")
+
+
+def test_no_data_frame_leaves_after_our_close_but_pongs_do() -> None:
+    proto = opened()
+    proto.send_close(1001)
+    assert proto.data_to_send() == close_bytes(1001)
+    proto.outgoing.append(encode_frame(Opcode.TEXT, b"late"))  # a caller that raced the close
+    proto.outgoing += (b"\x82\x7e\x00\xc8", b"x" * 200)  # a header and its payload queued apart
+    assert proto.receive_data(cf(Opcode.PING, b"p")) == [Ping(b"p")]
+    assert proto.data_to_send() == b"\x8a\x01p"
