@@ -53,13 +53,15 @@ unit: build
 test: lint typecheck unit
 
 # Every peer in one run (issue 6): echo, latency, 1 MiB, idle memory, broadcast; summary in build/bench_all.md.
-# Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2) and C boundary (issue 5).
+# Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2), the C boundary (issue 5) and
+# C callbacks on 1 and 2 workers (bench_workers.py).
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_abi.py
+	$(PY) bench/bench_workers.py
 
 # Autobahn|Testsuite (cases 1-10 by default; CASES='6.*,7.1.*' for some) against the Python and the C echo servers;
 # sets the suite up in .autobahn/ (Python 2.7: PYTHON27=..., else pyenv's 2.7.18); report in artifacts/autobahn/.
@@ -68,4 +70,4 @@ autobahn: build
 	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)')
 
 clean:
-	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts
+	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts .autobahn
