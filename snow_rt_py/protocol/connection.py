@@ -515,7 +515,7 @@ class ServerProtocol:
 
         Args:
             status: the HTTP status, 300-599 (e.g. 403, 404).
-            reason: a short plain-text reason, sent as the body.
+            reason: a short plain-text reason, sent as the body (not for a HEAD request: headers only).
             headers: extra response headers.
 
         Raises:
@@ -524,6 +524,8 @@ class ServerProtocol:
         if (self._pending is None and not self._pending_http) or self.state is not State.HANDSHAKE:
             raise UsageError("reject() needs a Request or HttpRequest event awaiting a decision")
         response = build_error_response(status, reason, headers)
+        if self._pending_http and self._http_method == "HEAD":  # a HEAD gets the headers of the answer, no body
+            response = response[: response.index(b"\r\n\r\n") + 4]
         self._pending_http = False
         self.outgoing.append(response)
         self._transition(_Trigger.REJECT)

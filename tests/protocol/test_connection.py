@@ -727,6 +727,16 @@ def test_plain_http_head_of_a_missing_page_is_404_without_the_body() -> None:
     )
 
 
+def test_plain_http_head_refused_with_reject_gets_the_headers_without_the_body() -> None:
+    proto = ServerProtocol()
+    proto.receive_data(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    proto.reject(400, "Upgrade header must include websocket.")
+    out = proto.data_to_send()
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and out.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 39\r\n" in out  # the GET's length: what the body would have been
+    assert b"websocket." not in out
+
+
 def test_plain_http_post_is_405() -> None:
     proto = ServerProtocol()
     events = proto.receive_data(b"POST /page HTTP/1.1\r\nHost: h\r\n\r\n")
