@@ -531,6 +531,22 @@ class ServerProtocol:
         self._transition(_Trigger.REJECT)
         self._drop_input()
 
+    def fail_handshake(self, status: int, reason: str) -> None:
+        """Give up on an opening handshake that has not completed (the caller's deadline expired: 408, say).
+
+        Queues the HTTP error response and moves to CLOSED, whatever part of the request has arrived. Next: write
+        ``data_to_send()`` and close the connection.
+
+        Raises:
+            UsageError: if the state is not HANDSHAKE, or the status is invalid.
+        """
+        if self.state is not State.HANDSHAKE:
+            raise UsageError(f"fail_handshake() needs state HANDSHAKE, not {self.state.name}")
+        self.outgoing.append(build_error_response(status, reason))
+        self._pending_http = False
+        self._transition(_Trigger.REJECT)
+        self._drop_input()
+
     def respond(self, status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer the plain HTTP request announced by an HttpRequest event.
 

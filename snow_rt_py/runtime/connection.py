@@ -58,6 +58,9 @@ ABORTED = (int(CloseCode.ABNORMAL_CLOSURE), "")
 SEPARATE_PAYLOAD_MIN = 64 << 10
 """From this size on, a message is queued as its frame header plus its payload, and written with writelines: the
 payload is never copied into a frame (nor into a joined write)."""
+LINGER_BYTES = 64 << 10
+"""After an HTTP error response, at most this much of what the client still sends is read and dropped before the
+connection is closed (see ``Connection._linger``)."""
 _FLUSH_NOW = 64  # frames queued by one read from which they are written at once, not at the end of the iteration
 _SEPARATE_TEXT_MIN = SEPARATE_PAYLOAD_MIN // 4  # characters: a str this long may encode to SEPARATE_PAYLOAD_MIN
 
@@ -133,6 +136,7 @@ class Connection(asyncio.Protocol):
         # called) or "crashed" (it raised) once no more messages reach it.
         self._handler_state = ""
         self._timer: asyncio.TimerHandle | None = None  # handshake deadline, then close deadline
+        self._linger_left = 0  # > 0 while input is read and dropped after an HTTP error response
         self.hb_due = -1  # heartbeat state, driven by the server's HeartbeatWheel
         self.hb_payload: bytes | None = None
         self.messages_in = 0
@@ -398,6 +402,11 @@ class Connection(asyncio.Protocol):
         self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_left > 0:  # after an HTTP error: what the client still sends is dropped, up to a bound
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:
+                self._finish()
+            return
         self._in_read = True
         try:
             self._handle(self._proto.receive_data(data))
@@ -539,7 +548,7 @@ class Connection(asyncio.Protocol):
                 self._half_close()
             elif kind is ev.HandshakeFailure:
                 self._enter(_CLOSING)
-                self._finish()
+                self._linger()
             elif kind is ev.HttpRequest:
                 assert isinstance(event, ev.HttpRequest)
                 self._on_http_request(event)
@@ -577,7 +586,7 @@ class Connection(asyncio.Protocol):
     def _refuse(self, status: int, reason: str) -> None:
         self._proto.reject(status, reason)
         self._enter(_CLOSING)
-        self._finish()
+        self._linger()
 
     def _on_http_request(self, request: ev.HttpRequest) -> None:
         self._cancel_timer()
@@ -587,7 +596,7 @@ class Connection(asyncio.Protocol):
         else:
             self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
         self._enter(_CLOSING)
-        self._finish()
+        self._linger()
 
     def send_heartbeat_ping(self, payload: bytes) -> None:
         """Called by the heartbeat wheel (loop thread)."""
@@ -635,6 +644,23 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def _linger(self) -> None:
+        """After an HTTP response that ends the connection (an error, a refusal, a page): send it and our FIN, then
+        read and drop what the client may still be sending -- up to LINGER_BYTES, for at most ``close_timeout`` --
+        and close once it closes. Closing with its input unread would reset the connection, and the client would
+        see "connection reset" instead of our answer (a 431 to a request head still being sent, say)."""
+        self._flush()
+        self._cancel_timer()
+        transport = self._transport
+        if transport is None:
+            return
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_left = LINGER_BYTES
+        self._timer = self._loop.call_later(self.server.options.close_timeout, self._finish)
+
     def _drop_transport(self) -> None:
         """Write what is queued if the socket takes it now, and close TCP at once either way (loop thread)."""
         self._flush()
@@ -652,9 +678,13 @@ class Connection(asyncio.Protocol):
         self._timer = self._loop.call_later(self.server.options.close_timeout, self._abort_transport)
 
     def _handshake_expired(self) -> None:
+        """The client did not complete its handshake in ``handshake_timeout``: answer 408 and close (a slowloris
+        client gets an answer, not a silent drop)."""
         self._timer = None
         if self._proto.state is State.HANDSHAKE and self._transport is not None:
-            self._transport.abort()
+            self._proto.fail_handshake(408, "Request timeout: the opening handshake took too long.")
+            self._enter(_CLOSING)
+            self._linger()
 
     def _abort_transport(self) -> None:
         self._timer = None

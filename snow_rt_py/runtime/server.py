@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from snow_rt_py.runtime.allocator import tune_for_large_messages
+from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
 from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection, Phase
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from snow_rt_py.runtime.runtime import Runtime
 
 log = logging.getLogger("snow_rt_py.server")
+
+TRIM_AFTER_ENDED = 256
+"""Once this many connections have ended since the last time, the heap's free memory goes back to the kernel (a
+second later, once): what a flood of connections held does not stay with the process (runtime/allocator.py)."""
+TRIM_DELAY = 1.0
 
 
 class Server:
@@ -64,6 +69,8 @@ class Server:
         self._accepted: dict[int, Connection] = {}
         self._dirty: deque[Connection] = deque()  # connections with frames to flush this loop iteration
         self._flush_scheduled = False
+        self._ended_since_trim = 0
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._closed = asyncio.Event()
@@ -171,6 +178,14 @@ class Server:
         self._accepted.pop(conn.id, None)
         if not self._sockets:
             self._all_gone.set()
+        self._ended_since_trim += 1
+        if self._ended_since_trim >= TRIM_AFTER_ENDED and self._trim_timer is None:
+            self._trim_timer = self.loop.call_later(TRIM_DELAY, self._release_memory)
+
+    def _release_memory(self) -> None:
+        self._trim_timer = None
+        self._ended_since_trim = 0
+        release_free_memory()
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
@@ -201,6 +216,9 @@ class Server:
         await asyncio.get_running_loop().run_in_executor(None, self._drain_scheduler, timeout)
         if self.heartbeat is not None:
             self.heartbeat.close()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         self._closed.set()
 
     def _drain_scheduler(self, timeout: float) -> None:

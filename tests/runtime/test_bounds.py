@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import select
 import socket
 import struct
 import threading
@@ -153,3 +154,32 @@ def test_a_slow_handler_pauses_the_reading_and_loses_nothing(start_server) -> No
         sender.join(10)
     assert got == payloads  # every message, in order
     assert snow_rt_py.ServerOptions(max_inbox_bytes=1024).max_inbox_bytes == 1024
+
+
+def test_a_slowloris_handshake_gets_408_before_the_connection_closes(start_server) -> None:
+    server = start_server(handshake_timeout=0.3)
+    with RawClient(server.port, timeout=5) as c:
+        c.sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and never the rest
+        status, _, body = c.read_response()
+        assert status == 408
+        assert b"handshake took too long" in body
+        assert c.wait_eof()
+
+
+def test_a_431_reaches_a_client_still_sending_its_request_head(start_server) -> None:
+    # The server answers 431 after 16 KiB; the client goes on writing its head. The server reads and drops the rest
+    # (up to LINGER_BYTES) before closing, so the client reads the 431 and a clean end of stream, not a reset.
+    server = start_server()
+    with RawClient(server.port, timeout=5) as c:
+        c.sock.sendall(c.request_bytes(headers={"X-Big": "a" * (20 * 1024)}))
+        readable, _, _ = select.select([c.sock], [], [], 5)  # the answer has arrived (not read yet)
+        assert readable
+        c.sock.sendall(b"X-More: " + b"b" * (40 * 1024) + b"\r\n")  # still sending when the answer came
+        c.sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            chunk = c.sock.recv(65536)  # a reset would raise ConnectionResetError here
+            if not chunk:
+                break
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 431 ")
