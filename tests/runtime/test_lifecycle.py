@@ -330,3 +330,34 @@ def test_replies_after_the_peer_closed_are_not_reported_as_crashes(start_server,
         closes = handler.wait_closes(1, timeout=10)
     assert [code for code, _ in closes] == [1000]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+class Aborter(Recorder):
+    """Answers "abort" with conn.abort(), from the handler's thread or from another thread."""
+
+    def __init__(self, from_thread: bool) -> None:
+        super().__init__()
+        self.from_thread = from_thread
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message != "abort":
+            super().on_message(conn, message)
+        elif self.from_thread:
+            threading.Thread(target=conn.abort).start()
+        else:
+            conn.abort()
+            self.record("phase", conn.phase.value, conn.open)
+
+
+@pytest.mark.parametrize("from_thread", [False, True])
+def test_abort_drops_tcp_at_once_and_on_close_reports_1006(start_server, from_thread: bool) -> None:
+    handler = Aborter(from_thread)
+    server = start_server(handler, close_timeout=5)
+    with RawClient.connect(server.port) as c:
+        c.send_text("abort")
+        t0 = time.monotonic()
+        assert c.wait_eof()  # no Close frame first, no close_timeout wait
+        assert c.buf == b"" and time.monotonic() - t0 < 2
+    assert handler.wait_close() == (1006, "")
+    if not from_thread:
+        assert ("phase", "closing", False) in handler.calls
