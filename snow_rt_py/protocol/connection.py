@@ -199,7 +199,7 @@ class ServerProtocol:
         # parts would cost an object per fragment: a flood of 1-byte fragments would hold ~50x its bytes).
         self._msg_opcode = 0
         self._msg_size = 0
-        self._parts = bytearray()
+        self._parts: bytes | bytearray = b""  # a bytearray from a message's first fragment on
         self._decoder: Utf8Decoder | None = None
         # A large frame whose payload is still arriving: unmasked into place as it comes (see _STREAM_MIN).
         self._stream: MaskedPayload | None = None
@@ -436,7 +436,7 @@ class ServerProtocol:
         if not fin:
             return None
         data = bytes(self._parts)
-        self._parts = bytearray()
+        self._parts = b""
         if decoder is not None:
             return TextMessage(data.decode("utf-8"), data)
         return BinaryMessage(data)
@@ -471,7 +471,7 @@ class ServerProtocol:
             self._stream.discard()
             self._stream = None
         self._stream_utf8 = None
-        self._parts = bytearray()
+        self._parts = b""
         self._decoder = None
         self._msg_opcode = 0
         self._msg_size = 0

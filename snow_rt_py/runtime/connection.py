@@ -105,7 +105,48 @@ class Connection(asyncio.Protocol):
         remote_address: ``(host, port)`` of the peer.
         pid: the pid of the connection's actor (0 before the upgrade).
         max_queue_bytes: the bound of the outbound queue (the server's option; read only).
+        user_data: free for the program (None at first): the object has fixed attributes (``__slots__``, which
+            keeps an idle connection small), so keep per-connection state here or in a dict keyed by ``conn.id``.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_actor",
+        "_end",
+        "_flush_pending",
+        "_handler_state",
+        "_in_read",
+        "_inbox_done",
+        "_inbox_given",
+        "_inbox_high",
+        "_linger_left",
+        "_loop",
+        "_loop_thread",
+        "_out",
+        "_out_bytes",
+        "_paused_in",
+        "_paused_out",
+        "_proto",
+        "_timer",
+        "_transport",
+        "drops",
+        "hb_due",
+        "hb_payload",
+        "headers",
+        "id",
+        "max_queue_bytes",
+        "messages_in",
+        "messages_out",
+        "path",
+        "phase",
+        "pid",
+        "remote_address",
+        "rooms_closed",
+        "rooms_joined",
+        "runtime",
+        "server",
+        "user_data",
+    )
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -154,6 +195,7 @@ class Connection(asyncio.Protocol):
         self.drops = 0  # data messages refused by the slow-consumer policy
         self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of the runtime's rooms, guarded by their lock
         self.rooms_closed = False  # set once the connection ended: joins are refused
+        self.user_data: Any = None  # the program's own, e.g. the user's name (the runtime never reads it)
 
     # -- the state machine -------------------------------------------------------------------------------------
 
