@@ -827,3 +827,21 @@ def test_no_data_frame_leaves_after_our_close_but_pongs_do() -> None:
     proto.outgoing += (b"\x82\x7e\x00\xc8", b"x" * 200)  # a header and its payload queued apart
     assert proto.receive_data(cf(Opcode.PING, b"p")) == [Ping(b"p")]
     assert proto.data_to_send() == b"\x8a\x01p"
+
+
+def test_a_flood_of_tiny_fragments_holds_no_more_than_its_payload() -> None:
+    # 50,000 one-byte fragments of a message never finished: what is held is the payload received (50 KB), in one
+    # buffer -- not an object per fragment (~40 bytes each, 2 MB here: the flood would hold ~40x its payload).
+    import tracemalloc
+
+    proto = opened()
+    assert proto.receive_data(cf(Opcode.BINARY, b"a", fin=False)) == []
+    chunk = cf(Opcode.CONTINUATION, b"b", fin=False) * 10_000
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            assert proto.receive_data(chunk) == []
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * 50_000 + 64 * 1024, held
