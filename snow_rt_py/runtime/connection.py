@@ -450,19 +450,23 @@ class Connection(asyncio.Protocol):
                 self._finish()
             return
         self._in_read = True
+        events: list[ev.Event] = []
         try:
-            self._handle(self._proto.receive_data(data))
+            events = self._proto.receive_data(data)
+            self._handle(events)
         finally:
             self._in_read = False
-            # What this read produced leaves at the end of the loop iteration, with what every other connection
-            # read in the same iteration produced: one write per connection, and the peers wake up once.
             out = self._out
-            if len(out) >= _FLUSH_NOW:
-                # A read that produced this much (a ping flood, say) is written now: the transport's buffer then
-                # says at once whether the peer reads it (pause_writing -> pause_reading), before the event loop
-                # reads the socket again (libuv reads up to 32 times per wake-up).
-                self._flush()
-            elif out:  # (offer_frame left the scheduling to us while _in_read)
+            if len(events) <= 1 or len(out) >= _FLUSH_NOW:
+                # A lone message (a chat or a game: 1 in flight) is answered at once, not after every other
+                # connection of this loop iteration has been served. A read that produced many frames (a ping
+                # flood, say) is written now too: the transport's buffer then says at once whether the peer reads
+                # it (pause_writing -> pause_reading), before the loop reads the socket again.
+                if out:
+                    self._flush()
+            elif out:
+                # A batch: it leaves at the end of the loop iteration with what every other connection read in the
+                # same iteration produced: one write per connection, and the peers wake up once.
                 self._flush_pending = True
                 self.server.schedule_flush(self)
 
