@@ -54,7 +54,7 @@ test: lint typecheck unit
 
 # Every peer in one run (issue 6): echo, latency, 1 MiB, idle memory, broadcast; summary in build/bench_all.md.
 # Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2), the C boundary (issue 5) and
-# C callbacks on 1 and 2 workers (bench_workers.py).
+# C callbacks on 1 and 2 workers (bench_workers.py), and memory under hostile clients (bench_abuse.py, issue 11).
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
@@ -62,6 +62,7 @@ bench: build
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
+	$(PY) bench/bench_abuse.py
 
 # Autobahn|Testsuite (cases 1-10 by default; CASES='6.*,7.1.*' for some) against the Python and the C echo servers;
 # sets the suite up in .autobahn/ (Python 2.7: PYTHON27=..., else pyenv's 2.7.18); report in artifacts/autobahn/.
