@@ -25,5 +25,5 @@ def test_the_mit_license_file_is_declared_and_installed() -> None:
     text = (REPO / "LICENSE").read_text()
     assert text.startswith("MIT License\n\nCopyright (c) 2026 the snow_rt_py authors\n")
     metadata = importlib.metadata.metadata("snow_rt_py")
-    assert metadata["License"] == "MIT"
+    assert metadata["License-Expression"] == "MIT"  # PEP 639
     assert metadata.get_all("License-File") == ["LICENSE"]
