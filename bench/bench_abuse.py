@@ -71,6 +71,7 @@ from bench_echo import (
     ServerSpec,
     chosen_servers,
     code_stamp,
+    exit_status,
     pinned,
     print_versions,
     proc_status_kib,
@@ -635,12 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw["results"] = results
     opts.out.with_suffix(".json").write_text(json.dumps(raw))
     print(f"written: {opts.out} and {opts.out.with_suffix('.json')}")
-    if problems:
-        print("\nPROBLEMS:", file=sys.stderr)
-        for p in problems:
-            print(" - " + p, file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(problems)
 
 
 if __name__ == "__main__":

@@ -364,12 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "measurements (compare the per-CPU-s columns, or run again): " + ", ".join(disturbed)
         )
 
-    if problems:
-        print("\nPROBLEMS:", file=sys.stderr)
-        for p in problems:
-            print(" - " + p, file=sys.stderr)
-        return 1
-    return 0
+    return be.exit_status(problems)
 
 
 if __name__ == "__main__":

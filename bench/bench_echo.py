@@ -424,6 +424,16 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def exit_status(problems: list[str]) -> int:
+    """Print the run's problems (if any) on stderr; the exit status: 1 if there were any, else 0."""
+    if problems:
+        print("\nPROBLEMS:", file=sys.stderr)
+        for p in problems:
+            print(" - " + p, file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 run, 2 s windows, 0.5 s warm-up")
@@ -601,12 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {x['srv_cpu']:.0f}% | {x['lg_cpu']:.0f}% | {x['p50']:.0f} | {x['p99']:.0f} | {ratio(name, 'p50')} "
             f"| {fmt_int(x['k1_tput'])} | {fmt_int(x['k1_eff'])} | {x['solo_p50']:.0f} | {x['solo_p99']:.0f} |"
         )
-    if problems:
-        print("\nPROBLEMS:", file=sys.stderr)
-        for p in problems:
-            print(" - " + p, file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(problems)
 
 
 if __name__ == "__main__":

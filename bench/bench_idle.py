@@ -39,6 +39,7 @@ from bench_echo import (
     build_loadgen,
     chosen_servers,
     code_stamp,
+    exit_status,
     print_versions,
     proc_cpu_seconds,
     proc_status_kib,
@@ -275,12 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {m['rss_end'] / 1024:.1f} MiB | {m['hwm'] / 1024:.1f} MiB | {m['kib_per_conn']:.1f} | {ratio(name)} "
             f"| {m['idle_cpu_pct']:.1f}% | {m['pongs']:,.0f} |"
         )
-    if problems:
-        print("\nPROBLEMS:", file=sys.stderr)
-        for p in problems:
-            print(" - " + p, file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(problems)
 
 
 if __name__ == "__main__":

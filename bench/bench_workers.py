@@ -271,12 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = med[2]["rate"] / med[1]["rate"]
         verdict = "met" if ratio >= GOAL else "NOT met"
         print(f"\nworkers=2 / workers=1: {ratio:.2f}x (goal >= {GOAL}x: {verdict})")
-    if problems:
-        print("\nPROBLEMS:", file=sys.stderr)
-        for p in problems:
-            print(" - " + p, file=sys.stderr)
-        return 1
-    return 0
+    return be.exit_status(problems)
 
 
 if __name__ == "__main__":
