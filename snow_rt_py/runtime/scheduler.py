@@ -9,7 +9,8 @@ Rules:
   taken for a WebSocket event (snow-rt's ``WS_TEXT_TAG == JOB_RESULT_TAG`` collision cannot happen here).
 * ``workers == 0``: actors run inline on the event loop thread (the fast path; behaviours must not block).
   ``workers >= 1``: a pool of that many threads runs ready actors. An actor is on the run queue at most once, so
-  its messages stay sequential; a blocked behaviour holds one worker and delays only its own actor. With more
+  its messages stay sequential; a blocked behaviour holds one worker and delays only its own actor. A ready actor
+  runs until its mailbox is empty, 64 messages, or 2 ms, then yields its worker to the next ready actor. With more
   blocked actors than workers, the remaining actors wait in the run queue until a worker frees up (their
   sockets, pings and pongs are still served by the loop meanwhile).
 * Links are symmetric. When an actor exits (``exit``), every linked, still-alive actor receives
@@ -29,6 +30,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +38,8 @@ from typing import Any
 
 log = logging.getLogger("snow_rt_py.scheduler")
 
-_BATCH = 64  # messages an actor handles before it yields its worker to the next ready actor
+_BATCH = 64  # messages an actor handles before it yields its worker to the next ready actor...
+_SLICE = 0.002  # ... or seconds, whichever comes first: a slow handler must not hold a worker for 64 messages
 
 
 class Tag(enum.Enum):
@@ -275,8 +278,10 @@ class Scheduler:
         return True
 
     def _run(self, actor: Actor, limit: int | None) -> bool:
-        """Run up to ``limit`` messages of ``actor``. Returns True if it must be rescheduled."""
+        """Run up to ``limit`` messages of ``actor`` (and, with a limit, for at most ``_SLICE`` seconds once one
+        message is done). Returns True if it must be rescheduled."""
         handled = 0
+        deadline = 0.0 if limit is None else time.monotonic() + _SLICE
         while True:
             with actor._lock:
                 if not actor.alive:
@@ -284,7 +289,7 @@ class Scheduler:
                 if not actor.mailbox:
                     actor.running = False
                     return False
-                if limit is not None and handled >= limit:
+                if limit is not None and handled and (handled >= limit or time.monotonic() >= deadline):
                     return True
                 tag, payload = actor.mailbox.popleft()
             handled += 1
