@@ -283,7 +283,15 @@ class Connection(asyncio.Protocol):
 
     def send(self, message: str | bytes) -> None:
         """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
-        if isinstance(message, str):
+        if type(message) is str and len(message) < _SEPARATE_TEXT_MIN:
+            # send_text's common case, in one call (the reply of a handler: the hot path)
+            try:
+                frame = encode_text(message)
+            except UsageError as exc:
+                raise InvalidArgumentError(str(exc)) from None
+            if not self.offer_frame(frame):
+                self._refused()
+        elif isinstance(message, str):
             self.send_text(message)
         else:
             self.send_binary(message)
@@ -347,7 +355,8 @@ class Connection(asyncio.Protocol):
             if self.server.options.slow_consumer == "close":
                 self._close_from_runtime(*SLOW_CONSUMER)
             return False
-        if threading.get_ident() == self._loop_thread:
+        on_loop = threading.get_ident() == self._loop_thread
+        if on_loop:
             # The loop thread is the one that drains our Close: nothing it appends can end up behind it.
             if payload is None:
                 self._out.append(frame)
@@ -365,7 +374,7 @@ class Connection(asyncio.Protocol):
         self.messages_out += count
         if not self._flush_pending:
             self._flush_pending = True
-            if threading.get_ident() != self._loop_thread:
+            if not on_loop:
                 self.server.schedule_flush_threadsafe(self)
             elif not self._in_read:
                 self.server.schedule_flush(self)
@@ -755,13 +764,17 @@ class Connection(asyncio.Protocol):
                     else:
                         handler.on_message(self, payload.data)
             finally:
-                self._handled(len(payload.raw))
+                self._inbox_done += len(payload.raw)
+                if self._paused_in:
+                    self._handled()
         elif tag is Tag.BINARY:
             try:
                 if not self._handler_state:
                     handler.on_message(self, payload)
             finally:
-                self._handled(len(payload))
+                self._inbox_done += len(payload)
+                if self._paused_in:
+                    self._handled()
         elif tag is Tag.CONNECT:
             verdict = handler.on_connect(self, self.path, self.headers)
             if verdict is False or isinstance(verdict, Reject):
@@ -778,10 +791,9 @@ class Connection(asyncio.Protocol):
         else:  # INFO and EXIT
             handler.on_info(self, payload)
 
-    def _handled(self, size: int) -> None:
-        """A message of ``size`` bytes left the inbox (the actor's thread)."""
-        self._inbox_done += size
-        if self._paused_in and self._inbox_given - self._inbox_done <= self._inbox_high >> 2:
+    def _handled(self) -> None:
+        """A message left the inbox while reading is paused (the actor's thread): resume below the low-water mark."""
+        if self._inbox_given - self._inbox_done <= self._inbox_high >> 2:
             self._call_on_loop(self._inbox_drained)
 
     def _crash(self, exc: BaseException) -> None:
