@@ -12,11 +12,8 @@ See README.md for the whole API.
 from __future__ import annotations
 
 from snow_rt_py.api import (
-    RunningServer,
-    Runtime,
     broadcast,
     broadcast_except,
-    default_runtime,
     exit_actor,
     join,
     leave,
@@ -40,6 +37,7 @@ from snow_rt_py.runtime.errors import (
 )
 from snow_rt_py.runtime.handler import Handler, Reject, make_handler
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
 from snow_rt_py.runtime.scheduler import ExitSignal
 
 __version__ = "0.1.0"

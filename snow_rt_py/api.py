@@ -28,25 +28,6 @@ from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
 from snow_rt_py.runtime.server import Server
 
-__all__ = [
-    "RunningServer",
-    "Runtime",
-    "broadcast",
-    "broadcast_except",
-    "default_runtime",
-    "exit_actor",
-    "join",
-    "leave",
-    "link",
-    "member_count",
-    "room_names",
-    "rooms_of",
-    "send",
-    "serve",
-    "spawn",
-    "start",
-]
-
 
 def spawn(fn: Callable[[Any], None]) -> int:
     """Start an actor that calls ``fn(message)`` for each message sent to it, one at a time, on a worker thread.

@@ -236,7 +236,8 @@ class Connection(asyncio.Protocol):
                 frame = encode_text(text)
             except UsageError as exc:
                 raise InvalidArgumentError(str(exc)) from None
-            self.send_frame(frame)
+            if not self.offer_frame(frame):  # send_frame, inlined: this is a handler's reply, the hot path
+                self._refused()
             return
         try:
             data = text.encode("utf-8")
@@ -283,15 +284,7 @@ class Connection(asyncio.Protocol):
 
     def send(self, message: str | bytes) -> None:
         """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
-        if type(message) is str and len(message) < _SEPARATE_TEXT_MIN:
-            # send_text's common case, in one call (the reply of a handler: the hot path)
-            try:
-                frame = encode_text(message)
-            except UsageError as exc:
-                raise InvalidArgumentError(str(exc)) from None
-            if not self.offer_frame(frame):
-                self._refused()
-        elif isinstance(message, str):
+        if isinstance(message, str):
             self.send_text(message)
         else:
             self.send_binary(message)
@@ -665,7 +658,7 @@ class Connection(asyncio.Protocol):
         then drop TCP at once, so on_close (1011) runs now, not ``close_timeout`` later."""
         self._enter(_CLOSING, KEEPALIVE_TIMEOUT)
         if self._proto.state is State.OPEN:
-            self._proto.send_close_payload(build_close_payload(*KEEPALIVE_TIMEOUT))
+            self._proto.send_close(*KEEPALIVE_TIMEOUT)
         self._drop_transport()
 
     def _send_close(self, payload: bytes) -> None:

@@ -122,9 +122,6 @@ class ActorTable:
             self._actors[actor.pid] = actor
         return actor
 
-    def __len__(self) -> int:
-        return len(self._actors)
-
     def lookup(self, pid: int) -> Actor | None:
         """The live actor with ``pid``, or None."""
         actor = self._actors.get(pid)

@@ -49,6 +49,9 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_echo import stop_process as stop  # noqa: E402  (SIGTERM, then SIGKILL after 10 s: the benchmarks' own)
+
 REQUIREMENTS = HERE / "requirements-py27.txt"
 ALLOW_LIST = HERE / "allow-list.txt"
 SUITE_DIR = ROOT / ".autobahn"
@@ -60,7 +63,6 @@ PYENV_27 = Path.home() / ".pyenv" / "versions" / "2.7.18" / "bin" / "python"
 DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 11))
 MAX_MESSAGE = 16 * 1024 * 1024  # cases 9.1.6 / 9.2.6: 16 MiB messages
 READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 GOOD = ("OK", "INFORMATIONAL")
 VERDICTS = ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "UNIMPLEMENTED")
 
@@ -178,23 +180,6 @@ def start_server(name: str, argv: list[str], logs: Path) -> tuple[subprocess.Pop
         tail = (logs / f"{name}.stderr").read_text(errors="replace")[-2000:]
         raise SetupError(f"{name}: no 'listening on' line (got {line!r}); stderr:\n{tail}")
     return proc, match.group(1).rstrip("/")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int | None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns the exit status."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            print(f"autobahn: pid {proc.pid} ignored SIGTERM; killing it", file=sys.stderr)
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        with contextlib.suppress(OSError):
-            proc.stdout.close()
-    return proc.returncode
 
 
 @contextlib.contextmanager
