@@ -127,8 +127,9 @@ def serve(
     stop_event: threading.Event | None = None,
 ) -> None:
     """Run a server on a new event loop in the calling thread until SIGINT/SIGTERM (main thread only) or
-    ``stop_event`` is set; then close every connection with 1001 and return. Its actors and rooms are the
-    default runtime's.
+    ``stop_event`` is set; then drain it (stop accepting, close every connection with 1001 "going away" spread
+    over ``drain_window``, wait up to ``drain_timeout``, abort the rest: ``Server.drain``) and return. Its actors
+    and rooms are the default runtime's.
 
     Args:
         handler: the callbacks.
@@ -169,7 +170,7 @@ async def _serve(
     try:
         await stop.wait()
     finally:
-        await server.close()
+        await server.drain()
 
 
 # -- rooms (see snow_rt_py/runtime/rooms.py for the rules): a connection's rooms are its runtime's ---------------

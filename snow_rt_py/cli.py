@@ -22,9 +22,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
-    if value < 0:
+    if not 0 <= value < math.inf:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
     return value
 
@@ -34,6 +41,29 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < math.inf:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
+
+
+class _ConnectionId(logging.Filter):
+    """Gives every record a ``conn_id`` (``-`` when it is not about one connection), for the format below."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "conn_id"):
+            record.conn_id = "-"
+        return True
+
+
+def configure_logging(level: str | int) -> None:
+    """The CLI's log format: time, level, logger, connection id, message (on stderr)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_ConnectionId())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [conn %(conn_id)s]: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def min_level(level: str, at_most: str) -> int:
+    """The more verbose of two level names (the access log needs INFO)."""
+    levels: list[int] = [logging.getLevelName(name.upper()) for name in (level, at_most)]
+    return min(levels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +119,44 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave glibc's malloc thresholds alone (by default they are raised for large messages)",
     )
+    s.add_argument(
+        "--allowed-origin",
+        action="append",
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help="allow pages of this origin (repeat; https://*.example.com for subdomains); others get 403. "
+        "Default: no Origin check",
+    )
+    s.add_argument("--require-origin", action="store_true", help="refuse (403) requests without an Origin header")
+    s.add_argument(
+        "--subprotocol",
+        action="append",
+        dest="subprotocols",
+        default=[],
+        metavar="NAME",
+        help="a subprotocol the server speaks (repeat, in order of preference)",
+    )
+    s.add_argument(
+        "--require-subprotocol", action="store_true", help="refuse (400) clients offering none of --subprotocol"
+    )
+    s.add_argument("--max-connections", type=_count, default=0, help="open connections cap, 0 = none (503 over it)")
+    s.add_argument("--max-connections-per-ip", type=_count, default=0, help="per client IP cap, 0 = none (503)")
+    s.add_argument(
+        "--handshake-rate", type=_seconds, default=0.0, help="handshakes per second per client IP, 0 = no limit (429)"
+    )
+    s.add_argument("--handshake-burst", type=_positive_int, default=10, help="handshakes at once per IP (default: 10)")
+    s.add_argument(
+        "--handshake-timeout", type=_positive_seconds, default=10.0, help="seconds to complete a handshake (408)"
+    )
+    s.add_argument(
+        "--drain-window", type=_seconds, default=2.0, help="SIGTERM: spread the 1001 closes over S seconds (2)"
+    )
+    s.add_argument(
+        "--drain-timeout", type=_positive_seconds, default=10.0, help="SIGTERM: abort what is left after S seconds"
+    )
+    s.add_argument("--metrics-path", help="serve OpenMetrics at this path on the same port (e.g. /metrics)")
+    s.add_argument("--metrics-port", type=int, help="serve OpenMetrics on this separate port")
+    s.add_argument("--access-log", action="store_true", help="log one INFO line per connection when it ends")
     s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser
 
@@ -96,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level.upper() if not args.access_log else min_level(args.log_level, "INFO"))
     options = ServerOptions(
         host=args.host,
         port=args.port,
@@ -111,6 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         static_dir=args.static_dir,
         static_index=args.static_index,
         tune_malloc=not args.no_tune_malloc,
+        allowed_origins=args.allowed_origins,
+        require_origin=args.require_origin,
+        subprotocols=args.subprotocols,
+        require_subprotocol=args.require_subprotocol,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        handshake_rate=args.handshake_rate,
+        handshake_burst=args.handshake_burst,
+        handshake_timeout=args.handshake_timeout,
+        drain_window=args.drain_window,
+        drain_timeout=args.drain_timeout,
+        metrics_path=args.metrics_path,
+        metrics_port=args.metrics_port,
+        access_log=args.access_log,
     )
     try:
         options.validate()
@@ -120,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def ready(server: Server) -> None:
         print(f"listening on {server.url}", flush=True)
+        if server.metrics is not None and server.metrics.port is not None:
+            print(f"metrics on http://{args.host}:{server.metrics.port}/metrics", flush=True)
 
     try:
         serve(APPS[args.app](), options, ready=ready)

@@ -104,6 +104,8 @@ class Connection(asyncio.Protocol):
         headers: the request headers (case-insensitive lookup).
         remote_address: ``(host, port)`` of the peer.
         pid: the pid of the connection's actor (0 before the upgrade).
+        subprotocol: the subprotocol selected in the handshake (one of the server's ``subprotocols`` that the
+            client offered), or None.
         max_queue_bytes: the bound of the outbound queue (the server's option; read only).
         user_data: free for the program (None at first): the object has fixed attributes (``__slots__``, which
             keeps an idle connection small), so keep per-connection state here or in a dict keyed by ``conn.id``.
@@ -112,6 +114,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "__weakref__",
         "_actor",
+        "_admitted",
         "_end",
         "_flush_pending",
         "_handler_state",
@@ -127,8 +130,10 @@ class Connection(asyncio.Protocol):
         "_paused_in",
         "_paused_out",
         "_proto",
+        "_started",
         "_timer",
         "_transport",
+        "bytes_out",
         "drops",
         "hb_due",
         "hb_payload",
@@ -145,6 +150,7 @@ class Connection(asyncio.Protocol):
         "rooms_joined",
         "runtime",
         "server",
+        "subprotocol",
         "user_data",
     )
 
@@ -156,6 +162,10 @@ class Connection(asyncio.Protocol):
         self.headers = Headers()
         self.remote_address: tuple[str, int] | None = None
         self.pid = 0
+        self.subprotocol: str | None = None
+        self._admitted = False  # counted in the server's per-IP table (until the TCP connection is gone)
+        self._started = 0.0  # loop time of the TCP accept (for the access log)
+        self.bytes_out = 0  # bytes of data frames queued, headers included (the counterpart of _inbox_given)
         self.phase = _CONNECTING
         self._loop = server.loop
         self._loop_thread = server.loop_thread_id
@@ -345,8 +355,8 @@ class Connection(asyncio.Protocol):
         size = len(frame) if payload is None else len(frame) + len(payload)
         if queued and queued + size > self.max_queue_bytes:
             self.drops += 1
-            if self.server.options.slow_consumer == "close":
-                self._close_from_runtime(*SLOW_CONSUMER)
+            if self.server.options.slow_consumer == "close" and self._close_from_runtime(*SLOW_CONSUMER):
+                self.server.slow_consumer_closes += 1
             return False
         on_loop = threading.get_ident() == self._loop_thread
         if on_loop:
@@ -364,6 +374,7 @@ class Connection(asyncio.Protocol):
                 else:
                     self._out += (frame, payload)
         self._out_bytes += size
+        self.bytes_out += size
         self.messages_out += count
         if not self._flush_pending:
             self._flush_pending = True
@@ -442,6 +453,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.remote_address = (peer[0], peer[1])
+        self._started = self._loop.time()
         self.server.connection_started(self)
         self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
 
@@ -508,6 +520,7 @@ class Connection(asyncio.Protocol):
         paused = self._paused_in or self._paused_out
         if paused == transport.is_reading():
             if paused:
+                self.server.inbound_pauses += 1
                 transport.pause_reading()
             else:
                 transport.resume_reading()
@@ -595,6 +608,7 @@ class Connection(asyncio.Protocol):
                 self._enter(_CLOSING, (event.code, event.reason))
                 self._half_close()
             elif kind is ev.HandshakeFailure:
+                self.server.admission.count("bad_request", self._peer_ip(), "malformed handshake")
                 self._enter(_CLOSING)
                 self._linger()
             elif kind is ev.HttpRequest:
@@ -609,18 +623,30 @@ class Connection(asyncio.Protocol):
         self.path = request.target
         self.headers = request.headers
         server = self.server
+        admission = server.admission
+        ip = self._peer_ip()
         if server.closing:
-            self._refuse(503, "server shutting down")
+            refusal = admission.shutting_down(ip)
+            self._refuse(refusal.status, refusal.text, refusal.headers)
+            return
+        decision = admission.check(ip, request.headers, len(server._accepted))
+        if decision is not None and not isinstance(decision, str):
+            self._refuse(decision.status, decision.text, decision.headers)
             return
         try:
             verdict = server.handler.on_upgrade(request.target, request.headers)
         except Exception:
-            log.exception("on_upgrade raised; answering 500")
+            log.exception("on_upgrade raised; answering 500", extra={"conn_id": self.id})
             verdict = Reject("internal error", status=500)
         if verdict is not None:
+            admission.count("on_upgrade", ip, f"{verdict.status} {verdict.reason}")
             self._refuse(verdict.status, verdict.reason)
             return
-        pipelined = self._proto.accept()  # the 101 is queued first: it goes before anything on_connect sends
+        self.subprotocol = decision
+        # The 101 is queued first: it goes before anything on_connect sends.
+        pipelined = self._proto.accept(() if decision is None else (("Sec-WebSocket-Protocol", decision),))
+        admission.opened(ip)
+        self._admitted = True
         self._enter(_OPEN)
         self._actor = actor = server.scheduler.spawn(self._behave, self._crash)
         self.pid = actor.pid
@@ -631,15 +657,21 @@ class Connection(asyncio.Protocol):
         if pipelined:
             self._handle(pipelined)
 
-    def _refuse(self, status: int, reason: str) -> None:
-        self._proto.reject(status, reason)
+    def _peer_ip(self) -> str:
+        address = self.remote_address
+        return address[0] if address is not None else ""
+
+    def _refuse(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self._proto.reject(status, reason, headers)
         self._enter(_CLOSING)
         self._linger()
 
     def _on_http_request(self, request: ev.HttpRequest) -> None:
         self._cancel_timer()
         opts = self.server.options
-        if opts.static_dir is None:
+        if opts.metrics_path is not None and request.target.partition("?")[0] == opts.metrics_path:
+            self._proto.respond(*self.server.metrics_page(request.headers.get("Accept")))
+        elif opts.static_dir is None:
             self._proto.reject(400, "Upgrade header must include websocket.")
         else:
             self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
@@ -656,7 +688,8 @@ class Connection(asyncio.Protocol):
         """Called by the heartbeat wheel (loop thread) when a ping went unanswered: fail the connection (RFC 6455
         §7.1.7). A peer that answers no ping will not answer a Close either: send ours if the protocol still can,
         then drop TCP at once, so on_close (1011) runs now, not ``close_timeout`` later."""
-        self._enter(_CLOSING, KEEPALIVE_TIMEOUT)
+        if self._enter(_CLOSING, KEEPALIVE_TIMEOUT):
+            self.server.heartbeat_timeouts += 1
         if self._proto.state is State.OPEN:
             self._proto.send_close(*KEEPALIVE_TIMEOUT)
         self._drop_transport()
@@ -670,10 +703,16 @@ class Connection(asyncio.Protocol):
             self._flush()
             self._arm_close_deadline()
 
-    def _close_from_runtime(self, code: int, reason: str) -> None:
-        """Close from inside the runtime (reject, crash, slow consumer, server shutdown): never raises."""
+    def _close_from_runtime(self, code: int, reason: str) -> bool:
+        """Close from inside the runtime (reject, crash, slow consumer, server shutdown): never raises.
+
+        Returns:
+            True if this call started the close (False: the connection was already closing or ended).
+        """
         if self._enter(_CLOSING, (code, reason)):
             self._call_on_loop(self._send_close, build_close_payload(code, reason))
+            return True
+        return False
 
     def _half_close(self) -> None:
         """After failing the connection: our Close is queued; send it, then EOF, and wait (bounded) for theirs."""
@@ -730,6 +769,7 @@ class Connection(asyncio.Protocol):
         client gets an answer, not a silent drop)."""
         self._timer = None
         if self._proto.state is State.HANDSHAKE and self._transport is not None:
+            self.server.admission.count("handshake_timeout", self._peer_ip(), "handshake not complete in time")
             self._proto.fail_handshake(408, "Request timeout: the opening handshake took too long.")
             self._enter(_CLOSING)
             self._linger()
@@ -793,9 +833,10 @@ class Connection(asyncio.Protocol):
         if isinstance(exc, ConnectionClosedError) and self.phase is not _OPEN:
             # A message that arrived before the close is handled after it (worker mode) and its reply cannot go
             # out: the connection is ending anyway, this is not a handler bug.
-            log.debug("connection %d: reply after close dropped: %s", self.id, exc)
+            log.debug("connection %d: reply after close dropped: %s", self.id, exc, extra={"conn_id": self.id})
             return
-        log.error("handler of connection %d crashed", self.id, exc_info=exc)
+        log.error("handler of connection %d crashed", self.id, exc_info=exc, extra={"conn_id": self.id})
+        self.server.handler_crashes += 1
         if not self._handler_state:
             self._handler_state = "crashed"
             self._close_from_runtime(*HANDLER_CRASH)

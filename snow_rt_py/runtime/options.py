@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from snow_rt_py.protocol.negotiation import OriginPolicy, check_subprotocol_names
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # snow-rt's MAX_PAYLOAD_SIZE
 DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
@@ -40,6 +44,29 @@ class ServerOptions:
             instead of faulting in fresh pages for every message (see runtime/allocator.py).
         reuse_port: set SO_REUSEPORT on the listening socket.
         backlog: listen() backlog.
+        allowed_origins: None (default) checks no ``Origin``; else the origins whose pages may connect: exact
+            (``"https://app.example.com"``, ``"http://127.0.0.1:8000"``) or every subdomain
+            (``"https://*.example.com"``). Any other ``Origin`` gets 403 before any callback runs.
+        require_origin: refuse (403) a request without an ``Origin`` header (browsers always send one; other clients
+            usually do not). Default False: such requests pass the Origin check.
+        subprotocols: the subprotocols the server speaks, in its order of preference; the first one the client
+            offered is selected (``conn.subprotocol``), never one it did not offer.
+        require_subprotocol: refuse (400, with the reason) a client that offers none of ``subprotocols``.
+        max_connections: at most this many open WebSocket connections (0: no cap); over it a handshake gets 503 with
+            ``Retry-After`` and its socket is closed; open connections are never affected.
+        max_connections_per_ip: the same cap per client IP address (0: no cap).
+        handshake_rate: handshakes per second allowed per client IP (a token bucket refilled at this rate; 0: no
+            limit); over it a handshake gets 429 with ``Retry-After``.
+        handshake_burst: the bucket's size: handshakes an IP may make at once after a quiet spell.
+        retry_after: seconds announced in ``Retry-After`` with a 503 (the 429's is when the next token is due).
+        drain_window: seconds over which :meth:`drain` spreads its 1001 closes (batches), so clients do not all
+            reconnect in the same millisecond.
+        drain_timeout: seconds the CLI's SIGTERM drain waits in all before aborting what remains.
+        metrics_path: serve OpenMetrics (Prometheus text) at this path to plain HTTP GETs on the server's own port
+            (e.g. ``"/metrics"``); None: off.
+        metrics_port: serve the same on a separate port of ``host`` (0 picks a free one); None: off.
+        access_log: log one line per connection when it ends (logger ``snow_rt_py.access``, level INFO): peer,
+            path, duration, bytes each way, close code.
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +88,20 @@ class ServerOptions:
     tune_malloc: bool = True
     reuse_port: bool = False
     backlog: int = 1024
+    allowed_origins: Sequence[str] | None = None
+    require_origin: bool = False
+    subprotocols: Sequence[str] = ()
+    require_subprotocol: bool = False
+    max_connections: int = 0
+    max_connections_per_ip: int = 0
+    handshake_rate: float = 0.0
+    handshake_burst: int = 10
+    retry_after: int = 1
+    drain_window: float = 2.0
+    drain_timeout: float = 10.0
+    metrics_path: str | None = None
+    metrics_port: int | None = None
+    access_log: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible combination."""
@@ -88,6 +129,37 @@ class ServerOptions:
             raise ValueError(f"static_dir {str(self.static_dir)!r} is not a directory")
         if self.slow_consumer not in ("close", "drop"):
             raise ValueError(f"slow_consumer must be 'close' or 'drop', got {self.slow_consumer!r}")
+        if isinstance(self.allowed_origins, str):
+            raise ValueError("allowed_origins must be a list of origins, not one string")
+        self.origin_policy()  # raises for an entry that is not an origin
+        if isinstance(self.subprotocols, str):
+            raise ValueError("subprotocols must be a list of names, not one string")
+        check_subprotocol_names(self.subprotocols)
+        if self.require_subprotocol and not self.subprotocols:
+            raise ValueError("require_subprotocol needs subprotocols")
+        for name in ("max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: no cap), got {getattr(self, name)}")
+        if not 0 <= self.handshake_rate < math.inf:  # also refuses nan
+            raise ValueError(f"handshake_rate must be >= 0 (0: no limit), got {self.handshake_rate}")
+        if self.handshake_burst < 1:
+            raise ValueError(f"handshake_burst must be at least 1, got {self.handshake_burst}")
+        if not 1 <= self.retry_after <= 86400:
+            raise ValueError(f"retry_after must be 1 to 86400 seconds, got {self.retry_after}")
+        if not 0 <= self.drain_window < math.inf:
+            raise ValueError(f"drain_window must be >= 0 seconds, got {self.drain_window}")
+        if not 0 < self.drain_timeout < math.inf:
+            raise ValueError(f"drain_timeout must be > 0 seconds, got {self.drain_timeout}")
+        if self.metrics_path is not None and not (self.metrics_path.startswith("/") and " " not in self.metrics_path):
+            raise ValueError(f"metrics_path must start with '/', got {self.metrics_path!r}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be between 0 and 65535, got {self.metrics_port}")
+
+    def origin_policy(self) -> OriginPolicy | None:
+        """The compiled Origin rule, or None when no check is asked for."""
+        if self.allowed_origins is None and not self.require_origin:
+            return None
+        return OriginPolicy(self.allowed_origins, self.require_origin)
 
     @property
     def heartbeat_enabled(self) -> bool:

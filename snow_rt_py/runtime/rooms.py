@@ -38,6 +38,11 @@ class RoomRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, dict[int, Connection]] = {}
+        # Counters (statistics): broadcasts to a room with members, and the messages they queued. Plain ints,
+        # bumped once per broadcast (deliveries from concurrent broadcasts may rarely miss an update: a gauge of
+        # activity, not an account).
+        self.broadcasts = 0
+        self.deliveries = 0
 
     def join(self, conn: Connection, room: str) -> None:
         """Add ``conn`` to ``room`` (no-op if already a member).
@@ -122,10 +127,15 @@ class RoomRegistry:
             if not members:
                 return 0
             targets = list(members.values())
+            self.broadcasts += 1
         failures = 0
+        skipped = 0
         for conn in targets:
-            if conn is not except_conn and not conn.offer_frame(frame):
+            if conn is except_conn:
+                skipped = 1
+            elif not conn.offer_frame(frame):
                 failures += 1
+        self.deliveries += len(targets) - skipped - failures
         return failures
 
     def rooms_of(self, conn: Connection) -> list[str]:

@@ -59,6 +59,23 @@ class RunningServer:
         """Graceful stop: 1001 to every connection, wait up to ``timeout`` s, then force. Idempotent."""
         self.runtime.loop_thread.run(self.server.close(timeout))
 
+    def drain(self, timeout: float | None = None, window: float | None = None) -> None:
+        """Graceful drain, returning when done: stop accepting, close every connection with 1001 "going away" in
+        batches spread over ``window`` s (default: the ``drain_window`` option; at most half of ``timeout``), wait
+        until ``timeout`` s from the start (default: ``drain_timeout``) for the close handshakes, then abort what
+        remains. on_close runs for every connection. The server is stopped afterwards (as by :meth:`stop`)."""
+        self.runtime.loop_thread.run(self.server.drain(timeout, window))
+
+    def statistics(self) -> dict[str, Any]:
+        """The server's counters (see :meth:`Server.statistics <snow_rt_py.runtime.server.Server.statistics>`)."""
+        return self.server.statistics()
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the separate metrics endpoint (``metrics_port`` option), or None."""
+        metrics = self.server.metrics
+        return None if metrics is None else metrics.port
+
     def __enter__(self) -> RunningServer:
         return self
 

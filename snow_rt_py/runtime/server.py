@@ -1,8 +1,12 @@
 """The asyncio WebSocket server: listens, owns the set of connections, shuts down in order.
 
-Shutdown (``close``) is idempotent and ordered: stop accepting; new handshakes get 503; open connections get
-close 1001 "server shutting down" (on_close reports 1001); wait up to ``timeout`` for them to finish the close
-handshake; abort whatever remains; stop the scheduler's workers.
+Shutdown (``close``, and ``drain`` which spreads it) is idempotent and ordered: stop accepting; handshakes still in
+progress are dropped (one that completes meanwhile gets 503); open connections get close 1001 (on_close reports
+1001) -- all at once for ``close``, in batches spread over ``drain_window`` for ``drain``; wait until ``timeout``
+(from the start) for them to finish the close handshake; abort whatever remains; stop the scheduler's workers.
+
+The server also keeps its counters (``statistics``): plain integers bumped on paths already taken (a connection's
+own counters are summed when asked and added to the server's totals when it ends: nothing extra per message).
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from snow_rt_py.runtime.admission import Admission
 from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
-from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection, Phase
+from snow_rt_py.runtime.connection import ABORTED, SERVER_SHUTDOWN, Connection, Phase
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
@@ -29,6 +35,12 @@ if TYPE_CHECKING:
     from snow_rt_py.runtime.runtime import Runtime
 
 log = logging.getLogger("snow_rt_py.server")
+access_log = logging.getLogger("snow_rt_py.access")
+
+GOING_AWAY = (1001, "going away")
+"""What :meth:`Server.drain` closes connections with (RFC 6455 §7.4.1: the server is going down)."""
+DRAIN_BATCH_INTERVAL = 0.01
+"""Seconds between two batches of a drain's closes (at most; fewer connections make fewer batches)."""
 
 TRIM_AFTER_ENDED = 256
 """Once this many connections have ended since the last time, the heap's free memory goes back to the kernel (a
@@ -74,6 +86,21 @@ class Server:
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._closed = asyncio.Event()
+        self.admission = Admission(options)
+        # Counters (plain ints, see statistics()). The per-message ones live on each Connection and are added here
+        # when it ends.
+        self.accepted_total = 0
+        self.inbound_pauses = 0
+        self.slow_consumer_closes = 0
+        self.heartbeat_timeouts = 0
+        self.handler_crashes = 0
+        self.close_codes: dict[int, int] = {}
+        self._ended_messages_in = 0
+        self._ended_messages_out = 0
+        self._ended_bytes_in = 0
+        self._ended_bytes_out = 0
+        self._ended_drops = 0
+        self.metrics: Any = None  # runtime/metrics.py's ServerMetrics when metrics_path or metrics_port is set
 
     @classmethod
     async def start(cls, handler: Handler, options: ServerOptions, runtime: Runtime | None = None) -> Server:
@@ -93,6 +120,10 @@ class Server:
 
             runtime = default_runtime()
         self = cls(handler, options, asyncio.get_running_loop(), runtime)
+        if options.metrics_path is not None or options.metrics_port is not None:
+            from snow_rt_py.runtime.metrics import ServerMetrics  # prometheus_client: only when asked for
+
+            self.metrics = ServerMetrics(self)
         if options.tune_malloc:
             tune_for_large_messages()
         ssl_ctx = None
@@ -113,6 +144,16 @@ class Server:
             self.scheduler.close()
             what = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise ServerStartError(f"cannot listen on {options.host}:{options.port}: {what}") from None
+        if self.metrics is not None and options.metrics_port is not None:
+            try:
+                self.metrics.listen(options.host, options.metrics_port)
+            except OSError as exc:
+                self._server.close()
+                self.scheduler.close()
+                what = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+                raise ServerStartError(
+                    f"cannot listen for metrics on {options.host}:{options.metrics_port}: {what}"
+                ) from None
         return self
 
     @property
@@ -171,16 +212,93 @@ class Server:
     def connection_accepted(self, conn: Connection) -> None:
         """The WebSocket handshake succeeded."""
         self._accepted[conn.id] = conn
+        self.accepted_total += 1
 
     def connection_ended(self, conn: Connection) -> None:
         """The TCP connection is gone."""
         self._sockets.discard(conn)
-        self._accepted.pop(conn.id, None)
+        if self._accepted.pop(conn.id, None) is not None:
+            self._count_ended(conn)
         if not self._sockets:
             self._all_gone.set()
         self._ended_since_trim += 1
         if self._ended_since_trim >= TRIM_AFTER_ENDED and self._trim_timer is None:
             self._trim_timer = self.loop.call_later(TRIM_DELAY, self._release_memory)
+
+    def _count_ended(self, conn: Connection) -> None:
+        """Add an accepted connection's counters to the totals, and write its access log line."""
+        self._ended_messages_in += conn.messages_in
+        self._ended_messages_out += conn.messages_out
+        self._ended_bytes_in += conn._inbox_given
+        self._ended_bytes_out += conn.bytes_out
+        self._ended_drops += conn.drops
+        code, reason = conn._end if conn._end is not None else ABORTED
+        self.close_codes[code] = self.close_codes.get(code, 0) + 1
+        ip = conn.remote_address[0] if conn.remote_address is not None else ""
+        if conn._admitted:
+            self.admission.closed(ip)
+        if self.options.access_log:
+            peer = f"{ip}:{conn.remote_address[1]}" if conn.remote_address is not None else "-"
+            duration = self.loop.time() - conn._started
+            access_log.info(
+                "%s %s %.3fs in=%d out=%d close=%d",
+                peer,
+                conn.path,
+                duration,
+                conn._inbox_given,
+                conn.bytes_out,
+                code,
+                extra={
+                    "conn_id": conn.id,
+                    "peer": peer,
+                    "path": conn.path,
+                    "duration": duration,
+                    "bytes_in": conn._inbox_given,
+                    "bytes_out": conn.bytes_out,
+                    "close_code": code,
+                    "close_reason": reason,
+                },
+            )
+
+    def statistics(self) -> dict[str, Any]:
+        """The server's counters, safe from any thread (a snapshot; counters of connections open at that instant
+        are summed now, so two calls may straddle a message).
+
+        Returns:
+            ``connections_open``, ``connections_total`` (accepted since the start), ``handshakes_refused`` (a dict:
+            reason -> count, every reason of ``admission.REASONS``), ``messages_in``, ``messages_out`` (data
+            messages received / queued), ``bytes_in`` (payload bytes of received data messages), ``bytes_out``
+            (bytes of queued data frames, headers included), ``broadcasts`` and ``deliveries`` (of the runtime's
+            rooms: every server of the runtime sees the same two), ``queue_drops`` (messages refused by the
+            slow-consumer policy), ``slow_consumer_closes``, ``heartbeat_timeouts``, ``close_codes`` (a dict: code
+            -> connections that ended with it, as on_close reported it), ``handler_crashes``, ``inbound_pauses``
+            (times a socket's reading was paused by flow control).
+        """
+        live = list(self._accepted.values())  # one C-level copy: safe while the loop thread changes the dict
+        rooms = self.runtime.rooms
+        return {
+            "connections_open": len(live),
+            "connections_total": self.accepted_total,
+            "handshakes_refused": dict(self.admission.refused),
+            "messages_in": self._ended_messages_in + sum(c.messages_in for c in live),
+            "messages_out": self._ended_messages_out + sum(c.messages_out for c in live),
+            "bytes_in": self._ended_bytes_in + sum(c._inbox_given for c in live),
+            "bytes_out": self._ended_bytes_out + sum(c.bytes_out for c in live),
+            "broadcasts": rooms.broadcasts,
+            "deliveries": rooms.deliveries,
+            "queue_drops": self._ended_drops + sum(c.drops for c in live),
+            "slow_consumer_closes": self.slow_consumer_closes,
+            "heartbeat_timeouts": self.heartbeat_timeouts,
+            "close_codes": dict(self.close_codes),
+            "handler_crashes": self.handler_crashes,
+            "inbound_pauses": self.inbound_pauses,
+        }
+
+    def metrics_page(self, accept: str | None) -> tuple[int, bytes, str]:
+        """The metrics exposition for a GET of ``metrics_path``: ``(status, body, content_type)``."""
+        assert self.metrics is not None
+        page: tuple[int, bytes, str] = self.metrics.page(accept)
+        return page
 
     def _release_memory(self) -> None:
         self._trim_timer = None
@@ -189,22 +307,37 @@ class Server:
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close every connection with 1001, wait up to ``timeout`` s, then force. Idempotent."""
+    async def drain(self, timeout: float | None = None, window: float | None = None) -> None:
+        """Graceful drain: stop accepting, close every connection with 1001 "going away" in batches spread over
+        ``window`` s (``drain_window``; at most half of ``timeout``), wait until ``timeout`` s from the start
+        (``drain_timeout``) for the close handshakes, then abort what remains. on_close runs for every connection.
+        Idempotent (a second call waits for the first)."""
+        timeout = self.options.drain_timeout if timeout is None else timeout
+        window = self.options.drain_window if window is None else window
+        await self.close(timeout, window=min(window, timeout / 2), close_with=GOING_AWAY)
+
+    async def close(
+        self, timeout: float = 5.0, *, window: float = 0.0, close_with: tuple[int, str] = SERVER_SHUTDOWN
+    ) -> None:
+        """Stop accepting, close every connection with 1001 (spread over ``window`` s), wait until ``timeout`` s
+        from the start, then force. Idempotent."""
         if self.closing:
             await self._closed.wait()
             return
         self.closing = True
+        started = self.loop.time()
         if self._server is not None:
             self._server.close()
+        open_conns = []
         for conn in list(self._sockets):
             if conn.phase is Phase.OPEN:
-                with contextlib.suppress(ConnectionClosedError):  # it started closing meanwhile
-                    conn.close(*SERVER_SHUTDOWN)
+                open_conns.append(conn)
             elif conn.phase is Phase.CONNECTING:
                 conn.abort()
+        await self._close_in_batches(open_conns, window, close_with)
+        left = max(0.0, timeout - (self.loop.time() - started))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_gone.wait(), timeout)
+            await asyncio.wait_for(self._all_gone.wait(), left)
         if self._sockets:
             log.warning("%d connections did not close within %.1fs; aborting them", len(self._sockets), timeout)
             for conn in list(self._sockets):
@@ -216,10 +349,28 @@ class Server:
         await asyncio.get_running_loop().run_in_executor(None, self._drain_scheduler, timeout)
         if self.heartbeat is not None:
             self.heartbeat.close()
+        if self.metrics is not None:  # its HTTP server's shutdown waits for its poll loop: not on this thread
+            await asyncio.get_running_loop().run_in_executor(None, self.metrics.close)
         if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
         self._closed.set()
+
+    async def _close_in_batches(self, conns: list[Connection], window: float, close_with: tuple[int, str]) -> None:
+        """Close ``conns`` with ``close_with``: batch i of n at ``i * window / n`` s (n batches at most every
+        DRAIN_BATCH_INTERVAL), so the clients' reconnections are spread over the window."""
+        batches = max(1, min(len(conns), int(window / DRAIN_BATCH_INTERVAL))) if window > 0 else 1
+        size = math.ceil(len(conns) / batches) if conns else 0
+        started = self.loop.time()
+        for i in range(batches):
+            due = started + i * window / batches
+            delay = due - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for conn in conns[i * size : (i + 1) * size]:
+                if conn.phase is Phase.OPEN:
+                    with contextlib.suppress(ConnectionClosedError):  # it started closing meanwhile
+                        conn.close(*close_with)
 
     def _drain_scheduler(self, timeout: float) -> None:
         self.scheduler.close()
