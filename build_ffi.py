@@ -137,6 +137,9 @@ extern "Python" {
     int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
     int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
     int64_t snow_abi_py_send_input(uint64_t conn);
+    int64_t snow_abi_py_drain(int64_t server, int64_t timeout_ms);
+    int64_t snow_abi_py_server_stats(int64_t server, SnowWsStats *out);
+    SnowString *snow_abi_py_subprotocol(uint64_t conn);
 }
 
 typedef struct SnowAbiTarget {

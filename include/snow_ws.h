@@ -288,6 +288,32 @@ typedef enum SnowWsSlowConsumer {
  *                       returns -1 with SNOW_WS_E_QUEUE_FULL (try again once the peer has read).
  *   (max_queue_bytes and slow_consumer came last: a program compiled against the struct without them passes a
  *   smaller struct_size and gets their defaults.)
+ * Admission, drain, metrics and logs (appended after slow_consumer; every string is copied before the call
+ * returns; the refusals below are answered before any callback runs, and counted: see SnowWsStats):
+ *   allowed_origins:  comma-separated origins whose pages may connect: exact ("https://app.example.com",
+ *                     "http://127.0.0.1:8000") or every subdomain of a domain: the scheme, "://", then
+ *                     "*.example.com" (written without a space; with a port if any). A request with another
+ *                     Origin gets HTTP 403. NULL = no Origin check (the default; any web page could then open a
+ *                     socket with its visitors' cookies: cross-site WebSocket hijacking). "" = no origin allowed.
+ *                     An entry that is not an origin is SNOW_WS_E_INVALID_ARGUMENT.
+ *   require_origin:   nonzero = a request without an Origin header (non-browser clients) gets 403; 0 = allowed.
+ *   subprotocols:     comma-separated subprotocols the server speaks, in its order of preference (NULL = none);
+ *                     the first one the client offered is selected (snow_ws_subprotocol), never another.
+ *   require_subprotocol: nonzero = a client offering none of them gets HTTP 400 with the reason.
+ *   max_connections:  open WebSocket connections cap (0 = none): over it a handshake gets HTTP 503 with
+ *                     Retry-After and its socket is closed; open connections are never affected.
+ *   max_connections_per_ip: the same cap per client IP address (0 = none).
+ *   handshake_rate:   handshakes per second per client IP (token bucket; 0 = no limit): over it HTTP 429 with
+ *                     Retry-After. Negative or not finite: SNOW_WS_E_INVALID_ARGUMENT.
+ *   handshake_burst:  the bucket's size (handshakes at once after a quiet spell); 0 = 10.
+ *   handshake_timeout_ms: time a client has to complete its handshake, else HTTP 408; 0 = 10000.
+ *   drain_window_ms:  snow_ws_drain spreads its 1001 closes over this window (at most half its timeout);
+ *                     0 = 2000; negative = all at once.
+ *   metrics_path:     serve OpenMetrics (Prometheus text) to plain HTTP GETs of this path on the same port, e.g.
+ *                     "/metrics" (copied); NULL = off.
+ *   metrics_port:     serve the same on this separate port of host (1-65535); 0 = off.
+ *   access_log:       nonzero = one log record per connection when it ends (Python logger snow_rt_py.access,
+ *                     INFO): peer, path, duration, bytes each way, close code.
  * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
  * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
  * afresh for every message; freed heap up to 128 MiB then stays with the process. */
@@ -307,6 +333,19 @@ typedef struct SnowWsOptions {
     const char *static_index;
     int64_t max_queue_bytes;
     int64_t slow_consumer;
+    const char *allowed_origins;
+    int64_t require_origin;
+    const char *subprotocols;
+    int64_t require_subprotocol;
+    int64_t max_connections;
+    int64_t max_connections_per_ip;
+    double handshake_rate;
+    int64_t handshake_burst;
+    int64_t handshake_timeout_ms;
+    int64_t drain_window_ms;
+    const char *metrics_path;
+    int64_t metrics_port;
+    int64_t access_log;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).
@@ -323,6 +362,64 @@ SNOW_WS_API int64_t snow_ws_server_port(int64_t server);
  * for the close handshakes, then drop what remains; the call returns when that is done. Returns 0, or -1:
  * negative timeout_ms (SNOW_WS_E_INVALID_ARGUMENT), unknown or already stopped server (SNOW_WS_E_BAD_SERVER). */
 SNOW_WS_API int64_t snow_ws_stop(int64_t server, int64_t timeout_ms);
+
+/* Graceful drain: stop accepting, close every connection with 1001 "going away" in batches spread over the
+ * server's drain_window_ms (at most half of timeout_ms; so many clients do not all reconnect in the same
+ * millisecond), wait until timeout_ms from the start for the close handshakes, then drop what remains; on_close
+ * runs for every connection. The server is then stopped (as by snow_ws_stop) and the call returns. Same return
+ * values and thread rules as snow_ws_stop. */
+SNOW_WS_API int64_t snow_ws_drain(int64_t server, int64_t timeout_ms);
+
+/* A server's counters, filled by snow_ws_server_stats. Zero-initialise it and set struct_size = sizeof(SnowWsStats):
+ * fields past struct_size are left untouched (a program compiled against an older, shorter struct keeps working;
+ * new fields are only ever appended). Every count is since the server started.
+ *   connections_open, connections_total: WebSocket connections open now / accepted in all.
+ *   refused_*:        handshakes refused, by reason: server draining or stopping (503), rate limit (429), Origin
+ *                     (403), subprotocol (400), max_connections (503), max_connections_per_ip (503), a malformed
+ *                     request (400, 426, 431...), handshake timeout (408), refused by the program (on_upgrade).
+ *   messages_in, messages_out: data messages received / queued for sending.
+ *   bytes_in:         payload bytes of the data messages received; bytes_out: bytes of the data frames queued for
+ *                     sending, frame headers included.
+ *   broadcasts, deliveries: room broadcasts with members, and the messages they queued (process-wide: the rooms
+ *                     are shared by every server).
+ *   queue_drops:      messages refused by the slow-consumer policy; slow_consumer_closes: connections it closed.
+ *   heartbeat_timeouts: connections failed with 1011 for an unanswered ping.
+ *   handler_crashes:  callbacks of the program that raised (Python handlers; always 0 for C callbacks).
+ *   inbound_pauses:   times flow control stopped reading a socket.
+ *   closes[i]:        connections that ended with close code 1000 + i (as on_close reported it: 1006 for a drop);
+ *   closes_other:     connections that ended with any other code (3000-4999, 1016-2999). */
+typedef struct SnowWsStats {
+    uint64_t struct_size;
+    int64_t connections_open;
+    int64_t connections_total;
+    int64_t refused_shutting_down;
+    int64_t refused_rate_limit;
+    int64_t refused_origin;
+    int64_t refused_subprotocol;
+    int64_t refused_max_connections;
+    int64_t refused_max_connections_per_ip;
+    int64_t refused_bad_request;
+    int64_t refused_handshake_timeout;
+    int64_t refused_on_upgrade;
+    int64_t messages_in;
+    int64_t messages_out;
+    int64_t bytes_in;
+    int64_t bytes_out;
+    int64_t broadcasts;
+    int64_t deliveries;
+    int64_t queue_drops;
+    int64_t slow_consumer_closes;
+    int64_t heartbeat_timeouts;
+    int64_t handler_crashes;
+    int64_t inbound_pauses;
+    int64_t closes[16];
+    int64_t closes_other;
+} SnowWsStats;
+
+/* Fill *out with server's counters (see SnowWsStats; a consistent-enough snapshot: counters of open connections are
+ * summed at the call). Any thread, any callback. Returns 0, or -1: NULL out or struct_size < 8
+ * (SNOW_WS_E_INVALID_ARGUMENT), unknown or stopped server (SNOW_WS_E_BAD_SERVER). */
+SNOW_WS_API int64_t snow_ws_server_stats(int64_t server, SnowWsStats *out);
 
 /* Make every blocked snow_ws_serve / snow_ws_serve_tls / snow_ws_wait_shutdown return (they stop their servers
  * themselves; servers of snow_ws_start are not stopped). Returns at once, never fails: the number of blocked calls
@@ -349,6 +446,12 @@ SNOW_WS_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *re
  * (SNOW_WS_E_INVALID_ARGUMENT / SNOW_WS_E_INVALID_UTF8), headers whose on_connect has returned
  * (SNOW_WS_E_BAD_HANDLE). */
 SNOW_WS_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, const char *name);
+
+/* The subprotocol selected for conn in its handshake (one of SnowWsOptions.subprotocols that the client offered),
+ * as a new string owned by the caller (free it with snow_string_free); valid from on_connect on. NULL: none was
+ * selected (SNOW_WS_E_NOT_FOUND), NULL conn (SNOW_WS_E_INVALID_ARGUMENT), unknown/ended handle
+ * (SNOW_WS_E_BAD_HANDLE). */
+SNOW_WS_API SnowString *snow_ws_subprotocol(void *conn);
 
 /* The number of members of room (0 for an unknown room), or -1 (NULL room, room not UTF-8). */
 SNOW_WS_API int64_t snow_room_member_count(const SnowString *room);

@@ -217,6 +217,40 @@ def install(ffi: Any, lib: Any) -> None:
         except BaseException as exc:
             return fail(exc)
 
+    @export(ffi, "snow_abi_py_drain", -1)
+    def drain(server: int, timeout_ms: int) -> int:
+        try:
+            handles.server(server).drain(timeout_ms / 1000)
+            handles.drop_server(server)
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    stats_fields = _stats_fields(ffi)
+
+    @export(ffi, "snow_abi_py_server_stats", -1)
+    def server_stats(server: int, out: Any) -> int:
+        try:
+            _fill_stats(out, handles.server(server).statistics(), stats_fields)
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_subprotocol")
+    def subprotocol(conn: int) -> Any:
+        try:
+            name = connection(conn).subprotocol
+            if name is None:
+                raise AbiError(NOT_FOUND, f"connection {conn} has no subprotocol")
+            raw = name.encode("ascii")  # a token: ASCII
+            string = lib.snow_string_new(raw, len(raw))
+            if string == null:
+                raise MemoryError("no memory for the subprotocol")
+            return string
+        except BaseException as exc:
+            fail(exc)
+            return null
+
     @export(ffi, "snow_abi_py_stop", -1)
     def stop(server: int, timeout_ms: int) -> int:
         try:
@@ -235,6 +269,36 @@ def _option_fields(ffi: Any) -> list[tuple[str, int, bool]]:
     """``(name, end offset, is_pointer)`` of each SnowWsOptions field, for the struct_size rule."""
     fields = ffi.typeof("SnowWsOptions").fields
     return [(name, field.offset + ffi.sizeof(field.type), field.type.kind == "pointer") for name, field in fields]
+
+
+def _stats_fields(ffi: Any) -> list[tuple[str, int]]:
+    """``(name, end offset)`` of each SnowWsStats field after struct_size, for the struct_size rule."""
+    fields = ffi.typeof("SnowWsStats").fields
+    return [(name, field.offset + ffi.sizeof(field.type)) for name, field in fields if name != "struct_size"]
+
+
+def _fill_stats(out: Any, stats: dict[str, Any], fields: list[tuple[str, int]]) -> None:
+    """Write ``Server.statistics()`` into a ``SnowWsStats *``: only the fields that end within its struct_size."""
+    size = int(out.struct_size)
+    refused = stats["handshakes_refused"]
+    codes: dict[int, int] = stats["close_codes"]
+    for name, end in fields:
+        if end > size:
+            continue
+        if name.startswith("refused_"):
+            setattr(out, name, refused[name[len("refused_") :]])
+        elif name == "closes":
+            for i in range(16):
+                out.closes[i] = codes.get(1000 + i, 0)
+        elif name == "closes_other":
+            out.closes_other = sum(n for code, n in codes.items() if not 1000 <= code < 1016)
+        else:
+            setattr(out, name, stats[name])
+
+
+def _csv(ffi: Any, value: Any) -> list[str]:
+    """A comma-separated C string as a list (empty items dropped)."""
+    return [item.strip() for item in ffi.string(value).decode("utf-8").split(",") if item.strip()]
 
 
 SLOW_CONSUMER_POLICIES = {"SNOW_WS_SLOW_CONSUMER_CLOSE": "close", "SNOW_WS_SLOW_CONSUMER_DROP": "drop"}
@@ -294,4 +358,26 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
         kwargs["max_queue_bytes"] = int(v["max_queue_bytes"])
     if v["slow_consumer"]:
         kwargs["slow_consumer"] = _slow_consumer(ffi, int(v["slow_consumer"]))
+    if v["allowed_origins"] != null:
+        kwargs["allowed_origins"] = _csv(ffi, v["allowed_origins"])
+    kwargs["require_origin"] = bool(v["require_origin"])
+    if v["subprotocols"] != null:
+        kwargs["subprotocols"] = _csv(ffi, v["subprotocols"])
+    kwargs["require_subprotocol"] = bool(v["require_subprotocol"])
+    for name in ("max_connections", "max_connections_per_ip", "handshake_burst"):
+        if v[name]:
+            kwargs[name] = int(v[name])
+    if v["handshake_rate"]:
+        kwargs["handshake_rate"] = float(v["handshake_rate"])
+    if v["handshake_timeout_ms"]:
+        kwargs["handshake_timeout"] = v["handshake_timeout_ms"] / 1000
+    if v["drain_window_ms"] < 0:
+        kwargs["drain_window"] = 0.0
+    elif v["drain_window_ms"] > 0:
+        kwargs["drain_window"] = v["drain_window_ms"] / 1000
+    if v["metrics_path"] != null:
+        kwargs["metrics_path"] = ffi.string(v["metrics_path"]).decode("utf-8")
+    if v["metrics_port"]:
+        kwargs["metrics_port"] = int(v["metrics_port"])
+    kwargs["access_log"] = bool(v["access_log"])
     return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

@@ -60,6 +60,9 @@ static int64_t snow_abi_py_member_count(const char *room, int64_t room_len);
 static int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
 static int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
 static int64_t snow_abi_py_send_input(uint64_t conn);
+static int64_t snow_abi_py_drain(int64_t server, int64_t timeout_ms);
+static int64_t snow_abi_py_server_stats(int64_t server, SnowWsStats *out);
+static SnowString *snow_abi_py_subprotocol(uint64_t conn);
 
 /* -- defined by the other two files (see the top of this file) ---------------------------------------------------- */
 
@@ -504,6 +507,38 @@ SNOW_WS_API int64_t snow_ws_stop(int64_t server, int64_t timeout_ms)
     if (timeout_ms < 0)
         return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_ws_stop: timeout_ms is negative");
     return snow_abi_py_stop(server, timeout_ms);
+}
+
+SNOW_WS_API int64_t snow_ws_drain(int64_t server, int64_t timeout_ms)
+{
+    if (snow_abi_enter() != 0)
+        return -1;
+    if (timeout_ms < 0)
+        return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_ws_drain: timeout_ms is negative");
+    return snow_abi_py_drain(server, timeout_ms);
+}
+
+SNOW_WS_API int64_t snow_ws_server_stats(int64_t server, SnowWsStats *out)
+{
+    if (snow_abi_enter() != 0)
+        return -1;
+    if (out == NULL)
+        return snow_abi_null("snow_ws_server_stats", "out");
+    if (out->struct_size < 8)
+        return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT,
+                             "snow_ws_server_stats: out->struct_size is under 8: set it to sizeof(SnowWsStats)");
+    return snow_abi_py_server_stats(server, out);
+}
+
+SNOW_WS_API SnowString *snow_ws_subprotocol(void *conn)
+{
+    if (snow_abi_enter() != 0)
+        return NULL;
+    if (conn == NULL) {
+        snow_abi_null("snow_ws_subprotocol", "conn");
+        return NULL;
+    }
+    return snow_abi_py_subprotocol(SNOW_ABI_ID(conn));
 }
 
 /* A NUL-terminated copy of a path given as a SnowString (NULL with an error if it holds a NUL byte). */

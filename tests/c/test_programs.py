@@ -773,3 +773,70 @@ def test_replies_inside_callbacks_answer_and_arrive_like_the_python_path(run: Ru
         assert closed_with(ws) == (1008, "slow consumer")
     prog.expect("on_close 1008 'slow consumer'", "stop -> 0", "done")
     assert prog.finish() == 0
+
+
+# -- the front door (issue 15) -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_front_door_options_subprotocol_stats_and_drain(run: Run, asan: bool) -> None:
+    prog = run("frontdoor", asan=asan)
+    port = prog.port()
+
+    def refused(headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        with RawClient(port) as raw:
+            return raw.handshake(headers=headers)
+
+    good = {"Origin": "https://a.example.com", "Sec-WebSocket-Protocol": "chat, chat.v2"}
+    status, _, body = refused({"Origin": "https://evil.test", "Sec-WebSocket-Protocol": "chat"})
+    assert (status, body) == (403, b"Forbidden: origin 'https://evil.test' is not allowed.\n")
+    status, _, body = refused({"Origin": "http://ok.test"})
+    assert status == 400
+    assert body == b"A subprotocol is required (Sec-WebSocket-Protocol): the server speaks chat.v2, chat.\n"
+    stack = contextlib.ExitStack()
+    first = stack.enter_context(client(port, "/one", origin="https://a.example.com", subprotocols=["chat", "chat.v2"]))
+    assert first.subprotocol == "chat.v2"
+    prog.expect("connect /one subprotocol chat.v2")
+    second = stack.enter_context(client(port, "/two", origin="http://ok.test", subprotocols=["chat"]))
+    assert second.subprotocol == "chat"
+    prog.expect("connect /two subprotocol chat")
+    for _ in range(2):  # handshakes 5 and 6: over max_connections
+        status, headers, _ = refused(good)
+        assert (status, headers["retry-after"]) == (503, "1")
+    status, headers, _ = refused(good)  # handshake 7: over the burst of 6
+    assert status == 429
+    assert int(headers["retry-after"]) >= 1
+    first.send("stats")
+    assert first.recv(timeout=10) == "stats"  # the open connections were never affected
+    prog.expect(
+        "server_stats -> 0",
+        "full: open 2 total 2 refused origin 1 subprotocol 1 max_connections 2 rate 1 bad_request 0 "
+        "messages in 1 out 0 bytes in 5 out 0",
+        "server_stats short -> 0",
+        "short: open 2 total 2 refused origin 1 subprotocol 1 max_connections 2 rate 1 bad_request 0 "
+        "messages in -7 out 0 bytes in 0 out 0",
+        "server_stats struct_size 4 -> -1 SNOW_WS_E_INVALID_ARGUMENT: "
+        "snow_ws_server_stats: out->struct_size is under 8: set it to sizeof(SnowWsStats)",
+        "server_stats NULL -> -1 SNOW_WS_E_INVALID_ARGUMENT: snow_ws_server_stats: out is NULL",
+        "server_stats unknown -> -1 SNOW_WS_E_BAD_SERVER: server 999999 is unknown or stopped",
+        "subprotocol NULL -> NULL SNOW_WS_E_INVALID_ARGUMENT: snow_ws_subprotocol: conn is NULL",
+    )
+    for ws in (first, second):
+        assert closed_with(ws) == (1001, "going away")
+    stack.close()
+    prog.expect(
+        "on_close 1001 'going away'",
+        "subprotocol after close -> NULL " + STALE.removeprefix("-1 "),
+        "on_close 1001 'going away'",
+        "subprotocol after close -> NULL " + STALE.removeprefix("-1 "),
+        "drain -> 0",
+        "server_stats after drain -> -1 SNOW_WS_E_BAD_SERVER: server 1 is unknown or stopped",
+        "drain again -> -1 SNOW_WS_E_BAD_SERVER: server 1 is unknown or stopped",
+        "drain negative -> -1 SNOW_WS_E_INVALID_ARGUMENT: snow_ws_drain: timeout_ms is negative",
+        "start with a bad origin -> -1 SNOW_WS_E_INVALID_ARGUMENT: allowed_origins: 'example.com' is not an origin "
+        "(scheme://host[:port] or scheme://*.domain[:port])",
+        "start with a negative rate -> -1 SNOW_WS_E_INVALID_ARGUMENT: handshake_rate must be >= 0 (0: no limit), "
+        "got -1.0",
+        "done",
+    )
+    assert prog.finish() == 0
