@@ -46,6 +46,7 @@ class RawClient:
         timeout: seconds any single read may wait.
         tls: an SSL context to wrap the socket with (wss://).
         rcvbuf: SO_RCVBUF to set before connecting (simulates a client that reads slowly).
+        source: the local address to connect from (e.g. ``"127.0.0.2"``: another client IP on Linux's loopback).
     """
 
     def __init__(
@@ -55,9 +56,12 @@ class RawClient:
         timeout: float = 5.0,
         tls: ssl.SSLContext | None = None,
         rcvbuf: int | None = None,
+        source: str | None = None,
     ) -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(timeout)
+        if source is not None:
+            sock.bind((source, 0))
         if rcvbuf is not None:  # before connect, so the advertised window stays small (a slow reader)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.connect((host, port))
