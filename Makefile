@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: build run test lint typecheck unit bench clean
+.PHONY: build run test lint typecheck unit bench clean fuzz
 
 $(STAMP): pyproject.toml snow_rt_py/__init__.py  # the package's version is read from __init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ bench: build
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_abuse.py
+
+# Coverage-guided fuzzing (atheris) of the handshake and frame parsers, FUZZ_SECONDS each (default 30), from the
+# committed seed corpus in fuzz/corpus/; a crash input is saved in fuzz/regressions/ and fails the target
+# (tests/protocol/test_fuzz.py replays both directories on every `make test`).
+FUZZ_SECONDS ?= 30
+fuzz: build
+	$(PY) -m pip install -q -e '.[dev,fuzz]'
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # Autobahn|Testsuite (cases 1-10 by default; CASES='6.*,7.1.*' for some) against the Python and the C echo servers;
 # sets the suite up in .autobahn/ (Python 2.7: PYTHON27=..., else pyenv's 2.7.18); report in artifacts/autobahn/.

@@ -28,7 +28,7 @@ def handshake(port: int, headers: dict[str, str], source: str | None = None) -> 
 
 def test_a_disallowed_origin_gets_403_before_any_callback(start_server, recorder) -> None:
     server = start_server(recorder, allowed_origins=ORIGINS)
-    status, headers, body = handshake(server.port, {"Origin": "https://evil.test"})
+    status, _, body = handshake(server.port, {"Origin": "https://evil.test"})
     assert status == 403
     assert body == b"Forbidden: origin 'https://evil.test' is not allowed.\n"
     status, _, _ = handshake(server.port, {"Origin": "https://example.org"})  # the wildcard is for subdomains

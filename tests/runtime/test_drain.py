@@ -121,7 +121,13 @@ def test_2000_slow_half_open_handshakes_do_not_starve_a_real_client() -> None:
     the test can). A real client meanwhile echoes 200 messages; its latency stays bounded, and every slow client
     gets 408 once ``handshake_timeout`` (3 s) is up. The server runs in its own process (the CLI)."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "snow_rt_py", "serve", "--port", "0", "--handshake-timeout", "3", "--ping-interval", "0"],
+        [
+            sys.executable,
+            "-m",
+            "snow_rt_py",
+            "serve",
+            *("--port", "0", "--handshake-timeout", "3", "--ping-interval", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

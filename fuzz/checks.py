@@ -1,0 +1,137 @@
+"""What each fuzz harness checks on one input: shared by the atheris harnesses (fuzz/fuzz_*.py) and by the
+regression test that replays the committed corpus and every crash input ever found (tests/protocol/test_fuzz.py).
+
+An input's first byte chooses how the rest is cut into chunks (the parsers must give the same answer in any
+chunking); the rest is what the peer sends. A check raises AssertionError for a broken rule; any other exception
+escaping the parser is a bug too.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from snow_rt_py.protocol.close import is_sendable_code
+from snow_rt_py.protocol.connection import ServerProtocol
+from snow_rt_py.protocol.errors import HandshakeError
+from snow_rt_py.protocol.events import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Event,
+    Ping,
+    Pong,
+    ProtocolFailure,
+    TextMessage,
+)
+from snow_rt_py.protocol.handshake import ParsedRequest, PlainRequest, RequestParser, build_response_101
+from snow_rt_py.protocol.negotiation import OriginPolicy, offered_subprotocols, select_subprotocol
+
+MAX_HANDSHAKE = 1024
+MAX_MESSAGE = 4096
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+_POLICY = OriginPolicy(["https://a.example.com", "https://*.example.org"])
+
+
+def chunks(data: bytes) -> tuple[list[bytes], bytes]:
+    """``(the peer's bytes cut by the first byte's rule, the peer's bytes whole)``."""
+    if not data:
+        return [], b""
+    step = data[0] % 17 + 1  # 1..17 bytes a chunk
+    body = data[1:]
+    return [body[i : i + step] for i in range(0, len(body), step)], body
+
+
+def _parse_request(pieces: list[bytes]) -> tuple[str, object]:
+    parser = RequestParser(MAX_HANDSHAKE)
+    try:
+        for piece in pieces:
+            result = parser.feed(piece)
+            if result is not None:
+                return "request", result
+    except HandshakeError as exc:
+        assert 400 <= exc.status <= 599, f"a handshake error with status {exc.status}"
+        return "error", exc.status
+    return "incomplete", None
+
+
+def check_handshake(data: bytes) -> None:
+    """The handshake parser: never an unexpected exception, the same outcome in one piece and in chunks, a 4xx
+    for every refusal, and a parsed request whose answer can be built and whose headers the negotiation reads."""
+    pieces, whole = chunks(data)
+    one = _parse_request([whole] if whole else [])
+    many = _parse_request(pieces)
+    assert one[0] == many[0], f"outcome {one[0]} in one piece, {many[0]} in chunks"
+    if one[0] == "error":
+        assert one[1] == many[1], f"status {one[1]} in one piece, {many[1]} in chunks"
+    result = one[1]
+    if isinstance(result, ParsedRequest):
+        assert isinstance(many[1], ParsedRequest) and many[1].headers == result.headers
+        build_response_101(result.key)
+        offered = offered_subprotocols(result.headers)
+        chosen = select_subprotocol(offered, ["chat", "v2"])
+        assert chosen is None or chosen in offered
+        _POLICY.check(result.headers)
+    elif isinstance(result, PlainRequest):
+        assert isinstance(many[1], PlainRequest)
+
+
+def _run_frames(pieces: list[bytes]) -> tuple[list[Event], bytes]:
+    proto = ServerProtocol(max_message_size=MAX_MESSAGE, max_handshake_size=MAX_HANDSHAKE)
+    proto.receive_data(REQUEST)
+    events: list[Event] = list(proto.accept())
+    for piece in pieces:
+        events += proto.receive_data(piece)
+    events += proto.receive_data(b"")  # EOF
+    return events, b"".join(proto.take_outgoing())
+
+
+def check_frames(data: bytes) -> None:
+    """The frame parser after a valid handshake: never an unexpected exception, the same events and output in one
+    piece and in chunks, at most one end (Close received or protocol failure), no data event after it, and every
+    Close we send carries a code that may be sent."""
+    pieces, whole = chunks(data)
+    events, output = _run_frames([whole] if whole else [])
+    events_chunked, output_chunked = _run_frames(pieces)
+    assert events == events_chunked, "different events in one piece and in chunks"
+    assert output == output_chunked, "different output in one piece and in chunks"
+    ended = False
+    for event in events:
+        if isinstance(event, CloseReceived | ProtocolFailure):
+            assert not ended, "two ends"
+            ended = True
+            if isinstance(event, ProtocolFailure):
+                assert is_sendable_code(event.code), f"failed with close code {event.code}"
+        elif isinstance(event, TextMessage | BinaryMessage | Ping | Pong):
+            assert not ended, f"{type(event).__name__} after the end"
+        elif isinstance(event, ConnectionLost):
+            pass
+    _check_output(output)
+
+
+def _check_output(output: bytes) -> None:
+    """Our frames (after the 101): unmasked, and nothing after our Close."""
+    end = output.index(b"\r\n\r\n") + 4
+    pos = end
+    closed = False
+    while pos < len(output):
+        assert not closed, "a frame after our Close"
+        b0, b1 = output[pos], output[pos + 1]
+        assert not b1 & 0x80, "a masked server frame"
+        n = b1 & 0x7F
+        pos += 2
+        if n == 126:
+            n = struct.unpack_from("!H", output, pos)[0]
+            pos += 2
+        elif n == 127:
+            n = struct.unpack_from("!Q", output, pos)[0]
+            pos += 8
+        payload = output[pos : pos + n]
+        pos += n
+        if b0 & 0x0F == 8:
+            closed = True
+            if payload:
+                code = struct.unpack("!H", payload[:2])[0]
+                assert is_sendable_code(code) and code not in (1005, 1006), f"we sent close code {code}"
