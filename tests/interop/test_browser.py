@@ -6,6 +6,7 @@ The screenshots land in ``artifacts/interop/`` at the repo root.
 
 from __future__ import annotations
 
+import socket
 import struct
 from pathlib import Path
 
@@ -96,3 +97,37 @@ def test_two_browser_pages_chat_through_chat_html(start_server, node_script, chr
     assert sorted(handler.recorder.wait_closes(3)) == [(1001, "server shutting down")] * 2 + [
         (4000, "bye from browser")
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_origin_allow_list_refuses_a_disallowed_page_and_accepts_an_allowed_one(
+    start_server, node_script, chromium
+) -> None:
+    """The browser sends the page's origin, http://127.0.0.1:PORT: refused (403) by a server that allows only
+    https://app.example.com, accepted by one that allows that origin."""
+    refusing = start_server(
+        static_dir=REPO / "examples", static_index="chat.html", allowed_origins=["https://app.example.com"]
+    )
+    result = node_script("browser_origin.mjs", f"http://127.0.0.1:{refusing.port}/").read_json()
+    assert result["state"] == "closed" and result["label"] == "closed (1006)"
+    assert any("403" in error for error in result["console_errors"]), result["console_errors"]
+    refused = refusing.statistics()["handshakes_refused"]
+    assert refused["origin"] == 1
+
+    port = _free_port()
+    accepting = start_server(
+        port=port,
+        static_dir=REPO / "examples",
+        static_index="chat.html",
+        allowed_origins=[f"http://127.0.0.1:{port}"],
+        require_origin=True,
+    )
+    result = node_script("browser_origin.mjs", f"http://127.0.0.1:{port}/").read_json()
+    assert result["state"] == "open", result
+    assert result["console_errors"] == []
+    assert accepting.statistics()["connections_total"] == 1
