@@ -5,7 +5,8 @@ heartbeat). Whatever happened, at the end:
 
 * on_close ran exactly once for the connection, with a code a close can report (one that may be sent, or 1005 /
   1006);
-* every Close the server sent carries a code that may be sent (never 1005 or 1006), and no frame follows it;
+* the server sent at most one Close, with a code that may be sent (never 1005 or 1006), and no data frame after
+  it (RFC 6455 §5.5.1; a Pong may follow it: §5.5.2 answers Pings until the peer's Close is received);
 * every server frame is unmasked and well formed.
 """
 
@@ -185,12 +186,17 @@ class ConnectionMachine(RuleBasedStateMachine):
         code = mine[0][2]
         assert is_sendable_code(code) or code in (1005, 1006), f"on_close reported {code}"
         frames = server_frames(bytes(self.reader.data))
-        for i, (opcode, payload) in enumerate(frames):
-            if opcode == 8:
-                assert i == len(frames) - 1, f"a frame after our Close: {frames[i + 1 :]}"
-                if payload:
-                    sent = struct.unpack("!H", payload[:2])[0]
-                    assert is_sendable_code(sent) and sent not in (1005, 1006), f"we sent Close {sent}"
+        closes = [i for i, (opcode, _) in enumerate(frames) if opcode == 8]
+        assert len(closes) <= 1, f"{len(closes)} Close frames"
+        if closes:
+            after = [opcode for opcode, _ in frames[closes[0] + 1 :]]
+            # RFC 6455 §5.5.1: no data frame after our Close; a Pong may follow it (§5.5.2: a Ping is answered
+            # until the peer's Close has been *received*).
+            assert set(after) <= {10}, f"a frame other than a Pong after our Close: {frames[closes[0] + 1 :]}"
+            payload = frames[closes[0]][1]
+            if payload:
+                sent = struct.unpack("!H", payload[:2])[0]
+                assert is_sendable_code(sent) and sent not in (1005, 1006), f"we sent Close {sent}"
         self.client.close()
 
 
