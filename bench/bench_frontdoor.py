@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{opts.runs} run(s), server core {SERVER_CORE}, loadgen core {LOADGEN_CORE}; scrapes every 100 ms"
     )
     results: dict[str, dict[str, list[float]]] = {
-        name: {"k16": [], "k1": [], "p50": [], "scrapes": [], "scrape_ms": [], "server_cpu": []} for name in CONFIGS
+        name: {"k16": [], "k1": [], "p50": [], "scrapes": [], "scrape_ms": [], "eff16": [], "eff1": []}
+        for name in CONFIGS
     }
     with tempfile.TemporaryDirectory(prefix="bench_frontdoor.") as tmp:
         for run in range(1, opts.runs + 1):
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                     row["k16"].append(k16["msgs_per_sec"])
                     row["k1"].append(k1["msgs_per_sec"])
                     row["p50"].append(k1["p50_us"])
-                    row["server_cpu"].append(k16["server_cpu_pct"])
+                    row["eff16"].append(k16["msgs_per_cpu_s"])
+                    row["eff1"].append(k1["msgs_per_cpu_s"])
                     if scraper is not None:
                         scraper.stop.set()
                         scraper.join(10)
@@ -160,21 +162,22 @@ def main(argv: list[str] | None = None) -> int:
                         row["scrape_ms"].append(statistics.median(scraper.durations) * 1e3)
                 print(
                     f"run {run} {name:24} k=16 {k16['msgs_per_sec']:>10,.0f} msg/s   k=1 {k1['msgs_per_sec']:>9,.0f} "
-                    f"msg/s, p50 {k1['p50_us']:.0f} µs"
+                    f"msg/s, p50 {k1['p50_us']:.0f} µs; msg per server CPU-s {k16['msgs_per_cpu_s']:,.0f} / "
+                    f"{k1['msgs_per_cpu_s']:,.0f}; others {k16['others_cpu_pct']:.0f} / {k1['others_cpu_pct']:.0f} %"
                     + (f"   scrapes {len(scraper.durations)}, errors {scraper.errors}" if scraper else ""),
                     flush=True,
                 )
-    base16 = statistics.median(results["plain"]["k16"])
-    base1 = statistics.median(results["plain"]["k1"])
-    print("\n| configuration | 100 x 16: msg/s | vs plain | 100 x 1: msg/s | vs plain | RTT p50 (µs) | scrape p50 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    plain = {key: statistics.median(values) for key, values in results["plain"].items() if values}
+    print(
+        "\n| configuration | 100 x 16: msg/s | vs plain | msg per server CPU-s | vs plain "
+        "| 100 x 1: msg/s | vs plain | msg per server CPU-s | vs plain | RTT p50 (µs) | scrape p50 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in results.items():
-        k16, k1 = statistics.median(row["k16"]), statistics.median(row["k1"])
-        scrape = f"{statistics.median(row['scrape_ms']):.1f} ms" if row["scrape_ms"] else "-"
-        print(
-            f"| {name} | {k16:,.0f} | {k16 / base16:.3f} | {k1:,.0f} | {k1 / base1:.3f} | "
-            f"{statistics.median(row['p50']):.0f} | {scrape} |"
-        )
+        med = {key: statistics.median(values) for key, values in row.items() if values}
+        scrape = f"{med['scrape_ms']:.1f} ms" if "scrape_ms" in med else "-"
+        cells = [f"{med[k]:,.0f} | {med[k] / plain[k]:.3f}" for k in ("k16", "eff16", "k1", "eff1")]
+        print(f"| {name} | {' | '.join(cells)} | {med['p50']:.0f} | {scrape} |")
     return 0
 
 

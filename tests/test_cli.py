@@ -151,3 +151,75 @@ def test_pong_timeout_must_be_positive_exit_2_naming_the_option_and_range(value:
     assert "Traceback" not in proc.stderr
     error = f"snow-ws serve: error: argument --pong-timeout: must be a number of seconds > 0, got {value}"
     assert proc.stderr.splitlines()[-1] == error, proc.stderr  # argparse style: the usage, then this one line
+
+
+def test_sigterm_drains_with_going_away_spread_over_the_window() -> None:
+    """SIGTERM: every client gets 1001 "going away", the closes spread over --drain-window, exit 0."""
+    import time
+
+    from snow_rt_py.testing import RawClient
+
+    proc, line = start_cli("--port", "0", "--drain-window", "0.6", "--drain-timeout", "5", "--ping-interval", "0")
+    try:
+        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        clients = [RawClient.connect(port) for _ in range(30)]
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        arrivals = []
+        for ws in clients:
+            assert ws.expect_close() == (1001, "going away")
+            arrivals.append(time.monotonic() - sent)
+            ws.send_close(1001)
+        assert max(arrivals) - min(arrivals) >= 0.3, arrivals  # spread, not all at once
+        assert proc.wait(timeout=10) == 0
+        for ws in clients:
+            ws.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_admission_and_metrics_options() -> None:
+    import urllib.request
+
+    from snow_rt_py.testing import RawClient
+
+    proc, line = start_cli(
+        "--port",
+        "0",
+        "--allowed-origin",
+        "https://*.example.com",
+        "--subprotocol",
+        "chat",
+        "--max-connections",
+        "1",
+        "--metrics-path",
+        "/metrics",
+        "--access-log",
+    )
+    try:
+        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        with RawClient(port) as raw:
+            assert raw.handshake(headers={"Origin": "https://evil.test"})[0] == 403
+        ok = RawClient(port)
+        status, headers, _ = ok.handshake(headers={"Origin": "https://a.example.com", "Sec-WebSocket-Protocol": "chat"})
+        assert (status, headers["sec-websocket-protocol"]) == (101, "chat")
+        with RawClient(port) as raw:
+            assert raw.handshake()[0] == 503
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        assert "snow_ws_connections_open 1.0" in text
+        assert 'snow_ws_handshakes_refused_total{reason="origin"} 1.0' in text
+        ok.send_close(1000)
+        assert ok.expect_close()[0] == 1000
+        ok.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        # The refusal log and the access log, each with the connection id in the CLI's format.
+        assert "WARNING snow_rt_py.admission [conn " in err and "handshake refused (origin)" in err
+        assert "INFO snow_rt_py.access [conn " in err and " / " in err and "close=1000" in err
+    finally:
+        proc.kill()
+        proc.wait()

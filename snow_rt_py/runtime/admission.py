@@ -84,8 +84,9 @@ class Admission:
         self._last_log: dict[str, float] = {}
         self._unlogged: dict[str, int] = dict.fromkeys(REASONS, 0)
 
-    def check(self, ip: str, headers: Headers, open_count: int) -> Refusal | str | None:
-        """Decide on a complete upgrade request from ``ip`` while the server has ``open_count`` open connections.
+    def check(self, ip: str, headers: Headers, open_count: int, conn_id: int = 0) -> Refusal | str | None:
+        """Decide on a complete upgrade request from ``ip`` (connection ``conn_id``, for the log) while the server
+        has ``open_count`` open connections.
 
         Returns:
             A :class:`Refusal` (already counted and logged), or the selected subprotocol (a str), or None (accepted
@@ -103,11 +104,12 @@ class Admission:
                         (("Retry-After", str(max(1, math.ceil(wait)))),),
                     ),
                     ip,
+                    conn_id,
                 )
         if self.origins is not None:
             why = self.origins.check(headers)
             if why is not None:
-                return self.refuse(Refusal("origin", 403, f"Forbidden: {why}."), ip)
+                return self.refuse(Refusal("origin", 403, f"Forbidden: {why}."), ip, conn_id)
         selected = None
         if self.subprotocols:
             offered = offered_subprotocols(headers)
@@ -119,19 +121,20 @@ class Admission:
                     if offered
                     else f"A subprotocol is required (Sec-WebSocket-Protocol): the server speaks {wanted}."
                 )
-                return self.refuse(Refusal("subprotocol", 400, text), ip)
+                return self.refuse(Refusal("subprotocol", 400, text), ip, conn_id)
         retry = (("Retry-After", str(opts.retry_after)),)
         if opts.max_connections and open_count >= opts.max_connections:
-            return self.refuse(Refusal("max_connections", 503, "Server at its connection limit.", retry), ip)
+            refusal = Refusal("max_connections", 503, "Server at its connection limit.", retry)
+            return self.refuse(refusal, ip, conn_id)
         if opts.max_connections_per_ip and self.per_ip.get(ip, 0) >= opts.max_connections_per_ip:
             text = "Too many connections from this address."
-            return self.refuse(Refusal("max_connections_per_ip", 503, text, retry), ip)
+            return self.refuse(Refusal("max_connections_per_ip", 503, text, retry), ip, conn_id)
         return selected
 
-    def shutting_down(self, ip: str) -> Refusal:
+    def shutting_down(self, ip: str, conn_id: int = 0) -> Refusal:
         """The refusal of a handshake that completes while the server drains or stops."""
         retry = (("Retry-After", str(self.options.retry_after)),)
-        return self.refuse(Refusal("shutting_down", 503, "Server shutting down.", retry), ip)
+        return self.refuse(Refusal("shutting_down", 503, "Server shutting down.", retry), ip, conn_id)
 
     def opened(self, ip: str) -> None:
         """A connection from ``ip`` was accepted."""
@@ -145,12 +148,12 @@ class Admission:
         else:
             self.per_ip.pop(ip, None)
 
-    def refuse(self, refusal: Refusal, ip: str) -> Refusal:
+    def refuse(self, refusal: Refusal, ip: str, conn_id: int = 0) -> Refusal:
         """Count a refusal and log it unless one of its reason was logged less than a second ago."""
-        self.count(refusal.reason, ip, refusal.text)
+        self.count(refusal.reason, ip, refusal.text, conn_id)
         return refusal
 
-    def count(self, reason: str, ip: str, detail: str) -> None:
+    def count(self, reason: str, ip: str, detail: str, conn_id: int = 0) -> None:
         """Count one refusal for ``reason``; log it at most once per LOG_INTERVAL per reason, with how many were
         not logged since the last record."""
         self.refused[reason] += 1
@@ -167,7 +170,7 @@ class Admission:
             ip,
             detail,
             f" (+{more} more refused for this reason since the last record)" if more else "",
-            extra={"refusal_reason": reason, "peer": ip},
+            extra={"refusal_reason": reason, "peer": ip, "conn_id": conn_id},
         )
 
     def _take_token(self, ip: str) -> float:

@@ -608,7 +608,7 @@ class Connection(asyncio.Protocol):
                 self._enter(_CLOSING, (event.code, event.reason))
                 self._half_close()
             elif kind is ev.HandshakeFailure:
-                self.server.admission.count("bad_request", self._peer_ip(), "malformed handshake")
+                self.server.admission.count("bad_request", self._peer_ip(), "malformed handshake", self.id)
                 self._enter(_CLOSING)
                 self._linger()
             elif kind is ev.HttpRequest:
@@ -626,10 +626,10 @@ class Connection(asyncio.Protocol):
         admission = server.admission
         ip = self._peer_ip()
         if server.closing:
-            refusal = admission.shutting_down(ip)
+            refusal = admission.shutting_down(ip, self.id)
             self._refuse(refusal.status, refusal.text, refusal.headers)
             return
-        decision = admission.check(ip, request.headers, len(server._accepted))
+        decision = admission.check(ip, request.headers, len(server._accepted), self.id)
         if decision is not None and not isinstance(decision, str):
             self._refuse(decision.status, decision.text, decision.headers)
             return
@@ -639,7 +639,7 @@ class Connection(asyncio.Protocol):
             log.exception("on_upgrade raised; answering 500", extra={"conn_id": self.id})
             verdict = Reject("internal error", status=500)
         if verdict is not None:
-            admission.count("on_upgrade", ip, f"{verdict.status} {verdict.reason}")
+            admission.count("on_upgrade", ip, f"{verdict.status} {verdict.reason}", self.id)
             self._refuse(verdict.status, verdict.reason)
             return
         self.subprotocol = decision
@@ -769,7 +769,7 @@ class Connection(asyncio.Protocol):
         client gets an answer, not a silent drop)."""
         self._timer = None
         if self._proto.state is State.HANDSHAKE and self._transport is not None:
-            self.server.admission.count("handshake_timeout", self._peer_ip(), "handshake not complete in time")
+            self.server.admission.count("handshake_timeout", self._peer_ip(), "handshake not complete in time", self.id)
             self._proto.fail_handshake(408, "Request timeout: the opening handshake took too long.")
             self._enter(_CLOSING)
             self._linger()

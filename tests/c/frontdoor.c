@@ -1,5 +1,5 @@
 /* The front door from C: SnowWsOptions' admission fields (Origin allow-list, subprotocols, max_connections,
- * handshake rate), snow_ws_subprotocol, snow_ws_server_stats (and its struct_size rule), snow_ws_drain.
+ * handshake rate, metrics_path), snow_ws_subprotocol, snow_ws_server_stats (and its struct_size rule), snow_ws_drain.
  * The test (test_programs.py) makes the handshakes; this program prints what C sees. */
 #include <stddef.h>
 
@@ -78,6 +78,7 @@ int main(void)
     o.handshake_rate = 0.001;
     o.handshake_burst = 6;
     o.drain_window_ms = 500;
+    o.metrics_path = "/metrics";
     server = start(&o, (void *)on_connect, NULL, (void *)on_message, NULL, (void *)on_close, NULL);
     wait_for(1, 1);
     result("drain", snow_ws_drain(server, 3000));

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import ssl
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -806,6 +807,10 @@ def test_front_door_options_subprotocol_stats_and_drain(run: Run, asan: bool) ->
     status, headers, _ = refused(good)  # handshake 7: over the burst of 6
     assert status == 429
     assert int(headers["retry-after"]) >= 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "snow_ws_connections_open 2.0" in metrics
+    assert 'snow_ws_handshakes_refused_total{reason="rate_limit"} 1.0' in metrics
     first.send("stats")
     assert first.recv(timeout=10) == "stats"  # the open connections were never affected
     prog.expect(
