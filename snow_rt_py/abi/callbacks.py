@@ -120,7 +120,7 @@ class CHandler(Handler):
             # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can
             # run on this thread. offer_frame refuses them only if another thread closed the connection or filled
             # its queue meanwhile (a race the sends could not see).
-            conn.offer_frame(buffer[: replies & 0xFFFFFFFF], replies >> 32)
+            conn.offer_frame(bytes(memoryview(buffer)[: replies & 0xFFFFFFFF]), replies >> 32)
         elif replies < 0:
             raise MemoryError("no memory for the message given to on_message")  # the runtime closes with 1011
 
