@@ -67,6 +67,11 @@ typedef struct {
     PyObject *handler;
     PyObject *on_text_bytes;
     PyObject *scheduler;
+    /* None, or the C ABI's on_message called without Python in between (abi/callbacks.py, CHandler.native):
+     * (address of snow_abi_call_on_message, address of its SnowAbiTarget, the loop thread's reply buffer,
+     * whether the reply fast path is on) */
+    PyObject *native;
+    unsigned long long id;
     Py_ssize_t out_bytes;
     Py_ssize_t linger_left;
     Py_ssize_t max_queue_bytes;
@@ -86,7 +91,7 @@ typedef struct {
 
 #define OBJ_FIELDS(X)                                                                                           \
     X(phase) X(out) X(transport) X(actor) X(proto) X(handler_state) X(server) X(handler) X(on_text_bytes)      \
-        X(scheduler)
+        X(scheduler) X(native)
 
 static PyMemberDef core_members[] = {
     {"phase", T_OBJECT, offsetof(Core, phase), 0, NULL},
@@ -99,6 +104,8 @@ static PyMemberDef core_members[] = {
     {"_handler", T_OBJECT, offsetof(Core, handler), 0, NULL},
     {"_on_text_bytes", T_OBJECT, offsetof(Core, on_text_bytes), 0, NULL},
     {"_scheduler", T_OBJECT, offsetof(Core, scheduler), 0, NULL},
+    {"_native", T_OBJECT, offsetof(Core, native), 0, NULL},
+    {"id", T_ULONGLONG, offsetof(Core, id), 0, NULL},
     {"_out_bytes", T_PYSSIZET, offsetof(Core, out_bytes), 0, NULL},
     {"_linger_left", T_PYSSIZET, offsetof(Core, linger_left), 0, NULL},
     {"max_queue_bytes", T_PYSSIZET, offsetof(Core, max_queue_bytes), 0, NULL},
@@ -554,6 +561,57 @@ static PyObject *message_payload(Core *self, Msg *m)
     return event;
 }
 
+typedef int64_t (*NativeOnMessage)(const void *target, uint64_t conn, const char *data, size_t len, int64_t budget);
+
+/* CHandler.on_text_bytes in C: the C program's on_message, with the library's reply fast path armed (budget: what
+ * may be queued now), then its buffered replies queued as one offer. NULL with an exception on failure. */
+static PyObject *call_native(Core *self, PyObject *raw)
+{
+    PyObject *native = self->native;
+    NativeOnMessage fn = (NativeOnMessage)PyLong_AsVoidPtr(PyTuple_GET_ITEM(native, 0));
+    const void *target = PyLong_AsVoidPtr(PyTuple_GET_ITEM(native, 1));
+    PyObject *buffer = PyTuple_GET_ITEM(native, 2);
+    int64_t budget = -1;
+    if (PyTuple_GET_ITEM(native, 3) == Py_True && self->phase == PHASE_OPEN) {
+        Py_ssize_t queued = queued_bytes(self);
+        if (queued < 0)
+            return NULL;
+        budget = queued < self->max_queue_bytes ? (int64_t)(self->max_queue_bytes - queued) : 0;
+    }
+    const char *data = PyBytes_AS_STRING(raw);
+    size_t len = (size_t)PyBytes_GET_SIZE(raw);
+    uint64_t conn = (uint64_t)self->id;
+    int64_t replies;
+    Py_BEGIN_ALLOW_THREADS /* as cffi does: the callback may call back into the library, other threads run */
+    replies = fn(target, conn, data, len, budget);
+    Py_END_ALLOW_THREADS
+    if (replies < 0) {
+        PyErr_SetString(PyExc_MemoryError, "no memory for the message given to on_message");
+        return NULL;
+    }
+    if (replies > 0) {
+        Py_ssize_t count = (Py_ssize_t)(replies >> 32);
+        PyObject *frames = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buffer), (Py_ssize_t)(replies & 0xFFFFFFFF));
+        if (frames == NULL)
+            return NULL;
+        int r = self->fast && on_loop(self) ? offer_fast(self, frames, count) : 2;
+        if (r == 2) { /* the queue bound applies: the Python path decides */
+            PyObject *n = PyLong_FromSsize_t(count);
+            PyObject *ok = n == NULL ? NULL : PyObject_CallMethodObjArgs((PyObject *)self, s_offer_py, frames, n, NULL);
+            Py_XDECREF(n);
+            if (ok == NULL) {
+                Py_DECREF(frames);
+                return NULL;
+            }
+            Py_DECREF(ok);
+        }
+        Py_DECREF(frames);
+        if (r < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Connection._behave for a message plus Scheduler._call around it: the handler's on_message (or the C ABI's
  * on_text_bytes), the inbox accounting, and a crash given to Scheduler._crashed. -1 only for an exception that is
  * not an Exception (KeyboardInterrupt, SystemExit), which propagates as it does from Scheduler._call. */
@@ -563,7 +621,9 @@ static int behave(Core *self, Msg *m)
     Py_INCREF(r);
     if (PyUnicode_Check(self->handler_state) && PyUnicode_GET_LENGTH(self->handler_state) == 0) {
         Py_DECREF(r);
-        if (m->opcode == 1 && self->on_text_bytes != Py_None) {
+        if (m->opcode == 1 && self->native != Py_None) {
+            r = call_native(self, m->raw != NULL ? m->raw : m->obj);
+        } else if (m->opcode == 1 && self->on_text_bytes != Py_None) {
             PyObject *args[3] = {NULL, (PyObject *)self, m->raw != NULL ? m->raw : m->obj};
             r = PyObject_Vectorcall(self->on_text_bytes, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         } else {

@@ -120,7 +120,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
         "hb_due",
         "hb_payload",
         "headers",
-        "id",
         "path",
         "pid",
         "remote_address",
@@ -143,6 +142,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._loop_thread = server.loop_thread_id
         self._handler = server.handler
         self._on_text_bytes = server.on_text_bytes
+        self._native: tuple[int, int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
