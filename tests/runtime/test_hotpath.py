@@ -117,7 +117,9 @@ def mask(payload: bytes, key: bytes) -> bytes:
     return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-def frame(b0: int, payload: bytes, key: bytes = b"\x11\x22\x33\x44", masked: bool = True, long16: bool = False) -> bytes:
+def frame(
+    b0: int, payload: bytes, key: bytes = b"\x11\x22\x33\x44", masked: bool = True, long16: bool = False
+) -> bytes:
     n = len(payload)
     if n < 126 and not long16:
         head = bytes([b0, (0x80 if masked else 0) | n])
