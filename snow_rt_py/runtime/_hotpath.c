@@ -47,13 +47,15 @@ size_t snow_frame_header_size(uint64_t len);
 #define SEPARATE_PAYLOAD_MIN 65536  /* connection.SEPARATE_PAYLOAD_MIN: from here on sends take the Python path */
 #define FLUSH_NOW 64                /* connection._FLUSH_NOW */
 
+static PyTypeObject CoreType;
+
 /* Set once by configure() (connection.py, at import). */
 static PyObject *PHASE_OPEN, *PHASE_CLOSED, *STATE_OPEN, *TAG_TEXT, *TAG_BINARY, *TEXT_MESSAGE;
 
 static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_send_frame, *s_offer_py, *s_flush_py,
     *s_handle, *s_handled, *s_update_reading, *s_get_write_buffer_size, *s_write, *s_writelines, *s_schedule_flush,
     *s_state, *s_buf, *s_stream, *s_msg_opcode, *s_close_sent, *s_alive, *s_running, *s_mailbox, *s_run,
-    *s_crashed, *s_deliver, *s_on_message, *s_receive_data;
+    *s_crashed, *s_deliver, *s_on_message, *s_receive_data, *s_offer_frame;
 
 typedef struct {
     PyObject_HEAD
@@ -827,6 +829,50 @@ static PyObject *core_data_received(Core *self, PyObject *data)
     return r == NULL ? NULL : (Py_DECREF(r), Py_NewRef(Py_None));
 }
 
+/* -- fan-out ------------------------------------------------------------------------------------------------ */
+
+/* fanout(targets, frame, except_conn) -> failures: RoomRegistry.broadcast_frame's loop, offer_frame(frame) for
+ * every connection of the list but except_conn; the C path for each one it can take, offer_frame otherwise. */
+static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fanout(list, bytes, except_conn)");
+        return NULL;
+    }
+    PyObject *targets = args[0], *frame = args[1], *except_conn = args[2];
+    Py_ssize_t failures = 0;
+    unsigned long me = PyThread_get_thread_ident();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++) {
+        PyObject *conn = PyList_GET_ITEM(targets, i);
+        if (conn == except_conn)
+            continue;
+        int r = 2;
+        if (PyObject_TypeCheck(conn, &CoreType)) {
+            Core *core = (Core *)conn;
+            if (core->fast && core->loop_thread == me) {
+                Py_INCREF(conn);
+                r = offer_fast(core, frame, 1);
+                Py_DECREF(conn);
+                if (r < 0)
+                    return NULL;
+            }
+        }
+        if (r == 2) {
+            PyObject *ok = PyObject_CallMethodOneArg(conn, s_offer_frame, frame);
+            if (ok == NULL)
+                return NULL;
+            r = PyObject_IsTrue(ok);
+            Py_DECREF(ok);
+            if (r < 0)
+                return NULL;
+        }
+        if (r == 0)
+            failures++;
+    }
+    return PyLong_FromSsize_t(failures);
+}
+
 /* -- module ------------------------------------------------------------------------------------------------- */
 
 static PyMethodDef core_methods[] = {
@@ -870,6 +916,8 @@ static PyObject *configure(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
+    {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
+     "fanout(targets, frame, except_conn) -> failures: queue frame for every connection but except_conn."},
     {"configure", configure, METH_VARARGS,
      "configure(Phase.OPEN, Phase.CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, TextMessage): the objects the fast "
      "path compares with and builds (called once by runtime/connection.py)."},
@@ -914,6 +962,7 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     INTERN(s_deliver, "deliver")
     INTERN(s_on_message, "on_message")
     INTERN(s_receive_data, "receive_data")
+    INTERN(s_offer_frame, "offer_frame")
     if (PyType_Ready(&CoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);

@@ -14,9 +14,10 @@ methods under the public names. :data:`C_HOT_PATH` says which one runs.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["C_HOT_PATH", "ConnectionCore", "PyConnectionCore"]
+__all__ = ["C_HOT_PATH", "ConnectionCore", "PyConnectionCore", "fanout"]
 
 
 class PyConnectionCore:
@@ -53,18 +54,23 @@ class PyConnectionCore:
     )
 
 
-def _load() -> tuple[type[PyConnectionCore], bool]:
+Fanout = Callable[[list[Any], bytes, Any], int]
+
+
+def _load() -> tuple[type[PyConnectionCore], bool, Fanout | None]:
     if os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") not in ("", "0"):
-        return PyConnectionCore, False
+        return PyConnectionCore, False, None
     try:
         from snow_rt_py.runtime import _hotpath  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - not built
-        return PyConnectionCore, False
-    return _hotpath.ConnectionCore, True
+        return PyConnectionCore, False, None
+    return _hotpath.ConnectionCore, True, _hotpath.fanout
 
 
 if TYPE_CHECKING:
     ConnectionCore = PyConnectionCore
     C_HOT_PATH: bool
+    fanout: Fanout | None
+    """``fanout(members, frame, except_conn) -> failures``: RoomRegistry.broadcast_frame's loop in C, or None."""
 else:
-    ConnectionCore, C_HOT_PATH = _load()
+    ConnectionCore, C_HOT_PATH, fanout = _load()

@@ -27,6 +27,7 @@ from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
+from snow_rt_py.runtime.hotpath import fanout as _fanout
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.connection import Connection
@@ -122,6 +123,8 @@ class RoomRegistry:
             if not members:
                 return 0
             targets = list(members.values())
+        if _fanout is not None and type(frame) is bytes:
+            return _fanout(targets, frame, except_conn)  # the same loop in C (runtime/_hotpath.c)
         failures = 0
         for conn in targets:
             if conn is not except_conn and not conn.offer_frame(frame):
