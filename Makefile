@@ -65,6 +65,7 @@ bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
+	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
