@@ -73,6 +73,7 @@ typedef struct {
      * (address of snow_abi_call_on_message, address of its SnowAbiTarget, the loop thread's reply buffer,
      * whether the reply fast path is on) */
     PyObject *native;
+    PyObject *deflate; /* permessage-deflate as negotiated, or None: every send with it takes the Python path */
     unsigned long long id;
     Py_ssize_t out_bytes;
     Py_ssize_t linger_left;
@@ -93,7 +94,7 @@ typedef struct {
 
 #define OBJ_FIELDS(X)                                                                                           \
     X(phase) X(out) X(transport) X(actor) X(proto) X(handler_state) X(server) X(handler) X(on_text_bytes)      \
-        X(scheduler) X(native)
+        X(scheduler) X(native) X(deflate)
 
 static PyMemberDef core_members[] = {
     {"phase", T_OBJECT, offsetof(Core, phase), 0, NULL},
@@ -107,6 +108,7 @@ static PyMemberDef core_members[] = {
     {"_on_text_bytes", T_OBJECT, offsetof(Core, on_text_bytes), 0, NULL},
     {"_scheduler", T_OBJECT, offsetof(Core, scheduler), 0, NULL},
     {"_native", T_OBJECT, offsetof(Core, native), 0, NULL},
+    {"_deflate", T_OBJECT, offsetof(Core, deflate), 0, NULL},
     {"id", T_ULONGLONG, offsetof(Core, id), 0, NULL},
     {"_out_bytes", T_PYSSIZET, offsetof(Core, out_bytes), 0, NULL},
     {"_linger_left", T_PYSSIZET, offsetof(Core, linger_left), 0, NULL},
@@ -330,7 +332,7 @@ static PyObject *encode(int opcode, const char *data, Py_ssize_t len)
 static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
 {
     *fallback = 1;
-    if (!self->fast || self->phase != PHASE_OPEN || !on_loop(self))
+    if (!self->fast || self->phase != PHASE_OPEN || self->deflate != Py_None || !on_loop(self))
         return NULL;
     PyObject *frame;
     if (PyUnicode_IS_COMPACT_ASCII(text)) {
@@ -360,7 +362,8 @@ static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
 static PyObject *send_binary_fast(Core *self, PyObject *data, int *fallback)
 {
     *fallback = 1;
-    if (!self->fast || self->phase != PHASE_OPEN || PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
+    if (!self->fast || self->phase != PHASE_OPEN || self->deflate != Py_None ||
+        PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
         return NULL;
     *fallback = 0;
     PyObject *frame = encode(2, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
@@ -574,7 +577,8 @@ static PyObject *call_native(Core *self, PyObject *raw)
     const void *target = PyLong_AsVoidPtr(PyTuple_GET_ITEM(native, 1));
     PyObject *buffer = PyTuple_GET_ITEM(native, 2);
     int64_t budget = -1;
-    if (PyTuple_GET_ITEM(native, 3) == Py_True && self->phase == PHASE_OPEN) {
+    /* replies encoded in C are plain frames: with permessage-deflate every send goes the Python way (budget -1) */
+    if (PyTuple_GET_ITEM(native, 3) == Py_True && self->phase == PHASE_OPEN && self->deflate == Py_None) {
         Py_ssize_t queued = queued_bytes(self);
         if (queued < 0)
             return NULL;

@@ -143,6 +143,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._handler = server.handler
         self._on_text_bytes = server.on_text_bytes
         self._native: tuple[int, int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
+        self._deflate: Any = None  # permessage-deflate, once negotiated (the C hot path's sends step aside)
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)

@@ -25,6 +25,7 @@ class PyConnectionCore:
 
     __slots__ = (
         "_actor",
+        "_deflate",
         "_direct",
         "_fast",
         "_flush_pending",
