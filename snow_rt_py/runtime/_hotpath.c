@@ -52,6 +52,58 @@ static PyTypeObject CoreType;
 /* Set once by configure() (connection.py, at import). */
 static PyObject *PHASE_OPEN, *PHASE_CLOSED, *STATE_OPEN, *TAG_TEXT, *TAG_BINARY, *TEXT_MESSAGE;
 
+/* Direct access to a few __slots__ of two Python classes, ServerProtocol (protocol/connection.py) and Actor
+ * (runtime/scheduler.py): configure() finds each slot's offset in its member descriptor, and an object of exactly
+ * that class then has the slot at that offset -- what the attribute lookup would find, without the lookup (it is
+ * a third of the C path's time otherwise). Any other class goes through the attribute protocol. */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t state, buf, stream, msg_opcode, close_sent; /* ServerProtocol */
+} ProtoSlots;
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t alive, running, mailbox; /* Actor */
+} ActorSlots;
+static ProtoSlots PROTO;
+static ActorSlots ACTOR;
+
+static Py_ssize_t slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
+    if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", type->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+    if (def->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
+        return -1;
+    }
+    return def->offset;
+}
+
+/* obj.<slot> as a new reference; NULL with AttributeError when unset (as the attribute lookup would). */
+static inline PyObject *get_slot(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
+{
+    if (Py_TYPE(obj) != type)
+        return PyObject_GetAttr(obj, name);
+    PyObject *v = *(PyObject **)((char *)obj + offset);
+    if (v == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+static inline int set_slot(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (Py_TYPE(obj) != type)
+        return PyObject_SetAttr(obj, name, value);
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    Py_XSETREF(*slot, Py_NewRef(value));
+    return 0;
+}
+
 static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_send_frame, *s_offer_py, *s_flush_py,
     *s_handle, *s_handled, *s_update_reading, *s_get_write_buffer_size, *s_write, *s_writelines, *s_schedule_flush,
     *s_state, *s_buf, *s_stream, *s_msg_opcode, *s_close_sent, *s_alive, *s_running, *s_mailbox, *s_run,
@@ -239,7 +291,7 @@ static PyObject *core_flush(Core *self, PyObject *unused)
     self->flush_pending = 0;
     if (self->transport == Py_None || self->phase == PHASE_CLOSED)
         Py_RETURN_NONE;
-    PyObject *close_sent = PyObject_GetAttr(self->proto, s_close_sent);
+    PyObject *close_sent = get_slot(self->proto, PROTO.type, PROTO.close_sent, s_close_sent);
     if (close_sent == NULL)
         return NULL;
     int closing = close_sent == Py_True;
@@ -448,28 +500,28 @@ typedef struct {
 static int at_rest(Core *self)
 {
     PyObject *proto = self->proto;
-    PyObject *v = PyObject_GetAttr(proto, s_state);
+    PyObject *v = get_slot(proto, PROTO.type, PROTO.state, s_state);
     if (v == NULL)
         return -1;
     int ok = v == STATE_OPEN;
     Py_DECREF(v);
     if (!ok)
         return 0;
-    v = PyObject_GetAttr(proto, s_buf);
+    v = get_slot(proto, PROTO.type, PROTO.buf, s_buf);
     if (v == NULL)
         return -1;
     ok = PyByteArray_CheckExact(v) && PyByteArray_GET_SIZE(v) == 0;
     Py_DECREF(v);
     if (!ok)
         return 0;
-    v = PyObject_GetAttr(proto, s_stream);
+    v = get_slot(proto, PROTO.type, PROTO.stream, s_stream);
     if (v == NULL)
         return -1;
     ok = v == Py_None;
     Py_DECREF(v);
     if (!ok)
         return 0;
-    v = PyObject_GetAttr(proto, s_msg_opcode);
+    v = get_slot(proto, PROTO.type, PROTO.msg_opcode, s_msg_opcode);
     if (v == NULL)
         return -1;
     ok = PyLong_CheckExact(v) && PyLong_AsLong(v) == 0;
@@ -687,33 +739,33 @@ static int dispatch(Core *self, Msg *m)
          * (append to the mailbox, then look at running) under that lock. This check-and-set runs no Python code,
          * so under the GIL it happens between two of their steps, and every interleaving ends with the message
          * run: whoever sees the other's mark leaves it the work. */
-        PyObject *alive = PyObject_GetAttr(actor, s_alive);
+        PyObject *alive = get_slot(actor, ACTOR.type, ACTOR.alive, s_alive);
         if (alive == NULL)
             return -1;
         Py_DECREF(alive);
         if (alive != Py_True)
             return 0; /* the actor has exited: the message is dropped (deliver returns False) */
-        PyObject *running = PyObject_GetAttr(actor, s_running);
+        PyObject *running = get_slot(actor, ACTOR.type, ACTOR.running, s_running);
         if (running == NULL)
             return -1;
         Py_DECREF(running);
-        PyObject *mailbox = PyObject_GetAttr(actor, s_mailbox);
+        PyObject *mailbox = get_slot(actor, ACTOR.type, ACTOR.mailbox, s_mailbox);
         if (mailbox == NULL)
             return -1;
         int empty = mailbox == Py_None || PyObject_Length(mailbox) == 0;
         Py_DECREF(mailbox);
         if (running == Py_False && empty) {
-            if (PyObject_SetAttr(actor, s_running, Py_True) < 0)
+            if (set_slot(actor, ACTOR.type, ACTOR.running, s_running, Py_True) < 0)
                 return -1;
             if (behave(self, m) < 0)
                 return -1;
-            mailbox = PyObject_GetAttr(actor, s_mailbox);
+            mailbox = get_slot(actor, ACTOR.type, ACTOR.mailbox, s_mailbox);
             if (mailbox == NULL)
                 return -1;
             empty = mailbox == Py_None || PyObject_Length(mailbox) == 0;
             Py_DECREF(mailbox);
             if (empty)
-                return PyObject_SetAttr(actor, s_running, Py_False);
+                return set_slot(actor, ACTOR.type, ACTOR.running, s_running, Py_False);
             /* messages arrived meanwhile (e.g. to itself): run them, then idle */
             PyObject *run_args[4] = {NULL, self->scheduler, actor, Py_None};
             PyObject *r = PyObject_VectorcallMethod(s_run, run_args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -907,9 +959,23 @@ static PyObject *configure(PyObject *module, PyObject *args)
 {
     (void)module;
     PyObject *phase_open, *phase_closed, *state_open, *tag_text, *tag_binary, *text_message;
-    if (!PyArg_ParseTuple(args, "OOOOOO", &phase_open, &phase_closed, &state_open, &tag_text, &tag_binary,
-                          &text_message))
+    PyTypeObject *proto_type, *actor_type;
+    if (!PyArg_ParseTuple(args, "OOOOOOO!O!", &phase_open, &phase_closed, &state_open, &tag_text, &tag_binary,
+                          &text_message, &PyType_Type, &proto_type, &PyType_Type, &actor_type))
         return NULL;
+    ProtoSlots proto = {proto_type, slot_offset(proto_type, "state"), slot_offset(proto_type, "_buf"),
+                        slot_offset(proto_type, "_stream"), slot_offset(proto_type, "_msg_opcode"),
+                        slot_offset(proto_type, "close_sent")};
+    ActorSlots actor = {actor_type, slot_offset(actor_type, "alive"), slot_offset(actor_type, "running"),
+                        slot_offset(actor_type, "mailbox")};
+    if (PyErr_Occurred())
+        return NULL;
+    Py_INCREF(proto_type);
+    Py_INCREF(actor_type);
+    Py_XDECREF(PROTO.type);
+    Py_XDECREF(ACTOR.type);
+    PROTO = proto;
+    ACTOR = actor;
     Py_XSETREF(PHASE_OPEN, Py_NewRef(phase_open));
     Py_XSETREF(PHASE_CLOSED, Py_NewRef(phase_closed));
     Py_XSETREF(STATE_OPEN, Py_NewRef(state_open));
@@ -923,8 +989,9 @@ static PyMethodDef module_methods[] = {
     {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
      "fanout(targets, frame, except_conn) -> failures: queue frame for every connection but except_conn."},
     {"configure", configure, METH_VARARGS,
-     "configure(Phase.OPEN, Phase.CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, TextMessage): the objects the fast "
-     "path compares with and builds (called once by runtime/connection.py)."},
+     "configure(Phase.OPEN, Phase.CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, TextMessage, ServerProtocol, Actor): "
+     "the objects the fast path compares with and builds, and the classes whose slots it reads (called once by "
+     "runtime/connection.py)."},
     {NULL, NULL, 0, NULL},
 };
 

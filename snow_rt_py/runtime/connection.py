@@ -802,4 +802,4 @@ class Connection(ConnectionCore, asyncio.Protocol):
 if C_HOT_PATH:
     from snow_rt_py.runtime import _hotpath  # type: ignore[attr-defined]
 
-    _hotpath.configure(_OPEN, _CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, ev.TextMessage)
+    _hotpath.configure(_OPEN, _CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, ev.TextMessage, ServerProtocol, Actor)
