@@ -133,6 +133,7 @@ typedef struct {
     Py_ssize_t max_message_size;
     Py_ssize_t messages_in;
     Py_ssize_t messages_out;
+    Py_ssize_t bytes_out; /* bytes of data frames queued, headers included (statistics) */
     Py_ssize_t inbox_given;
     Py_ssize_t inbox_done;
     Py_ssize_t inbox_high;
@@ -168,6 +169,7 @@ static PyMemberDef core_members[] = {
     {"_max_message_size", T_PYSSIZET, offsetof(Core, max_message_size), 0, NULL},
     {"messages_in", T_PYSSIZET, offsetof(Core, messages_in), 0, NULL},
     {"messages_out", T_PYSSIZET, offsetof(Core, messages_out), 0, NULL},
+    {"bytes_out", T_PYSSIZET, offsetof(Core, bytes_out), 0, NULL},
     {"_inbox_given", T_PYSSIZET, offsetof(Core, inbox_given), 0, NULL},
     {"_inbox_done", T_PYSSIZET, offsetof(Core, inbox_done), 0, NULL},
     {"_inbox_high", T_PYSSIZET, offsetof(Core, inbox_high), 0, NULL},
@@ -266,6 +268,7 @@ static int offer_fast(Core *self, PyObject *frame, Py_ssize_t count)
     if (PyList_Append(self->out, frame) < 0)
         return -1;
     self->out_bytes += size;
+    self->bytes_out += size;
     self->messages_out += count;
     if (!self->flush_pending) {
         self->flush_pending = 1;

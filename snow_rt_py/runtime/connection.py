@@ -171,6 +171,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self.hb_payload: bytes | None = None
         self.messages_in = 0
         self.messages_out = 0
+        self.bytes_out = 0  # bytes of data frames queued, headers included
         # Flow control of the input (loop thread only, but for _inbox_done). Undelivered input is
         # _inbox_given - _inbox_done: bytes of the messages handed to the actor and not yet handled; each counter
         # has one writer (the loop, the actor), so any thread may read the difference. Reading pauses while it is
@@ -353,6 +354,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
                 else:
                     self._out += (frame, payload)
         self._out_bytes += size
+        self.bytes_out += size
         self.messages_out += count
         if not self._flush_pending:
             self._flush_pending = True

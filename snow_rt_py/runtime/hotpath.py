@@ -46,6 +46,7 @@ class PyConnectionCore:
         "_proto",
         "_scheduler",
         "_transport",
+        "bytes_out",
         "id",
         "max_queue_bytes",
         "messages_in",
