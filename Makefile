@@ -20,6 +20,12 @@ $(SPEEDUPS_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c
 	$(PY) build_ffi.py speedups
 	mkdir -p build && touch $(SPEEDUPS_STAMP)
 
+# The per-message path in C (the base class of runtime.connection.Connection); see build_ffi.py.
+HOTPATH_STAMP := build/.hotpath
+$(HOTPATH_STAMP): $(STAMP) build_ffi.py snow_rt_py/runtime/_hotpath.c snow_rt_py/protocol/_codec.c
+	$(PY) build_ffi.py hotpath
+	mkdir -p build && touch $(HOTPATH_STAMP)
+
 # The C ABI: build/libsnow_ws.so (cffi embedding mode, include/snow_ws.h), then the C examples linked to it.
 ABI_LIB      := build/libsnow_ws.so
 C_EXAMPLES   := build/echo_server build/chat_server
@@ -30,7 +36,7 @@ $(ABI_LIB): $(STAMP) $(SPEEDUPS_STAMP) build_ffi.py include/snow_ws.h snow_rt_py
 build/%: examples/%.c include/snow_ws.h $(ABI_LIB)
 	$(CC) -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(C_LINK_FLAGS)
 
-build: $(STAMP) $(SPEEDUPS_STAMP) $(ABI_LIB) $(C_EXAMPLES)
+build: $(STAMP) $(SPEEDUPS_STAMP) $(HOTPATH_STAMP) $(ABI_LIB) $(C_EXAMPLES)
 
 # The chat server in C (examples/chat_server.c); the Python CLI serves the same protocol with --app chat.
 run: build
@@ -59,6 +65,7 @@ bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
+	$(PY) bench/bench_cost.py
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
@@ -79,4 +86,4 @@ autobahn: build
 	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)')
 
 clean:
-	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts .autobahn
+	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/runtime/_hotpath*.so tests/interop/node_modules artifacts .autobahn

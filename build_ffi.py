@@ -10,6 +10,10 @@ Targets:
   C UTF-8 check and frame header the tests compare with Python). The C source is the protocol layer's
   ``snow_rt_py/protocol/_codec.c`` (:data:`CODEC_SOURCE`); cffi writes its generated C and object files under
   ``build/`` and the finished ``_speedups.<abi>.so`` is moved into ``snow_rt_py/`` so the package imports it.
+* ``hotpath`` -- the extension module ``snow_rt_py.runtime._hotpath``: the C base class of
+  ``runtime.connection.Connection`` (one message's path: ``runtime/_hotpath.c``, with the protocol's
+  ``_codec.c``), written against the CPython C API and compiled with setuptools' ``build_ext``; installed into
+  ``snow_rt_py/runtime/``.
 * ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
   library that embeds the Python interpreter and runs this package. The header is the single source of truth:
   its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list
@@ -102,6 +106,49 @@ def _install(built: Path, dest: Path) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return dest
+
+
+# ----------------------------------------------------------------------------------------------------------
+# hotpath: snow_rt_py.runtime._hotpath
+# ----------------------------------------------------------------------------------------------------------
+
+HOTPATH_MODULE = "snow_rt_py.runtime._hotpath"
+# A CPython extension written against the C API (cffi cannot define a Python class): the runtime's per-message path
+# (runtime/_hotpath.c) linked with the protocol layer's C half (its frame scanner, masking and UTF-8 check).
+HOTPATH_SOURCES = (PACKAGE_DIR / "runtime" / "_hotpath.c", CODEC_SOURCE)
+
+
+def build_hotpath(verbose: bool) -> Path:
+    """Compile ``snow_rt_py.runtime._hotpath`` with setuptools' ``build_ext`` under ``build/`` and install it.
+
+    Args:
+        verbose: echo the compiler commands.
+
+    Returns:
+        The path of the installed extension module.
+    """
+    from setuptools import Distribution, Extension
+    from setuptools.command.build_ext import build_ext
+
+    tmpdir = BUILD_DIR / "hotpath"
+    ext = Extension(
+        HOTPATH_MODULE,
+        [str(src.relative_to(ROOT)) for src in HOTPATH_SOURCES],
+        extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+    )
+    cmd = build_ext(Distribution({"name": "snow_rt_py_hotpath", "ext_modules": [ext]}))
+    cmd.build_lib = str(tmpdir / "lib")
+    cmd.build_temp = str(tmpdir / "temp")
+    cmd.verbose = verbose  # type: ignore[assignment]
+    cmd.ensure_finalized()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the sources are given relative to the repository (object paths stay under build_temp)
+    try:
+        cmd.run()
+    finally:
+        os.chdir(cwd)
+    built = Path(cmd.get_ext_fullpath(HOTPATH_MODULE))
+    return _install(built, PACKAGE_DIR / "runtime" / built.name)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -318,6 +365,7 @@ def build_embedding(verbose: bool) -> Path:
 
 TARGETS: dict[str, Callable[[bool], Path]] = {
     "speedups": build_speedups,
+    "hotpath": build_hotpath,
     "embedding": build_embedding,
 }
 

@@ -327,6 +327,12 @@ def server_specs(asyncio_loop: bool) -> dict[str, ServerSpec]:
     snow_env = {"SNOW_RT_PY_NO_UVLOOP": "1"} if asyncio_loop else {}
     specs = [
         ServerSpec("snow workers=0", [*snow, "--workers", "0", "--ping-interval", "0"], snow_env),
+        # issue 12: the bench app (a room join per connection, a prefix check per message) against the echo app
+        ServerSpec(
+            "snow app=bench",
+            [*snow[:5], "bench", *snow[6:], "--workers", "0", "--ping-interval", "0"],
+            snow_env,
+        ),
         ServerSpec("snow workers=1", [*snow, "--workers", "1", "--ping-interval", "0"], snow_env),
         ServerSpec("snow workers=2", [*snow, "--workers", "2", "--ping-interval", "0"], snow_env),
         ServerSpec("websockets", [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), "--ping-interval", "0"]),

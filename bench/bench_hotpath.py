@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from snow_rt_py.apps import EchoApp
+from snow_rt_py.apps import APPS
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
@@ -75,9 +75,9 @@ def text_frame(payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def make_step(runtime: Runtime) -> tuple[Callable[[int], None], FakeTransport]:
+async def make_step(runtime: Runtime, app: str = "echo") -> tuple[Callable[[int], None], FakeTransport]:
     """A function running ``n`` messages through an accepted connection, and its transport."""
-    server = Server(EchoApp(), ServerOptions(ping_interval=0), asyncio.get_running_loop(), runtime)
+    server = Server(APPS[app](), ServerOptions(ping_interval=0), asyncio.get_running_loop(), runtime)
     conn = Connection(server)
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -117,7 +117,7 @@ def count_calls(run: Callable[[int], None], n: int = 1000) -> None:
 
 async def main_async(opts: argparse.Namespace) -> None:
     runtime = Runtime()
-    run, transport = await make_step(runtime)
+    run, transport = await make_step(runtime, opts.app)
     times = []
     for _ in range(opts.runs):
         t0 = time.perf_counter()
@@ -143,6 +143,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", action="store_true", help="count Python and built-in calls per message")
+    parser.add_argument("--app", default="echo", choices=["echo", "bench"], help="the handler (--app of the CLI)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's table for 50,000 messages")
     opts = parser.parse_args()
     loop = new_event_loop()

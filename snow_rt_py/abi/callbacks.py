@@ -70,9 +70,15 @@ class CHandler(Handler):
         self._call_message = lib.snow_abi_call_on_message
         self._call_binary = lib.snow_abi_call_on_binary
         self._ffi = ffi
+        self._natives: dict[int, tuple[int, int, bytearray, bool]] = {}  # see _native()
 
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
         handles.register_connection(conn)
+        if self._message is not None and conn._direct and threading.get_ident() == conn._loop_thread:
+            # Messages run inline on this (the loop) thread: the runtime's C hot path may call on_message itself,
+            # with this thread's reply buffer (runtime/_hotpath.c, call_native) -- what on_text_bytes does.
+            buffer = getattr(_thread, "replies", None)
+            conn._native = self._native(buffer if buffer is not None else self._reply_buffer())
         if self._connect is None:
             return True
         fn, env = self._connect
@@ -120,9 +126,19 @@ class CHandler(Handler):
             # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can
             # run on this thread. offer_frame refuses them only if another thread closed the connection or filled
             # its queue meanwhile (a race the sends could not see).
-            conn.offer_frame(buffer[: replies & 0xFFFFFFFF], replies >> 32)
+            conn.offer_frame(bytes(memoryview(buffer)[: replies & 0xFFFFFFFF]), replies >> 32)
         elif replies < 0:
             raise MemoryError("no memory for the message given to on_message")  # the runtime closes with 1011
+
+    def _native(self, buffer: bytearray) -> tuple[int, int, bytearray, bool]:
+        """What the runtime's C hot path needs to call on_message like :meth:`on_text_bytes` (one per buffer)."""
+        native = self._natives.get(id(buffer))
+        if native is None or native[2] is not buffer:
+            ffi = self._ffi
+            call = int(ffi.cast("uintptr_t", ffi.addressof(self._lib, "snow_abi_call_on_message")))
+            native = (call, int(ffi.cast("uintptr_t", self._message_target)), buffer, FAST_REPLIES)
+            self._natives[id(buffer)] = native
+        return native
 
     def _reply_buffer(self) -> bytearray:
         """This thread's reply buffer, made and handed to C before its first C callback."""

@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* One simple frame found by snow_scan_simple(). */
+typedef struct SnowSimpleFrame {
+    int opcode;    /* 1 text, 2 binary */
+    size_t offset; /* where the payload starts; its masking key is the 4 octets before it */
+    size_t length; /* payload octets */
+} SnowSimpleFrame;
+
 /* RFC 6455 §5.3: octet i of the payload is XORed with octet i % 4 of the 4-byte masking key.
  *
  * The bulk runs 8 octets per step: the key is laid out twice in an 8-byte word (byte order in memory,
@@ -141,4 +148,42 @@ size_t snow_frame_header(char *out_, int opcode, uint64_t len)
             out[2 + k] = (unsigned char)(len >> (56 - 8 * k));
     }
     return head;
+}
+
+/* The common case of RFC 6455 §5.2 input, for the runtime's C fast path (snow_rt_py/runtime/_hotpath.c): how many
+ * whole "simple" client frames begin data[0..n), and where each one's payload is. A simple frame is a complete
+ * unfragmented text or binary frame (FIN set, no RSV bit, opcode 1 or 2), masked, with a 7- or 16-bit length of at
+ * most max_payload octets. The scan stops at the first frame that is not simple or not complete: that frame and
+ * everything after it are left to the full parser (protocol/connection.py), which then sees a stream that starts on
+ * a frame boundary -- so the events are the same as if the full parser had read everything. Called only while the
+ * connection is at rest (open, nothing buffered, no message in progress); text payloads are not checked here.
+ *
+ * frames[i] receives the opcode, the payload's offset (its masking key is the 4 octets before it) and its length;
+ * at most max_frames are found. Returns the number found; *consumed is the octets they take. */
+size_t snow_scan_simple(const char *data_, size_t n, size_t max_payload, SnowSimpleFrame *frames, size_t max_frames,
+                        size_t *consumed)
+{
+    const unsigned char *data = (const unsigned char *)data_;
+    size_t pos = 0, count = 0;
+    while (count < max_frames && n - pos >= 6) {
+        unsigned char b0 = data[pos], b1 = data[pos + 1];
+        size_t len = b1 & 0x7F, head = 6;
+        if ((b0 != 0x81 && b0 != 0x82) || b1 < 0x80 || len == 127)
+            break;
+        if (len == 126) {
+            if (n - pos < 8)
+                break;
+            len = ((size_t)data[pos + 2] << 8) | data[pos + 3];
+            head = 8;
+        }
+        if (len > max_payload || n - pos - head < len)
+            break;
+        frames[count].opcode = b0 & 0x0F;
+        frames[count].offset = pos + head;
+        frames[count].length = len;
+        count++;
+        pos += head + len;
+    }
+    *consumed = pos;
+    return count;
 }

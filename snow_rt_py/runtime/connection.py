@@ -41,6 +41,7 @@ from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
+from snow_rt_py.runtime.hotpath import C_HOT_PATH, ConnectionCore
 from snow_rt_py.runtime.scheduler import Actor, Tag
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ _MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
 _move_lock = threading.Lock()
 
 
-class Connection(asyncio.Protocol):
+class Connection(ConnectionCore, asyncio.Protocol):
     """A WebSocket connection. The program sees it in every callback.
 
     Attributes:
@@ -111,45 +112,24 @@ class Connection(asyncio.Protocol):
             keeps an idle connection small), so keep per-connection state here or in a dict keyed by ``conn.id``.
     """
 
-    __slots__ = (
+    __slots__ = (  # and the fields of ConnectionCore (hotpath.py)
         "__weakref__",
-        "_actor",
         "_admitted",
         "_end",
-        "_flush_pending",
-        "_handler_state",
-        "_in_read",
-        "_inbox_done",
-        "_inbox_given",
-        "_inbox_high",
-        "_linger_left",
         "_loop",
-        "_loop_thread",
-        "_out",
-        "_out_bytes",
-        "_paused_in",
         "_paused_out",
-        "_proto",
         "_started",
         "_timer",
-        "_transport",
-        "bytes_out",
         "drops",
         "hb_due",
         "hb_payload",
         "headers",
-        "id",
-        "max_queue_bytes",
-        "messages_in",
-        "messages_out",
         "path",
-        "phase",
         "pid",
         "remote_address",
         "rooms_closed",
         "rooms_joined",
         "runtime",
-        "server",
         "subprotocol",
         "user_data",
     )
@@ -165,10 +145,17 @@ class Connection(asyncio.Protocol):
         self.subprotocol: str | None = None
         self._admitted = False  # counted in the server's per-IP table (until the TCP connection is gone)
         self._started = 0.0  # loop time of the TCP accept (for the access log)
-        self.bytes_out = 0  # bytes of data frames queued, headers included (the counterpart of _inbox_given)
         self.phase = _CONNECTING
         self._loop = server.loop
         self._loop_thread = server.loop_thread_id
+        self._handler = server.handler
+        self._on_text_bytes = server.on_text_bytes
+        self._native: tuple[int, int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
+        self._deflate: Any = None  # permessage-deflate, once negotiated (the C hot path's sends step aside)
+        self._scheduler = server.scheduler
+        self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
+        self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
+        self._max_message_size = server.options.max_message_size
         self._proto = ServerProtocol(
             max_message_size=server.options.max_message_size,
             max_handshake_size=server.options.max_handshake_size,
@@ -192,6 +179,7 @@ class Connection(asyncio.Protocol):
         self.hb_payload: bytes | None = None
         self.messages_in = 0
         self.messages_out = 0
+        self.bytes_out = 0  # bytes of data frames queued, headers included
         # Flow control of the input (loop thread only, but for _inbox_done). Undelivered input is
         # _inbox_given - _inbox_done: bytes of the messages handed to the actor and not yet handled; each counter
         # has one writer (the loop, the actor), so any thread may read the difference. Reading pauses while it is
@@ -232,7 +220,7 @@ class Connection(asyncio.Protocol):
 
     # -- public API (any thread) ----------------------------------------------------------------------------
 
-    def send_text(self, text: str) -> None:
+    def _send_text_py(self, text: str) -> None:
         """Queue a text message. Safe from any thread; returns at once (the write happens on the loop).
 
         Raises:
@@ -273,7 +261,7 @@ class Connection(asyncio.Protocol):
         else:
             self.send_frame(encode_frame(Opcode.TEXT, data))
 
-    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+    def _send_binary_py(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a binary message. Safe from any thread.
 
         Raises:
@@ -292,7 +280,7 @@ class Connection(asyncio.Protocol):
         if not self.offer_frame(header, 1, payload):
             self._refused()
 
-    def send(self, message: str | bytes) -> None:
+    def _send_any(self, message: str | bytes) -> None:
         """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
         if isinstance(message, str):
             self.send_text(message)
@@ -332,7 +320,7 @@ class Connection(asyncio.Protocol):
             queued += transport.get_write_buffer_size()
         return max(0, self.max_queue_bytes - queued)
 
-    def offer_frame(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
+    def _offer_py(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
 
         A frame always fits an empty queue (so one message of any allowed size can go out). When the queue holds
@@ -457,7 +445,7 @@ class Connection(asyncio.Protocol):
         self.server.connection_started(self)
         self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
 
-    def data_received(self, data: bytes) -> None:
+    def _receive(self, data: bytes) -> None:
         if self._linger_left > 0:  # after an HTTP error: what the client still sends is dropped, up to a bound
             self._linger_left -= len(data)
             if self._linger_left <= 0:
@@ -539,7 +527,7 @@ class Connection(asyncio.Protocol):
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _flush(self) -> None:
+    def _flush_py(self) -> None:
         """Hand every queued frame to the transport in one write (the loop thread only)."""
         self._flush_pending = False  # first: a frame appended from now on schedules another flush
         out = self._out
@@ -840,3 +828,18 @@ class Connection(asyncio.Protocol):
         if not self._handler_state:
             self._handler_state = "crashed"
             self._close_from_runtime(*HANDLER_CRASH)
+
+    if not C_HOT_PATH:  # no C base class (hotpath.py): the Python methods serve under the public names
+        data_received = _receive
+        send = _send_any
+        send_text = _send_text_py
+        send_binary = _send_binary_py
+        offer_frame = _offer_py
+        _flush = _flush_py
+
+
+# What the C hot path compares with and builds (its configure() is absent without it).
+if C_HOT_PATH:
+    from snow_rt_py.runtime import _hotpath  # type: ignore[attr-defined]
+
+    _hotpath.configure(_OPEN, _CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, ev.TextMessage, ServerProtocol, Actor)

@@ -27,6 +27,7 @@ from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
+from snow_rt_py.runtime.hotpath import fanout as _fanout
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.connection import Connection
@@ -128,13 +129,14 @@ class RoomRegistry:
                 return 0
             targets = list(members.values())
             self.broadcasts += 1
-        failures = 0
-        skipped = 0
-        for conn in targets:
-            if conn is except_conn:
-                skipped = 1
-            elif not conn.offer_frame(frame):
-                failures += 1
+            skipped = 1 if except_conn is not None and except_conn.id in members else 0
+        if _fanout is not None and type(frame) is bytes:
+            failures = _fanout(targets, frame, except_conn)  # the same loop in C (runtime/_hotpath.c)
+        else:
+            failures = 0
+            for conn in targets:
+                if conn is not except_conn and not conn.offer_frame(frame):
+                    failures += 1
         self.deliveries += len(targets) - skipped - failures
         return failures
 

@@ -297,13 +297,18 @@ class Scheduler:
         try:
             actor.behaviour(tag, payload)
         except Exception as exc:  # a crash stays inside its actor
-            if actor.on_crash is not None:
-                try:
-                    actor.on_crash(exc)
-                except Exception:
-                    log.exception("on_crash of actor %d failed", actor.pid)
-            else:
-                log.exception("actor %d crashed", actor.pid)
+            Scheduler._crashed(actor, exc)
+
+    @staticmethod
+    def _crashed(actor: Actor, exc: Exception) -> None:
+        """``actor``'s behaviour raised ``exc`` (also called by the C hot path, runtime/_hotpath.c)."""
+        if actor.on_crash is not None:
+            try:
+                actor.on_crash(exc)
+            except Exception:
+                log.exception("on_crash of actor %d failed", actor.pid)
+        else:
+            log.error("actor %d crashed", actor.pid, exc_info=exc)
 
     def _worker(self) -> None:
         while True:

@@ -1,0 +1,225 @@
+"""The C hot path (runtime/_hotpath.c) and the Python methods it stands in for give the same results.
+
+Two connections of two servers get the same client bytes, cut into the same chunks: one with the C hot path
+(``conn._fast`` True, the default), one with every method on the Python path (``_fast`` False, what
+``SNOW_RT_PY_NO_SPEEDUPS=1`` runs). The handler's callbacks (and their arguments), every write on the transport,
+the phase and the message counters must be identical -- for any mix of simple frames, fragments, control frames,
+invalid frames and invalid UTF-8, any chunking, and a handler that replies, closes or crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.hotpath import C_HOT_PATH
+from snow_rt_py.runtime.loop import new_event_loop
+from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.runtime import Runtime
+from snow_rt_py.runtime.server import Server
+
+pytestmark = pytest.mark.skipif(not C_HOT_PATH, reason="the C hot path is not built (or SNOW_RT_PY_NO_SPEEDUPS=1)")
+
+HANDSHAKE = (
+    b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Transport:
+    """Records every write, in order; reports a write buffer size the test sets."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = 0
+        self.reading = True
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5000) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def writelines(self, items: list[bytes]) -> None:
+        self.writes.append(b"".join(items))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def write_eof(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+
+class Scripted(Handler):
+    """Records its callbacks; a text message is also a command: ``echo``/``twice``/``bin``/``close``/``crash``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
+        self.calls.append(("connect", path))
+        return True
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        self.calls.append(("message", type(message).__name__, message))
+        if isinstance(message, bytes):
+            conn.send(message)
+        elif message.startswith("twice"):
+            conn.send(message)
+            conn.send_text(message.upper())
+        elif message.startswith("bin"):
+            conn.send_binary(message.encode())
+        elif message.startswith("close"):
+            conn.close(4000, "asked")
+        elif message.startswith("crash"):
+            raise ValueError("handler crash (expected by the test)")
+        else:
+            conn.send(message)
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None:
+        self.calls.append(("close", code, reason))
+
+
+def mask(payload: bytes, key: bytes) -> bytes:
+    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def frame(
+    b0: int, payload: bytes, key: bytes = b"\x11\x22\x33\x44", masked: bool = True, long16: bool = False
+) -> bytes:
+    n = len(payload)
+    if n < 126 and not long16:
+        head = bytes([b0, (0x80 if masked else 0) | n])
+    else:
+        head = bytes([b0, (0x80 if masked else 0) | 126]) + n.to_bytes(2, "big")
+    return head + (key + mask(payload, key) if masked else payload)
+
+
+WORDS = ["hello", "twice", "bin", "close", "crash", "é€😀", "x" * 130]
+
+texts = st.builds(lambda w, tail: (w + tail).encode(), st.sampled_from(WORDS), st.text(max_size=20))
+frames = st.one_of(
+    st.builds(lambda p, k: frame(0x81, p, k), texts, st.binary(min_size=4, max_size=4)),  # simple text
+    st.builds(lambda p: frame(0x82, p), st.binary(max_size=300)),  # simple binary (7- and 16-bit lengths)
+    st.builds(lambda p: frame(0x81, p, long16=True), texts),  # 16-bit length for a short payload
+    st.builds(lambda p: frame(0x81, p), st.sampled_from([b"\xff", b"ok\xc3", b"\xed\xa0\x80"])),  # invalid UTF-8
+    st.builds(lambda p: frame(0x89, p), st.binary(max_size=10)),  # ping
+    st.builds(lambda p: frame(0x8A, p), st.binary(max_size=10)),  # pong
+    st.builds(lambda p: frame(0x01, p[:3]) + frame(0x80, p[3:]), texts),  # fragmented text
+    st.builds(lambda p: frame(0x02, p) + frame(0x89, b"in") + frame(0x80, p), st.binary(max_size=20)),
+    st.just(frame(0x88, (1000).to_bytes(2, "big") + b"bye")),  # close
+    st.just(frame(0xC1, b"rsv")),  # RSV1 without an extension
+    st.just(frame(0x81, b"unmasked", masked=False)),
+    st.just(frame(0x80, b"no message")),  # continuation without a message
+)
+
+
+def run(stream: bytes, cuts: list[int], fast: bool, buffered: int) -> dict[str, Any]:
+    """Feed ``stream`` in the chunks ``cuts`` gives to a fresh connection; what the program and the peer saw."""
+    loop = new_event_loop()
+    runtime = Runtime()
+    handler = Scripted()
+
+    async def go() -> dict[str, Any]:
+        options = ServerOptions(ping_interval=0, max_message_size=4096)
+        server = Server(handler, options, asyncio.get_running_loop(), runtime)
+        conn = Connection(server)
+        conn._fast = fast
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        transport.buffered = buffered
+        pos = 0
+        for cut in [*cuts, len(stream)]:
+            cut = min(max(cut, pos), len(stream))
+            if cut > pos:
+                conn.data_received(stream[pos:cut])
+                server._flush_dirty()  # the end of the loop iteration
+                pos = cut
+        conn.connection_lost(None)
+        server._flush_dirty()
+        return {
+            "calls": handler.calls,
+            "writes": transport.writes,
+            "phase": conn.phase,
+            "in": conn.messages_in,
+            "out": conn.messages_out,
+        }
+
+    try:
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(frames, min_size=1, max_size=12),
+    st.lists(st.integers(min_value=0, max_value=1500), max_size=6),
+    st.sampled_from([0, 2 << 20]),
+)
+def test_c_and_python_paths_see_and_write_the_same(parts: list[bytes], cuts: list[int], buffered: int) -> None:
+    stream = HANDSHAKE + b"".join(parts)
+    cuts = sorted(len(HANDSHAKE) + c for c in cuts)
+    fast = run(stream, cuts, fast=True, buffered=buffered)
+    slow = run(stream, cuts, fast=False, buffered=buffered)
+    assert fast == slow
+
+
+def test_one_read_of_three_messages_gives_three_callbacks_and_one_write() -> None:
+    stream = HANDSHAKE + frame(0x81, b"hello") + frame(0x82, b"\x00\x01") + frame(0x81, "é".encode())
+    result = run(stream, [len(HANDSHAKE)], fast=True, buffered=0)
+    assert result["calls"] == [
+        ("connect", "/chat"),
+        ("message", "str", "hello"),
+        ("message", "bytes", b"\x00\x01"),
+        ("message", "str", "é"),
+        ("close", 1006, ""),
+    ]
+    assert result["writes"][1:] == [b"\x81\x05hello\x82\x02\x00\x01\x81\x02\xc3\xa9"]  # after the 101
+
+
+def test_a_crashing_handler_closes_with_1011_on_the_c_path() -> None:
+    stream = HANDSHAKE + frame(0x81, b"crash") + frame(0x81, b"hello")
+    result = run(stream, [len(HANDSHAKE)], fast=True, buffered=0)
+    assert ("message", "str", "hello") not in result["calls"]  # no message reaches a crashed handler
+    assert result["writes"][-1] == b"\x88\x10\x03\xf3internal error"  # 1011
+    assert result["calls"][-1] == ("close", 1011, "internal error")
+
+
+def test_the_pure_python_switch_is_read_at_import() -> None:
+    assert os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") in ("", "0")  # else this module is skipped
+    assert type(Connection.__mro__[1]).__module__ == "builtins"
+    assert Connection.__mro__[1].__module__ == "snow_rt_py.runtime._hotpath"
