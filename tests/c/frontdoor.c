@@ -14,6 +14,8 @@ static void *on_connect(void *conn, const SnowString *path, const SnowHeaders *h
     char *s = cstr(sub);
     (void)headers;
     out("connect %s subprotocol %s", p, s);
+    if (sub == NULL)
+        result_ptr("snow_ws_subprotocol", sub);
     free(p);
     free(s);
     snow_string_free(sub);
@@ -67,10 +69,20 @@ static void *on_close(void *conn, int64_t code, const SnowString *reason)
     return NULL;
 }
 
+static void *plain_close(void *conn, int64_t code, const SnowString *reason)
+{
+    (void)conn;
+    out("plain server:");
+    out_close(code, reason);
+    bump(3);
+    return NULL;
+}
+
 int main(void)
 {
     SnowWsOptions o = fresh_options();
     SnowWsStats st;
+    int64_t plain;
     o.allowed_origins = "https://*.example.com, http://ok.test";
     o.subprotocols = "chat.v2,chat";
     o.require_subprotocol = 1;
@@ -80,6 +92,10 @@ int main(void)
     o.drain_window_ms = 500;
     o.metrics_path = "/metrics";
     server = start(&o, (void *)on_connect, NULL, (void *)on_message, NULL, (void *)on_close, NULL);
+    /* A server without subprotocols: snow_ws_subprotocol gives NULL, SNOW_WS_E_NOT_FOUND. */
+    plain = start(NULL, (void *)on_connect, NULL, NULL, NULL, (void *)plain_close, NULL);
+    wait_for(3, 1);
+    result("stop plain", snow_ws_stop(plain, 2000));
     wait_for(1, 1);
     result("drain", snow_ws_drain(server, 3000));
     wait_for(2, 2);

@@ -783,6 +783,13 @@ def test_replies_inside_callbacks_answer_and_arrive_like_the_python_path(run: Ru
 def test_front_door_options_subprotocol_stats_and_drain(run: Run, asan: bool) -> None:
     prog = run("frontdoor", asan=asan)
     port = prog.port()
+    with client(prog.port(), "/plain") as ws:  # the second server: no subprotocols
+        assert ws.subprotocol is None
+        prog.expect(
+            "connect /plain subprotocol (null)",
+            "snow_ws_subprotocol -> NULL SNOW_WS_E_NOT_FOUND: connection N has no subprotocol",
+        )
+    prog.expect("plain server:", "on_close 1000 ''", "stop plain -> 0")
 
     def refused(headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with RawClient(port) as raw:
