@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ def cpu_per_message(server: be.RunningServer, opts: argparse.Namespace) -> dict[
     (u0, s0), (u1, s1) = marks["measure_start"], marks["measure_end"]
     n = result["messages"]
     return {
-        "msg_s": result["messages"] / opts.duration,
+        "msg_s": result["msgs_per_sec"],
         "p50_us": result.get("p50_us", 0.0),
         "user_us": (u1 - u0) / n * 1e6,
         "sys_us": (s1 - s0) / n * 1e6,
@@ -77,27 +76,37 @@ def cpu_per_message(server: be.RunningServer, opts: argparse.Namespace) -> dict[
 
 
 def syscalls_per_message(server: be.RunningServer, opts: argparse.Namespace) -> dict[str, float]:
-    """strace -c over a loadgen window: calls per message echoed, by system call."""
+    """strace -c attached over the load generator's measured window: calls per message echoed, by system call."""
     out = Path(tempfile.mkstemp(prefix="strace.", suffix=".txt")[1])
-    strace = subprocess.Popen(
-        ["strace", "-c", "-f", "-o", str(out), "-p", str(server.pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    tracer: list[subprocess.Popen[bytes]] = []
+
+    def on_event(name: str) -> None:
+        if name == "measure_start":
+            tracer.append(
+                subprocess.Popen(
+                    ["strace", "-c", "-f", "-o", str(out), "-p", str(server.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        elif name == "measure_end" and tracer:
+            tracer[0].send_signal(2)
+
     try:
-        time.sleep(1.0)  # attached
-        result = be.run_loadgen(loadgen_args(server, opts, 2.0), opts.warmup + 2.0 + 40)
+        result = be.run_loadgen(loadgen_args(server, opts, 2.0), opts.warmup + 2.0 + 40, on_event)
     finally:
-        strace.send_signal(2)
-        strace.wait(10)
+        for proc in tracer:
+            if proc.poll() is None:
+                proc.send_signal(2)
+            proc.wait(10)
     counts: dict[str, float] = {}
     for line in out.read_text().splitlines():
         m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
         if m:
             counts[m.group(2)] = int(m.group(1))
     out.unlink()
-    # Messages during the whole strace window: the warm-up and the measured window both echo.
-    total = result["messages"] * (opts.warmup + 2.0) / 2.0
+    # strace slows the server: the messages of this window (not a clean window's) are what the calls served.
+    total = max(1, result["messages"])
     return {name: calls / total for name, calls in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
