@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(90)
 
 REPO = Path(__file__).resolve().parents[2]
 N = 2000
+HANDSHAKE_TIMEOUT = 4
 GOING_AWAY_FRAME = b"\x88\x0c" + struct.pack("!H", 1001) + b"going away"
 
 
@@ -150,9 +151,12 @@ print(" ".join(sorted(set(statuses))), statuses.count("408"), flush=True)
 def test_2000_slow_half_open_handshakes_do_not_starve_a_real_client() -> None:
     """A slowloris, in a process of its own: 2,000 clients send their request head one byte at a time, a byte
     each every 10 ms, for up to 2.5 s. A real client (this process) meanwhile echoes a message every millisecond
-    for as long as the attack lasts (at most 5,000); its round trips stay bounded, and every slow client gets 408
-    once ``handshake_timeout`` (3 s) is up. The server runs in its own process too (the CLI)."""
-    args = ["serve", "--port", "0", "--handshake-timeout", "3", "--ping-interval", "0"]
+    for as long as the attack lasts (at most 5,000). It is served while the attack holds 2,000 half-open sockets:
+    its handshake completes well before theirs expire, and its median round trip stays in milliseconds (the worst
+    case, printed with the median and p99, depends on what else the shared machine runs: it is not asserted
+    beyond "before the slow clients are evicted"). Every slow client gets 408 once ``handshake_timeout`` (4 s) is
+    up. The server runs in its own process too (the CLI)."""
+    args = ["serve", "--port", "0", "--handshake-timeout", str(HANDSHAKE_TIMEOUT), "--ping-interval", "0"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
         [sys.executable, "-m", "snow_rt_py", *args],
@@ -167,15 +171,18 @@ def test_2000_slow_half_open_handshakes_do_not_starve_a_real_client() -> None:
         assert server.stdout is not None
         line = server.stdout.readline()
         port = int(line.strip().rsplit(":", 1)[1].rstrip("/"))
-        baseline = echo_latencies(port, lambda count: count < 500)
+        with RawClient.connect(port) as alone:
+            baseline = echo_latencies(alone, lambda count: count < 500)
         attacker = subprocess.Popen(
             [sys.executable, "-c", SLOWLORIS, str(port), str(N), "2.5"], stdout=subprocess.PIPE, text=True, env=env
         )
         assert attacker.stdout is not None
         assert attacker.stdout.readline() == "connected\n"
         attack_started = time.monotonic()
-        # The drip lasts 2.5 s at most (about 150 rounds of 2,000 sends): measure during its first 2 s.
-        during = echo_latencies(port, lambda count: time.monotonic() - attack_started < 2.0 and count < 5000)
+        with RawClient.connect(port) as real:  # a new client, during the attack
+            handshake_took = time.monotonic() - attack_started
+            # The drip lasts 2.5 s at most (about 150 rounds of 2,000 sends): measure during its first 2 s.
+            during = echo_latencies(real, lambda count: time.monotonic() - attack_started < 2.0 and count < 5000)
         dripped_line = attacker.stdout.readline()
         verdict = attacker.stdout.readline().split()
         attacker.wait(30)
@@ -183,10 +190,13 @@ def test_2000_slow_half_open_handshakes_do_not_starve_a_real_client() -> None:
             f"\necho RTT of a real client: p50 {statistics.median(baseline) * 1e3:.2f} ms, max "
             f"{max(baseline) * 1e3:.2f} ms alone ({len(baseline)} echoes); p50 {statistics.median(during) * 1e3:.2f} "
             f"ms, p99 {sorted(during)[len(during) * 99 // 100] * 1e3:.2f} ms, max {max(during) * 1e3:.2f} ms during "
-            f"the attack ({len(during)} echoes; attacker: {dripped_line.strip()})"
+            f"the attack ({len(during)} echoes; handshake {handshake_took * 1e3:.1f} ms; "
+            f"attacker: {dripped_line.strip()})"
         )
-        assert len(during) >= 100, "the attack ended before the real client could measure anything"
-        assert max(during) < 1.0, "the real client waited over a second for an echo during the attack"
+        assert handshake_took < HANDSHAKE_TIMEOUT / 2, "the real client's handshake waited for the slow ones"
+        assert len(during) >= 100, "the real client got too few echoes through during the attack"
+        assert statistics.median(during) < 0.1, "the real client's median echo took over 100 ms during the attack"
+        assert max(during) < HANDSHAKE_TIMEOUT, "an echo waited until the slow clients were evicted"
         assert verdict == ["408", str(N)], f"the slow clients got {verdict}, not 408 each"
         assert time.monotonic() - attack_started < 30
     finally:
@@ -196,14 +206,13 @@ def test_2000_slow_half_open_handshakes_do_not_starve_a_real_client() -> None:
                 proc.wait(20)
 
 
-def echo_latencies(port: int, go_on: Callable[[int], bool]) -> list[float]:
+def echo_latencies(ws: RawClient, go_on: Callable[[int], bool]) -> list[float]:
     """Round trips of one echo every millisecond while ``go_on(echoes so far)``."""
-    with RawClient.connect(port) as ws:
-        times: list[float] = []
-        while go_on(len(times)):
-            started = time.perf_counter()
-            ws.send_text(f"ping {len(times)}")
-            assert ws.recv_message() == f"ping {len(times)}"
-            times.append(time.perf_counter() - started)
-            time.sleep(0.001)  # pacing, like a chat client; not a synchronisation
-        return times
+    times: list[float] = []
+    while go_on(len(times)):
+        started = time.perf_counter()
+        ws.send_text(f"ping {len(times)}")
+        assert ws.recv_message() == f"ping {len(times)}"
+        times.append(time.perf_counter() - started)
+        time.sleep(0.001)  # pacing, like a chat client; not a synchronisation
+    return times
