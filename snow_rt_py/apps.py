@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from snow_rt_py.api import broadcast, broadcast_except, join, leave, rooms_of
+from snow_rt_py.api import broadcast, broadcast_except, join, leave, presence, rooms_of
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler
@@ -20,9 +20,12 @@ class EchoApp(Handler):
 class ChatApp(Handler):
     """Rooms through a line protocol on text messages, usable from any client:
 
-    ``/join ROOM`` -> ``joined ROOM``; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other
-    members of ROOM; ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of
-    the sender's rooms, sorted; anything else (and binary) is echoed. A room name is one word (no spaces).
+    ``/join ROOM [META]`` -> ``joined ROOM`` (META: the rest of the line, shown in presence);
+    ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM; ``/all ROOM TEXT``
+    -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of the sender's rooms, sorted;
+    ``/who ROOM`` -> ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a
+    cluster; ``/id`` -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one
+    word (no spaces).
     """
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
@@ -31,8 +34,9 @@ class ChatApp(Handler):
             return
         command, _, rest = message.partition(" ")
         if command == "/join" and rest:
-            join(conn, rest)
-            conn.send_text(f"joined {rest}")
+            room, _, meta = rest.partition(" ")
+            join(conn, room, meta or None)
+            conn.send_text(f"joined {room}")
         elif command == "/leave" and rest:
             leave(conn, rest)
             conn.send_text(f"left {rest}")
@@ -41,9 +45,14 @@ class ChatApp(Handler):
             if command == "/say":
                 broadcast_except(room, text, conn)
             else:
-                broadcast(room, text)
+                broadcast(room, text, conn.runtime)
         elif command == "/rooms" and not rest:
             conn.send_text(json.dumps(rooms_of(conn)))
+        elif command == "/who" and rest:
+            members = [[m.id, m.node, m.meta] for m in presence(rest, conn.runtime)]
+            conn.send_text(f"who {rest} {json.dumps(members)}")
+        elif command == "/id" and not rest:
+            conn.send_text(f"id {conn.id}")
         else:
             conn.send(message)
 
