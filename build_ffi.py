@@ -137,6 +137,9 @@ extern "Python" {
     int64_t snow_abi_py_rooms_of(uint64_t conn, SnowString **out, int64_t capacity);
     int64_t snow_abi_py_deliver(uint64_t conn, const char *frames, int64_t len, int64_t count);
     int64_t snow_abi_py_send_input(uint64_t conn);
+    int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
+                                  int64_t meta_len);
+    int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
 }
 
 typedef struct SnowAbiTarget {
@@ -156,6 +159,8 @@ int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const cha
                                 int64_t budget);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
+int snow_abi_call_on_presence(void *fn, void *env, uint64_t conn, const char *room, size_t room_len, int64_t joined,
+                              uint64_t member, int64_t node, const char *meta, size_t meta_len);
 """
 
 # Runs once, inside the embedded interpreter, when the library starts (cffi's embedding_init_code). It must never

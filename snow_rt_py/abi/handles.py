@@ -118,8 +118,21 @@ def live_or_ended(handle: int) -> Connection | None:
     t = tables()
     conn = t.connections.get(handle)
     if conn is None and not 0 < handle <= t.highest_id:
+        if is_remote(handle):
+            return None
         return connection(handle)  # raises
     return conn
+
+
+def is_remote(handle: int) -> bool:
+    """True if ``handle`` is a connection id of another node of the default runtime's cluster."""
+    backplane = default_runtime().cluster
+    if backplane is None:
+        return False
+    from snow_rt_py.runtime.cluster import node_of
+
+    node = node_of(handle)
+    return node != 0 and node != backplane.node
 
 
 def connection_table() -> dict[int, Connection]:

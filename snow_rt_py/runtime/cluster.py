@@ -342,9 +342,9 @@ class RedisBackplane:
             log.warning("cluster: Redis at %s is back after %.1f s", self.url, time.monotonic() - self.outage_started)
 
     async def _run_session(self) -> None:
-        await self._resync()
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._read())
+            group.create_task(self._read())  # first: the resync waits for subscription confirmations it reads
+            await self._resync()
             group.create_task(self._write())
             group.create_task(self._refresh())
 
