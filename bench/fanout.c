@@ -2,7 +2,10 @@
  * fanout: broadcast fan-out benchmark client for the bench protocol (issue 4). One thread, epoll, non-blocking.
  *
  * Build:  gcc -O2 -Wall -Wextra -Werror -o build/fanout bench/fanout.c   (it includes bench/wsclient.h)
- * Run:    fanout -u ws://127.0.0.1:PORT/ [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64] [-C 100] [-T 120]
+ * Run:    fanout -u ws://127.0.0.1:PORT/ [-U ws://127.0.0.1:PORT2/] [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64]
+ *                [-C 100] [-T 120]
+ *         -U: a second server (another node of a cluster): members with an odd index connect there, the others
+ *             (member 0, the sender, included) to -u: half the members are reached across the cluster.
  *
  * The bench protocol: every connection is a member of one room; a text message whose first character is 'B' is
  * broadcast by the server to every member, the sender included.
@@ -111,8 +114,10 @@ static struct {
 
 static struct conn *conns;
 static int epfd;
-static struct sockaddr_storage server_addr;
-static socklen_t server_addrlen;
+static struct sockaddr_storage server_addr, server2_addr;
+static socklen_t server_addrlen, server2_addrlen;
+static int have_server2;
+static wsc_url url2;
 static int started, opened, failed, ready_count;
 static uint32_t sent;       /* last sequence number sent (0: none) */
 static uint32_t done_seq;   /* every member has reached every sequence number <= done_seq */
@@ -262,7 +267,10 @@ static size_t build_frame(unsigned char *buf, int opcode, const unsigned char *p
 static void start_conn(int i) {
     struct conn *c = &conns[i];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    c->fd = wsc_connect(&server_addr, server_addrlen);
+    if (have_server2 && (i & 1))
+        c->fd = wsc_connect(&server2_addr, server2_addrlen);
+    else
+        c->fd = wsc_connect(&server_addr, server_addrlen);
     if (c->fd < 0) {
         st.connect_failed++;
         fatal("socket()/connect(): %s%s", strerror(errno), errno == EMFILE ? " (raise RLIMIT_NOFILE?)" : "");
@@ -277,7 +285,8 @@ static void start_conn(int i) {
 
 static void send_handshake(struct conn *c) {
     char req[1600];
-    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "", &rng_state, c->accept);
+    size_t n = wsc_handshake_request(req, sizeof req, have_server2 && ((c - conns) & 1) ? &url2 : &cfg.url, "",
+                                     &rng_state, c->accept);
     c->state = ST_HANDSHAKE;
     set_events(c, 0);
     send_bytes(c, (unsigned char *)req, n);
@@ -637,9 +646,14 @@ int main(int argc, char **argv) {
     double cpu0 = 0, cpu1 = 0;
     int probes = 0;
 
-    while ((opt = getopt(argc, argv, "u:n:K:W:d:w:s:C:T:R:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:U:n:K:W:d:w:s:C:T:R:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
+        case 'U':
+            if (wsc_parse_url(optarg, &url2) != 0) die("not a ws:// URL (or too long): %s", optarg);
+            if (wsc_resolve(&url2, &server2_addr, &server2_addrlen) != 0) die("cannot resolve %s", optarg);
+            have_server2 = 1;
+            break;
         case 'n': cfg.members = atoi(optarg); break;
         case 'K': cfg.rounds = atoi(optarg); break;
         case 'W': cfg.window = atoi(optarg); break;
