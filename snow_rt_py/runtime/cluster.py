@@ -389,8 +389,11 @@ class RedisBackplane:
                 if member.id in members:
                     return
                 members[member.id] = member
-            elif members.pop(member.id, None) is None:
-                return
+            else:
+                known = members.pop(member.id, None)
+                if known is None:
+                    return
+                member = known  # with its meta (a leave event carries none)
         self.registry.notify(PresenceEvent(room, "join" if joined else "leave", member))
 
     # -- the writer: publishes, presence changes, subscriptions ----------------------------------------------
