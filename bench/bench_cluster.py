@@ -5,7 +5,10 @@
    deliveries cross Redis). Client: bench/fanout.c (``-U`` puts every odd member on the second node). Reported:
    deliveries/s, deliveries per server CPU-second (the CPU of every server process during the measured window),
    the ratio cluster / single (target >= 0.8), and the latency of a broadcast to its LAST member, p50, whose
-   difference is the fan-out latency the cluster adds (target < 2 ms).
+   difference is dominated by the client reading 10,000 frames; so fanout.c also reports when the FIRST member
+   of each node got each broadcast (even members on node 1, the sender's; odd ones on node 2): the median of
+   first-on-node-2 minus first-on-node-1 is the fan-out latency the cluster adds (target < 2 ms), shown next to
+   the same difference on one node (where both halves are local).
 2. Redis commands per broadcast, from Redis' own ``INFO commandstats`` (reset at the window's start, read at its
    end): PUBLISH calls / broadcasts completed in the window (target: 1), and every other command in the window.
 3. Echo throughput of ``snow-ws serve --app echo`` with ``--processes 2`` against 1 (bench/loadgen.c, 100
@@ -183,7 +186,9 @@ def main() -> int:
                 print(
                     f"{kind:8} run {run}: {r['deliveries_per_s']:>10,.0f} deliveries/s, {r['per_cpu_s']:>10,.0f} "
                     f"per server CPU-s (server cpu {r['server_cpu_pct']:.0f}%), last-member latency p50 "
-                    f"{r['latency_ms_p50']:.2f} ms, gaps {r.get('gaps', 0)}, ok {r['ok']}",
+                    f"{r['latency_ms_p50']:.2f} ms, first member p50: even (node 1) {r['first_even_ms_p50']:.2f} ms, "
+                    f"odd (node 2 in the cluster) {r['first_odd_ms_p50']:.2f} ms, gaps {r.get('gaps', 0)}, "
+                    f"ok {r['ok']}",
                     flush=True,
                 )
                 if kind == "cluster":
@@ -198,12 +203,17 @@ def main() -> int:
                for k, v in rows.items()}  # fmt: skip
         p50 = {k: statistics.median(x["latency_ms_p50"] for x in v) for k, v in rows.items()}
         ratio = med["cluster"]["per_cpu_s"] / med["single"]["per_cpu_s"]
+        added = {
+            k: statistics.median(x["first_odd_ms_p50"] - x["first_even_ms_p50"] for x in v) for k, v in rows.items()
+        }
         per_bc = statistics.median(x["commandstats"].get("publish", 0) / x["broadcasts"] for x in rows["cluster"])
         print(
             f"\nmedians: single {med['single']['per_cpu_s']:,.0f} / cluster {med['cluster']['per_cpu_s']:,.0f} "
             f"deliveries per server CPU-s: ratio {ratio:.2f} (target >= 0.8); last-member p50 single "
             f"{p50['single']:.2f} ms, cluster {p50['cluster']:.2f} ms: added {p50['cluster'] - p50['single']:.2f} ms "
-            f"(target < 2); PUBLISH per broadcast {per_bc:.2f} (target 1)"
+            f"; first member on the remote node after the first on the sender's node, p50: {added['cluster']:.2f} ms "
+            f"(single node, same members: {added['single']:.2f} ms; target < 2); PUBLISH per broadcast {per_bc:.2f} "
+            "(target 1)"
         )
         if not args.skip_echo:
             for processes in (1, 2, 1, 2):

@@ -124,6 +124,7 @@ static uint32_t done_seq;   /* every member has reached every sequence number <=
 static uint32_t ring_count[RING];
 static uint64_t ring_sent_ns[RING];
 static uint64_t ring_done_ns[RING];
+static uint64_t ring_first_ns[2][RING]; /* first arrival per member parity (with -U: even = -u's node, odd = -U's) */
 static char fatal_msg[512];
 static uint64_t rng_state;
 static unsigned char rbuf[MAX_REST + RBUF_SIZE];
@@ -337,6 +338,7 @@ static void on_message(struct conn *c, int opcode, const unsigned char *p, size_
     if (seq > c->expect) st.gaps += seq - c->expect;
     c->received++;
     st.delivered++;
+    if (!ring_first_ns[(c - conns) & 1][seq % RING]) ring_first_ns[(c - conns) & 1][seq % RING] = wsc_now_ns();
     reach_upto(c, seq);
 }
 
@@ -582,6 +584,7 @@ static void top_up(uint32_t count) {
         sent++;
         ring_count[sent % RING] = 0;
         ring_sent_ns[sent % RING] = t;
+        ring_first_ns[0][sent % RING] = ring_first_ns[1][sent % RING] = 0;
         make_payload(payload, 'S', sent);
         len += build_frame(buf + len, 1, payload, (size_t)cfg.size);
     }
@@ -638,7 +641,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt, i, k;
     uint64_t t_open0, t_open1, deadline;
-    double *lat;
+    double *lat, *first_even, *first_odd;
     int lat_n = 0;
     uint64_t win_t0 = 0, win_t1 = 0, win_del0 = 0, win_del1 = 0, win_reads0 = 0, win_reads1 = 0;
     uint64_t win_frames0 = 0, win_frames1 = 0;
@@ -682,7 +685,9 @@ int main(int argc, char **argv) {
 
     conns = calloc((size_t)cfg.members, sizeof *conns);
     lat = calloc((size_t)cfg.rounds + 1, sizeof *lat);
-    if (!conns || !lat) die("out of memory");
+    first_even = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    first_odd = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    if (!conns || !lat || !first_even || !first_odd) die("out of memory");
     for (i = 0; i < cfg.members; i++) conns[i].fd = -1, conns[i].expect = 1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
@@ -728,6 +733,10 @@ int main(int argc, char **argv) {
                       cfg.round_timeout);
             break;
         }
+        first_even[lat_n] = (double)(ring_first_ns[0][sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
+        first_odd[lat_n] = ring_first_ns[1][sent % RING]
+                               ? (double)(ring_first_ns[1][sent % RING] - ring_sent_ns[sent % RING]) / 1e6
+                               : 0.0;
         lat[lat_n++] = (double)(ring_done_ns[sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
     }
 
@@ -775,6 +784,8 @@ int main(int argc, char **argv) {
         }
         for (i = 0; i < lat_n; i++) mean += lat[i] / lat_n;
         qsort(lat, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(first_even, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(first_odd, (size_t)lat_n, sizeof *lat, cmp_double);
         errors = st.gaps || st.mismatches || st.out_of_order || st.unexpected || st.protocol || st.closed ||
                  st.connect_failed || st.handshake_failed || st.write_failed || missing || fatal_msg[0];
         printf("{\"members\":%d,\"opened\":%d,\"open_s\":%.3f,\"size\":%d,\"window\":%d,\"probes\":%d,", cfg.members,
@@ -783,6 +794,10 @@ int main(int argc, char **argv) {
                "\"latency_ms_max\":%.3f,\"latency_ms_mean\":%.3f,",
                lat_n, percentile(lat, lat_n, 0.5), percentile(lat, lat_n, 0.9), lat_n ? lat[0] : 0.0,
                lat_n ? lat[lat_n - 1] : 0.0, mean);
+        /* The first member of each parity to get a broadcast: with -U, the first on each node. */
+        printf("\"first_even_ms_p50\":%.3f,\"first_odd_ms_p50\":%.3f,", percentile(first_even, lat_n, 0.5),
+               percentile(first_odd, lat_n, 0.5));
+
         printf("\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"broadcasts\":%u,"
                "\"broadcasts_per_s\":%.1f,\"frames_per_read\":%.2f,\"cpu_pct\":%.1f,",
                win_s, (unsigned long long)(win_del1 - win_del0), win_s ? (double)(win_del1 - win_del0) / win_s : 0.0,

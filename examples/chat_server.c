@@ -7,8 +7,8 @@
  *                       [--cluster redis://HOST:PORT/DB] [--cluster-presence-ttl-ms N] [--reuse-port 1]
  *
  * Chat protocol (text messages; binary messages are echoed as binary):
- *     /join ROOM [META] -> "joined ROOM" (META, the rest of the line, is shown in presence)
- *     /leave ROOM      -> "left ROOM"
+ *     /join ROOM       -> "joined ROOM"          /leave ROOM     -> "left ROOM"
+ *     /joinas ROOM META -> "joined ROOM", META (the rest of the line) shown in presence
  *     /say ROOM TEXT   -> TEXT to the other members of ROOM
  *     /all ROOM TEXT   -> TEXT to every member of ROOM, sender included
  *     /rooms           -> the JSON array of the sender's rooms, sorted, e.g. ["lobby", "news"]
@@ -254,6 +254,12 @@ static void *chat_on_message(void *conn, const SnowString *msg)
     }
     partition(all, &command, &rest);
     if (slice_is(command, "/join") && rest.len > 0) {
+        SnowString *name = string_of(rest);
+        if (snow_room_join(conn, name) == 0)
+            send_text(conn, "joined ", rest);
+        snow_string_free(name);
+    }
+    else if (slice_is(command, "/joinas") && rest.len > 0) {
         SnowString *name, *meta;
         partition(rest, &room, &text);
         name = string_of(room);

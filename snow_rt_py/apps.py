@@ -20,9 +20,10 @@ class EchoApp(Handler):
 class ChatApp(Handler):
     """Rooms through a line protocol on text messages, usable from any client:
 
-    ``/join ROOM [META]`` -> ``joined ROOM`` (META: the rest of the line, shown in presence);
-    ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM; ``/all ROOM TEXT``
-    -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of the sender's rooms, sorted;
+    ``/join ROOM`` -> ``joined ROOM``; ``/joinas ROOM META`` -> ``joined ROOM``, META (the rest of the line) shown
+    in presence; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM;
+    ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of the sender's
+    rooms, sorted;
     ``/who ROOM`` -> ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a
     cluster; ``/id`` -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one
     word (no spaces).
@@ -34,6 +35,9 @@ class ChatApp(Handler):
             return
         command, _, rest = message.partition(" ")
         if command == "/join" and rest:
+            join(conn, rest)
+            conn.send_text(f"joined {rest}")
+        elif command == "/joinas" and rest:
             room, _, meta = rest.partition(" ")
             join(conn, room, meta or None)
             conn.send_text(f"joined {room}")

@@ -77,7 +77,7 @@ def main() -> int:
         print(f"redis-server on {url}")
         print(f"C chat server:      {c_line}  page: http://{args.host}:{args.ports[0]}/")
         print(f"Python chat server: {py_line}  page: http://{args.host}:{args.ports[1]}/")
-        print("Open both pages, type `/join lobby alice` in one and `/join lobby bob` in the other, then")
+        print("Open both pages, type `/joinas lobby alice` in one and `/joinas lobby bob` in the other, then")
         print("`/all lobby hi`: each page shows the other's messages and who is in lobby on both servers.")
         print("Ctrl-C stops all three.")
         while all(p.poll() is None for p in procs):

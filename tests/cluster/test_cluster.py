@@ -80,7 +80,7 @@ async def wait_presence(client: Client, room: str, count: int, timeout: float = 
 
 async def join_all(clients: list[Client], room: str, meta: Callable[[int], str] | None = None) -> None:
     for i, c in enumerate(clients):
-        await c.send(f"/join {room}" + (f" {meta(i)}" if meta else ""))
+        await c.send(f"/joinas {room} {meta(i)}" if meta else f"/join {room}")
     for c in clients:
         assert await c.recv() == f"joined {room}"
 
