@@ -33,8 +33,11 @@ and the backplane carries them to the other nodes over Redis pub/sub. Rules:
 * **Failures.** Redis unreachable at start: :class:`ServerStartError` naming the URL. Lost while running: local
   delivery goes on; remote deliveries are dropped and counted; reconnect with backoff (0.1 s doubling to 5 s);
   on reconnect the node re-subscribes exactly the rooms it has members in and rewrites their presence. One warning
-  when the outage starts, one when it ends. Nothing here ever blocks the event loop: publishes wait in a bounded
-  queue (``PUBLISH_QUEUE_MAX``; overflow dropped and counted) for one writer task.
+  when the outage starts, one when it ends. Nothing here ever blocks the event loop: a broadcast made on the loop
+  writes its PUBLISH straight onto a dedicated connection (:class:`_Publisher`: before the local members' frames
+  are flushed, with no await), one made on another thread goes through a bounded queue to the loop; both are
+  bounded (``PUBLISH_QUEUE_MAX`` commands, ``PUBLISH_BUFFER_MAX`` bytes Redis has not taken) and their overflow
+  is dropped and counted. Subscriptions and presence use redis-py (asyncio) on the same loop.
 
 Every method the registry calls is safe from any thread and never waits; the Redis client runs on the event loop
 of the server that brought the backplane up (:meth:`RedisBackplane.start`).
@@ -50,7 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.presence import Member, PresenceEvent
@@ -70,8 +73,12 @@ CONTROL_QUEUE_MAX = 100_000
 """Presence changes waiting for Redis, at most; beyond, the node rewrites its whole presence once Redis catches up."""
 PIPELINE_MAX = 1000
 """Commands per pipeline round trip."""
+PUBLISH_BUFFER_MAX = 16 * 1024 * 1024
+"""Bytes of PUBLISH commands Redis has not taken yet, at most (a slow Redis); more are dropped
+(``publish_overflow``)."""
 CONNECT_TIMEOUT = 3.0
 COMMAND_TIMEOUT = 5.0
+"""Seconds Redis has to answer a command (or a subscription) before the node takes it for lost and reconnects."""
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
 _HEADER = struct.Struct(">cQQ")  # kind, origin node, connection id (excluded one for B, member for J/L)
@@ -122,6 +129,7 @@ class RedisBackplane:
         self._sub_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._client: Any = None
         self._pubsub: Any = None
+        self._publisher: _Publisher | None = None
         self._main: asyncio.Task[None] | None = None
         self.outage_started = 0.0
         self.stats = {
@@ -188,20 +196,30 @@ class RedisBackplane:
                 for room, members in self.registry.local_presence().items():
                     pipe.hdel(self._presence_key(room), *[str(m.id) for m in members])
                 pipe.delete(self._node_key(self.node))
-                await asyncio.wait_for(pipe.execute(), COMMAND_TIMEOUT)
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await pipe.execute()
         await self._drop_session()
 
     # -- called by the registry, any thread, never waits -----------------------------------------------------
 
     def publish(self, room: str, frame: bytes, except_id: int) -> None:
         """Queue one PUBLISH of ``frame`` to the other nodes' members of ``room`` (all but ``except_id``)."""
-        if not self._connected:
+        publisher = self._publisher
+        if publisher is None or not self._connected:
             self.stats["publish_dropped"] += 1
+            return
+        header = _HEADER.pack(_BROADCAST, self.node, except_id)
+        if threading.get_ident() == self._loop_thread and not self._pub:
+            # On the loop: straight onto the socket, before the local members' frames are flushed.
+            if publisher.send(self.channel(room), header, frame):
+                self.stats["published"] += 1
+            else:
+                self.stats["publish_overflow"] += 1
             return
         if len(self._pub) >= PUBLISH_QUEUE_MAX:
             self.stats["publish_overflow"] += 1
             return
-        self._pub.append((self.channel(room), _HEADER.pack(_BROADCAST, self.node, except_id) + frame))
+        self._pub.append((self.channel(room), header + frame))
         self._poke()
 
     def member_changed(self, joined: bool, room: str, member: Member) -> None:
@@ -252,6 +270,7 @@ class RedisBackplane:
         try:
             return list(fut.result(timeout).get(room, {}).values())
         except Exception:
+            fut.cancel()
             return []
 
     def statistics(self) -> dict[str, int]:
@@ -277,18 +296,23 @@ class RedisBackplane:
         client = Redis.from_url(
             self.url,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
+            # No socket_timeout: redis-py then bounds sends with asyncio.wait_for, which in Python 3.11 can swallow
+            # a cancellation (and close() would wait forever). Every await below has an asyncio.timeout instead.
+            socket_timeout=None,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
         self._client = client
-        await asyncio.wait_for(client.ping(), CONNECT_TIMEOUT)
-        if first:
-            number = int(await client.incr(f"{PREFIX}nodes:seq"))
-            self.node = (number - 1) % MAX_NODE + 1
-        await client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500))
-        self._pubsub = client.pubsub()
-        await self._pubsub.connect()
+        # asyncio.timeout, never wait_for: 3.11's wait_for can swallow a cancellation (then close() would hang).
+        async with asyncio.timeout(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
+            await client.ping()
+            if first:
+                number = int(await client.incr(f"{PREFIX}nodes:seq"))
+                self.node = (number - 1) % MAX_NODE + 1
+            await client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500))
+            self._publisher = await _Publisher.open(self.url)
+            self._pubsub = client.pubsub()
+            await self._pubsub.connect()
         self._subscribed = set()
         with self._lock:
             self._remote = {}
@@ -301,6 +325,9 @@ class RedisBackplane:
         for fut in self._sub_waiters.values():
             fut.cancel()
         self._sub_waiters.clear()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
         pubsub, client, self._pubsub, self._client = self._pubsub, self._client, None, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
@@ -344,7 +371,10 @@ class RedisBackplane:
     async def _run_session(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._read())  # first: the resync waits for subscription confirmations it reads
-            await self._resync()
+            assert self._publisher is not None
+            group.create_task(self._publisher.wait_lost())
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                await self._resync()
             group.create_task(self._write())
             group.create_task(self._refresh())
 
@@ -404,10 +434,11 @@ class RedisBackplane:
             self._wake.clear()
             self._wake_pending = False
             while self._pub or self._ctl or self._resync_needed or self._want_changes():
-                if self._resync_needed:
-                    await self._resync()
-                if self._ctl or self._want_changes():
-                    await self._control()
+                async with asyncio.timeout(COMMAND_TIMEOUT * 2):  # a Redis that stopped answering: reconnect
+                    if self._resync_needed:
+                        await self._resync()
+                    if self._ctl or self._want_changes():
+                        await self._control()
                 if self._pub:
                     await self._publish_batch()
 
@@ -415,15 +446,16 @@ class RedisBackplane:
         return self.registry.rooms_version != self._seen_version
 
     async def _publish_batch(self) -> None:
-        pipe = self._client.pipeline(transaction=False)
+        """Write the broadcasts other threads queued (in their order) onto the publishing connection."""
         pub = self._pub
-        n = 0
-        while pub and n < PIPELINE_MAX:
+        publisher = self._publisher
+        assert publisher is not None
+        while pub:
             channel, data = pub.popleft()
-            pipe.publish(channel, data)
-            n += 1
-        await pipe.execute()
-        self.stats["published"] += n
+            if publisher.send(channel, data, b""):
+                self.stats["published"] += 1
+            else:
+                self.stats["publish_overflow"] += 1
 
     async def _subscribe(self, rooms: Iterable[str]) -> None:
         """Subscribe to the channels of ``rooms`` and wait until Redis has confirmed them all."""
@@ -438,7 +470,8 @@ class RedisBackplane:
                 fut = self._sub_waiters[channel] = loop.create_future()
             waiters.append(fut)
         await self._pubsub.subscribe(*channels)
-        await asyncio.wait_for(asyncio.gather(*waiters), COMMAND_TIMEOUT)
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            await asyncio.gather(*waiters)
 
     async def _control(self) -> None:
         """Apply queued presence changes: subscribe first (so presence never shows a member whose node cannot
@@ -516,12 +549,15 @@ class RedisBackplane:
         """Every ttl/4: keep this node's key alive, and re-read the remote members of subscribed rooms."""
         while True:
             await asyncio.sleep(self.ttl / 4)
-            alive = await self._client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500), xx=True)
-            if not alive:  # our key had expired (we were taken for dead): write everything again
-                log.warning("cluster: node %d was taken for dead (its key expired); rewriting its presence", self.node)
-                self._resync_needed = True
-                self._poke()
-            await self._reload(set(self._subscribed))
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                alive = await self._client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500), xx=True)
+                if not alive:  # our key had expired (we were taken for dead): write everything again
+                    log.warning(
+                        "cluster: node %d was taken for dead (its key expired); rewriting its presence", self.node
+                    )
+                    self._resync_needed = True
+                    self._poke()
+                await self._reload(set(self._subscribed))
 
     async def _reload(self, rooms: set[str]) -> None:
         """Re-read the remote members of ``rooms`` from Redis, tell local watchers what changed."""
@@ -574,6 +610,85 @@ class RedisBackplane:
                     pipe.hdel(self._presence_key(room), *[str(i) for i in gone])
             await pipe.execute()
         return out
+
+
+class _Publisher(asyncio.Protocol):
+    """The connection that carries this node's PUBLISH commands.
+
+    ``send`` writes a command straight onto the transport: no await, so a broadcast made on the event loop leaves
+    for Redis before the local members' frames are flushed, and costs one ``write`` of a few bytes more. Redis'
+    replies (``:N`` subscriber counts) are only counted; an error reply is logged once. Its loss ends the session
+    (the backplane reconnects).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tail = b""
+        self._error_logged = False
+
+    @classmethod
+    async def open(cls, url: str) -> _Publisher:
+        """Connect to the Redis of ``url`` (``redis://`` or ``rediss://``; AUTH if it has a password)."""
+        from redis.asyncio.connection import parse_url
+
+        params = parse_url(url)
+        if not url.startswith(("redis://", "rediss://")) or "host" not in params:
+            raise ServerStartError(f"cluster_url {url!r}: use redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+        loop = asyncio.get_running_loop()
+        ssl = True if url.startswith("rediss://") else None
+        _, publisher = await loop.create_connection(cls, params["host"], params.get("port", 6379), ssl=ssl)
+        if params.get("password") is not None:
+            args = [b"AUTH"] + ([params["username"].encode()] if params.get("username") else [])
+            args.append(str(params["password"]).encode())
+            publisher.command(*args)
+        return publisher
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    async def wait_lost(self) -> None:
+        """Wait until the connection is gone, then raise ConnectionError (ends the session's task group)."""
+        await asyncio.shield(self.lost)
+        raise ConnectionError("the publishing connection to Redis was lost")
+
+    def data_received(self, data: bytes) -> None:
+        data = self._tail + data
+        end = data.rfind(b"\r\n")
+        self._tail = data[end + 2 :] if end >= 0 else data
+        if not self._error_logged and (data.startswith(b"-") or b"\r\n-" in data):
+            self._error_logged = True
+            log.error("cluster: Redis refused a command: %s", data[: max(0, end)].decode("utf-8", "replace")[:200])
+
+    def command(self, *args: bytes) -> None:
+        """Write one command (RESP array of bulk strings)."""
+        if self.transport is not None:
+            parts = [b"*%d\r\n" % len(args)]
+            for arg in args:
+                parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+            self.transport.write(b"".join(parts))
+
+    def send(self, channel: bytes, head: bytes, body: bytes) -> bool:
+        """Write ``PUBLISH channel head+body``; False (nothing written) if Redis is too far behind or gone."""
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() > PUBLISH_BUFFER_MAX:
+            return False
+        size = len(head) + len(body)
+        prefix = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n" % (len(channel), channel, size)
+        if len(body) < 4096:
+            transport.write(b"".join((prefix, head, body, b"\r\n")))
+        else:  # a large message is not copied
+            transport.writelines((prefix, head, body, b"\r\n"))
+        return True
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 def _why(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -285,3 +286,70 @@ def test_redis_unreachable_at_start(kind: str) -> None:
     assert proc.returncode == 1
     assert f"cannot reach the cluster's Redis at {url}" in proc.stderr
     assert proc.stdout == ""
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_processes_restart_a_crashed_child(redis: Redis) -> None:
+    """A child killed under the supervisor is restarted (and logged); the port keeps serving on both."""
+    parent = Node(
+        [sys.executable, "-m", "snow_rt_py", "serve", "--app", "chat", "--port", "0", "--processes", "2",
+         "--cluster", redis.url]
+    )  # fmt: skip
+    try:
+        children = child_pids(parent.proc.pid)
+        assert len(children) == 2
+        victim = children[0]
+        subprocess.run(["kill", "-9", str(victim)], check=True)
+        assert parent.proc.stderr is not None
+        line = parent.proc.stderr.readline()  # bounded: the supervisor logs at once
+        assert f"(pid {victim}) exited with signal SIGKILL; restarting it" in line
+
+        async def run() -> set[int]:
+            clients = [await Client.open(parent.url) for _ in range(40)]
+            seen = {int((await c.ask("/id", "id ")).split()[1]) >> 40 for c in clients}
+            for c in clients:
+                await c.close()
+            return seen
+
+        # Two processes serve the port again (the new child is a new node): connections reach both.
+        deadline = time.monotonic() + 20
+        while len(asyncio.run(run())) != 2:
+            assert time.monotonic() < deadline, "the restarted child never took connections"
+        alive = child_pids(parent.proc.pid)
+        assert len(alive) == 2 and victim not in alive
+        parent.proc.send_signal(signal.SIGTERM)
+        assert parent.proc.wait(20) == 0
+    finally:
+        parent.stop()
+
+
+def test_stalled_redis_never_blocks_local_delivery(redis: Redis, nodes: Callable[..., Node]) -> None:
+    """Redis frozen (SIGSTOP) for a second: local broadcasts are delivered at once meanwhile; once it runs again
+    the broadcasts queued for the other node arrive, in order."""
+    a = nodes(node_argv("cli", redis.url))
+    b = nodes(node_argv("api", redis.url))
+
+    async def run() -> None:
+        ca = await Client.open(a.url)
+        cb = await Client.open(b.url)
+        await join_all([ca, cb], "room")
+        assert len(await wait_presence(ca, "room", 2)) == 2
+        assert redis.proc is not None
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            for n in range(5):
+                await ca.send(f"/all room stalled-{n}")
+                assert await ca.recv(2.0) == f"stalled-{n}"  # local: never waits for Redis
+            assert time.monotonic() - started < 1.0
+            assert cb.queue.empty()
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        assert [await cb.recv(10) for _ in range(5)] == [f"stalled-{n}" for n in range(5)]
+        await ca.close()
+        await cb.close()
+
+    asyncio.run(run())
