@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 
 from snow_rt_py.api import broadcast, broadcast_except, join, leave, presence, rooms_of
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.errors import ConnectionClosedError
 from snow_rt_py.runtime.handler import Handler
 
 
@@ -53,12 +56,20 @@ class ChatApp(Handler):
         elif command == "/rooms" and not rest:
             conn.send_text(json.dumps(rooms_of(conn)))
         elif command == "/who" and rest:
-            members = [[m.id, m.node, m.meta] for m in presence(rest, conn.runtime)]
-            conn.send_text(f"who {rest} {json.dumps(members)}")
+            try:
+                self._who(conn, rest)
+            except RuntimeError:  # a room with no member here, asked on the loop thread: Redis is asked elsewhere
+                threading.Thread(target=self._who, args=(conn, rest), name="snow-chat-who", daemon=True).start()
         elif command == "/id" and not rest:
             conn.send_text(f"id {conn.id}")
         else:
             conn.send(message)
+
+    @staticmethod
+    def _who(conn: Connection, room: str) -> None:
+        members = [[m.id, m.node, m.meta] for m in presence(room, conn.runtime)]
+        with contextlib.suppress(ConnectionClosedError):
+            conn.send_text(f"who {room} {json.dumps(members)}")
 
 
 class BenchApp(Handler):

@@ -52,6 +52,7 @@ def test_c_on_presence_and_remote_except(redis: Redis, nodes: Callable[..., Node
         # From C, exclude a connection of the other node by its handle: carol gets it, bob does not.
         await alice.send(f"/except r hello {bob_id}")
         assert await carol.recv() == "hello"
+        assert await alice.recv() == "hello"  # the sender is a member too
         assert await bob.ask("/id", "id ") == f"id {bob_id}"  # nothing came before it
         await bob.close()
         assert await alice.recv() == f"presence leave r {bob_id} {node_b} bob"
