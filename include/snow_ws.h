@@ -405,7 +405,7 @@ typedef struct SnowWsMember {
 } SnowWsMember;
 
 /* The members of room, cluster-wide with a cluster (this process's members exactly, the others' as this process
- * last heard: their joins and leaves arrive as events and are re-read from Redis every TTL/4), sorted by handle.
+ * last heard: their joins and leaves arrive as events and are re-read from Redis every TTL), sorted by handle.
  * Writes at most `capacity` members to out[0..] and returns the total number, which may exceed capacity (call
  * again with a bigger array). out may be NULL when capacity is 0. For a room with no member on this process the
  * list is read from Redis, which cannot be done from a callback running on the event-loop thread (workers == 0):

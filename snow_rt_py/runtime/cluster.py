@@ -26,10 +26,11 @@ and the backplane carries them to the other nodes over Redis pub/sub. Rules:
   (``remote_delivery_failures`` on the node of that member).
 * **Presence.** ``snow:presence:ROOM`` is a hash ``connection id -> "node\\0meta"``; a join writes it and publishes
   a ``J`` event on the room's channel, a leave deletes it and publishes ``L``. Each node keeps the remote members
-  of the rooms it is subscribed to from those events, and re-reads them every ``ttl / 4`` seconds. A node is alive
-  while its key ``snow:node:N`` exists: it is set with a lifetime of ``ttl / 2`` and refreshed every ``ttl / 4``, so
-  the members of a node that died (SIGKILL) leave every other node's view within the TTL (at most 3/4 of it); the
-  first node to notice deletes their entries.
+  of the rooms it is subscribed to from those events, and re-reads them every ``ttl`` seconds. A node is alive
+  while its key ``snow:node:N`` exists: it is set with a lifetime of ``3/4 ttl`` and refreshed every ``ttl / 4``
+  (so a node whose loop stalls up to ``ttl / 2`` is not taken for dead), and every node checks the keys of the
+  nodes it knows members of every ``ttl / 8``: the members of a node that died (SIGKILL) leave every other node's
+  view within 7/8 of the TTL; the first node to notice deletes their entries.
 * **Failures.** Redis unreachable at start: :class:`ServerStartError` naming the URL. Lost while running: local
   delivery goes on; remote deliveries are dropped and counted; reconnect with backoff (0.1 s doubling to 5 s);
   on reconnect the node re-subscribes exactly the rooms it has members in and rewrites their presence. One warning
@@ -111,6 +112,7 @@ class RedisBackplane:
         self.url = url
         self.registry = registry
         self.ttl = ttl
+        self._key_ms = int(ttl * 750)  # a node's liveness key lives 3/4 of the TTL, refreshed every TTL/4
         self.node = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -309,7 +311,7 @@ class RedisBackplane:
             if first:
                 number = int(await client.incr(f"{PREFIX}nodes:seq"))
                 self.node = (number - 1) % MAX_NODE + 1
-            await client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500))
+            await client.set(self._node_key(self.node), b"1", px=self._key_ms)
             self._publisher = await _Publisher.open(self.url)
             self._pubsub = client.pubsub()
             await self._pubsub.connect()
@@ -518,7 +520,7 @@ class RedisBackplane:
         self._ctl.clear()
         self.stats["presence_resyncs"] += 1
         local = self.registry.local_presence()
-        await self._client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500))
+        await self._client.set(self._node_key(self.node), b"1", px=self._key_ms)
         if local:
             await self._subscribe(local)
             self._subscribed |= set(local)
@@ -546,18 +548,51 @@ class RedisBackplane:
         await self._reload(set(local))
 
     async def _refresh(self) -> None:
-        """Every ttl/4: keep this node's key alive, and re-read the remote members of subscribed rooms."""
+        """Every ttl/8: drop the members of nodes whose key expired; every ttl/4: keep this node's key alive; every
+        ttl: re-read the remote members of the subscribed rooms (a safety net for events missed)."""
+        tick = 0
         while True:
-            await asyncio.sleep(self.ttl / 4)
+            await asyncio.sleep(self.ttl / 8)
+            tick += 1
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
-                alive = await self._client.set(self._node_key(self.node), b"1", px=int(self.ttl * 500), xx=True)
-                if not alive:  # our key had expired (we were taken for dead): write everything again
-                    log.warning(
-                        "cluster: node %d was taken for dead (its key expired); rewriting its presence", self.node
-                    )
-                    self._resync_needed = True
-                    self._poke()
-                await self._reload(set(self._subscribed))
+                if tick % 2 == 0:
+                    alive = await self._client.set(self._node_key(self.node), b"1", px=self._key_ms, xx=True)
+                    if not alive:  # our key had expired (we were taken for dead): write everything again
+                        log.warning(
+                            "cluster: node %d was taken for dead (its key expired); rewriting its presence", self.node
+                        )
+                        self._resync_needed = True
+                        self._poke()
+                await self._purge_dead()
+                if tick % 8 == 0:
+                    await self._reload(set(self._subscribed))
+
+    async def _purge_dead(self) -> None:
+        """Drop from the remote members those of nodes whose liveness key is gone (died without leaving), tell
+        local watchers, and delete their entries from Redis."""
+        with self._lock:
+            nodes = sorted({m.node for members in self._remote.values() for m in members.values()})
+        if not nodes:
+            return
+        values = await self._client.mget([self._node_key(n) for n in nodes])
+        dead = {n for n, v in zip(nodes, values, strict=True) if v is None}
+        if not dead:
+            return
+        events: list[PresenceEvent] = []
+        gone: dict[str, list[int]] = {}
+        with self._lock:
+            for room, members in self._remote.items():
+                ids = [i for i, m in members.items() if m.node in dead]
+                for i in ids:
+                    events.append(PresenceEvent(room, "leave", members.pop(i)))
+                if ids:
+                    gone[room] = ids
+        pipe = self._client.pipeline(transaction=False)
+        for room, ids in gone.items():
+            pipe.hdel(self._presence_key(room), *[str(i) for i in ids])
+        await pipe.execute()
+        for event in events:
+            self.registry.notify(event)
 
     async def _reload(self, rooms: set[str]) -> None:
         """Re-read the remote members of ``rooms`` from Redis, tell local watchers what changed."""

@@ -43,7 +43,7 @@ class ServerOptions:
         cluster_url: ``redis://HOST:PORT/DB``: rooms and presence span every process started with the same URL
             (runtime/cluster.py; needs ``snow_rt_py[cluster]``). None (default): rooms are in-process.
         cluster_presence_ttl: seconds after which the members of a node that died disappear from the others'
-            presence (its liveness key lives ttl/2 and is refreshed every ttl/4).
+            presence (its liveness key lives 3/4 of it, refreshed every ttl/4; the others check it every ttl/8).
         backlog: listen() backlog.
     """
 

@@ -222,7 +222,7 @@ class RoomRegistry:
         """The members of ``room``, cluster-wide with a cluster, sorted by id.
 
         This node's members are exact; other nodes' are as this node last heard (their joins and leaves arrive as
-        events on the room's channel, and are re-read from Redis every TTL/4). For a room with no member on this
+        events on the room's channel, and are re-read from Redis every TTL). For a room with no member on this
         node the list is read from Redis (a round trip, so not from the event loop thread).
 
         Raises:
