@@ -661,6 +661,9 @@ class _Publisher(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = b""
         self._error_logged = False
+        self._out: list[bytes] = []  # commands of this loop iteration, written together by _flush
+        self._out_bytes = 0
+        self._flush_scheduled = False
 
     @classmethod
     async def open(cls, url: str) -> _Publisher:
@@ -701,7 +704,8 @@ class _Publisher(asyncio.Protocol):
             log.error("cluster: Redis refused a command: %s", data[: max(0, end)].decode("utf-8", "replace")[:200])
 
     def command(self, *args: bytes) -> None:
-        """Write one command (RESP array of bulk strings)."""
+        """Write one command (RESP array of bulk strings) at once."""
+        self._flush()
         if self.transport is not None:
             parts = [b"*%d\r\n" % len(args)]
             for arg in args:
@@ -709,17 +713,31 @@ class _Publisher(asyncio.Protocol):
             self.transport.write(b"".join(parts))
 
     def send(self, channel: bytes, head: bytes, body: bytes) -> bool:
-        """Write ``PUBLISH channel head+body``; False (nothing written) if Redis is too far behind or gone."""
+        """Queue ``PUBLISH channel head+body`` (loop thread); False (nothing queued) if Redis is too far behind or
+        gone. The commands of one loop iteration leave in one write, at the first callback after this one: before
+        the local members' frames are flushed, and, for a burst of broadcasts, as one burst that the other nodes
+        then also fan out in one go (one flush per member for the whole burst)."""
         transport = self.transport
-        if transport is None or transport.get_write_buffer_size() > PUBLISH_BUFFER_MAX:
+        if transport is None or transport.get_write_buffer_size() + self._out_bytes > PUBLISH_BUFFER_MAX:
             return False
         size = len(head) + len(body)
-        prefix = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n" % (len(channel), channel, size)
-        if len(body) < 4096:
-            transport.write(b"".join((prefix, head, body, b"\r\n")))
-        else:  # a large message is not copied
-            transport.writelines((prefix, head, body, b"\r\n"))
+        self._out += (
+            b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n" % (len(channel), channel, size),
+            head,
+            body,
+            b"\r\n",
+        )
+        self._out_bytes += size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out, self._out_bytes = self._out, [], 0
+        if self.transport is not None and out:
+            self.transport.writelines(out)
 
     def close(self) -> None:
         if self.transport is not None:

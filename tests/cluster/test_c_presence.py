@@ -4,7 +4,10 @@ another node's handle (tests/cluster/presence_node.c, compiled as the README say
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +70,66 @@ def test_c_start_fails_with_unreachable_redis(presence_node: Path) -> None:
     proc = subprocess.run([str(presence_node), url], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"presence_node: error 7: cannot reach the cluster's Redis at {url}")
+
+
+@pytest.fixture(scope="module")
+def serve_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("c") / "serve_node"
+    build = ROOT / "build"
+    source = Path(__file__).with_name("serve_node.c")
+    subprocess.run(
+        ["gcc", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", str(source),
+         f"-L{build}", "-lsnow_ws", f"-Wl,-rpath,{build}", "-o", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_snow_ws_serve_from_the_environment(redis: Redis, serve_node: Path, nodes: Callable[..., Node]) -> None:
+    """SNOW_WS_CLUSTER and SNOW_WS_REUSE_PORT: two snow_ws_serve binaries share one port (SO_REUSEPORT) and one
+    cluster with a Python node; a broadcast from the Python node reaches clients of both binaries."""
+    port = free_port()
+    env = {**os.environ, "SNOW_WS_CLUSTER": redis.url, "SNOW_WS_REUSE_PORT": "1"}
+    procs = [subprocess.Popen([str(serve_node), str(port)], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    py_node = nodes(node_argv("api", redis.url))
+    try:
+
+        async def run() -> set[int]:
+            deadline = time.monotonic() + 20
+            while True:  # snow_ws_serve announces nothing: wait until the port answers
+                try:
+                    probe = await Client.open(f"ws://127.0.0.1:{port}/")
+                    await probe.close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "snow_ws_serve did not listen"
+                    await asyncio.sleep(0.1)
+            clients = [await Client.open(f"ws://127.0.0.1:{port}/") for _ in range(30)]
+            node_ids = {int((await c.ask("/id", "id ")).split()[1]) >> 40 for c in clients}
+            for c in clients:
+                await c.send("/join r")
+                assert await c.recv() == "joined"
+            speaker = await Client.open(py_node.url)
+            await join_all([speaker], "r")
+            assert len(await wait_presence(speaker, "r", 31)) == 31
+            await speaker.send("/all r from-python")
+            for c in clients:
+                assert await c.recv() == "from-python"
+            for c in [*clients, speaker]:
+                await c.close()
+            return node_ids
+
+        assert len(asyncio.run(run())) == 2  # both processes served clients, each a node of the cluster
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        outs = [proc.communicate(timeout=20)[0] for proc in procs]
+    assert outs == ["serve returned: 0 \n"] * 2  # stopped by the signal, no error
+
+
+def test_snow_ws_serve_unreachable_cluster(serve_node: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "SNOW_WS_CLUSTER": url}
+    proc = subprocess.run([str(serve_node), str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.stdout.startswith(f"serve returned: 7 cannot reach the cluster's Redis at {url}")
