@@ -4,9 +4,11 @@ Without ``cluster_url`` nothing here runs and rooms are in-process. With it, a r
 :class:`~snow_rt_py.runtime.rooms.RoomRegistry` tells this backplane about local joins, leaves and broadcasts,
 and the backplane carries them to the other nodes over Redis pub/sub. Rules:
 
-* **Node ids.** At start a node takes a number from ``INCR snow:nodes:seq`` (never reused while Redis keeps its
-  data) and puts it in the high bits of its connection ids (``node << 40 | n``), so connection ids are unique
-  across the cluster and fit a C handle (``uint64_t``, below 2**63).
+* **Node ids.** At start a node takes a number from ``INCR snow:nodes:seq`` that no live node holds (it claims
+  ``snow:node:N`` with SET NX) and puts it in the high bits of its connection ids (``node << 40 | n``), so
+  connection ids are unique across the cluster and fit a C handle (``uint64_t``, below 2**63). After a reconnect a
+  node raises the counter to at least its own number, so a Redis restarted empty never hands a live node's number
+  to a new one.
 * **One PUBLISH per broadcast**, on the room's channel ``snow:room:ROOM``, carrying the origin node, the excluded
   connection id and the frame already encoded: the other nodes hand those very bytes to their local members
   (encoded once per cluster). Local members were served directly by the registry; the origin ignores its own
@@ -82,6 +84,9 @@ COMMAND_TIMEOUT = 5.0
 """Seconds Redis has to answer a command (or a subscription) before the node takes it for lost and reconnects."""
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
+_RAISE_SEQ = (
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end"
+)
 _HEADER = struct.Struct(">cQQ")  # kind, origin node, connection id (excluded one for B, member for J/L)
 _BROADCAST, _JOIN, _LEAVE = b"B", b"J", b"L"
 
@@ -309,9 +314,15 @@ class RedisBackplane:
         async with asyncio.timeout(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
             await client.ping()
             if first:
-                number = int(await client.incr(f"{PREFIX}nodes:seq"))
-                self.node = (number - 1) % MAX_NODE + 1
-            await client.set(self._node_key(self.node), b"1", px=self._key_ms)
+                while True:  # a number no live node has (the counter may have wrapped, or Redis lost its data)
+                    number = int(await client.incr(f"{PREFIX}nodes:seq"))
+                    self.node = (number - 1) % MAX_NODE + 1
+                    if await client.set(self._node_key(self.node), b"1", px=self._key_ms, nx=True):
+                        break
+            else:
+                # Redis may have restarted empty: keep the counter above our number, so no new node takes it.
+                await client.eval(_RAISE_SEQ, 1, f"{PREFIX}nodes:seq", self.node)
+                await client.set(self._node_key(self.node), b"1", px=self._key_ms)
             self._publisher = await _Publisher.open(self.url)
             self._pubsub = client.pubsub()
             await self._pubsub.connect()

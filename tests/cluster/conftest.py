@@ -84,6 +84,7 @@ class Node:
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
+        self.stopped: str | None = None  # stderr, once stopped
         self.proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -101,17 +102,19 @@ class Node:
         self.port = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
         self.url = f"ws://127.0.0.1:{self.port}/"
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        """Stop the process (``sig``, then SIGKILL after 20 s) and return what it wrote on stderr."""
+        if self.stopped is not None:
+            return self.stopped
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.stopped = err or ""
+        return self.stopped
 
 
 def node_argv(kind: str, url: str, *extra: str) -> list[str]:
