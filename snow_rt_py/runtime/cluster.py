@@ -32,7 +32,8 @@ and the backplane carries them to the other nodes over Redis pub/sub. Rules:
   while its key ``snow:node:N`` exists: it is set with a lifetime of ``3/4 ttl`` and refreshed every ``ttl / 4``
   (so a node whose loop stalls up to ``ttl / 2`` is not taken for dead), and every node checks the keys of the
   nodes it knows members of every ``ttl / 8``: the members of a node that died (SIGKILL) leave every other node's
-  view within 7/8 of the TTL; the first node to notice deletes their entries.
+  view within 7/8 of the TTL; the first node to notice deletes their entries. A node that stops (its last cluster
+  server closes) first sends the leaves of its departing connections, then deletes its key.
 * **Failures.** Redis unreachable at start: :class:`ServerStartError` naming the URL. Lost while running: local
   delivery goes on; remote deliveries are dropped and counted; reconnect with backoff (0.1 s doubling to 5 s);
   on reconnect the node re-subscribes exactly the rooms it has members in and rewrites their presence. One warning
@@ -193,6 +194,11 @@ class RedisBackplane:
         if self._closing:
             return
         self._closing = True
+        # The leaves of the connections that just closed (server shutdown) go out first, so the other nodes see
+        # them at once rather than when this node's key expires. Bounded: Redis may be slow or gone.
+        deadline = time.monotonic() + 2.0
+        while self._connected and (self._ctl or self._pub or self._want_changes()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(BaseException):

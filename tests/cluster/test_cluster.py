@@ -355,3 +355,26 @@ def test_stalled_redis_never_blocks_local_delivery(redis: Redis, nodes: Callable
         await cb.close()
 
     asyncio.run(run())
+
+
+def test_stopped_node_leaves_presence_at_once(redis: Redis, nodes: Callable[..., Node]) -> None:
+    """SIGTERM (a graceful stop, TTL 10 s): the stopped node's members leave the others' presence right away."""
+    a = nodes(node_argv("api", redis.url))
+    b = nodes(node_argv("c", redis.url))
+
+    async def run() -> float:
+        ca = [await Client.open(a.url) for _ in range(2)]
+        cb = [await Client.open(b.url) for _ in range(3)]
+        await join_all(ca + cb, "room")
+        assert len(await wait_presence(ca[0], "room", 5)) == 5
+        b.proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert [await asyncio.wait_for(c.closed, 10) for c in cb] == [1001] * 3
+        assert len(await wait_presence(ca[0], "room", 2, timeout=5)) == 2
+        gone_after = time.monotonic() - stopped
+        for c in ca:
+            await c.close()
+        return gone_after
+
+    assert asyncio.run(run()) < 3.0  # not the 10 s TTL
+    assert b.proc.wait(20) == 0
