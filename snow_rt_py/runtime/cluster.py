@@ -109,7 +109,7 @@ class RedisBackplane:
     """One runtime's link to the cluster.
 
     Args:
-        url: ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``: whatever redis-py takes).
+        url: ``redis://[USER:PASSWORD@]HOST:PORT/DB`` or ``rediss://...`` (TLS).
         registry: the rooms it serves.
         ttl: presence TTL in seconds (see the module rules).
     """
@@ -223,7 +223,8 @@ class RedisBackplane:
             return
         header = _HEADER.pack(_BROADCAST, self.node, except_id)
         if threading.get_ident() == self._loop_thread and not self._pub:
-            # On the loop: straight onto the socket, before the local members' frames are flushed.
+            # On the loop: onto the publishing connection, written at the end of this loop iteration, before the
+            # local members' frames are flushed (see _Publisher.send).
             if publisher.send(self.channel(room), header, frame):
                 self.stats["published"] += 1
             else:
@@ -287,7 +288,8 @@ class RedisBackplane:
             return []
 
     def statistics(self) -> dict[str, int]:
-        """Counters (see the module rules) and the current state."""
+        """Counters (see the module rules) and the current state. The counters are exact for broadcasts made on
+        the loop thread; ones made concurrently from several threads may miss an increment."""
         out = dict(self.stats)
         out["node"] = self.node
         out["connected"] = int(self._connected)
@@ -413,6 +415,8 @@ class RedisBackplane:
             kind = msg["type"]
             if kind == "message":
                 data: bytes = msg["data"]
+                if len(data) < size:  # not ours (someone else published on the channel): ignored
+                    continue
                 tag, origin, conn_id = header.unpack_from(data)
                 if origin == node:
                     continue
