@@ -6,10 +6,12 @@ same command with ``--processes 1 --reuse-port --port P``. When all of them list
 connections with 1001 and exits) and the parent exits 0 once they are gone. A child that exits on its own is
 restarted (logged on stderr, at most once a second per child), with the same port; one that cannot start at all
 (it exits before listening, e.g. the port is taken or Redis is unreachable) stops the whole group with its error.
+If the parent itself dies (even SIGKILL), the children get SIGTERM (Linux) and drain as above.
 """
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import socket
 import subprocess
@@ -56,7 +58,7 @@ class _Child:
     def start(self) -> None:
         self.ready.clear()
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True, name=f"snow-child-{self.index}").start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
@@ -121,6 +123,16 @@ def supervise(argv: Sequence[str], processes: int, host: str, port: int, scheme:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies (even by SIGKILL), so no server process is
+    left holding the port (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _describe(code: int) -> str:

@@ -378,3 +378,23 @@ def test_stopped_node_leaves_presence_at_once(redis: Redis, nodes: Callable[...,
 
     assert asyncio.run(run()) < 3.0  # not the 10 s TTL
     assert b.proc.wait(20) == 0
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (one nobody reaped yet has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_processes_children_die_with_the_supervisor() -> None:
+    """The supervisor SIGKILLed: its children get SIGTERM (PR_SET_PDEATHSIG) and exit; nothing keeps the port."""
+    parent = Node([sys.executable, "-m", "snow_rt_py", "serve", "--app", "echo", "--port", "0", "--processes", "2"])
+    children = child_pids(parent.proc.pid)
+    assert len(children) == 2
+    parent.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child outlived its supervisor"
+        time.sleep(0.05)
