@@ -11,7 +11,9 @@
    the same difference on one node (where both halves are local).
 2. Redis commands per broadcast, from Redis' own ``INFO commandstats`` (reset at the window's start, read at its
    end): PUBLISH calls / broadcasts completed in the window (target: 1), and every other command in the window.
-3. Echo throughput of ``snow-ws serve --app echo`` with ``--processes 2`` against 1 (bench/loadgen.c, 100
+3. The hop alone: a room of 2 members, one per node, 200 broadcasts one at a time: the remote member's latency
+   minus the local member's (the time Redis and the second node add, with no fan-out work to wait behind).
+4. Echo throughput of ``snow-ws serve --app echo`` with ``--processes 2`` against 1 (bench/loadgen.c, 100
    connections x 16 in flight, 32 B), with the CPU each side took.
 
 Usage: ``.venv/bin/python bench/bench_cluster.py [--duration 3] [--runs 2]``. Needs redis-server
@@ -215,6 +217,26 @@ def main() -> int:
             f"(single node, same members: {added['single']:.2f} ms; target < 2); PUBLISH per broadcast {per_bc:.2f} "
             "(target 1)"
         )
+        # The hop alone: 2 members, one per node, 200 broadcasts one at a time: when the remote member gets each
+        # one after the local member (no fan-out work on either side to wait behind).
+        hops = []
+        for _ in range(args.runs):
+            servers = [Proc(serve("bench", "--cluster", url)) for _ in range(2)]
+            try:
+                cmd = [str(build("fanout")), "-u", servers[0].url, "-U", servers[1].url, "-n", "2", "-K", "200"]
+                cmd += ["-W", "1", "-d", "1", "-w", "0", "-s", "64"]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+            finally:
+                for s in servers:
+                    s.stop()
+            hops.append(r["first_odd_ms_p50"] - r["first_even_ms_p50"])
+            print(
+                f"2 members, one per node: local p50 {r['first_even_ms_p50']:.3f} ms, remote p50 "
+                f"{r['first_odd_ms_p50']:.3f} ms: the hop through Redis adds {hops[-1]:.3f} ms",
+                flush=True,
+            )
+        print(f"median added by the hop: {statistics.median(hops):.3f} ms", flush=True)
         if not args.skip_echo:
             for processes in (1, 2, 1, 2):
                 e = echo(processes, args.duration)
