@@ -12,7 +12,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "tests/cluster/setup.sh: installing Debian's redis-server" >&2
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
-    # policy-rc.d keeps the package's own service from starting: the tests start redis-server themselves.
+    # Only the binary is used: the tests start their own redis-server on a free port (no service is needed).
     as_root apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
