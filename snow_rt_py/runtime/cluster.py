@@ -38,7 +38,7 @@ and the backplane carries them to the other nodes over Redis pub/sub. Rules:
   delivery goes on; remote deliveries are dropped and counted; reconnect with backoff (0.1 s doubling to 5 s);
   on reconnect the node re-subscribes exactly the rooms it has members in and rewrites their presence. One warning
   when the outage starts, one when it ends. Nothing here ever blocks the event loop: a broadcast made on the loop
-  writes its PUBLISH straight onto a dedicated connection (:class:`_Publisher`: before the local members' frames
+  writes its PUBLISH straight onto a dedicated connection (:class:`Publisher`: before the local members' frames
   are flushed, with no await), one made on another thread goes through a bounded queue to the loop; both are
   bounded (``PUBLISH_QUEUE_MAX`` commands, ``PUBLISH_BUFFER_MAX`` bytes Redis has not taken) and their overflow
   is dropped and counted. Subscriptions and presence use redis-py (asyncio) on the same loop.
@@ -57,8 +57,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from snow_rt_py.runtime.cluster_publisher import Publisher
 from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.presence import Member, PresenceEvent
 
@@ -77,9 +78,6 @@ CONTROL_QUEUE_MAX = 100_000
 """Presence changes waiting for Redis, at most; beyond, the node rewrites its whole presence once Redis catches up."""
 PIPELINE_MAX = 1000
 """Commands per pipeline round trip."""
-PUBLISH_BUFFER_MAX = 16 * 1024 * 1024
-"""Bytes of PUBLISH commands Redis has not taken yet, at most (a slow Redis); more are dropped
-(``publish_overflow``)."""
 CONNECT_TIMEOUT = 3.0
 COMMAND_TIMEOUT = 5.0
 """Seconds Redis has to answer a command (or a subscription) before the node takes it for lost and reconnects."""
@@ -137,7 +135,7 @@ class RedisBackplane:
         self._sub_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._client: Any = None
         self._pubsub: Any = None
-        self._publisher: _Publisher | None = None
+        self._publisher: Publisher | None = None
         self._main: asyncio.Task[None] | None = None
         self.outage_started = 0.0
         self.stats = {
@@ -224,7 +222,7 @@ class RedisBackplane:
         header = _HEADER.pack(_BROADCAST, self.node, except_id)
         if threading.get_ident() == self._loop_thread and not self._pub:
             # On the loop: onto the publishing connection, written at the end of this loop iteration, before the
-            # local members' frames are flushed (see _Publisher.send).
+            # local members' frames are flushed (see Publisher.send).
             if publisher.send(self.channel(room), header, frame):
                 self.stats["published"] += 1
             else:
@@ -331,7 +329,7 @@ class RedisBackplane:
                 # Redis may have restarted empty: keep the counter above our number, so no new node takes it.
                 await client.eval(_RAISE_SEQ, 1, f"{PREFIX}nodes:seq", self.node)
                 await client.set(self._node_key(self.node), b"1", px=self._key_ms)
-            self._publisher = await _Publisher.open(self.url)
+            self._publisher = await Publisher.open(self.url)
             self._pubsub = client.pubsub()
             await self._pubsub.connect()
         self._subscribed = set()
@@ -666,103 +664,6 @@ class RedisBackplane:
                     pipe.hdel(self._presence_key(room), *[str(i) for i in gone])
             await pipe.execute()
         return out
-
-
-class _Publisher(asyncio.Protocol):
-    """The connection that carries this node's PUBLISH commands.
-
-    ``send`` writes a command straight onto the transport: no await, so a broadcast made on the event loop leaves
-    for Redis before the local members' frames are flushed, and costs one ``write`` of a few bytes more. Redis'
-    replies (``:N`` subscriber counts) are only counted; an error reply is logged once. Its loss ends the session
-    (the backplane reconnects).
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tail = b""
-        self._error_logged = False
-        self._out: list[bytes] = []  # commands of this loop iteration, written together by _flush
-        self._out_bytes = 0
-        self._flush_scheduled = False
-
-    @classmethod
-    async def open(cls, url: str) -> _Publisher:
-        """Connect to the Redis of ``url`` (``redis://`` or ``rediss://``; AUTH if it has a password)."""
-        from redis.asyncio.connection import parse_url
-
-        params = parse_url(url)
-        if not url.startswith(("redis://", "rediss://")) or "host" not in params:
-            raise ServerStartError(f"cluster_url {url!r}: use redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
-        loop = asyncio.get_running_loop()
-        ssl = True if url.startswith("rediss://") else None
-        _, publisher = await loop.create_connection(cls, params["host"], params.get("port", 6379), ssl=ssl)
-        if params.get("password") is not None:
-            args = [b"AUTH"] + ([params["username"].encode()] if params.get("username") else [])
-            args.append(str(params["password"]).encode())
-            publisher.command(*args)
-        return publisher
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    async def wait_lost(self) -> None:
-        """Wait until the connection is gone, then raise ConnectionError (ends the session's task group)."""
-        await asyncio.shield(self.lost)
-        raise ConnectionError("the publishing connection to Redis was lost")
-
-    def data_received(self, data: bytes) -> None:
-        data = self._tail + data
-        end = data.rfind(b"\r\n")
-        self._tail = data[end + 2 :] if end >= 0 else data
-        if not self._error_logged and (data.startswith(b"-") or b"\r\n-" in data):
-            self._error_logged = True
-            log.error("cluster: Redis refused a command: %s", data[: max(0, end)].decode("utf-8", "replace")[:200])
-
-    def command(self, *args: bytes) -> None:
-        """Write one command (RESP array of bulk strings) at once."""
-        self._flush()
-        if self.transport is not None:
-            parts = [b"*%d\r\n" % len(args)]
-            for arg in args:
-                parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-            self.transport.write(b"".join(parts))
-
-    def send(self, channel: bytes, head: bytes, body: bytes) -> bool:
-        """Queue ``PUBLISH channel head+body`` (loop thread); False (nothing queued) if Redis is too far behind or
-        gone. The commands of one loop iteration leave in one write, at the first callback after this one: before
-        the local members' frames are flushed, and, for a burst of broadcasts, as one burst that the other nodes
-        then also fan out in one go (one flush per member for the whole burst)."""
-        transport = self.transport
-        if transport is None or transport.get_write_buffer_size() + self._out_bytes > PUBLISH_BUFFER_MAX:
-            return False
-        size = len(head) + len(body)
-        self._out += (
-            b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n" % (len(channel), channel, size),
-            head,
-            body,
-            b"\r\n",
-        )
-        self._out_bytes += size
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        return True
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out, self._out_bytes = self._out, [], 0
-        if self.transport is not None and out:
-            self.transport.writelines(out)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
 
 def _why(exc: BaseException) -> str:
