@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 
-.PHONY: build run test lint typecheck unit bench clean fuzz
+.PHONY: build run cluster test lint typecheck unit bench clean fuzz
 
 $(STAMP): pyproject.toml snow_rt_py/__init__.py  # the package's version is read from __init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,cluster]'
 	touch $(STAMP)
 
 # C accelerator (masking) compiled with cffi; see build_ffi.py.
@@ -45,6 +45,13 @@ run: build
 	@echo "  then type: /join lobby | /say lobby hello | /all lobby hi | /rooms | /leave lobby | anything (echo)"
 	build/chat_server --host $(HOST) --port $(PORT) --static-dir examples --static-index chat.html
 
+# Two chat servers in one cluster (issue 14): redis-server on a free port, the C chat server on $(PORT) and the
+# Python one on $(PORT2), both serving the chat page; a browser on each sees the other's messages and presence.
+PORT2 ?= 8766
+cluster: build
+	bash tests/cluster/setup.sh
+	$(PY) tools/cluster_demo.py --host $(HOST) --ports $(PORT) $(PORT2)
+
 lint: build
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,6 +61,7 @@ typecheck: build
 
 unit: build
 	bash tests/interop/setup.sh
+	bash tests/cluster/setup.sh
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
@@ -70,6 +78,8 @@ bench: build
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_abuse.py
+	bash tests/cluster/setup.sh
+	$(PY) bench/bench_cluster.py
 
 # Coverage-guided fuzzing (atheris) of the handshake and frame parsers, FUZZ_SECONDS each (default 30), from the
 # committed seed corpus in fuzz/corpus/; a crash input is saved in fuzz/regressions/ and fails the target

@@ -187,6 +187,9 @@ extern "Python" {
     int64_t snow_abi_py_drain(int64_t server, int64_t timeout_ms);
     int64_t snow_abi_py_server_stats(int64_t server, SnowWsStats *out);
     SnowString *snow_abi_py_subprotocol(uint64_t conn);
+    int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
+                                  int64_t meta_len);
+    int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
 }
 
 typedef struct SnowAbiTarget {
@@ -206,6 +209,8 @@ int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const cha
                                 int64_t budget);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
+int snow_abi_call_on_presence(void *fn, void *env, uint64_t conn, const char *room, size_t room_len, int64_t joined,
+                              uint64_t member, int64_t node, const char *meta, size_t meta_len);
 """
 
 # Runs once, inside the embedded interpreter, when the library starts (cffi's embedding_init_code). It must never

@@ -2,7 +2,10 @@
  * fanout: broadcast fan-out benchmark client for the bench protocol (issue 4). One thread, epoll, non-blocking.
  *
  * Build:  gcc -O2 -Wall -Wextra -Werror -o build/fanout bench/fanout.c   (it includes bench/wsclient.h)
- * Run:    fanout -u ws://127.0.0.1:PORT/ [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64] [-C 100] [-T 120]
+ * Run:    fanout -u ws://127.0.0.1:PORT/ [-U ws://127.0.0.1:PORT2/] [-n 1000] [-K 20] [-W 16] [-d 5] [-w 1] [-s 64]
+ *                [-C 100] [-T 120]
+ *         -U: a second server (another node of a cluster): members with an odd index connect there, the others
+ *             (member 0, the sender, included) to -u: half the members are reached across the cluster.
  *
  * The bench protocol: every connection is a member of one room; a text message whose first character is 'B' is
  * broadcast by the server to every member, the sender included.
@@ -111,14 +114,17 @@ static struct {
 
 static struct conn *conns;
 static int epfd;
-static struct sockaddr_storage server_addr;
-static socklen_t server_addrlen;
+static struct sockaddr_storage server_addr, server2_addr;
+static socklen_t server_addrlen, server2_addrlen;
+static int have_server2;
+static wsc_url url2;
 static int started, opened, failed, ready_count;
 static uint32_t sent;       /* last sequence number sent (0: none) */
 static uint32_t done_seq;   /* every member has reached every sequence number <= done_seq */
 static uint32_t ring_count[RING];
 static uint64_t ring_sent_ns[RING];
 static uint64_t ring_done_ns[RING];
+static uint64_t ring_first_ns[2][RING]; /* first arrival per member parity (with -U: even = -u's node, odd = -U's) */
 static char fatal_msg[512];
 static uint64_t rng_state;
 static unsigned char rbuf[MAX_REST + RBUF_SIZE];
@@ -262,7 +268,10 @@ static size_t build_frame(unsigned char *buf, int opcode, const unsigned char *p
 static void start_conn(int i) {
     struct conn *c = &conns[i];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    c->fd = wsc_connect(&server_addr, server_addrlen);
+    if (have_server2 && (i & 1))
+        c->fd = wsc_connect(&server2_addr, server2_addrlen);
+    else
+        c->fd = wsc_connect(&server_addr, server_addrlen);
     if (c->fd < 0) {
         st.connect_failed++;
         fatal("socket()/connect(): %s%s", strerror(errno), errno == EMFILE ? " (raise RLIMIT_NOFILE?)" : "");
@@ -277,7 +286,8 @@ static void start_conn(int i) {
 
 static void send_handshake(struct conn *c) {
     char req[1600];
-    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "", &rng_state, c->accept);
+    size_t n = wsc_handshake_request(req, sizeof req, have_server2 && ((c - conns) & 1) ? &url2 : &cfg.url, "",
+                                     &rng_state, c->accept);
     c->state = ST_HANDSHAKE;
     set_events(c, 0);
     send_bytes(c, (unsigned char *)req, n);
@@ -328,6 +338,7 @@ static void on_message(struct conn *c, int opcode, const unsigned char *p, size_
     if (seq > c->expect) st.gaps += seq - c->expect;
     c->received++;
     st.delivered++;
+    if (!ring_first_ns[(c - conns) & 1][seq % RING]) ring_first_ns[(c - conns) & 1][seq % RING] = wsc_now_ns();
     reach_upto(c, seq);
 }
 
@@ -573,6 +584,7 @@ static void top_up(uint32_t count) {
         sent++;
         ring_count[sent % RING] = 0;
         ring_sent_ns[sent % RING] = t;
+        ring_first_ns[0][sent % RING] = ring_first_ns[1][sent % RING] = 0;
         make_payload(payload, 'S', sent);
         len += build_frame(buf + len, 1, payload, (size_t)cfg.size);
     }
@@ -629,7 +641,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt, i, k;
     uint64_t t_open0, t_open1, deadline;
-    double *lat;
+    double *lat, *first_even, *first_odd;
     int lat_n = 0;
     uint64_t win_t0 = 0, win_t1 = 0, win_del0 = 0, win_del1 = 0, win_reads0 = 0, win_reads1 = 0;
     uint64_t win_frames0 = 0, win_frames1 = 0;
@@ -637,9 +649,14 @@ int main(int argc, char **argv) {
     double cpu0 = 0, cpu1 = 0;
     int probes = 0;
 
-    while ((opt = getopt(argc, argv, "u:n:K:W:d:w:s:C:T:R:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:U:n:K:W:d:w:s:C:T:R:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
+        case 'U':
+            if (wsc_parse_url(optarg, &url2) != 0) die("not a ws:// URL (or too long): %s", optarg);
+            if (wsc_resolve(&url2, &server2_addr, &server2_addrlen) != 0) die("cannot resolve %s", optarg);
+            have_server2 = 1;
+            break;
         case 'n': cfg.members = atoi(optarg); break;
         case 'K': cfg.rounds = atoi(optarg); break;
         case 'W': cfg.window = atoi(optarg); break;
@@ -668,7 +685,9 @@ int main(int argc, char **argv) {
 
     conns = calloc((size_t)cfg.members, sizeof *conns);
     lat = calloc((size_t)cfg.rounds + 1, sizeof *lat);
-    if (!conns || !lat) die("out of memory");
+    first_even = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    first_odd = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    if (!conns || !lat || !first_even || !first_odd) die("out of memory");
     for (i = 0; i < cfg.members; i++) conns[i].fd = -1, conns[i].expect = 1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
@@ -714,6 +733,10 @@ int main(int argc, char **argv) {
                       cfg.round_timeout);
             break;
         }
+        first_even[lat_n] = (double)(ring_first_ns[0][sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
+        first_odd[lat_n] = ring_first_ns[1][sent % RING]
+                               ? (double)(ring_first_ns[1][sent % RING] - ring_sent_ns[sent % RING]) / 1e6
+                               : 0.0;
         lat[lat_n++] = (double)(ring_done_ns[sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
     }
 
@@ -761,6 +784,8 @@ int main(int argc, char **argv) {
         }
         for (i = 0; i < lat_n; i++) mean += lat[i] / lat_n;
         qsort(lat, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(first_even, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(first_odd, (size_t)lat_n, sizeof *lat, cmp_double);
         errors = st.gaps || st.mismatches || st.out_of_order || st.unexpected || st.protocol || st.closed ||
                  st.connect_failed || st.handshake_failed || st.write_failed || missing || fatal_msg[0];
         printf("{\"members\":%d,\"opened\":%d,\"open_s\":%.3f,\"size\":%d,\"window\":%d,\"probes\":%d,", cfg.members,
@@ -769,6 +794,10 @@ int main(int argc, char **argv) {
                "\"latency_ms_max\":%.3f,\"latency_ms_mean\":%.3f,",
                lat_n, percentile(lat, lat_n, 0.5), percentile(lat, lat_n, 0.9), lat_n ? lat[0] : 0.0,
                lat_n ? lat[lat_n - 1] : 0.0, mean);
+        /* The first member of each parity to get a broadcast: with -U, the first on each node. */
+        printf("\"first_even_ms_p50\":%.3f,\"first_odd_ms_p50\":%.3f,", percentile(first_even, lat_n, 0.5),
+               percentile(first_odd, lat_n, 0.5));
+
         printf("\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"broadcasts\":%u,"
                "\"broadcasts_per_s\":%.1f,\"frames_per_read\":%.2f,\"cpu_pct\":%.1f,",
                win_s, (unsigned long long)(win_del1 - win_del0), win_s ? (double)(win_del1 - win_del0) / win_s : 0.0,

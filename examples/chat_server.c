@@ -4,12 +4,16 @@
  *     make run              # builds everything, then runs this on ws://127.0.0.1:8765/
  *     build/chat_server --port 0 [--app chat|bench] [--host H] [--max-message-size N] [--workers N]
  *                       [--static-dir DIR --static-index FILE]   (serve a browser page on the same port)
+ *                       [--cluster redis://HOST:PORT/DB] [--cluster-presence-ttl-ms N] [--reuse-port 1]
  *
  * Chat protocol (text messages; binary messages are echoed as binary):
  *     /join ROOM       -> "joined ROOM"          /leave ROOM     -> "left ROOM"
+ *     /joinas ROOM META -> "joined ROOM", META (the rest of the line) shown in presence
  *     /say ROOM TEXT   -> TEXT to the other members of ROOM
  *     /all ROOM TEXT   -> TEXT to every member of ROOM, sender included
  *     /rooms           -> the JSON array of the sender's rooms, sorted, e.g. ["lobby", "news"]
+ *     /who ROOM        -> "who ROOM " + the JSON array of its members, [id, node, meta] each (cluster-wide)
+ *     /id              -> "id N", the connection's id
  *     anything else    -> echoed
  * Bench protocol: every connection joins room "bench"; a text message starting with 'B' is broadcast to the room
  * (sender included); every other message is echoed with its type.
@@ -198,6 +202,47 @@ static void send_rooms(void *conn)
         free(rooms);
 }
 
+static void send_who(void *conn, Slice room)
+{
+    SnowString *name = string_of(room), *msg;
+    SnowWsMember small[64], *members = small;
+    int64_t n = snow_room_presence(name, small, 64), i;
+    Buf json = {NULL, 0, 0};
+    char num[64];
+    if (n > 64) { /* more members than the array holds: ask again with room for all of them */
+        for (i = 0; i < 64; i++)
+            snow_string_free(small[i].meta);
+        members = calloc((size_t)n, sizeof *members);
+        if (members == NULL) {
+            snow_string_free(name);
+            return;
+        }
+        i = snow_room_presence(name, members, n);
+        n = i < n ? i : n;
+    }
+    if (n < 0)
+        n = 0;
+    put(&json, "who ", 4);
+    put(&json, room.data, room.len);
+    put(&json, " [", 2);
+    for (i = 0; i < n; i++) {
+        snprintf(num, sizeof num, "%s[%llu, %lld, ", i > 0 ? ", " : "",
+                 (unsigned long long)(uintptr_t)members[i].conn, (long long)members[i].node);
+        put(&json, num, strlen(num));
+        put_json_string(&json, members[i].meta);
+        put(&json, "]", 1);
+        snow_string_free(members[i].meta);
+    }
+    put(&json, "]", 1);
+    msg = snow_string_new(json.data, json.len);
+    snow_ws_send(conn, msg);
+    snow_string_free(msg);
+    snow_string_free(name);
+    free(json.data);
+    if (members != small)
+        free(members);
+}
+
 /* -- the chat app ------------------------------------------------------------------------------------------------ */
 
 static void *chat_on_message(void *conn, const SnowString *msg)
@@ -213,6 +258,16 @@ static void *chat_on_message(void *conn, const SnowString *msg)
         if (snow_room_join(conn, name) == 0)
             send_text(conn, "joined ", rest);
         snow_string_free(name);
+    }
+    else if (slice_is(command, "/joinas") && rest.len > 0) {
+        SnowString *name, *meta;
+        partition(rest, &room, &text);
+        name = string_of(room);
+        meta = text.len > 0 ? string_of(text) : NULL;
+        if (snow_room_join_meta(conn, name, meta) == 0)
+            send_text(conn, "joined ", room);
+        snow_string_free(name);
+        snow_string_free(meta);
     }
     else if (slice_is(command, "/leave") && rest.len > 0) {
         SnowString *name = string_of(rest);
@@ -234,6 +289,17 @@ static void *chat_on_message(void *conn, const SnowString *msg)
     }
     else if (slice_is(command, "/rooms") && rest.len == 0) {
         send_rooms(conn);
+    }
+    else if (slice_is(command, "/who") && rest.len > 0) {
+        send_who(conn, rest);
+    }
+    else if (slice_is(command, "/id") && rest.len == 0) {
+        char line[32];
+        SnowString *reply;
+        snprintf(line, sizeof line, "id %llu", (unsigned long long)(uintptr_t)conn);
+        reply = snow_string_new(line, strlen(line));
+        snow_ws_send(conn, reply);
+        snow_string_free(reply);
     }
     else {
         snow_ws_send(conn, msg);
@@ -286,7 +352,8 @@ static int parse_int(const char *text, long long min, long long max, long long *
 static void usage(void)
 {
     fprintf(stderr, "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] "
-                    "[--ping-interval S] [--workers N] [--static-dir DIR] [--static-index FILE]\n");
+                    "[--ping-interval S] [--workers N] [--static-dir DIR] [--static-index FILE] "
+                    "[--cluster URL] [--cluster-presence-ttl-ms N] [--reuse-port 0|1]\n");
     exit(2);
 }
 
@@ -322,6 +389,12 @@ int main(int argc, char **argv)
             opts.static_dir = argv[++i];
         else if (strcmp(arg, "--static-index") == 0)
             opts.static_index = argv[++i];
+        else if (strcmp(arg, "--cluster") == 0)
+            opts.cluster_url = argv[++i];
+        else if (strcmp(arg, "--cluster-presence-ttl-ms") == 0 && parse_int(argv[++i], 1, INT64_MAX, &value) == 0)
+            opts.cluster_presence_ttl_ms = value;
+        else if (strcmp(arg, "--reuse-port") == 0 && parse_int(argv[++i], 0, 1, &value) == 0)
+            opts.reuse_port = value;
         else
             usage();
     }

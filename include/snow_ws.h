@@ -149,6 +149,16 @@ typedef void *(*SnowWsOnCloseFn)(void *conn, int64_t code, const SnowString *rea
 typedef void *(*SnowWsOnCloseEnvFn)(void *env, void *conn, int64_t code, const SnowString *reason);
 typedef void *(*SnowWsOnBinaryFn)(void *conn, const uint8_t *data, int64_t len);
 typedef void *(*SnowWsOnBinaryEnvFn)(void *env, void *conn, const uint8_t *data, int64_t len);
+/* on_presence (extension, SnowWsOptions): a member joined (joined = 1) or left (joined = 0) `room`, a room conn is
+ * in; cluster-wide with SnowWsOptions.cluster_url. member is that connection's handle (on this process only when
+ * node is this process's: compare with a handle you hold, or pass it to snow_room_broadcast_except; never
+ * dereference it), node its process's number (0 without a cluster), meta the string given at join ("" if none).
+ * Called once per member of the room on this process whose server set on_presence (the joiner too, for its own
+ * join), in that connection's order with its messages. room and meta are borrowed for the call. Return ignored. */
+typedef void *(*SnowWsOnPresenceFn)(void *conn, const SnowString *room, int64_t joined, void *member, int64_t node,
+                                    const SnowString *meta);
+typedef void *(*SnowWsOnPresenceEnvFn)(void *env, void *conn, const SnowString *room, int64_t joined, void *member,
+                                       int64_t node, const SnowString *meta);
 
 /* ===============================================================================================================
  * Snow-compatible entry points (snow-rt v4.0)
@@ -163,6 +173,9 @@ typedef void *(*SnowWsOnBinaryEnvFn)(void *env, void *conn, const uint8_t *data,
  * different threads and ports); shutdown and signals end all of them.
  * port: 0 to 65535 (0 binds an ephemeral port, which snow_ws_serve cannot report: use snow_ws_start). Like
  * snow-rt's, it announces nothing once it listens (snow_ws_start returns when it does).
+ * Cluster: with SNOW_WS_CLUSTER=redis://HOST:PORT/DB in the environment (read at each call; empty or unset = no
+ * cluster), rooms span every process started with that URL, as SnowWsOptions.cluster_url (see there), and
+ * SNOW_WS_CLUSTER_PRESENCE_TTL_MS sets cluster_presence_ttl_ms. SNOW_WS_REUSE_PORT=1 sets reuse_port.
  * Address: 127.0.0.1, unless the environment variable SNOW_WS_HOST (read at each call) names another one, so a
  * deployed program can listen elsewhere without recompiling (e.g. SNOW_WS_HOST=0.0.0.0 for every IPv4 interface);
  * empty or unset = 127.0.0.1. A program that chooses the address itself uses snow_ws_start and SnowWsOptions.host.
@@ -208,7 +221,9 @@ SNOW_WS_API int64_t snow_room_leave(void *conn, const SnowString *room);
 
 /* Queue msg as one text frame (encoded once) to every member of room. Never waits for a socket.
  * Returns the number of members it could not be queued for (members closing or ended at that instant, or over
- * their outbound queue bound), 0 for an empty or unknown room; or -1: NULL room or msg, room or msg not UTF-8. */
+ * their outbound queue bound), 0 for an empty or unknown room; or -1: NULL room or msg, room or msg not UTF-8.
+ * In a cluster (SnowWsOptions.cluster_url) it also reaches the members on the other processes (one Redis PUBLISH,
+ * at most once); the return value counts this process's members only (see snow_rt_py/runtime/cluster.py). */
 SNOW_WS_API int64_t snow_room_broadcast(const SnowString *room, const SnowString *msg);
 
 /* snow_room_broadcast to every member but except_conn (NULL excludes nobody). A connection that has ended has
@@ -217,6 +232,8 @@ SNOW_WS_API int64_t snow_room_broadcast(const SnowString *room, const SnowString
  * error (-1, SNOW_WS_E_BAD_HANDLE): nothing is sent. */
 SNOW_WS_API int64_t snow_room_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
 
+/* In a cluster, except_conn may also be the handle of a connection on another process (a member handle from
+ * on_presence or snow_room_presence): that connection is excluded wherever it is. */
 /* snow-rt's own names for the four room functions above (same behaviour). */
 SNOW_WS_API int64_t snow_ws_join(void *conn, const SnowString *room);
 SNOW_WS_API int64_t snow_ws_leave(void *conn, const SnowString *room);
@@ -314,6 +331,19 @@ typedef enum SnowWsSlowConsumer {
  *   metrics_port:     serve the same on this separate port of host (1-65535); 0 = off.
  *   access_log:       nonzero = one log record per connection when it ends (Python logger snow_rt_py.access,
  *                     INFO): peer, path, duration, bytes each way, close code.
+ *   reuse_port:       nonzero: bind with SO_REUSEPORT, so several processes can serve one port (the kernel spreads
+ *                     new connections over them).
+ *   cluster_url:      "redis://HOST:PORT/DB" (copied): rooms and presence span every process started with this URL
+ *                     (Redis pub/sub; see snow_rt_py/runtime/cluster.py): broadcasts reach every member of every
+ *                     process, connection handles are unique across the cluster, snow_room_presence is
+ *                     cluster-wide. NULL = rooms stay in this process (no Redis). Redis unreachable at start:
+ *                     SNOW_WS_E_SERVER_START naming the URL. Lost later: local delivery goes on, remote deliveries
+ *                     are dropped (at most once) until it is back. Every cluster server of a process shares the URL.
+ *   cluster_presence_ttl_ms: the members of a process that died leave the others' presence within this time;
+ *                     0 = 10000; under 200 is an error.
+ *   on_presence_fn,
+ *   on_presence_env:  told who joins and leaves the rooms of its connections (SnowWsOnPresenceFn /
+ *                     SnowWsOnPresenceEnvFn); NULL fn = not told.
  * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
  * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
  * afresh for every message; freed heap up to 128 MiB then stays with the process. */
@@ -346,6 +376,11 @@ typedef struct SnowWsOptions {
     const char *metrics_path;
     int64_t metrics_port;
     int64_t access_log;
+    int64_t reuse_port;
+    const char *cluster_url;
+    int64_t cluster_presence_ttl_ms;
+    void *on_presence_fn;
+    void *on_presence_env;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).
@@ -453,8 +488,36 @@ SNOW_WS_API const SnowString *snow_ws_header_get(const SnowHeaders *headers, con
  * (SNOW_WS_E_BAD_HANDLE). */
 SNOW_WS_API SnowString *snow_ws_subprotocol(void *conn);
 
-/* The number of members of room (0 for an unknown room), or -1 (NULL room, room not UTF-8). */
+/* The number of members of room on this process (0 for an unknown room), or -1 (NULL room, room not UTF-8).
+ * snow_room_presence_count counts the whole cluster. */
 SNOW_WS_API int64_t snow_room_member_count(const SnowString *room);
+
+/* snow_room_join with a short meta string shown in presence (a user name, say): at most 256 bytes of UTF-8,
+ * copied; NULL = none. Returns 0, or -1 as snow_room_join (meta too long or not UTF-8: SNOW_WS_E_INVALID_ARGUMENT
+ * / SNOW_WS_E_INVALID_UTF8). Joining a room conn is already in changes nothing (the first meta stays). */
+SNOW_WS_API int64_t snow_room_join_meta(void *conn, const SnowString *room, const SnowString *meta);
+
+/* One member of a room, as snow_room_presence gives it. conn: the connection's handle (usable with this process's
+ * functions only when node is this process's; as except_conn of snow_room_broadcast_except anywhere in the
+ * cluster). node: the process's number (0 without a cluster). meta: a new string owned by the caller (free it with
+ * snow_string_free), "" if none was given. */
+typedef struct SnowWsMember {
+    void *conn;
+    int64_t node;
+    SnowString *meta;
+} SnowWsMember;
+
+/* The members of room, cluster-wide with a cluster (this process's members exactly, the others' as this process
+ * last heard: their joins and leaves arrive as events and are re-read from Redis every TTL), sorted by handle.
+ * Writes at most `capacity` members to out[0..] and returns the total number, which may exceed capacity (call
+ * again with a bigger array). out may be NULL when capacity is 0. For a room with no member on this process the
+ * list is read from Redis, which cannot be done from a callback running on the event-loop thread (workers == 0):
+ * -1 with SNOW_WS_E_INTERNAL there. Other errors: -1 for a NULL room, room not UTF-8, negative capacity, NULL out
+ * with capacity > 0. */
+SNOW_WS_API int64_t snow_room_presence(const SnowString *room, SnowWsMember *out, int64_t capacity);
+
+/* The number of members of room, cluster-wide with a cluster (as snow_room_presence), or -1 as there. */
+SNOW_WS_API int64_t snow_room_presence_count(const SnowString *room);
 
 /* The rooms conn is in, sorted by code point. Writes at most `capacity` new strings to out[0..] (the caller owns
  * them: snow_string_free each) and returns the total number of rooms, which may exceed capacity (call again with

@@ -14,11 +14,14 @@ from __future__ import annotations
 from snow_rt_py.api import (
     broadcast,
     broadcast_except,
+    cluster_statistics,
     exit_actor,
     join,
     leave,
     link,
     member_count,
+    presence,
+    presence_count,
     room_names,
     rooms_of,
     send,
@@ -37,6 +40,7 @@ from snow_rt_py.runtime.errors import (
 )
 from snow_rt_py.runtime.handler import Handler, Reject, make_handler
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.presence import Member, PresenceEvent
 from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
 from snow_rt_py.runtime.scheduler import ExitSignal
 
@@ -49,6 +53,8 @@ __all__ = [
     "Handler",
     "Headers",
     "InvalidArgumentError",
+    "Member",
+    "PresenceEvent",
     "QueueFullError",
     "Reject",
     "RunningServer",
@@ -59,6 +65,7 @@ __all__ = [
     "__version__",
     "broadcast",
     "broadcast_except",
+    "cluster_statistics",
     "default_runtime",
     "exit_actor",
     "join",
@@ -66,6 +73,8 @@ __all__ = [
     "link",
     "make_handler",
     "member_count",
+    "presence",
+    "presence_count",
     "room_names",
     "rooms_of",
     "send",

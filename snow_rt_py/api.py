@@ -25,6 +25,7 @@ from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler, make_handler
 from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.presence import Member
 from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
 from snow_rt_py.runtime.server import Server
 
@@ -176,9 +177,10 @@ async def _serve(
 # -- rooms (see snow_rt_py/runtime/rooms.py for the rules): a connection's rooms are its runtime's ---------------
 
 
-def join(conn: Connection, room: str) -> None:
-    """Add ``conn`` to ``room``; idempotent. Raises ConnectionClosedError if the connection ended."""
-    conn.runtime.rooms.join(conn, room)
+def join(conn: Connection, room: str, meta: str | None = None) -> None:
+    """Add ``conn`` to ``room``; idempotent. ``meta``: a short string (at most 256 UTF-8 bytes, e.g. a user name)
+    shown in :func:`presence`. Raises ConnectionClosedError if the connection ended."""
+    conn.runtime.rooms.join(conn, room, meta)
 
 
 def leave(conn: Connection, room: str) -> None:
@@ -201,11 +203,14 @@ def broadcast(room: str, message: str | bytes, runtime: Runtime | None = None) -
     return (runtime or default_runtime()).rooms.broadcast(room, message)
 
 
-def broadcast_except(room: str, message: str | bytes, conn: Connection | None, runtime: Runtime | None = None) -> int:
-    """:func:`broadcast` to every member but ``conn`` (None excludes nobody); the room is ``conn``'s runtime's
-    unless ``runtime`` is given."""
+def broadcast_except(
+    room: str, message: str | bytes, conn: Connection | int | None, runtime: Runtime | None = None
+) -> int:
+    """:func:`broadcast` to every member but ``conn`` (None excludes nobody). ``conn`` may also be a connection
+    id, e.g. a :class:`Member`'s id from :func:`presence`: in a cluster it excludes that connection wherever it is.
+    The room is ``conn``'s runtime's unless ``runtime`` is given."""
     if runtime is None:
-        runtime = conn.runtime if conn is not None else default_runtime()
+        runtime = conn.runtime if isinstance(conn, Connection) else default_runtime()
     return runtime.rooms.broadcast(room, message, conn)
 
 
@@ -215,8 +220,28 @@ def rooms_of(conn: Connection) -> list[str]:
 
 
 def member_count(room: str, runtime: Runtime | None = None) -> int:
-    """The number of members of ``room`` (0 if it does not exist)."""
+    """The number of members of ``room`` on this node (0 if it does not exist); :func:`presence_count` counts
+    the whole cluster."""
     return (runtime or default_runtime()).rooms.member_count(room)
+
+
+def presence(room: str, runtime: Runtime | None = None) -> list[Member]:
+    """The members of ``room`` (id, node, meta), sorted by id: cluster-wide with ``cluster_url``, else this
+    process's. See RoomRegistry.presence for how fresh remote members are."""
+    return (runtime or default_runtime()).rooms.presence(room)
+
+
+def presence_count(room: str, runtime: Runtime | None = None) -> int:
+    """The number of members of ``room``, cluster-wide with ``cluster_url``."""
+    return (runtime or default_runtime()).rooms.presence_count(room)
+
+
+def cluster_statistics(runtime: Runtime | None = None) -> dict[str, int]:
+    """The backplane's counters (published, publish_dropped, publish_overflow, received, remote_deliveries,
+    remote_delivery_failures, outages, presence_resyncs) and state (node, connected, publish_queue,
+    subscriptions); ``{}`` when not in a cluster."""
+    backplane = (runtime or default_runtime()).cluster
+    return backplane.statistics() if backplane is not None else {}
 
 
 def room_names(runtime: Runtime | None = None) -> list[str]:

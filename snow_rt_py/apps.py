@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 
-from snow_rt_py.api import broadcast, broadcast_except, join, leave, rooms_of
+from snow_rt_py.api import broadcast, broadcast_except, join, leave, presence, rooms_of
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.errors import ConnectionClosedError
 from snow_rt_py.runtime.handler import Handler
 
 
@@ -20,9 +23,13 @@ class EchoApp(Handler):
 class ChatApp(Handler):
     """Rooms through a line protocol on text messages, usable from any client:
 
-    ``/join ROOM`` -> ``joined ROOM``; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other
-    members of ROOM; ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of
-    the sender's rooms, sorted; anything else (and binary) is echoed. A room name is one word (no spaces).
+    ``/join ROOM`` -> ``joined ROOM``; ``/joinas ROOM META`` -> ``joined ROOM``, META (the rest of the line) shown
+    in presence; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM;
+    ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of the sender's
+    rooms, sorted;
+    ``/who ROOM`` -> ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a
+    cluster; ``/id`` -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one
+    word (no spaces).
     """
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
@@ -33,6 +40,10 @@ class ChatApp(Handler):
         if command == "/join" and rest:
             join(conn, rest)
             conn.send_text(f"joined {rest}")
+        elif command == "/joinas" and rest:
+            room, _, meta = rest.partition(" ")
+            join(conn, room, meta or None)
+            conn.send_text(f"joined {room}")
         elif command == "/leave" and rest:
             leave(conn, rest)
             conn.send_text(f"left {rest}")
@@ -41,11 +52,24 @@ class ChatApp(Handler):
             if command == "/say":
                 broadcast_except(room, text, conn)
             else:
-                broadcast(room, text)
+                broadcast(room, text, conn.runtime)
         elif command == "/rooms" and not rest:
             conn.send_text(json.dumps(rooms_of(conn)))
+        elif command == "/who" and rest:
+            try:
+                self._who(conn, rest)
+            except RuntimeError:  # a room with no member here, asked on the loop thread: Redis is asked elsewhere
+                threading.Thread(target=self._who, args=(conn, rest), name="snow-chat-who", daemon=True).start()
+        elif command == "/id" and not rest:
+            conn.send_text(f"id {conn.id}")
         else:
             conn.send(message)
+
+    @staticmethod
+    def _who(conn: Connection, room: str) -> None:
+        members = [[m.id, m.node, m.meta] for m in presence(room, conn.runtime)]
+        with contextlib.suppress(ConnectionClosedError):
+            conn.send_text(f"who {room} {json.dumps(members)}")
 
 
 class BenchApp(Handler):

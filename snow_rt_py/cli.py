@@ -157,13 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-path", help="serve OpenMetrics at this path on the same port (e.g. /metrics)")
     s.add_argument("--metrics-port", type=int, help="serve OpenMetrics on this separate port")
     s.add_argument("--access-log", action="store_true", help="log one INFO line per connection when it ends")
+    s.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: rooms and presence span every server started with this URL (default: off)",
+    )
+    s.add_argument(
+        "--cluster-presence-ttl",
+        type=_positive_seconds,
+        default=10.0,
+        help="seconds after which a dead node's members leave presence (default: 10)",
+    )
+    s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (several processes, one port)")
+    s.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        help="N server processes on the port (SO_REUSEPORT), supervised by this one (default: 1)",
+    )
     s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     return parser
 
 
+ROOM_APPS = frozenset({"chat", "bench"})
+"""The apps that use rooms: split over several processes they need a cluster."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
     configure_logging(args.log_level.upper() if not args.access_log else min_level(args.log_level, "INFO"))
     options = ServerOptions(
         host=args.host,
@@ -193,12 +216,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_path=args.metrics_path,
         metrics_port=args.metrics_port,
         access_log=args.access_log,
+        reuse_port=args.reuse_port,
+        cluster_url=args.cluster,
+        cluster_presence_ttl=args.cluster_presence_ttl,
     )
     try:
         options.validate()
     except ValueError as exc:
         print(f"snow-ws: error: {exc}", file=sys.stderr)
         return 2
+    if args.processes > 1:
+        if args.app in ROOM_APPS and args.cluster is None:
+            print(
+                f"snow-ws: error: --processes {args.processes} with --app {args.app} needs --cluster URL "
+                "(its rooms would otherwise be split between the processes)",
+                file=sys.stderr,
+            )
+            return 2
+        from snow_rt_py.supervisor import supervise
+
+        scheme = "wss" if args.tls_cert else "ws"
+        return supervise(raw, args.processes, args.host, args.port, scheme)
 
     def ready(server: Server) -> None:
         print(f"listening on {server.url}", flush=True)

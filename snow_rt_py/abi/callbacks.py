@@ -22,6 +22,7 @@ from snow_rt_py.abi import handles
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.presence import PresenceEvent
 
 FAST_REPLIES = os.environ.get("SNOW_RT_PY_ABI_NO_FAST_REPLY", "") in ("", "0")
 """False when SNOW_RT_PY_ABI_NO_FAST_REPLY=1 (read at import): every send goes through Python, to measure the fast
@@ -63,6 +64,10 @@ class CHandler(Handler):
         self._message = callbacks["message"] if callbacks["message"][0] != null else None
         self._close = callbacks["close"] if callbacks["close"][0] != null else None
         self._binary = callbacks["binary"] if callbacks["binary"][0] != null else None
+        presence = callbacks.get("presence", (null, null))
+        if presence[0] != null:
+            self._presence = presence
+            self.on_presence = self._on_presence  # type: ignore[method-assign]  # defined: the runtime sends events
         # on_message is the hot path: its pieces are looked up once, and each C callback is a SnowAbiTarget (kept
         # alive by this object).
         self._message_target = ffi.new("SnowAbiTarget *", self._message) if self._message else null
@@ -148,6 +153,17 @@ class CHandler(Handler):
         _thread.pointer = pointer
         _thread.replies = buffer
         return buffer
+
+    def _on_presence(self, conn: Connection, event: PresenceEvent) -> None:
+        room = event.room.encode("utf-8", "surrogatepass")
+        meta = event.member.meta.encode("utf-8", "surrogatepass")
+        member = event.member
+        fn, env = self._presence
+        joined = 1 if event.kind == "join" else 0
+        if self._lib.snow_abi_call_on_presence(
+            fn, env, conn.id, room, len(room), joined, member.id, member.node, meta, len(meta)
+        ):
+            raise MemoryError("no memory for the strings of on_presence")
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         # The connection has ended: its handle is stale from now on, also for other threads while on_close runs.

@@ -112,6 +112,35 @@ def install(ffi: Any, lib: Any) -> None:
         except BaseException as exc:
             return fail(exc)
 
+    @export(ffi, "snow_abi_py_join_meta", -1)
+    def join_meta(conn: int, room: Any, room_len: int, meta: Any, meta_len: int) -> int:
+        try:
+            api.join(connection(conn), text(room, room_len), text(meta, meta_len) or None)
+            return 0
+        except BaseException as exc:
+            return fail(exc)
+
+    @export(ffi, "snow_abi_py_presence", -1)
+    def presence(room: Any, room_len: int, out: Any, capacity: int) -> int:
+        made: list[Any] = []
+        try:
+            members = api.presence(text(room, room_len))
+            for member in members[:capacity]:
+                raw = member.meta.encode("utf-8", "surrogatepass")
+                string = lib.snow_string_new(raw, len(raw))
+                if string == null:
+                    raise MemoryError("no memory for the members' meta strings")
+                made.append(string)
+            for i, string in enumerate(made):
+                out[i].conn = ffi.cast("void *", members[i].id)
+                out[i].node = members[i].node
+                out[i].meta = string
+            return len(members)
+        except BaseException as exc:
+            for string in made:
+                lib.snow_string_free(string)
+            return fail(exc)
+
     @export(ffi, "snow_abi_py_leave", -1)
     def leave(conn: int, room: Any, room_len: int) -> int:
         try:
@@ -126,6 +155,8 @@ def install(ffi: Any, lib: Any) -> None:
             name = text(room, room_len)
             # An ended connection has left every room already: excluding it excludes nobody.
             excluded = handles.live_or_ended(except_conn) if has_except else None
+            if has_except and excluded is None and handles.is_remote(except_conn):
+                return rooms.broadcast_utf8(name, unpack(msg, msg_len), except_conn)
             return rooms.broadcast_utf8(name, unpack(msg, msg_len), excluded)
         except BaseException as exc:
             return fail(exc)
@@ -195,7 +226,7 @@ def install(ffi: Any, lib: Any) -> None:
         on_close_env: Any,
     ) -> int:
         try:
-            options, binary = _options(ffi, opts, option_fields)
+            options, binary, presence_cb = _options(ffi, opts, option_fields)
             handler = CHandler(
                 ffi,
                 lib,
@@ -204,6 +235,7 @@ def install(ffi: Any, lib: Any) -> None:
                     "message": (on_message_fn, on_message_env),
                     "close": (on_close_fn, on_close_env),
                     "binary": binary,
+                    "presence": presence_cb,
                 },
             )
             return handles.register_server(snow_rt_py.start(handler, options=options))
@@ -319,8 +351,11 @@ def _slow_consumer(ffi: Any, value: int) -> str:
     raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.slow_consumer is {value}: use 0 (default), {choices}")
 
 
-def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[ServerOptions, tuple[Any, Any]]:
-    """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary ``(fn, env)`` pair.
+def _options(
+    ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]
+) -> tuple[ServerOptions, tuple[Any, Any], tuple[Any, Any]]:
+    """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary and on_presence ``(fn, env)``
+    pairs.
 
     The ABI's conventions only: 0/NULL fields are left out so ServerOptions' own defaults apply; fields past
     struct_size count as 0; a negative ping interval means "no heartbeat" (C has no None). Range checks are
@@ -328,7 +363,7 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
     """
     null = ffi.NULL
     if opts == null:
-        return ServerOptions(), (null, null)
+        return ServerOptions(), (null, null), (null, null)
     size = int(opts.struct_size)
     if size < 8:
         raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.struct_size is {size}: set it to sizeof(SnowWsOptions)")
@@ -380,4 +415,11 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
     if v["metrics_port"]:
         kwargs["metrics_port"] = int(v["metrics_port"])
     kwargs["access_log"] = bool(v["access_log"])
-    return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])
+    if v["reuse_port"]:
+        kwargs["reuse_port"] = True
+    if v["cluster_url"] != null:
+        kwargs["cluster_url"] = ffi.string(v["cluster_url"]).decode("utf-8")
+    if v["cluster_presence_ttl_ms"]:
+        kwargs["cluster_presence_ttl"] = v["cluster_presence_ttl_ms"] / 1000
+    binary = (v["on_binary_fn"], v["on_binary_env"])
+    return ServerOptions(**kwargs), binary, (v["on_presence_fn"], v["on_presence_env"])

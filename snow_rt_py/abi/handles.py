@@ -24,6 +24,7 @@ from typing import Any
 
 from snow_rt_py.abi.errors import BAD_HANDLE, BAD_SERVER, AbiError
 from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.cluster import ID_NODE_SHIFT
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.runtime import RunningServer, default_runtime
 
@@ -59,7 +60,9 @@ class AbiHandles:
 
     def __init__(self) -> None:
         self.connections: dict[int, Connection] = {}
-        self.highest_id = 0  # the highest connection id ever registered: no handle above it was issued
+        # The highest connection id ever registered, per node prefix (ids are node << 40 | n in a cluster, node 0
+        # otherwise): no handle above it with that prefix was issued.
+        self.highest_ids: dict[int, int] = {}
         self._lock = threading.Lock()
         self.servers: dict[int, RunningServer] = {}
         self._server_ids = itertools.count(1)
@@ -69,7 +72,8 @@ class AbiHandles:
     def register_connection(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         with self._lock:
-            self.highest_id = max(self.highest_id, conn.id)
+            prefix = conn.id >> ID_NODE_SHIFT
+            self.highest_ids[prefix] = max(self.highest_ids.get(prefix, 0), conn.id)
 
     def register_server(self, server: RunningServer) -> int:
         server_id = next(self._server_ids)
@@ -117,9 +121,21 @@ def live_or_ended(handle: int) -> Connection | None:
     """
     t = tables()
     conn = t.connections.get(handle)
-    if conn is None and not 0 < handle <= t.highest_id:
-        return connection(handle)  # raises
+    if conn is None:
+        prefix = handle >> ID_NODE_SHIFT
+        issued = prefix << ID_NODE_SHIFT < handle <= t.highest_ids.get(prefix, 0)
+        if not issued and not is_remote(handle):
+            return connection(handle)  # raises
     return conn
+
+
+def is_remote(handle: int) -> bool:
+    """True if ``handle`` is a connection id of another node of the default runtime's cluster."""
+    backplane = default_runtime().cluster
+    if backplane is None:
+        return False
+    node = handle >> ID_NODE_SHIFT
+    return node != 0 and node != backplane.node
 
 
 def connection_table() -> dict[int, Connection]:

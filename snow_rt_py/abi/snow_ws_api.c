@@ -63,6 +63,9 @@ static int64_t snow_abi_py_send_input(uint64_t conn);
 static int64_t snow_abi_py_drain(int64_t server, int64_t timeout_ms);
 static int64_t snow_abi_py_server_stats(int64_t server, SnowWsStats *out);
 static SnowString *snow_abi_py_subprotocol(uint64_t conn);
+static int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
+                                     int64_t meta_len);
+static int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
 
 /* -- defined by the other two files (see the top of this file) ---------------------------------------------------- */
 
@@ -335,6 +338,25 @@ static int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t co
     return 0;
 }
 
+static int snow_abi_call_on_presence(void *fn, void *env, uint64_t conn, const char *room, size_t room_len,
+                                     int64_t joined, uint64_t member, int64_t node, const char *meta, size_t meta_len)
+{
+    SnowAbiTmp r, m;
+    if (snow_abi_tmp(&r, room, room_len) == NULL)
+        return -1;
+    if (snow_abi_tmp(&m, meta, meta_len) == NULL) {
+        snow_abi_tmp_free(&r);
+        return -1;
+    }
+    if (env == NULL)
+        ((SnowWsOnPresenceFn)fn)((void *)(uintptr_t)conn, r.s, joined, (void *)(uintptr_t)member, node, m.s);
+    else
+        ((SnowWsOnPresenceEnvFn)fn)(env, (void *)(uintptr_t)conn, r.s, joined, (void *)(uintptr_t)member, node, m.s);
+    snow_abi_tmp_free(&m);
+    snow_abi_tmp_free(&r);
+    return 0;
+}
+
 /* -- connections and rooms --------------------------------------------------------------------------------------- */
 
 SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg)
@@ -452,6 +474,44 @@ SNOW_WS_API int64_t snow_room_member_count(const SnowString *room)
     if (snow_abi_check_string(room, "snow_room_member_count", "room") != 0)
         return -1;
     return snow_abi_py_member_count(SNOW_STRING_DATA(room), (int64_t)room->len);
+}
+
+SNOW_WS_API int64_t snow_room_join_meta(void *conn, const SnowString *room, const SnowString *meta)
+{
+    if (snow_abi_enter() != 0)
+        return -1;
+    if (conn == NULL)
+        return snow_abi_null("snow_room_join_meta", "conn");
+    if (snow_abi_check_string(room, "snow_room_join_meta", "room") != 0)
+        return -1;
+    if (meta == NULL)
+        return snow_abi_py_join_meta(SNOW_ABI_ID(conn), SNOW_STRING_DATA(room), (int64_t)room->len, "", 0);
+    if (snow_abi_check_string(meta, "snow_room_join_meta", "meta") != 0)
+        return -1;
+    return snow_abi_py_join_meta(SNOW_ABI_ID(conn), SNOW_STRING_DATA(room), (int64_t)room->len,
+                                 SNOW_STRING_DATA(meta), (int64_t)meta->len);
+}
+
+SNOW_WS_API int64_t snow_room_presence(const SnowString *room, SnowWsMember *out, int64_t capacity)
+{
+    if (snow_abi_enter() != 0)
+        return -1;
+    if (snow_abi_check_string(room, "snow_room_presence", "room") != 0)
+        return -1;
+    if (capacity < 0)
+        return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_room_presence: capacity is negative");
+    if (out == NULL && capacity > 0)
+        return snow_abi_null("snow_room_presence", "out");
+    return snow_abi_py_presence(SNOW_STRING_DATA(room), (int64_t)room->len, out, capacity);
+}
+
+SNOW_WS_API int64_t snow_room_presence_count(const SnowString *room)
+{
+    if (snow_abi_enter() != 0)
+        return -1;
+    if (snow_abi_check_string(room, "snow_room_presence_count", "room") != 0)
+        return -1;
+    return snow_abi_py_presence(SNOW_STRING_DATA(room), (int64_t)room->len, NULL, 0);
 }
 
 SNOW_WS_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity)

@@ -187,6 +187,7 @@ static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *o
     SnowWsOptions opts;
     SnowAbiWaiter w;
     int64_t server;
+    const char *cluster, *ttl, *reuse;
 
     memset(&opts, 0, sizeof opts);
     opts.struct_size = sizeof opts;
@@ -194,6 +195,15 @@ static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *o
     opts.port = port;
     opts.tls_cert_path = cert;
     opts.tls_key_path = key;
+    /* What snow_ws_serve cannot take as arguments comes from the environment (read at each call). */
+    cluster = getenv("SNOW_WS_CLUSTER");
+    if (cluster != NULL && cluster[0] != '\0')
+        opts.cluster_url = cluster;
+    ttl = getenv("SNOW_WS_CLUSTER_PRESENCE_TTL_MS");
+    if (ttl != NULL && ttl[0] != '\0')
+        opts.cluster_presence_ttl_ms = strtoll(ttl, NULL, 10);
+    reuse = getenv("SNOW_WS_REUSE_PORT");
+    opts.reuse_port = reuse != NULL && reuse[0] != '\0' && strcmp(reuse, "0") != 0;
     if (snow_abi_wait_begin(&w))
         return 0; /* a pending snow_ws_shutdown() */
     server = snow_abi_py_start(&opts, on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn,

@@ -42,6 +42,7 @@ from snow_rt_py.runtime import static
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.hotpath import C_HOT_PATH, ConnectionCore
+from snow_rt_py.runtime.presence import PresenceEvent
 from snow_rt_py.runtime.scheduler import Actor, Tag
 
 if TYPE_CHECKING:
@@ -809,6 +810,8 @@ class Connection(ConnectionCore, asyncio.Protocol):
                     handler.on_close(self, code, reason)
             finally:
                 self.runtime.actors.exit(self.pid, (code, reason))
+        elif type(payload) is PresenceEvent:  # presence hook (rooms.py: RoomRegistry.notify), an INFO message
+            handler.on_presence(self, payload)
         else:  # INFO and EXIT
             handler.on_info(self, payload)
 

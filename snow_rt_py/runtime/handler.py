@@ -15,6 +15,7 @@ from snow_rt_py.protocol.headers import Headers
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.connection import Connection
+    from snow_rt_py.runtime.presence import PresenceEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,16 @@ class Handler:
         """A message another actor or thread sent to this connection's pid, or an
         :class:`~snow_rt_py.runtime.scheduler.ExitSignal` from a linked actor."""
 
+    def on_presence(self, conn: Connection, event: PresenceEvent) -> None:
+        """A member joined or left ``event.room``, a room ``conn`` is in (cluster-wide with a cluster; the joiner
+        is told of its own join). Only called for handlers that define it; runs in ``conn``'s actor, in order
+        with its messages."""
+
+
+def handler_wants_presence(handler: Handler) -> bool:
+    """True if ``handler`` defines ``on_presence`` (presence events are only made for such handlers)."""
+    return type(handler).on_presence is not Handler.on_presence or "on_presence" in vars(handler)
+
 
 class _FunctionHandler(Handler):
     def __init__(self, funcs: dict[str, Callable[..., Any] | None]) -> None:
@@ -69,6 +80,7 @@ def make_handler(
     on_close: Callable[[Connection, int, str], None] | None = None,
     on_info: Callable[[Connection, Any], None] | None = None,
     on_upgrade: Callable[[str, Headers], Reject | None] | None = None,
+    on_presence: Callable[[Connection, PresenceEvent], None] | None = None,
 ) -> Handler:
     """Build a :class:`Handler` from plain functions; a missing one keeps the default."""
     return _FunctionHandler(
@@ -78,5 +90,6 @@ def make_handler(
             "on_close": on_close,
             "on_info": on_info,
             "on_upgrade": on_upgrade,
+            "on_presence": on_presence,
         }
     )

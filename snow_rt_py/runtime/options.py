@@ -42,7 +42,12 @@ class ServerOptions:
         static_index: the file ``GET /`` serves from ``static_dir``.
         tune_malloc: raise glibc's mmap/trim thresholds (process-wide, once) so large message buffers are reused
             instead of faulting in fresh pages for every message (see runtime/allocator.py).
-        reuse_port: set SO_REUSEPORT on the listening socket.
+        reuse_port: set SO_REUSEPORT on the listening socket, so several processes can listen on one port (the
+            kernel spreads new connections over them).
+        cluster_url: ``redis://HOST:PORT/DB``: rooms and presence span every process started with the same URL
+            (runtime/cluster.py; needs ``snow_rt_py[cluster]``). None (default): rooms are in-process.
+        cluster_presence_ttl: seconds after which the members of a node that died disappear from the others'
+            presence (its liveness key lives 3/4 of it, refreshed every ttl/4; the others check it every ttl/8).
         backlog: listen() backlog.
         allowed_origins: None (default) checks no ``Origin``; else the origins whose pages may connect: exact
             (``"https://app.example.com"``, ``"http://127.0.0.1:8000"``) or every subdomain
@@ -102,6 +107,8 @@ class ServerOptions:
     metrics_path: str | None = None
     metrics_port: int | None = None
     access_log: bool = False
+    cluster_url: str | None = None
+    cluster_presence_ttl: float = 10.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible combination."""
@@ -127,6 +134,10 @@ class ServerOptions:
             raise ValueError(f"max_inbox_bytes must be at least 1024, got {self.max_inbox_bytes}")
         if self.static_dir is not None and not Path(self.static_dir).is_dir():
             raise ValueError(f"static_dir {str(self.static_dir)!r} is not a directory")
+        if self.cluster_url is not None and (not isinstance(self.cluster_url, str) or "://" not in self.cluster_url):
+            raise ValueError(f"cluster_url must look like redis://HOST:PORT/DB, got {self.cluster_url!r}")
+        if not 0.2 <= self.cluster_presence_ttl < 86400:
+            raise ValueError(f"cluster_presence_ttl must be 0.2 to 86400 seconds, got {self.cluster_presence_ttl}")
         if self.slow_consumer not in ("close", "drop"):
             raise ValueError(f"slow_consumer must be 'close' or 'drop', got {self.slow_consumer!r}")
         if isinstance(self.allowed_origins, str):

@@ -16,6 +16,12 @@ every function is safe from any thread, any actor, at once):
   room. A queued message is delivered unless the member's connection ends before the kernel accepts it.
 * Messages from one broadcaster to one room reach every member in the order they were broadcast (each member's
   queue is FIFO).
+* Presence: a member can be given a short ``meta`` string at join (a user name, say); :meth:`presence` lists the
+  members (id, node, meta). Handlers that define ``on_presence`` are told, for every room their connection is in,
+  who joins and leaves (the joiner included, as the room's newest member).
+* With a cluster (``cluster_url``, runtime/cluster.py) a backplane is attached: joins, leaves and broadcasts are
+  also carried to the other nodes, ``broadcast`` reaches their members too (its return value still counts local
+  members only), and :meth:`presence` is cluster-wide. Without one, nothing of that costs anything.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, enco
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 from snow_rt_py.runtime.hotpath import fanout as _fanout
+from snow_rt_py.runtime.presence import META_MAX_BYTES, Member, PresenceEvent
 
 if TYPE_CHECKING:
+    from snow_rt_py.runtime.cluster import RedisBackplane
     from snow_rt_py.runtime.connection import Connection
 
 
@@ -44,22 +52,43 @@ class RoomRegistry:
         # activity, not an account).
         self.broadcasts = 0
         self.deliveries = 0
+        self._meta: dict[str, dict[int, str]] = {}  # room -> connection id -> meta, only for members that have one
+        self.backplane: RedisBackplane | None = None
+        self.node = 0  # the backplane's node number (0: not in a cluster)
+        self.rooms_version = 0  # grows whenever a room gets its first member or loses its last one
+        self.presence_watchers = 0  # servers whose handler has on_presence: events are only made when > 0
 
-    def join(self, conn: Connection, room: str) -> None:
-        """Add ``conn`` to ``room`` (no-op if already a member).
+    def join(self, conn: Connection, room: str, meta: str | None = None) -> None:
+        """Add ``conn`` to ``room`` (no-op if already a member), with an optional short ``meta`` string (at most
+        256 UTF-8 bytes) shown in :meth:`presence`.
 
         Raises:
             ConnectionClosedError: the connection is closing or has ended.
-            InvalidArgumentError: ``room`` is not a str.
+            InvalidArgumentError: ``room`` is not a str, or ``meta`` is not a str or too long.
         """
         _check_room(room)
+        if meta is not None:
+            _check_meta(meta)
         with self._lock:
             if conn.rooms_closed or not conn.open:
                 raise ConnectionClosedError(f"connection {conn.id} has ended; it cannot join {room!r}")
-            self._rooms.setdefault(room, {})[conn.id] = conn
+            members = self._rooms.get(room)
+            if members is None:
+                members = self._rooms[room] = {}
+                self.rooms_version += 1
+            elif conn.id in members:
+                return
+            members[conn.id] = conn
+            if meta:
+                self._meta.setdefault(room, {})[conn.id] = meta
             if not conn.rooms_joined:
                 conn.rooms_joined = set()  # replaces the shared empty placeholder
             conn.rooms_joined.add(room)
+            member = Member(conn.id, self.node, meta or "")
+            if self.backplane is not None:
+                self.backplane.member_changed(True, room, member)
+        if self.presence_watchers:
+            self.notify(PresenceEvent(room, "join", member))
 
     def leave(self, conn: Connection, room: str) -> None:
         """Remove ``conn`` from ``room`` (no-op if not a member). Empty rooms disappear.
@@ -72,23 +101,40 @@ class RoomRegistry:
         with self._lock:
             if conn.rooms_closed:
                 raise ConnectionClosedError(f"connection {conn.id} has ended")
-            self._remove(conn, room)
+            left = self._remove(conn, room)
+        if left is not None and self.presence_watchers:
+            self.notify(PresenceEvent(room, "leave", left))
 
     def leave_all(self, conn: Connection) -> None:
         """Called by the runtime when ``conn`` ends: leave every room and refuse later joins. Idempotent."""
         with self._lock:
             conn.rooms_closed = True
-            for room in list(conn.rooms_joined):
-                self._remove(conn, room)
+            gone = [(room, self._remove(conn, room)) for room in list(conn.rooms_joined)]
+        if self.presence_watchers:
+            for room, left in gone:
+                if left is not None:
+                    self.notify(PresenceEvent(room, "leave", left))
 
-    def _remove(self, conn: Connection, room: str) -> None:
+    def _remove(self, conn: Connection, room: str) -> Member | None:
+        """Remove ``conn`` from ``room`` (under the lock); the member it was, or None if it was not in it."""
         members = self._rooms.get(room)
-        if members is not None and members.pop(conn.id, None) is not None and not members:
-            del self._rooms[room]
+        left = None
+        if members is not None and members.pop(conn.id, None) is not None:
+            metas = self._meta.get(room)
+            meta = metas.pop(conn.id, "") if metas is not None else ""
+            if metas is not None and not metas:
+                del self._meta[room]
+            if not members:
+                del self._rooms[room]
+                self.rooms_version += 1
+            left = Member(conn.id, self.node, meta)
+            if self.backplane is not None:
+                self.backplane.member_changed(False, room, left)
         if room in conn.rooms_joined:
             conn.rooms_joined.discard(room)
+        return left
 
-    def broadcast(self, room: str, message: str | bytes, except_conn: Connection | None = None) -> int:
+    def broadcast(self, room: str, message: str | bytes, except_conn: Connection | int | None = None) -> int:
         """Send ``message`` (text for str, binary for bytes) to every member of ``room`` but ``except_conn``.
 
         Returns:
@@ -109,7 +155,7 @@ class RoomRegistry:
             raise InvalidArgumentError(str(exc)) from None
         return self.broadcast_frame(room, frame, except_conn)
 
-    def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | None = None) -> int:
+    def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | int | None = None) -> int:
         """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
 
         Raises:
@@ -121,13 +167,26 @@ class RoomRegistry:
             raise InvalidUtf8Error(f"not valid UTF-8: {why}")
         return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
 
-    def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:
-        """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn``; return the failures."""
+    def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | int | None = None) -> int:
+        """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn`` (a connection, or a
+        connection id: with a cluster, one on any node); return the local failures. With a cluster, one publish
+        carries it to the other nodes' members."""
+        backplane = self.backplane
+        if backplane is not None:
+            if except_conn is None:
+                except_id = 0
+            elif isinstance(except_conn, int):
+                except_id = except_conn
+            else:
+                except_id = except_conn.id
+            backplane.publish(room, frame, except_id)
         with self._lock:
             members = self._rooms.get(room)
             if not members:
                 return 0
             targets = list(members.values())
+            if isinstance(except_conn, int):
+                except_conn = members.get(except_conn)
             self.broadcasts += 1
             skipped = 1 if except_conn is not None and except_conn.id in members else 0
         if _fanout is not None and type(frame) is bytes:
@@ -140,13 +199,93 @@ class RoomRegistry:
         self.deliveries += len(targets) - skipped - failures
         return failures
 
+    def deliver_remote(self, room: str, frame: bytes, except_id: int) -> tuple[int, int]:
+        """A broadcast from another node: queue ``frame`` for the local members but ``except_id``.
+
+        Returns:
+            ``(queued, failed)``.
+        """
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return 0, 0
+            targets = list(members.values())
+            excluded = members.get(except_id)
+        if _fanout is not None and type(frame) is bytes:
+            failures = _fanout(targets, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
+        else:
+            failures = 0
+            for conn in targets:
+                if conn is not excluded and not conn.offer_frame(frame):
+                    failures += 1
+        return len(targets) - (excluded is not None) - failures, failures
+
+    # -- presence ------------------------------------------------------------------------------------------
+
+    def _local_members(self, room: str) -> list[Member]:
+        """(under the lock)"""
+        members = self._rooms.get(room)
+        if not members:
+            return []
+        metas = self._meta.get(room, {})
+        node = self.node
+        return [Member(i, node, metas.get(i, "")) for i in members]
+
+    def presence(self, room: str) -> list[Member]:
+        """The members of ``room``, cluster-wide with a cluster, sorted by id.
+
+        This node's members are exact; other nodes' are as this node last heard (their joins and leaves arrive as
+        events on the room's channel, and are re-read from Redis every TTL). For a room with no member on this
+        node the list is read from Redis (a round trip, so not from the event loop thread).
+
+        Raises:
+            InvalidArgumentError: ``room`` is not a str.
+            RuntimeError: a room with no local member, read from the event loop thread with a cluster.
+        """
+        _check_room(room)
+        with self._lock:
+            local = self._local_members(room)
+        backplane = self.backplane
+        if backplane is None:
+            return local
+        remote = backplane.remote_members(room)
+        if remote is None:
+            # With local members we are subscribing right now: what we know so far.
+            remote = [] if local else [m for m in backplane.query_presence(room) if m.node != self.node]
+        return sorted(local + remote, key=lambda m: m.id)
+
+    def presence_count(self, room: str) -> int:
+        """``len(presence(room))``: the room's member count, cluster-wide with a cluster."""
+        return len(self.presence(room))
+
+    def notify(self, event: PresenceEvent) -> None:
+        """Tell every local member of ``event.room`` whose handler has ``on_presence`` (through its actor)."""
+        if not self.presence_watchers:
+            return
+        with self._lock:
+            members = self._rooms.get(event.room)
+            targets = list(members.values()) if members else []
+        for conn in targets:
+            if conn.server.wants_presence:
+                conn.runtime.actors.send(conn.pid, event)
+
+    def local_room_set(self) -> set[str]:
+        """The rooms with at least one member on this node."""
+        with self._lock:
+            return set(self._rooms)
+
+    def local_presence(self) -> dict[str, list[Member]]:
+        """Every room with local members -> its local members."""
+        with self._lock:
+            return {room: self._local_members(room) for room in self._rooms}
+
     def rooms_of(self, conn: Connection) -> list[str]:
         """The rooms ``conn`` is in, sorted."""
         with self._lock:
             return sorted(conn.rooms_joined)
 
     def member_count(self, room: str) -> int:
-        """How many connections are in ``room`` (0 if unknown)."""
+        """How many connections of this node are in ``room`` (0 if unknown); see :meth:`presence_count`."""
         with self._lock:
             return len(self._rooms.get(room, ()))
 
@@ -164,3 +303,10 @@ class RoomRegistry:
 def _check_room(room: object) -> None:
     if not isinstance(room, str):
         raise InvalidArgumentError(f"room name must be str, not {type(room).__name__}")
+
+
+def _check_meta(meta: object) -> None:
+    if not isinstance(meta, str):
+        raise InvalidArgumentError(f"meta must be str, not {type(meta).__name__}")
+    if len(meta.encode("utf-8", "surrogatepass")) > META_MAX_BYTES:
+        raise InvalidArgumentError(f"meta is over {META_MAX_BYTES} UTF-8 bytes")

@@ -12,18 +12,21 @@ nothing. Rooms are reached only through ``runtime.rooms``, so a cluster backplan
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.loop import LoopThread
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.rooms import RoomRegistry
 from snow_rt_py.runtime.scheduler import ActorTable, Scheduler, Tag
 
 if TYPE_CHECKING:
+    from snow_rt_py.runtime.cluster import RedisBackplane
     from snow_rt_py.runtime.handler import Handler
     from snow_rt_py.runtime.server import Server
 
@@ -94,7 +97,12 @@ class Runtime:
         self.actors = ActorTable()
         self.rooms = RoomRegistry()
         self._connection_ids = itertools.count(1)
+        self._id_base = 0  # node << ID_NODE_SHIFT once in a cluster
         self._lock = threading.Lock()
+        self._cluster: RedisBackplane | None = None
+        self._cluster_loop: asyncio.AbstractEventLoop | None = None
+        self._cluster_users = 0
+        self._cluster_lock: asyncio.Lock | None = None
         self._loop_thread: LoopThread | None = None
         self._spawner: Scheduler | None = None
         self._components: dict[str, Any] = {}
@@ -103,8 +111,71 @@ class Runtime:
     # -- identity ------------------------------------------------------------------------------------------
 
     def next_connection_id(self) -> int:
-        """A connection id never given before by this runtime (ids start at 1 and only grow)."""
-        return next(self._connection_ids)
+        """A connection id never given before by this runtime (ids start at 1 and only grow). In a cluster the
+        node number is in the high bits (``node << 40 | n``), so ids are unique across the cluster."""
+        return self._id_base | next(self._connection_ids)
+
+    # -- cluster -------------------------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> RedisBackplane | None:
+        """The Redis backplane, while a server started with ``cluster_url`` runs (else None)."""
+        return self._cluster
+
+    async def attach_cluster(self, url: str, ttl: float) -> None:
+        """Join the cluster at ``url`` (called by a server starting with ``cluster_url``, on its loop): the first
+        server brings the backplane up, later ones share it. Paired with :meth:`detach_cluster`.
+
+        Raises:
+            ServerStartError: Redis unreachable (naming the URL), the redis package missing, or another cluster
+                URL or event loop than the servers already in the cluster.
+        """
+        from snow_rt_py.runtime.cluster import ID_NODE_SHIFT, RedisBackplane
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._cluster_loop is None:
+                self._cluster_loop = loop
+                self._cluster_lock = asyncio.Lock()
+            elif self._cluster_loop is not loop:
+                raise ServerStartError(
+                    "this runtime's cluster runs on another event loop: start every cluster server of a runtime "
+                    "the same way (Runtime.start / snow_rt_py.start, or one serve())"
+                )
+            lock = self._cluster_lock
+        assert lock is not None
+        async with lock:
+            if self._cluster is not None:
+                if self._cluster.url != url:
+                    raise ServerStartError(f"this runtime is already in the cluster {self._cluster.url}, not {url}")
+                self._cluster_users += 1
+                return
+            backplane = RedisBackplane(url, self.rooms, ttl)
+            await backplane.start()
+            self._id_base = backplane.node << ID_NODE_SHIFT
+            with self.rooms._lock:
+                self.rooms.node = backplane.node
+                self.rooms.backplane = backplane
+            self._cluster = backplane
+            self._cluster_users = 1
+            backplane._poke()  # rooms that had members before: subscribe them
+
+    async def detach_cluster(self) -> None:
+        """A cluster server stopped; the last one takes the backplane down (its presence leaves Redis)."""
+        lock = self._cluster_lock
+        if lock is None:
+            return
+        async with lock:
+            self._cluster_users -= 1
+            if self._cluster_users > 0 or self._cluster is None:
+                return
+            backplane, self._cluster = self._cluster, None
+            with self.rooms._lock:
+                self.rooms.backplane = None
+            await backplane.close()
+            with self._lock:
+                self._cluster_loop = None
+                self._cluster_lock = None
 
     # -- threads -------------------------------------------------------------------------------------------
 

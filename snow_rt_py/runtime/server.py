@@ -25,7 +25,7 @@ from snow_rt_py.runtime.admission import Admission
 from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
 from snow_rt_py.runtime.connection import ABORTED, SERVER_SHUTDOWN, Connection, Phase
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
-from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.handler import Handler, handler_wants_presence
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
@@ -68,6 +68,8 @@ class Server:
         self.loop = loop
         self.runtime = runtime
         self.on_text_bytes: Callable[[Connection, bytes], None] | None = getattr(handler, "on_text_bytes", None)
+        self.wants_presence = handler_wants_presence(handler)
+        self._in_cluster = False
         self.loop_thread_id = threading.get_ident()
         self.scheduler = Scheduler(
             loop, runtime.actors, options.workers, name="snow-ws", loop_thread_id=self.loop_thread_id
@@ -126,6 +128,13 @@ class Server:
             self.metrics = ServerMetrics(self)
         if options.tune_malloc:
             tune_for_large_messages()
+        if options.cluster_url is not None:
+            try:
+                await runtime.attach_cluster(options.cluster_url, options.cluster_presence_ttl)
+            except BaseException:
+                self.scheduler.close()
+                raise
+            self._in_cluster = True
         ssl_ctx = None
         if options.tls_cert is not None and options.tls_key is not None:
             ssl_ctx = server_context(options.tls_cert, options.tls_key)
@@ -142,6 +151,8 @@ class Server:
             )
         except OSError as exc:
             self.scheduler.close()
+            if self._in_cluster:
+                await runtime.detach_cluster()
             what = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise ServerStartError(f"cannot listen on {options.host}:{options.port}: {what}") from None
         if self.metrics is not None and options.metrics_port is not None:
@@ -150,10 +161,15 @@ class Server:
             except OSError as exc:
                 self._server.close()
                 self.scheduler.close()
+                if self._in_cluster:
+                    await runtime.detach_cluster()
                 what = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
                 raise ServerStartError(
                     f"cannot listen for metrics on {options.host}:{options.metrics_port}: {what}"
                 ) from None
+        if self.wants_presence:
+            with runtime.rooms._lock:
+                runtime.rooms.presence_watchers += 1
         return self
 
     @property
@@ -354,6 +370,12 @@ class Server:
         if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
+        if self.wants_presence:
+            with self.runtime.rooms._lock:
+                self.runtime.rooms.presence_watchers -= 1
+        if self._in_cluster:
+            self._in_cluster = False
+            await self.runtime.detach_cluster()
         self._closed.set()
 
     async def _close_in_batches(self, conns: list[Connection], window: float, close_with: tuple[int, str]) -> None:

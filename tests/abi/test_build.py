@@ -30,7 +30,9 @@ def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType)
     ).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
     declared = header_functions(build_ffi.HEADER.read_text())
-    assert len(declared) == 32  # issue 15 added snow_ws_drain, snow_ws_server_stats, snow_ws_subprotocol
+    # issue 15 added snow_ws_drain, snow_ws_server_stats, snow_ws_subprotocol; issue 14 snow_room_join_meta,
+    # snow_room_presence, snow_room_presence_count
+    assert len(declared) == 35
     # cffi's module init function is the only other symbol (the init code's extern "Python" helpers are static)
     assert exported == declared | {"PyInit__snow_ws_abi"}
 

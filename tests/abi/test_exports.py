@@ -210,14 +210,14 @@ def test_options_zero_means_default_and_struct_size_cuts(abi: tuple[Any, Any]) -
     fields = exports._option_fields(ffi)
     opts = ffi.new("SnowWsOptions *")
     opts.struct_size = ffi.sizeof("SnowWsOptions")
-    got, binary = exports._options(ffi, opts, fields)
+    got, binary, _ = exports._options(ffi, opts, fields)
     assert got == ServerOptions() and binary == (ffi.NULL, ffi.NULL)
     assert exports._options(ffi, ffi.NULL, fields)[0] == ServerOptions()
 
     host = ffi.new("char[]", b"::1")
     opts.host, opts.port, opts.ping_interval_ms, opts.pong_timeout_ms = host, 9000, 1500, 250
     opts.max_message_size, opts.workers = 1024, 3
-    got, _ = exports._options(ffi, opts, fields)
+    got, _, _ = exports._options(ffi, opts, fields)
     assert got == ServerOptions(
         host="::1", port=9000, ping_interval=1.5, pong_timeout=0.25, max_message_size=1024, workers=3
     )

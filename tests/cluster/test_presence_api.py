@@ -1,0 +1,89 @@
+"""The Python API of the cluster in one process: two runtimes are two nodes on one real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+import snow_rt_py
+from snow_rt_py import Connection, Handler, PresenceEvent, ServerStartError
+from tests.cluster.conftest import Redis, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Watcher(Handler):
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, str, int, str]] = []
+        self.conns: list[Connection] = []
+        self.cond = threading.Condition()
+
+    def on_connect(self, conn: Connection, path: str, headers: object) -> bool:
+        with self.cond:
+            self.conns.append(conn)
+            self.cond.notify_all()
+        return True
+
+    def on_presence(self, conn: Connection, event: PresenceEvent) -> None:
+        with self.cond:
+            self.events.append((conn.id, event.room, event.kind, event.member.id, event.member.meta))
+            self.cond.notify_all()
+
+    def wait(self, predicate: object, timeout: float = 10.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(predicate, timeout), self.events  # type: ignore[arg-type]
+
+
+def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
+    with snow_rt_py.Runtime() as rt1, snow_rt_py.Runtime() as rt2:
+        h1, h2 = Watcher(), Watcher()
+        s1 = rt1.start(h1, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+        s2 = rt2.start(h2, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+
+        async def run() -> None:
+            a = await connect(s1.url)
+            b = await connect(s2.url)
+            h1.wait(lambda: len(h1.conns) == 1)
+            h2.wait(lambda: len(h2.conns) == 1)
+            ca, cb = h1.conns[0], h2.conns[0]
+            assert ca.id >> 40 != cb.id >> 40  # two nodes, ids unique across them
+            snow_rt_py.join(ca, "r", meta="alice")
+            h1.wait(lambda: (ca.id, "r", "join", ca.id, "alice") in h1.events)  # told of its own join
+            deadline = time.monotonic() + 10
+            while len(rt2.rooms.presence("r")) != 1 and time.monotonic() < deadline:  # off-loop: a Redis read
+                await asyncio.sleep(0.05)
+            assert [(m.id, m.meta) for m in rt2.rooms.presence("r")] == [(ca.id, "alice")]
+            snow_rt_py.join(cb, "r", meta="bob")
+            h1.wait(lambda: (ca.id, "r", "join", cb.id, "bob") in h1.events)  # a's handler hears b's join
+            h2.wait(lambda: (cb.id, "r", "join", cb.id, "bob") in h2.events)
+            deadline = time.monotonic() + 10  # node 2 has just subscribed: it reads the others' members next
+            while rt2.rooms.presence_count("r") != 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert rt1.rooms.presence_count("r") == 2 and rt2.rooms.presence_count("r") == 2
+            # broadcast_except with a remote connection id: b (on node 2) is excluded from node 1's broadcast.
+            assert rt1.rooms.broadcast("r", "not for b", cb.id) == 0
+            assert rt1.rooms.broadcast("r", "for all") == 0
+            assert await asyncio.wait_for(a.recv(), 5) == "not for b"
+            assert await asyncio.wait_for(a.recv(), 5) == "for all"
+            assert await asyncio.wait_for(b.recv(), 5) == "for all"
+            await b.close()
+            h1.wait(lambda: (ca.id, "r", "leave", cb.id, "bob") in h1.events)
+            await a.close()
+
+        asyncio.run(run())
+        stats = rt1.cluster.statistics() if rt1.cluster is not None else {}
+        assert stats["published"] >= 2 and stats["publish_dropped"] == 0
+        s1.stop()
+        s2.stop()
+        assert rt1.cluster is None  # the last cluster server took the backplane down
+
+
+def test_unreachable_redis_fails_the_start() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    expected = f"cannot reach the cluster.s Redis at {url}"
+    with snow_rt_py.Runtime() as rt, pytest.raises(ServerStartError, match=expected):
+        rt.start(Handler(), snow_rt_py.ServerOptions(port=0, cluster_url=url))
