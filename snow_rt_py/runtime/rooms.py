@@ -8,7 +8,10 @@ every function is safe from any thread, any actor, at once):
 * A connection leaves every room when it ends, whatever the cause, before its on_close runs. A connection that is
   closing or has ended cannot join (``ConnectionClosedError``): there are never ghost members.
 * ``broadcast`` encodes the frame **once** and queues the same ``bytes`` on every member's outbound queue; it
-  never waits for a socket. Members are snapshotted under the lock, so a member that leaves or ends concurrently
+  never waits for a socket. With permessage-deflate: it is compressed **once** too, and that one compressed frame
+  object is queued for every member whose messages start from an empty context (``shared`` mode, one per window
+  size); members with a dedicated context get it compressed with theirs; the rest get the plain frame. Members
+  are snapshotted under the lock, so a member that leaves or ends concurrently
   either gets the whole message or is counted as a failure, never a partial frame.
 * The return value of a broadcast is the number of members the message **could not be queued for**: members
   that were closing or ended at that instant, and members whose outbound queue was full (the slow-consumer policy
@@ -95,13 +98,15 @@ class RoomRegistry:
         try:
             if isinstance(message, str):
                 frame = encode_text(message)
+                opcode = Opcode.TEXT
             elif isinstance(message, bytes | bytearray | memoryview):
                 frame = encode_binary(message)
+                opcode = Opcode.BINARY
             else:
                 raise InvalidArgumentError(f"message must be str or bytes, not {type(message).__name__}")
         except UsageError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        return self.broadcast_frame(room, frame, except_conn)
+        return self._fan_out(room, frame, except_conn, opcode, message)
 
     def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | None = None) -> int:
         """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
@@ -113,7 +118,7 @@ class RoomRegistry:
         why = utf8_error(data)
         if why is not None:
             raise InvalidUtf8Error(f"not valid UTF-8: {why}")
-        return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
+        return self._fan_out(room, encode_frame(Opcode.TEXT, data), except_conn, Opcode.TEXT, data)
 
     def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:
         """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn``; return the failures."""
@@ -125,6 +130,42 @@ class RoomRegistry:
         failures = 0
         for conn in targets:
             if conn is not except_conn and not conn.offer_frame(frame):
+                failures += 1
+        return failures
+
+    def _fan_out(
+        self,
+        room: str,
+        frame: bytes,
+        except_conn: Connection | None,
+        opcode: int,
+        message: str | bytes | bytearray | memoryview,
+    ) -> int:
+        """broadcast_frame, except that members with permessage-deflate get the message compressed: compressed once
+        for all whose messages start from an empty context (the same frame object queued for each), per member for
+        a dedicated context; members without compression, or for which it is too short, get ``frame``."""
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return 0
+            targets = list(members.values())
+        failures = 0
+        data: bytes | None = None
+        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
+        for conn in targets:
+            if conn is except_conn:
+                continue
+            deflate = conn._deflate
+            if deflate is None:
+                ok = conn.offer_frame(frame)
+            else:
+                if data is None:
+                    data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+                if len(data) < deflate.min_size:
+                    ok = conn.offer_frame(frame)
+                else:
+                    ok = conn.offer_deflated(opcode, data, shared)
+            if not ok:
                 failures += 1
         return failures
 

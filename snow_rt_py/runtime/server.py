@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
+from snow_rt_py.runtime.compression import CompressorPool, ConnectionDeflate, negotiate_for
 from snow_rt_py.runtime.connection import SERVER_SHUTDOWN, Connection, Phase
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler
@@ -74,6 +75,8 @@ class Server:
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._closed = asyncio.Event()
+        self.compression = runtime.component("compression", CompressorPool)  # shared by the runtime's servers
+        self._deflate_counts = {"shared": 0, "dedicated": 0, "fallbacks": 0}
 
     @classmethod
     async def start(cls, handler: Handler, options: ServerOptions, runtime: Runtime | None = None) -> Server:
@@ -160,6 +163,33 @@ class Server:
         dirty = self._dirty
         while dirty:
             dirty.popleft()._flush()
+
+    # -- compression ---------------------------------------------------------------------------------------
+
+    def negotiate_deflate(self, offers: list[str]) -> ConnectionDeflate | None:
+        """permessage-deflate for a connection whose handshake offered ``offers`` (loop thread)."""
+        deflate, fell_back = negotiate_for(self.options, self.compression, offers)
+        if deflate is not None:
+            self._deflate_counts[deflate.mode] += 1
+        if fell_back:
+            self._deflate_counts["fallbacks"] += 1
+        return deflate
+
+    def compression_statistics(self) -> dict[str, int]:
+        """permessage-deflate counters.
+
+        Returns:
+            ``shared`` and ``dedicated``: connections accepted with compression in that mode, since the start;
+            ``fallbacks``: of the shared ones, those that asked for dedicated mode when the budget was spent;
+            ``reserved_bytes`` and ``dedicated_now``: the dedicated state reserved now, and by how many connections,
+            across every server of the runtime; ``pool_idle``: compressors idle in the runtime's pool.
+        """
+        return {
+            **self._deflate_counts,
+            "reserved_bytes": self.compression.reserved,
+            "dedicated_now": self.compression.dedicated,
+            "pool_idle": self.compression.idle_compressors(),
+        }
 
     # -- called by Connection (loop thread) -----------------------------------------------------------------
 
