@@ -64,11 +64,12 @@ bench: build
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_abuse.py
 
-# Autobahn|Testsuite (cases 1-10 by default; CASES='6.*,7.1.*' for some) against the Python and the C echo servers;
-# sets the suite up in .autobahn/ (Python 2.7: PYTHON27=..., else pyenv's 2.7.18); report in artifacts/autobahn/.
+# Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
+# compression) against the Python and the C echo servers; sets the suite up in .autobahn/ (Python 2.7: PYTHON27=...,
+# else pyenv's 2.7.18); report and summary.md in artifacts/autobahn/.
 .PHONY: autobahn
 autobahn: build
-	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)')
+	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)') $(if $(MODES),--modes '$(MODES)')
 
 clean:
 	rm -rf build $(VENV) snow_rt_py/_speedups*.so tests/interop/node_modules artifacts .autobahn

@@ -255,6 +255,38 @@ def _slow_consumer(ffi: Any, value: int) -> str:
     raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.slow_consumer is {value}: use 0 (default), {choices}")
 
 
+COMPRESSION_MODES = {
+    "SNOW_WS_COMPRESSION_SHARED": "shared",
+    "SNOW_WS_COMPRESSION_DEDICATED": "dedicated",
+    "SNOW_WS_COMPRESSION_OFF": "off",
+}
+"""The header's SnowWsCompression constants -> ServerOptions.compression."""
+COMPRESSION_ENV = "SNOW_WS_COMPRESSION"
+
+
+def _compression(ffi: Any, value: int) -> str | None:
+    """The ServerOptions.compression named by SnowWsOptions.compression (0: $SNOW_WS_COMPRESSION, else None for the
+    default).
+
+    Raises:
+        AbiError: not one of the header's constants, or the variable names no mode.
+    """
+    if value == 0:
+        env = os.environ.get(COMPRESSION_ENV, "")
+        if not env:
+            return None
+        if env not in COMPRESSION_MODES.values():
+            choices = ", ".join(COMPRESSION_MODES.values())
+            raise AbiError(INVALID_ARGUMENT, f"{COMPRESSION_ENV} is {env!r}: use one of {choices}")
+        return env
+    constants: dict[str, int] = ffi.typeof("SnowWsCompression").relements
+    for name, mode in COMPRESSION_MODES.items():
+        if constants[name] == value:
+            return mode
+    choices = ", ".join(f"{name} ({constants[name]})" for name in COMPRESSION_MODES)
+    raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.compression is {value}: use 0 (default), {choices}")
+
+
 def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[ServerOptions, tuple[Any, Any]]:
     """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary ``(fn, env)`` pair.
 
@@ -264,7 +296,8 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
     """
     null = ffi.NULL
     if opts == null:
-        return ServerOptions(), (null, null)
+        mode = _compression(ffi, 0)
+        return (ServerOptions() if mode is None else ServerOptions(compression=mode)), (null, null)
     size = int(opts.struct_size)
     if size < 8:
         raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.struct_size is {size}: set it to sizeof(SnowWsOptions)")
@@ -294,4 +327,12 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
         kwargs["max_queue_bytes"] = int(v["max_queue_bytes"])
     if v["slow_consumer"]:
         kwargs["slow_consumer"] = _slow_consumer(ffi, int(v["slow_consumer"]))
+    mode = _compression(ffi, int(v["compression"]))
+    if mode is not None:
+        kwargs["compression"] = mode
+    for name in ("compression_min_size", "compression_window_bits", "compression_mem_level"):
+        if v[name]:
+            kwargs[name] = int(v[name])
+    if v["compression_memory_budget"]:
+        kwargs["compression_memory_budget"] = int(v["compression_memory_budget"])
     return ServerOptions(**kwargs), (v["on_binary_fn"], v["on_binary_env"])

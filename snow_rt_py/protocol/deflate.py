@@ -349,18 +349,13 @@ class Inflater:
         if d is None:
             d = self._d = zlib.decompressobj(self._wbits)
         try:
-            out: bytes = d.decompress(data, limit + 1)
-            if len(out) > limit:
-                raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big (decompressed)")
-            if fin:
-                left = limit - len(out)
-                if not d.eof:
-                    more = d.decompress(TAIL, left + 1)
-                    if len(more) > left:
-                        raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big (decompressed)")
-                    out += more
-                if d.eof and (d.unused_data not in (b"", TAIL[: len(d.unused_data)]) or d.unconsumed_tail):
-                    raise ProtocolError(CloseCode.INVALID_PAYLOAD, "data after the end of the deflate stream")
+            pieces, size = _inflate(d, data, limit)
+            if fin and not d.eof:
+                more, extra = _inflate(d, TAIL, limit - size)
+                pieces += more
+                size += extra
+            if fin and d.eof and (d.unused_data not in (b"", TAIL[: len(d.unused_data)]) or d.unconsumed_tail):
+                raise ProtocolError(CloseCode.INVALID_PAYLOAD, "data after the end of the deflate stream")
         except zlib.error:
             self._d = None
             raise ProtocolError(CloseCode.INVALID_PAYLOAD, "invalid compressed data") from None
@@ -370,8 +365,31 @@ class Inflater:
         if fin and (not self._context_takeover or d.eof):
             # A stream ended by a final block (BFINAL) cannot go on: the client starts a new one next time.
             self._d = None
-        return out
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
 
     def discard(self) -> None:
         """Drop the decompressor (the connection failed or ended)."""
         self._d = None
+
+
+INFLATE_STEP = 256 << 10
+"""Most bytes one zlib call may produce: output is taken in pieces of this size at most, so a message over the limit
+is found having held the limit + 1 byte plus one piece, never Python's buffer for a whole unbounded output."""
+
+
+def _inflate(d: Any, data: bytes, limit: int) -> tuple[list[bytes], int]:
+    """Inflate ``data`` with ``d`` into pieces; raise 1009 once more than ``limit`` bytes come out."""
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        want = min(limit - size + 1, INFLATE_STEP)
+        piece: bytes = d.decompress(data, want)
+        size += len(piece)
+        if size > limit:
+            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big (decompressed)")
+        pieces.append(piece)
+        data = d.unconsumed_tail
+        if not data and len(piece) < want:  # a full output buffer may mean more is pending inside zlib
+            return pieces, size
