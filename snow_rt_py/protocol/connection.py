@@ -452,11 +452,11 @@ class ServerProtocol:
 
     def _compressed_fits(self, b0: int, opcode: int, wire_size: int) -> bool:
         """A compressed message is bounded by its decompressed size (checked while inflating); on the wire it may
-        exceed ``max_message_size`` by deflate's worst-case growth on incompressible data (5 bytes per 16 KiB
-        stored block, and a little more)."""
+        exceed ``max_message_size`` by deflate's growth on incompressible data (5 bytes per stored block of 16 KiB
+        or more, 0.03%): 0.1% and 1 KiB are allowed."""
         compressed = b0 & 0x40 if opcode else self._msg_deflated
         limit = self._max_message_size
-        return bool(compressed) and wire_size <= limit + (limit >> 12) + 1024
+        return bool(compressed) and wire_size <= limit + (limit >> 10) + 1024
 
     def _inflate_message(self, opcode: int, payload: bytes) -> TextMessage | BinaryMessage | ProtocolFailure:
         """An unfragmented compressed message: inflate it (bounded), check its UTF-8 if text."""

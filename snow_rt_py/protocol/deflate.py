@@ -388,7 +388,7 @@ def _inflate(d: Any, data: bytes, limit: int) -> tuple[list[bytes], int]:
         piece: bytes = d.decompress(data, want)
         size += len(piece)
         if size > limit:
-            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big (decompressed)")
+            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
         pieces.append(piece)
         data = d.unconsumed_tail
         if not data and len(piece) < want:  # a full output buffer may mean more is pending inside zlib
