@@ -16,6 +16,13 @@
  *       are open, holds them H seconds answering server pings with pongs, then closes them (close 1000) and
  *       prints one JSON result line.
  *
+ * -z offers permessage-deflate (RFC 7692; "permessage-deflate; client_max_window_bits"): where the server accepts
+ * it, every message is sent compressed (compressed once from an empty context with the window the server allowed,
+ * RSV1 set), and every compressed message from the server is inflated (with the connection's own context unless
+ * the server answered server_no_context_takeover) and compared with what was sent. The result counts the
+ * connections that negotiated it ("deflate_conns"). -j makes the text message a JSON array of chat messages
+ * (padded with spaces to exactly -s bytes) instead of a repeated alphabet. Bytes read and written over the whole run are reported too.
+ *
  * Other options: -C max handshakes in progress (default 100), -T seconds allowed to open everything
  * (default 60), -M accept masked server frames (only for the raw TCP echo ceiling server, which reflects
  * the client's masked frames unchanged), -q no progress lines on stderr, -P busy-poll (epoll_wait never sleeps:
@@ -70,6 +77,8 @@ static struct {
     int allow_masked;
     int quiet;
     int busy_poll;
+    int deflate;
+    int json;
 } cfg;
 
 static struct {
@@ -87,6 +96,8 @@ static struct {
     uint64_t pings;             /* server pings received */
     uint64_t pongs;             /* pongs sent back */
     uint64_t clean_closes;      /* our close 1000 answered with a close frame */
+    uint64_t bytes_in, bytes_out; /* over the whole run */
+    uint64_t deflate_conns;     /* connections that negotiated permessage-deflate */
     int opened;                 /* connections that completed the handshake */
     int open_now;               /* connections open at this moment */
 } st;
@@ -172,7 +183,13 @@ typedef struct conn {
     size_t frag_len;
     int frag_bad;
     char accept[32];           /* expected Sec-WebSocket-Accept */
+    wsc_deflate_answer dfl;    /* what the server answered to -z */
+    z_stream *inflater;        /* made at the first compressed message */
 } conn_t;
+
+static unsigned char *zpayload[16]; /* the message compressed with each window size, made when first needed */
+static size_t zpayload_len[16];
+static unsigned char *ibuf;         /* inflated messages land here (size + 1 bytes) */
 
 static conn_t *conns;
 static int epfd;
@@ -208,6 +225,11 @@ static void conn_finish(conn_t *c) {
     free(c->wbuf);
     free(c->frame);
     free(c->ts);
+    if (c->inflater != NULL) {
+        inflateEnd(c->inflater);
+        free(c->inflater);
+        c->inflater = NULL;
+    }
     c->rbuf = c->wbuf = c->frame = NULL;
     c->ts = NULL;
     c->rlen = c->rcap = c->woff = c->wlen = c->wcap = 0;
@@ -237,6 +259,7 @@ static int flush(conn_t *c) {
         ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
         if (measuring) st.writes++;
         if (n > 0) {
+            st.bytes_out += (uint64_t)n;
             c->woff += (size_t)n;
             continue;
         }
@@ -266,7 +289,14 @@ static void build_message_frame(conn_t *c) {
     size_t swlen = c->wlen, swcap = c->wcap, swoff = c->woff;
     c->wbuf = NULL;
     c->wlen = c->wcap = c->woff = 0;
-    append_frame(c, cfg.binary ? 2 : 1, payload, cfg.size);
+    if (c->dfl.on) {
+        int w = c->dfl.client_window_bits >= 9 && c->dfl.client_window_bits <= 15 ? c->dfl.client_window_bits : 9;
+        if (zpayload[w] == NULL && (zpayload[w] = wsc_deflate_message(payload, cfg.size, w, &zpayload_len[w])) == NULL)
+            die("zlib could not compress the message");
+        append_frame(c, (cfg.binary ? 2 : 1) | 0x40, zpayload[w], zpayload_len[w]); /* RSV1: compressed */
+    } else {
+        append_frame(c, cfg.binary ? 2 : 1, payload, cfg.size);
+    }
     c->frame = c->wbuf;
     c->frame_len = c->wlen;
     c->wbuf = saved;
@@ -304,7 +334,8 @@ static void start_connection(conn_t *c) {
 
 static void send_handshake(conn_t *c) {
     char req[2048];
-    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "User-Agent: snow-loadgen\r\n", &rng_state, c->accept);
+    const char *extra = cfg.deflate ? "User-Agent: snow-loadgen\r\n" WSC_DEFLATE_OFFER : "User-Agent: snow-loadgen\r\n";
+    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, extra, &rng_state, c->accept);
     wappend(c, req, n);
     c->state = C_HANDSHAKE;
 }
@@ -360,7 +391,8 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
         size_t avail = len - off, h = f.header;
         int fin = f.fin, op = f.opcode, masked = f.masked;
         uint64_t plen = f.len;
-        if (f.rsv || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
+        int compressed = f.rsv == 0x40 && c->dfl.on && fin && (op == 1 || op == 2);
+        if ((f.rsv && !compressed) || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
             st.protocol_errors++;
             return -1;
         }
@@ -368,6 +400,20 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
         unsigned char *data = p + h;
         if (masked) {
             wsc_mask(data, (size_t)plen, p + h - 4);
+        }
+        if (compressed) { /* inflate it; from here on it is a plain message */
+            if (c->inflater == NULL) {
+                c->inflater = calloc(1, sizeof *c->inflater);
+                if (c->inflater == NULL || inflateInit2(c->inflater, -15) != Z_OK) die("zlib: no inflater");
+            }
+            long n = wsc_inflate_message(c->inflater, c->dfl.server_no_context, data, (size_t)plen, ibuf, cfg.size + 1);
+            if (n < 0) {
+                st.protocol_errors++;
+                return -1;
+            }
+            off += h + (size_t)plen;
+            message_done(c, op, (size_t)n != cfg.size || memcmp(ibuf, payload, cfg.size) != 0);
+            continue;
         }
         off += h + (size_t)plen;
         if (op >= 8) { /* control frame */
@@ -446,6 +492,10 @@ static int consume(conn_t *c, unsigned char *buf, size_t len) {
         }
         if (n == 0) goto keep;
         off = (size_t)n;
+        if (cfg.deflate) {
+            c->dfl = wsc_deflate_parse(buf, (size_t)n);
+            if (c->dfl.on) st.deflate_conns++;
+        }
         on_open(c);
     }
     {
@@ -489,6 +539,7 @@ static void on_readable(conn_t *c) {
     }
     ssize_t n = recv(c->fd, buf + have, cap - have, 0);
     if (measuring) st.reads++;
+    if (n > 0) st.bytes_in += (uint64_t)n;
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         if (c->state == C_HANDSHAKE)
@@ -542,7 +593,7 @@ static void on_writable(conn_t *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
-            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P]\n");
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j]\n");
     exit(2);
 }
 
@@ -566,12 +617,13 @@ static void print_errors(void) {
                       st.server_closes + st.io_errors + st.lost;
     printf("\"errors\":%llu,\"connect_errors\":%llu,\"handshake_errors\":%llu,\"protocol_errors\":%llu,"
            "\"mismatches\":%llu,\"server_closes\":%llu,\"io_errors\":%llu,\"lost\":%llu,\"pings\":%llu,"
-           "\"pongs\":%llu,\"clean_closes\":%llu",
+           "\"pongs\":%llu,\"clean_closes\":%llu,\"deflate_conns\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu",
            (unsigned long long)errors, (unsigned long long)st.connect_errors,
            (unsigned long long)st.handshake_errors, (unsigned long long)st.protocol_errors,
            (unsigned long long)st.mismatches, (unsigned long long)st.server_closes,
            (unsigned long long)st.io_errors, (unsigned long long)st.lost, (unsigned long long)st.pings,
-           (unsigned long long)st.pongs, (unsigned long long)st.clean_closes);
+           (unsigned long long)st.pongs, (unsigned long long)st.clean_closes, (unsigned long long)st.deflate_conns,
+           (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
 }
 
 int main(int argc, char **argv) {
@@ -593,7 +645,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqP")) != -1) {
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzj")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'c': cfg.conns = atoi(optarg); break;
@@ -608,6 +660,8 @@ int main(int argc, char **argv) {
         case 'M': cfg.allow_masked = 1; break;
         case 'q': cfg.quiet = 1; break;
         case 'P': cfg.busy_poll = 1; break;
+        case 'z': cfg.deflate = 1; break;
+        case 'j': cfg.json = 1; break;
         default: usage();
         }
     }
@@ -633,7 +687,25 @@ int main(int argc, char **argv) {
     payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
     for (size_t i = 0; i < cfg.size; i++)
         payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7) : (unsigned char)('a' + i % 26);
+    if (cfg.json && cfg.size >= 2) { /* a JSON array of chat messages, padded with spaces to exactly -s bytes */
+        static const char *users[] = {"alice", "bob", "carol", "dave"};
+        size_t at = 1;
+        payload[0] = '[';
+        for (int i = 0;; i++) {
+            char item[160];
+            int n = snprintf(item, sizeof item,
+                             "%s{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"seq\":%d,"
+                             "\"text\":\"message number %d from %s\"}",
+                             i ? "," : "", users[i % 4], 1000 + i * 7, i, users[(i + 1) % 4]);
+            if (at + (size_t)n + 1 > cfg.size) break;
+            memcpy(payload + at, item, (size_t)n);
+            at += (size_t)n;
+        }
+        memset(payload + at, ' ', cfg.size - 1 - at);
+        payload[cfg.size - 1] = ']';
+    }
     sbuf = xrealloc(NULL, sbuf_cap);
+    ibuf = xrealloc(NULL, cfg.size + 1);
     hist = calloc(HIST_MAX + 1, sizeof *hist);
     conns = calloc((size_t)cfg.conns, sizeof *conns);
     if (hist == NULL || conns == NULL) die("out of memory");
