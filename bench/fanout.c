@@ -33,6 +33,11 @@
  * and single frames over 16 KiB are skipped and counted as unexpected). Server pings are answered with pongs
  * carrying the same payload. Client frames are masked with a fresh random key per frame.
  *
+ * -z offers permessage-deflate (RFC 7692, "permessage-deflate; client_max_window_bits"); members where the server
+ * accepts it inflate compressed messages (RSV1; a context per member unless the server answered
+ * server_no_context_takeover) before checking them; "deflate_members" counts them. -j fills each message after its
+ * sequence header with JSON chat objects (numbered from the sequence number) instead of letters.
+ *
  * Output: event lines, then one JSON line with the results and the client's own CPU use during the window.
  * Every phase has a deadline; alarm() bounds the whole run as a last resort.
  */
@@ -87,6 +92,8 @@ struct conn {
     uint32_t expect;          /* next sequence number this member should receive */
     uint64_t received;        /* sequenced broadcasts received */
     char accept[32];          /* expected Sec-WebSocket-Accept */
+    wsc_deflate_answer dfl;   /* what the server answered to -z */
+    z_stream *inflater;       /* made at the first compressed message */
 };
 
 static struct {
@@ -101,12 +108,14 @@ static struct {
     double open_timeout;
     double round_timeout;
     double drain_timeout;
+    int deflate;
+    int json;
 } cfg = {.members = 1000, .rounds = 20, .window = 16, .duration = 5.0, .warmup = 1.0, .size = 64,
          .max_pending = 100, .open_timeout = 120.0, .round_timeout = 10.0, .drain_timeout = 30.0};
 
 static struct {
     uint64_t gaps, mismatches, out_of_order, unexpected, protocol, closed, connect_failed, handshake_failed;
-    uint64_t write_failed, pings, probes_sent, reads, frames, delivered;
+    uint64_t write_failed, pings, probes_sent, reads, frames, delivered, deflate_members, bytes_in;
 } st;
 
 static struct conn *conns;
@@ -170,6 +179,19 @@ static void make_payload(unsigned char *p, char kind, uint32_t seq) {
     memcpy(p + 2, digits, SEQ_DIGITS);
     p[2 + SEQ_DIGITS] = '-';
     for (i = 3 + SEQ_DIGITS; i < cfg.size; i++) p[i] = (unsigned char)('a' + (seq * 7u + (unsigned)i) % 26u);
+    if (cfg.json) { /* chat objects numbered from seq, cut at size (the header keeps the message a bench one) */
+        static const char *users[] = {"alice", "bob", "carol", "dave"};
+        char item[160];
+        int at = 3 + SEQ_DIGITS;
+        for (unsigned k = 0; at < cfg.size; k++) {
+            int n = snprintf(item, sizeof item,
+                             "{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"id\":%u,\"text\":\"hello number %u\"},",
+                             users[(seq + k) % 4], seq * 16 + k, k);
+            if (n > cfg.size - at) n = cfg.size - at;
+            memcpy(p + at, item, (size_t)n);
+            at += n;
+        }
+    }
 }
 
 static int parse_seq(const unsigned char *p, uint32_t *seq) {
@@ -277,7 +299,8 @@ static void start_conn(int i) {
 
 static void send_handshake(struct conn *c) {
     char req[1600];
-    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "", &rng_state, c->accept);
+    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, cfg.deflate ? WSC_DEFLATE_OFFER : "", &rng_state,
+                                     c->accept);
     c->state = ST_HANDSHAKE;
     set_events(c, 0);
     send_bytes(c, (unsigned char *)req, n);
@@ -408,6 +431,25 @@ static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
         int fin = f.fin, opcode = f.opcode;
         uint64_t len = f.len;
         size_t hdr = f.header;
+        if (f.rsv == 0x40 && c->dfl.on && fin && (opcode == 1 || opcode == 2) && len <= SMALL_FRAME && !f.masked) {
+            static unsigned char inflated[MAX_MSG];
+            if (n - off < hdr + len) break;
+            if (c->inflater == NULL) {
+                c->inflater = calloc(1, sizeof *c->inflater);
+                if (c->inflater == NULL || inflateInit2(c->inflater, -15) != Z_OK) die("zlib: no inflater");
+            }
+            long m = wsc_inflate_message(c->inflater, c->dfl.server_no_context, p + off + hdr, (size_t)len, inflated,
+                                         sizeof inflated);
+            if (m < 0) {
+                st.protocol++;
+                fatal("member %d: invalid compressed message", idx);
+                kill_conn(c);
+                break;
+            }
+            on_frame(c, 1, opcode, inflated, (size_t)m);
+            off += hdr + (size_t)len;
+            continue;
+        }
         if (f.rsv) {
             st.protocol++;
             fatal("member %d: reserved bits set", idx);
@@ -472,6 +514,10 @@ static size_t parse_response(struct conn *c, const unsigned char *p, size_t n) {
     }
     c->state = ST_OPEN;
     opened++;
+    if (cfg.deflate) {
+        c->dfl = wsc_deflate_parse(p, (size_t)head);
+        if (c->dfl.on) st.deflate_members++;
+    }
     return (size_t)head;
 }
 
@@ -481,6 +527,7 @@ static void on_readable(struct conn *c) {
     size_t have, used = 0;
     do n = read(c->fd, base, RBUF_SIZE);
     while (n < 0 && errno == EINTR);
+    if (n > 0) st.bytes_in += (uint64_t)n;
     if (n < 0) {
         if (errno == EAGAIN) return;
         st.closed++;
@@ -614,7 +661,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: fanout -u ws://HOST:PORT/PATH [-n members] [-K latency rounds] [-W window] [-d seconds]\n"
             "              [-w warmup seconds] [-s payload bytes] [-C max handshakes in progress]\n"
-            "              [-T open timeout s] [-R per-broadcast timeout s]\n");
+            "              [-T open timeout s] [-R per-broadcast timeout s] [-z] [-j]\n");
     exit(2);
 }
 
@@ -637,7 +684,7 @@ int main(int argc, char **argv) {
     double cpu0 = 0, cpu1 = 0;
     int probes = 0;
 
-    while ((opt = getopt(argc, argv, "u:n:K:W:d:w:s:C:T:R:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:n:K:W:d:w:s:C:T:R:zj")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'n': cfg.members = atoi(optarg); break;
@@ -649,6 +696,8 @@ int main(int argc, char **argv) {
         case 'C': cfg.max_pending = atoi(optarg); break;
         case 'T': cfg.open_timeout = atof(optarg); break;
         case 'R': cfg.round_timeout = atof(optarg); break;
+        case 'z': cfg.deflate = 1; break;
+        case 'j': cfg.json = 1; break;
         default: usage();
         }
     }
@@ -783,6 +832,8 @@ int main(int argc, char **argv) {
                (unsigned long long)st.unexpected, (unsigned long long)st.protocol, (unsigned long long)st.closed,
                (unsigned long long)st.connect_failed, (unsigned long long)st.handshake_failed,
                (unsigned long long)st.write_failed, (unsigned long long)st.pings);
+        printf("\"deflate_members\":%llu,\"bytes_in\":%llu,", (unsigned long long)st.deflate_members,
+               (unsigned long long)st.bytes_in);
         printf("\"ok\":%s,\"error\":", errors ? "false" : "true");
         json_str(fatal_msg);
         printf("}\n");

@@ -14,7 +14,8 @@
  *   loadgen idle -u ws://127.0.0.1:PORT/ [-c 10000] [-H 30]
  *       Opens N connections (at most -C handshakes in progress at once), prints {"event":"open",...} when all
  *       are open, holds them H seconds answering server pings with pongs, then closes them (close 1000) and
- *       prints one JSON result line.
+ *       prints one JSON result line. With -e each connection first sends one message (-s bytes) and reads its
+ *       echo, so what a connection keeps after its first message is held too.
  *
  * -z offers permessage-deflate (RFC 7692; "permessage-deflate; client_max_window_bits"): where the server accepts
  * it, every message is sent compressed (compressed once from an empty context with the window the server allowed,
@@ -79,6 +80,7 @@ static struct {
     int busy_poll;
     int deflate;
     int json;
+    int idle_echo;
 } cfg;
 
 static struct {
@@ -351,6 +353,12 @@ static void on_open(conn_t *c) {
         build_message_frame(c);
         c->ts = xrealloc(NULL, sizeof(uint64_t) * (size_t)cfg.inflight);
         for (int i = 0; i < cfg.inflight; i++) send_message(c);
+    } else if (cfg.idle_echo) { /* one message (and its echo) before the connection idles */
+        build_message_frame(c);
+        c->ts = xrealloc(NULL, sizeof(uint64_t));
+        send_message(c);
+        free(c->frame);
+        c->frame = NULL;
     }
 }
 
@@ -362,7 +370,11 @@ static void begin_close(conn_t *c) {
 
 static void message_done(conn_t *c, int op, int bad) {
     st.messages++;
-    if (cfg.mode != MODE_ECHO) return;
+    if (cfg.mode != MODE_ECHO) {
+        if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
+        if (c->ts_count > 0) c->ts_count--;
+        return;
+    }
     if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
     if (c->ts_count > 0) {
         uint64_t sent = c->ts[c->ts_head];
@@ -593,7 +605,7 @@ static void on_writable(conn_t *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
-            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j]\n");
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j] [-e]\n");
     exit(2);
 }
 
@@ -645,7 +657,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzj")) != -1) {
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzje")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'c': cfg.conns = atoi(optarg); break;
@@ -662,6 +674,7 @@ int main(int argc, char **argv) {
         case 'P': cfg.busy_poll = 1; break;
         case 'z': cfg.deflate = 1; break;
         case 'j': cfg.json = 1; break;
+        case 'e': cfg.idle_echo = 1; break;
         default: usage();
         }
     }

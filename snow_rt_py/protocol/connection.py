@@ -452,11 +452,12 @@ class ServerProtocol:
 
     def _compressed_fits(self, b0: int, opcode: int, wire_size: int) -> bool:
         """A compressed message is bounded by its decompressed size (checked while inflating); on the wire it may
-        exceed ``max_message_size`` by deflate's growth on incompressible data (5 bytes per stored block of 16 KiB
-        or more, 0.03%): 0.1% and 1 KiB are allowed."""
+        exceed ``max_message_size`` by deflate's growth on incompressible data: 5 bytes per stored block, whose size
+        depends on the sender's memLevel (0.25% with websockets' memLevel 5), up to zlib's deflateBound for unusual
+        settings: 1/8 more and 1 KiB are allowed on the wire."""
         compressed = b0 & 0x40 if opcode else self._msg_deflated
         limit = self._max_message_size
-        return bool(compressed) and wire_size <= limit + (limit >> 10) + 1024
+        return bool(compressed) and wire_size <= limit + (limit >> 3) + 1024
 
     def _inflate_message(self, opcode: int, payload: bytes) -> TextMessage | BinaryMessage | ProtocolFailure:
         """An unfragmented compressed message: inflate it (bounded), check its UTF-8 if text."""
