@@ -54,7 +54,8 @@ test: lint typecheck unit
 
 # Every peer in one run (issue 6): echo, latency, 1 MiB, idle memory, broadcast; summary in build/bench_all.md.
 # Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2), the C boundary (issue 5) and
-# C callbacks on 1 and 2 workers (bench_workers.py), and memory under hostile clients (bench_abuse.py, issue 11).
+# C callbacks on 1 and 2 workers (bench_workers.py), memory under hostile clients (bench_abuse.py, issue 11), and
+# permessage-deflate (bench_deflate.py, issue 13: idle memory, broadcast, echo, bytes on the wire, loop stall).
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
@@ -63,6 +64,7 @@ bench: build
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_abuse.py
+	$(PY) bench/bench_deflate.py
 
 # Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
 # compression) against the Python and the C echo servers; sets the suite up in .autobahn/ (Python 2.7: PYTHON27=...,
