@@ -41,6 +41,8 @@ class RoomRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rooms: dict[str, dict[int, Connection]] = {}
+        # Members with permessage-deflate, per room: a room with none broadcasts through broadcast_frame alone.
+        self._deflated: dict[str, int] = {}
 
     def join(self, conn: Connection, room: str) -> None:
         """Add ``conn`` to ``room`` (no-op if already a member).
@@ -53,7 +55,10 @@ class RoomRegistry:
         with self._lock:
             if conn.rooms_closed or not conn.open:
                 raise ConnectionClosedError(f"connection {conn.id} has ended; it cannot join {room!r}")
-            self._rooms.setdefault(room, {})[conn.id] = conn
+            members = self._rooms.setdefault(room, {})
+            if conn.id not in members and conn._deflate is not None:
+                self._deflated[room] = self._deflated.get(room, 0) + 1
+            members[conn.id] = conn
             if not conn.rooms_joined:
                 conn.rooms_joined = set()  # replaces the shared empty placeholder
             conn.rooms_joined.add(room)
@@ -80,8 +85,15 @@ class RoomRegistry:
 
     def _remove(self, conn: Connection, room: str) -> None:
         members = self._rooms.get(room)
-        if members is not None and members.pop(conn.id, None) is not None and not members:
-            del self._rooms[room]
+        if members is not None and members.pop(conn.id, None) is not None:
+            if conn._deflate is not None:
+                left = self._deflated[room] - 1
+                if left:
+                    self._deflated[room] = left
+                else:
+                    del self._deflated[room]
+            if not members:
+                del self._rooms[room]
         if room in conn.rooms_joined:
             conn.rooms_joined.discard(room)
 
@@ -106,6 +118,8 @@ class RoomRegistry:
                 raise InvalidArgumentError(f"message must be str or bytes, not {type(message).__name__}")
         except UsageError as exc:
             raise InvalidArgumentError(str(exc)) from None
+        if not self._deflated.get(room):  # nobody to compress for (read without the lock: a hint, see _fan_out)
+            return self.broadcast_frame(room, frame, except_conn)
         return self._fan_out(room, frame, except_conn, opcode, message)
 
     def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | None = None) -> int:
@@ -118,6 +132,8 @@ class RoomRegistry:
         why = utf8_error(data)
         if why is not None:
             raise InvalidUtf8Error(f"not valid UTF-8: {why}")
+        if not self._deflated.get(room):
+            return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
         return self._fan_out(room, encode_frame(Opcode.TEXT, data), except_conn, Opcode.TEXT, data)
 
     def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | None = None) -> int:
@@ -143,7 +159,9 @@ class RoomRegistry:
     ) -> int:
         """broadcast_frame, except that members with permessage-deflate get the message compressed: compressed once
         for all whose messages start from an empty context (the same frame object queued for each), per member for
-        a dedicated context; members without compression, or for which it is too short, get ``frame``."""
+        a dedicated context; members without compression, or for which it is too short, get ``frame``. (A member
+        with compression that joins while the count was read as 0 may get this one message plain: RFC 7692 allows
+        any message uncompressed.)"""
         with self._lock:
             members = self._rooms.get(room)
             if not members:
