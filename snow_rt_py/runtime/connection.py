@@ -39,7 +39,7 @@ from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, enco
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
-from snow_rt_py.runtime.compression import ConnectionDeflate, compressed_frame
+from snow_rt_py.runtime.compression import ConnectionDeflate, compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.scheduler import Actor, Tag
@@ -299,7 +299,7 @@ class Connection(asyncio.Protocol):
         bytes (RSV1 set), else as a plain frame (RFC 7692 §6 allows either, per message)."""
         deflate = self._deflate
         assert deflate is not None
-        if len(data) < deflate.min_size or self.phase is not _OPEN:
+        if len(data) < deflate.min_size or self.phase is not _OPEN or not worth_compressing(data):
             if len(data) >= SEPARATE_PAYLOAD_MIN:
                 self._send_parts(frame_header(opcode, len(data)), data)
             else:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
 from snow_rt_py.protocol.utf8 import utf8_error
+from snow_rt_py.runtime.compression import worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 
 if TYPE_CHECKING:
@@ -168,7 +169,9 @@ class RoomRegistry:
                 return 0
             targets = list(members.values())
         failures = 0
-        data: bytes | None = None
+        data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        if not worth_compressing(data):
+            return self.broadcast_frame(room, frame, except_conn)
         shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
         for conn in targets:
             if conn is except_conn:
@@ -177,8 +180,6 @@ class RoomRegistry:
             if deflate is None:
                 ok = conn.offer_frame(frame)
             else:
-                if data is None:
-                    data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
                 if len(data) < deflate.min_size:
                     ok = conn.offer_frame(frame)
                 else:

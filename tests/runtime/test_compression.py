@@ -237,3 +237,19 @@ def test_uncompressed_frames_still_accepted_after_compressed_fragmented_one(star
     frame = client.recv_frame()
     assert inflate(frame.payload) == "fragmented é message ".encode() * 20
     client.close()
+
+
+def test_large_incompressible_messages_go_out_plain(start_server) -> None:
+    """From 256 KiB on, a message whose start does not compress is sent plain (RSV1 clear): no time spent deflating
+    random bytes. A compressible one of the same size is compressed."""
+    server = start_server(APPS["echo"](), ping_interval=0, max_message_size=4 << 20)
+    client, _ = raw(server.port)
+    noise = os.urandom(1 << 20)
+    client.send_frame(2, noise)
+    frame = client.recv_frame()
+    assert (frame.rsv, frame.payload) == (0, noise)
+    text = b'{"user":"carol","text":"a compressible message"}' * 22_000
+    client.send_frame(1, text)
+    frame = client.recv_frame()
+    assert frame.rsv == 4 and inflate(frame.payload) == text and len(frame.payload) < len(text) // 20
+    client.close()
