@@ -28,6 +28,7 @@ measures how long the loop is held by a large message either way.
 
 from __future__ import annotations
 
+import functools
 import threading
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -201,6 +202,13 @@ class ConnectionDeflate:
             self._reserved = 0
 
 
+@functools.lru_cache(maxsize=128)
+def _negotiate(offers: tuple[str, ...], context_takeover: bool, window_bits: int) -> DeflateParams | None:
+    """:func:`~snow_rt_py.protocol.deflate.negotiate`, remembered: clients of one kind send the same offer, and the
+    connections then share one (immutable) DeflateParams and response string."""
+    return negotiate(list(offers), context_takeover=context_takeover, window_bits=window_bits)
+
+
 def negotiate_for(
     options: ServerOptions, pool: CompressorPool, offers: list[str]
 ) -> tuple[ConnectionDeflate | None, bool]:
@@ -214,7 +222,7 @@ def negotiate_for(
     if mode == "off" or not offers:
         return None, False
     if mode == "dedicated":
-        params = negotiate(offers, context_takeover=True, window_bits=options.compression_window_bits)
+        params = _negotiate(tuple(offers), True, options.compression_window_bits)
         if params is None:
             return None, False
         cost = 0
@@ -226,10 +234,10 @@ def negotiate_for(
             return ConnectionDeflate(params, "dedicated", options, pool, 0), False
         if pool.reserve(cost, options.compression_memory_budget):
             return ConnectionDeflate(params, "dedicated", options, pool, cost), False
-        shared = negotiate(offers, context_takeover=False, window_bits=MAX_WINDOW_BITS)
+        shared = _negotiate(tuple(offers), False, MAX_WINDOW_BITS)
         assert shared is not None  # the same offer fits: only our policy differs
         return ConnectionDeflate(shared, "shared", options, pool, 0), True
-    params = negotiate(offers, context_takeover=False, window_bits=MAX_WINDOW_BITS)
+    params = _negotiate(tuple(offers), False, MAX_WINDOW_BITS)
     if params is None:
         return None, False
     return ConnectionDeflate(params, "shared", options, pool, 0), False
