@@ -202,10 +202,17 @@ class ConnectionDeflate:
             self._reserved = 0
 
 
-@functools.lru_cache(maxsize=128)
 def _negotiate(offers: tuple[str, ...], context_takeover: bool, window_bits: int) -> DeflateParams | None:
-    """:func:`~snow_rt_py.protocol.deflate.negotiate`, remembered: clients of one kind send the same offer, and the
-    connections then share one (immutable) DeflateParams and response string."""
+    """:func:`~snow_rt_py.protocol.deflate.negotiate`, remembered for short offers: clients of one kind send the
+    same offer, and the connections then share one (immutable) DeflateParams and response string. (Long offers are
+    not kept: a client could not fill the cache with large strings.)"""
+    if sum(map(len, offers)) > 256:
+        return negotiate(list(offers), context_takeover=context_takeover, window_bits=window_bits)
+    return _negotiate_short(offers, context_takeover, window_bits)
+
+
+@functools.lru_cache(maxsize=128)
+def _negotiate_short(offers: tuple[str, ...], context_takeover: bool, window_bits: int) -> DeflateParams | None:
     return negotiate(list(offers), context_takeover=context_takeover, window_bits=window_bits)
 
 
