@@ -328,11 +328,17 @@ def stall(opts: argparse.Namespace, tmp: Path) -> list[str]:
         "16 MiB random": os.urandom(16 << 20),
     }
     rows = [
-        "| message (echoed by our server) | compression | echo time | worst small round trip meanwhile |",
+        "| message (echoed by our server) | compression, handlers | echo time | worst small round trip meanwhile |",
         "|---|---|---:|---:|",
     ]
-    for name in ("snow shared", "snow off"):
-        with be.running_server(servers[name], tmp) as server:
+    variants = {
+        "shared, workers=0": servers["snow shared"],
+        "shared, workers=2": spec("snow shared w2", [*SNOW, "--app", "echo", "--workers", "2"]),
+        "off, workers=0": servers["snow off"],
+    }
+    for mode, server_spec in variants.items():
+        name = server_spec.name
+        with be.running_server(server_spec, tmp) as server:
             for label, payload in payloads.items():
                 worst = [0.0]
                 done = threading.Event()
@@ -346,7 +352,7 @@ def stall(opts: argparse.Namespace, tmp: Path) -> list[str]:
                             worst[0] = max(worst[0], time.perf_counter() - t0)
                             time.sleep(0.001)
 
-                with connect(server.url, max_size=None, compression="deflate" if name != "snow off" else None) as big:
+                with connect(server.url, max_size=None, compression=None if name == "snow off" else "deflate") as big:
                     thread = threading.Thread(target=prober, daemon=True)
                     thread.start()
                     time.sleep(0.3)
@@ -358,7 +364,6 @@ def stall(opts: argparse.Namespace, tmp: Path) -> list[str]:
                     time.sleep(0.1)
                     done.set()
                     thread.join(30)
-                mode = "shared" if name == "snow shared" else "off"
                 print(f"  stall {label} {mode}: echo {took * 1000:.0f} ms, worst probe {worst[0] * 1000:.1f} ms")
                 rows.append(f"| {label} | {mode} | {took * 1000:.0f} ms | {worst[0] * 1000:.1f} ms |")
     return rows
