@@ -70,6 +70,7 @@
 #define RING 4096                /* completion counters, indexed by sequence number; must exceed the window */
 #define MAX_EVENTS 4096
 #define SEQ_DIGITS 10
+#define MAX_SIZE 4096            /* largest -s (the sender's buffers hold a window of such frames) */
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
 
@@ -702,7 +703,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!url || cfg.members < 1 || cfg.rounds < 0 || cfg.window < 1 || cfg.window >= RING / 2 ||
-        cfg.duration <= 0 || cfg.warmup < 0 || cfg.size < 3 + SEQ_DIGITS || cfg.size > 125 || cfg.max_pending < 1)
+        cfg.duration <= 0 || cfg.warmup < 0 || cfg.size < 3 + SEQ_DIGITS || cfg.size > MAX_SIZE || cfg.max_pending < 1)
         usage();
     parse_url(url);
     alarm((unsigned)(cfg.open_timeout + cfg.rounds * cfg.round_timeout + 30 * 0.5 + cfg.warmup + cfg.duration +
@@ -739,7 +740,7 @@ int main(int argc, char **argv) {
 
     /* 2. barrier: every member is in the room */
     while (!fatal_msg[0] && ready_count < cfg.members) {
-        unsigned char payload[128], frame[160];
+        unsigned char payload[MAX_SIZE], frame[MAX_SIZE + 16];
         if (probes == 20) {
             fatal("%d of %d members never received a probe broadcast (not in the room?)", cfg.members - ready_count,
                   cfg.members);

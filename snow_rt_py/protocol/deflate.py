@@ -380,16 +380,27 @@ is found having held the limit + 1 byte plus one piece, never Python's buffer fo
 
 
 def _inflate(d: Any, data: bytes, limit: int) -> tuple[list[bytes], int]:
-    """Inflate ``data`` with ``d`` into pieces; raise 1009 once more than ``limit`` bytes come out."""
+    """Inflate ``data`` with ``d`` into pieces; raise 1009 once more than ``limit`` bytes come out.
+
+    The input goes in by slices of at most INFLATE_STEP bytes: zlib hands what it did not consume back as a new
+    object (``unconsumed_tail``), and giving it the whole 16 MiB payload at each step would copy it again and again.
+    """
     pieces: list[bytes] = []
     size = 0
-    while True:
-        want = min(limit - size + 1, INFLATE_STEP)
-        piece: bytes = d.decompress(data, want)
-        size += len(piece)
-        if size > limit:
-            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
-        pieces.append(piece)
-        data = d.unconsumed_tail
-        if not data and len(piece) < want:  # a full output buffer may mean more is pending inside zlib
-            return pieces, size
+    view = memoryview(data)
+    for start in range(0, max(len(data), 1), INFLATE_STEP):
+        chunk: bytes | memoryview = view[start : start + INFLATE_STEP]
+        while True:
+            want = min(limit - size + 1, INFLATE_STEP)
+            piece: bytes = d.decompress(chunk, want)
+            size += len(piece)
+            if size > limit:
+                raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            if piece:
+                pieces.append(piece)
+            chunk = d.unconsumed_tail
+            if not chunk and len(piece) < want:  # a full output buffer may mean more is pending inside zlib
+                break
+    if not pieces:
+        pieces.append(b"")
+    return pieces, size

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
 from snow_rt_py.protocol.utf8 import utf8_error
-from snow_rt_py.runtime.compression import worth_compressing
+from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 
 if TYPE_CHECKING:
@@ -168,23 +168,32 @@ class RoomRegistry:
             if not members:
                 return 0
             targets = list(members.values())
-        failures = 0
         data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
         if not worth_compressing(data):
             return self.broadcast_frame(room, frame, except_conn)
-        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
+        n = len(data)
+        plain: list[Connection] = []
+        dedicated: list[Connection] = []
+        groups: dict[tuple[int, bool], list[Connection]] = {}  # members sharing one compressed frame, by window
         for conn in targets:
+            deflate = conn._deflate
             if conn is except_conn:
                 continue
-            deflate = conn._deflate
-            if deflate is None:
-                ok = conn.offer_frame(frame)
+            if deflate is None or n < deflate.min_size:
+                plain.append(conn)
+            elif deflate.shares_frames:
+                groups.setdefault(deflate.key, []).append(conn)
             else:
-                if len(data) < deflate.min_size:
-                    ok = conn.offer_frame(frame)
-                else:
-                    ok = conn.offer_deflated(opcode, data, shared)
-            if not ok:
+                dedicated.append(conn)
+        failures = _offer_all(plain, frame, None)
+        for group in groups.values():
+            first = group[0]._deflate
+            assert first is not None
+            compressed, payload = compressed_frame(opcode, first.compress_shared(data))  # once for the group
+            failures += _offer_all(group, compressed, payload)
+        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
+        for conn in dedicated:  # each has its own context: compressed per member
+            if not conn.offer_deflated(opcode, data, shared):
                 failures += 1
         return failures
 
@@ -207,6 +216,20 @@ class RoomRegistry:
         """Every room with at least one member, sorted."""
         with self._lock:
             return sorted(self._rooms)
+
+
+def _offer_all(members: list[Connection], frame: bytes, payload: bytes | None) -> int:
+    """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member; the failures."""
+    failures = 0
+    if payload is None:
+        for conn in members:
+            if not conn.offer_frame(frame):
+                failures += 1
+    else:
+        for conn in members:
+            if not conn.offer_frame(frame, 1, payload):
+                failures += 1
+    return failures
 
 
 def _check_room(room: object) -> None:
