@@ -22,7 +22,8 @@
  * RSV1 set), and every compressed message from the server is inflated (with the connection's own context unless
  * the server answered server_no_context_takeover) and compared with what was sent. The result counts the
  * connections that negotiated it ("deflate_conns"). -j makes the text message a JSON array of chat messages
- * (padded with spaces to exactly -s bytes) instead of a repeated alphabet. Bytes read and written over the whole run are reported too.
+ * (padded with spaces to exactly -s bytes) instead of a repeated alphabet. -V N sends N different messages in turn
+ * (default 1: the same message every time); each echo is compared with the one it answers. Bytes read and written over the whole run are reported too.
  *
  * Other options: -C max handshakes in progress (default 100), -T seconds allowed to open everything
  * (default 60), -M accept masked server frames (only for the raw TCP echo ceiling server, which reflects
@@ -81,6 +82,7 @@ static struct {
     int deflate;
     int json;
     int idle_echo;
+    int variants;
 } cfg;
 
 static struct {
@@ -176,8 +178,10 @@ typedef struct conn {
     unsigned char *wbuf;       /* output not yet accepted by the kernel */
     size_t woff, wlen, wcap;
     unsigned char mask[4];
-    unsigned char *frame;      /* one masked message frame, built once (echo mode) */
-    size_t frame_len;
+    unsigned char *frame;      /* the masked frames of the -V variants, back to back, built once */
+    size_t frame_len;          /* bytes of all of them */
+    size_t *frame_at;          /* where variant v starts in frame (v = 0..variants) */
+    uint64_t sent_n, recv_n;   /* messages sent / echoed: the next of each is variant n % variants */
     uint64_t *ts;              /* ring of send times of the messages in flight */
     unsigned ts_head, ts_count;
     int in_frag;               /* a fragmented message is being received */
@@ -189,15 +193,17 @@ typedef struct conn {
     z_stream *inflater;        /* made at the first compressed message */
 } conn_t;
 
-static unsigned char *zpayload[16]; /* the message compressed with each window size, made when first needed */
-static size_t zpayload_len[16];
+#define MAX_VARIANTS 256
+static unsigned char *zpayload[16][MAX_VARIANTS]; /* each variant compressed with each window, made when needed */
+static size_t zpayload_len[16][MAX_VARIANTS];
 static unsigned char *ibuf;         /* inflated messages land here (size + 1 bytes) */
 
 static conn_t *conns;
 static int epfd;
 static struct sockaddr_storage server_addr;
 static socklen_t server_addrlen;
-static unsigned char *payload;     /* the message every connection sends */
+static unsigned char *payloads[MAX_VARIANTS]; /* the messages every connection sends, in turn (-V) */
+#define EXPECTED(c) payloads[(c)->recv_n % (unsigned)cfg.variants] /* what the next echo must be */
 static unsigned char *sbuf;        /* shared read buffer */
 static size_t sbuf_cap = 256 * 1024;
 static int stopping;               /* echo: no more replacements; idle: closing */
@@ -227,6 +233,8 @@ static void conn_finish(conn_t *c) {
     free(c->wbuf);
     free(c->frame);
     free(c->ts);
+    free(c->frame_at);
+    c->frame_at = NULL;
     if (c->inflater != NULL) {
         inflateEnd(c->inflater);
         free(c->inflater);
@@ -291,14 +299,20 @@ static void build_message_frame(conn_t *c) {
     size_t swlen = c->wlen, swcap = c->wcap, swoff = c->woff;
     c->wbuf = NULL;
     c->wlen = c->wcap = c->woff = 0;
-    if (c->dfl.on) {
-        int w = c->dfl.client_window_bits >= 9 && c->dfl.client_window_bits <= 15 ? c->dfl.client_window_bits : 9;
-        if (zpayload[w] == NULL && (zpayload[w] = wsc_deflate_message(payload, cfg.size, w, &zpayload_len[w])) == NULL)
-            die("zlib could not compress the message");
-        append_frame(c, (cfg.binary ? 2 : 1) | 0x40, zpayload[w], zpayload_len[w]); /* RSV1: compressed */
-    } else {
-        append_frame(c, cfg.binary ? 2 : 1, payload, cfg.size);
+    c->frame_at = xrealloc(c->frame_at, sizeof(size_t) * ((size_t)cfg.variants + 1));
+    for (int v = 0; v < cfg.variants; v++) {
+        c->frame_at[v] = c->wlen;
+        if (c->dfl.on) {
+            int w = c->dfl.client_window_bits >= 9 && c->dfl.client_window_bits <= 15 ? c->dfl.client_window_bits : 9;
+            if (zpayload[w][v] == NULL &&
+                (zpayload[w][v] = wsc_deflate_message(payloads[v], cfg.size, w, &zpayload_len[w][v])) == NULL)
+                die("zlib could not compress the message");
+            append_frame(c, (cfg.binary ? 2 : 1) | 0x40, zpayload[w][v], zpayload_len[w][v]); /* RSV1: compressed */
+        } else {
+            append_frame(c, cfg.binary ? 2 : 1, payloads[v], cfg.size);
+        }
     }
+    c->frame_at[cfg.variants] = c->wlen;
     c->frame = c->wbuf;
     c->frame_len = c->wlen;
     c->wbuf = saved;
@@ -308,7 +322,8 @@ static void build_message_frame(conn_t *c) {
 }
 
 static void send_message(conn_t *c) {
-    wappend(c, c->frame, c->frame_len);
+    unsigned v = (unsigned)(c->sent_n++ % (unsigned)cfg.variants);
+    wappend(c, c->frame + c->frame_at[v], c->frame_at[v + 1] - c->frame_at[v]);
     c->ts[(c->ts_head + c->ts_count) % (unsigned)cfg.inflight] = loop_now;
     c->ts_count++;
 }
@@ -358,7 +373,9 @@ static void on_open(conn_t *c) {
         c->ts = xrealloc(NULL, sizeof(uint64_t));
         send_message(c);
         free(c->frame);
+        free(c->frame_at);
         c->frame = NULL;
+        c->frame_at = NULL;
     }
 }
 
@@ -370,6 +387,7 @@ static void begin_close(conn_t *c) {
 
 static void message_done(conn_t *c, int op, int bad) {
     st.messages++;
+    c->recv_n++;
     if (cfg.mode != MODE_ECHO) {
         if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
         if (c->ts_count > 0) c->ts_count--;
@@ -424,7 +442,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
                 return -1;
             }
             off += h + (size_t)plen;
-            message_done(c, op, (size_t)n != cfg.size || memcmp(ibuf, payload, cfg.size) != 0);
+            message_done(c, op, (size_t)n != cfg.size || memcmp(ibuf, EXPECTED(c), cfg.size) != 0);
             continue;
         }
         off += h + (size_t)plen;
@@ -462,7 +480,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
                 st.protocol_errors++;
                 return -1;
             }
-            int bad = cfg.mode == MODE_ECHO && (plen > cfg.size || memcmp(data, payload, (size_t)plen) != 0);
+            int bad = cfg.mode == MODE_ECHO && (plen > cfg.size || memcmp(data, EXPECTED(c), (size_t)plen) != 0);
             if (fin) {
                 message_done(c, op, bad || plen != cfg.size);
             } else {
@@ -477,7 +495,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
                 return -1;
             }
             if (cfg.mode == MODE_ECHO &&
-                (c->frag_len + plen > cfg.size || memcmp(data, payload + c->frag_len, (size_t)plen) != 0))
+                (c->frag_len + plen > cfg.size || memcmp(data, EXPECTED(c) + c->frag_len, (size_t)plen) != 0))
                 c->frag_bad = 1;
             c->frag_len += (size_t)plen;
             if (fin) {
@@ -605,7 +623,7 @@ static void on_writable(conn_t *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
-            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j] [-e]\n");
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j] [-e] [-V variants]\n");
     exit(2);
 }
 
@@ -648,6 +666,7 @@ int main(int argc, char **argv) {
         usage();
     cfg.conns = cfg.mode == MODE_ECHO ? 100 : 10000;
     cfg.inflight = 16;
+    cfg.variants = 1;
     cfg.size = 32;
     cfg.duration = 5;
     cfg.warmup = 1;
@@ -657,7 +676,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzje")) != -1) {
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzjeV:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'c': cfg.conns = atoi(optarg); break;
@@ -675,11 +694,12 @@ int main(int argc, char **argv) {
         case 'z': cfg.deflate = 1; break;
         case 'j': cfg.json = 1; break;
         case 'e': cfg.idle_echo = 1; break;
+        case 'V': cfg.variants = atoi(optarg); break;
         default: usage();
         }
     }
     if (url == NULL || cfg.conns < 1 || cfg.inflight < 1 || cfg.max_pending < 1 || cfg.duration <= 0 ||
-        cfg.warmup < 0 || cfg.hold < 0 || cfg.size > MAX_FRAME)
+        cfg.warmup < 0 || cfg.hold < 0 || cfg.size > MAX_FRAME || cfg.variants < 1 || cfg.variants > MAX_VARIANTS)
         usage();
     parse_url(url);
 
@@ -697,25 +717,30 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     rng_state = wsc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
     if (rng_state == 0) rng_state = 1;
-    payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
-    for (size_t i = 0; i < cfg.size; i++)
-        payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7) : (unsigned char)('a' + i % 26);
-    if (cfg.json && cfg.size >= 2) { /* a JSON array of chat messages, padded with spaces to exactly -s bytes */
-        static const char *users[] = {"alice", "bob", "carol", "dave"};
-        size_t at = 1;
-        payload[0] = '[';
-        for (int i = 0;; i++) {
-            char item[160];
-            int n = snprintf(item, sizeof item,
-                             "%s{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"seq\":%d,"
-                             "\"text\":\"message number %d from %s\"}",
-                             i ? "," : "", users[i % 4], 1000 + i * 7, i, users[(i + 1) % 4]);
-            if (at + (size_t)n + 1 > cfg.size) break;
-            memcpy(payload + at, item, (size_t)n);
-            at += (size_t)n;
+    for (int v = 0; v < cfg.variants; v++) {
+        unsigned char *payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
+        for (size_t i = 0; i < cfg.size; i++)
+            payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7 + (size_t)v * 17)
+                                    : (unsigned char)('a' + (i + (size_t)v * 7) % 26);
+        if (cfg.json && cfg.size >= 2) { /* a JSON array of chat messages, padded with spaces to exactly -s bytes */
+            static const char *users[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace"};
+            size_t at = 1;
+            payload[0] = '[';
+            for (int i = 0;; i++) {
+                char item[160];
+                int k = v * 13 + i; /* each variant has its own numbers and names */
+                int n = snprintf(item, sizeof item,
+                                 "%s{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"seq\":%d,"
+                                 "\"text\":\"message number %d from %s\"}",
+                                 i ? "," : "", users[k % 7], 1000 + k * 7919 % 100000, k, users[(k * 3 + 1) % 7]);
+                if (at + (size_t)n + 1 > cfg.size) break;
+                memcpy(payload + at, item, (size_t)n);
+                at += (size_t)n;
+            }
+            memset(payload + at, ' ', cfg.size - 1 - at);
+            payload[cfg.size - 1] = ']';
         }
-        memset(payload + at, ' ', cfg.size - 1 - at);
-        payload[cfg.size - 1] = ']';
+        payloads[v] = payload;
     }
     sbuf = xrealloc(NULL, sbuf_cap);
     ibuf = xrealloc(NULL, cfg.size + 1);
