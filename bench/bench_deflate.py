@@ -10,7 +10,8 @@ Sections (``--only`` picks some; all by default):
   compression (``bench/fanout.c -z -j``): deliveries/s. Ours (Python CLI and C chat_server, default = shared),
   ``websockets`` and Node ``ws`` with compression on (both compress per connection).
 * ``echo``: 1 KiB JSON text echoed with compression, 100 connections x 16 in flight (``loadgen echo -z -j``):
-  messages/s, with 64 different messages in turn (``-V 64``: chat traffic) and with one message repeated. Ours shared and dedicated, ``websockets`` (default: compression on), Node ``ws`` (perMessageDeflate).
+  messages/s, with 64 different messages in turn (``-V 64``: chat traffic) and with one message repeated. Ours
+  shared and dedicated, ``websockets`` (default: compression on), Node ``ws`` (perMessageDeflate).
 * ``wire``: bytes on the wire both ways for a stream of ``--messages`` (10,000) JSON chat messages (100-300 bytes,
   drawn from a fixed seed) sent by a ``websockets`` client (its default offer) and echoed, through a counting TCP
   proxy: ours in each mode against ``websockets``' default.
