@@ -147,7 +147,16 @@ def broadcast(opts: argparse.Namespace, tmp: Path) -> list[str]:
             with be.running_server(server_spec, tmp) as server:
                 args = ["-u", server.url, "-n", str(opts.members), "-s", "1024", "-j", "-z", "-W", "16", "-K", "10"]
                 args += ["-d", str(opts.duration), "-w", "1", "-C", "100", "-T", "180"]
-                result = be.run_loadgen(args, timeout=600, program=FANOUT)
+                cpu: dict[str, float] = {}
+
+                def on_event(event: str, pid: int = server.pid, cpu: dict[str, float] = cpu) -> None:
+                    if event in ("measure_start", "measure_end"):
+                        cpu[event] = be.proc_cpu_seconds(pid)
+
+                result = be.run_loadgen(args, timeout=600, on_event=on_event, program=FANOUT)
+                server_cpu = cpu.get("measure_end", 0.0) - cpu.get("measure_start", 0.0)
+                result["server_cpu_s"] = server_cpu
+                result["per_cpu_s"] = result["deliveries"] / server_cpu if server_cpu > 0 else float("nan")
                 ok = result.get("ok") and result.get("deflate_members") == opts.members
                 if not ok:
                     print(f"  ! {name}: {json.dumps({k: v for k, v in result.items() if k != 'stderr'})}")
@@ -155,21 +164,27 @@ def broadcast(opts: argparse.Namespace, tmp: Path) -> list[str]:
                 print(
                     f"  broadcast {name}: {result['deliveries_per_s']:.0f} deliveries/s, "
                     f"p50 {result['latency_ms_p50']:.1f} ms, compressed members {result.get('deflate_members')}, "
-                    f"bytes in {result.get('bytes_in')}",
+                    f"bytes in {result.get('bytes_in')}, client cpu {result['cpu_pct']:.0f}%, server cpu "
+                    f"{result['server_cpu_s']:.2f} s: {result['per_cpu_s']:,.0f} deliveries per server CPU second",
                     flush=True,
                 )
     rows = [
-        f"| server ({opts.members} members, all with permessage-deflate) | deliveries/s | one broadcast to all, p50 "
-        "| vs websockets | vs node ws |",
-        "|---|---:|---:|---:|---:|",
+        f"| server ({opts.members} members, all with permessage-deflate) | deliveries/s | client CPU "
+        "| deliveries per server CPU second | one broadcast to all, p50 | vs websockets (per s; per CPU s) "
+        "| vs node ws (per s; per CPU s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     med = {n: median([r["deliveries_per_s"] for r in rs]) for n, rs in results.items()}
+    eff = {n: median([r["per_cpu_s"] for r in rs]) for n, rs in results.items()}
     lat = {n: median([r["latency_ms_p50"] for r in rs]) for n, rs in results.items()}
+    client = {n: median([r["cpu_pct"] for r in rs]) for n, rs in results.items()}
     for name in servers:
-        ws = med.get("websockets") or float("nan")
-        node = med.get("node ws") or float("nan")
+        ws, node = med.get("websockets") or float("nan"), med.get("node ws") or float("nan")
+        ws_eff, node_eff = eff.get("websockets") or float("nan"), eff.get("node ws") or float("nan")
         rows.append(
-            f"| {name} | {med[name]:,.0f} | {lat[name]:.0f} ms | {med[name] / ws:.1f}x | {med[name] / node:.1f}x |"
+            f"| {name} | {med[name]:,.0f} | {client[name]:.0f} % | {eff[name]:,.0f} | {lat[name]:.0f} ms "
+            f"| {med[name] / ws:.1f}x; {eff[name] / ws_eff:.1f}x "
+            f"| {med[name] / node:.1f}x; {eff[name] / node_eff:.1f}x |"
         )
     return rows
 
