@@ -68,7 +68,8 @@ test: lint typecheck unit
 
 # Every peer in one run (issue 6): echo, latency, 1 MiB, idle memory, broadcast; summary in build/bench_all.md.
 # Node's ws (a peer) comes from tests/interop/node_modules. Then the parser (issue 2), the C boundary (issue 5) and
-# C callbacks on 1 and 2 workers (bench_workers.py), and memory under hostile clients (bench_abuse.py, issue 11).
+# C callbacks on 1 and 2 workers (bench_workers.py), memory under hostile clients (bench_abuse.py, issue 11), and
+# permessage-deflate (bench_deflate.py, issue 13: idle memory, broadcast, echo, bytes on the wire, loop stall).
 bench: build
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	bash tests/interop/setup.sh
@@ -80,6 +81,7 @@ bench: build
 	$(PY) bench/bench_abuse.py
 	bash tests/cluster/setup.sh
 	$(PY) bench/bench_cluster.py
+	$(PY) bench/bench_deflate.py
 
 # Coverage-guided fuzzing (atheris) of the handshake and frame parsers, FUZZ_SECONDS each (default 30), from the
 # committed seed corpus in fuzz/corpus/; a crash input is saved in fuzz/regressions/ and fails the target
@@ -89,11 +91,12 @@ fuzz: build
 	$(PY) -m pip install -q -e '.[dev,fuzz]'
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
-# Autobahn|Testsuite (cases 1-10 by default; CASES='6.*,7.1.*' for some) against the Python and the C echo servers;
-# sets the suite up in .autobahn/ (Python 2.7: PYTHON27=..., else pyenv's 2.7.18); report in artifacts/autobahn/.
+# Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
+# compression) against the Python and the C echo servers; sets the suite up in .autobahn/ (Python 2.7: PYTHON27=...,
+# else pyenv's 2.7.18); report and summary.md in artifacts/autobahn/.
 .PHONY: autobahn
 autobahn: build
-	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)')
+	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)') $(if $(MODES),--modes '$(MODES)')
 
 clean:
 	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/runtime/_hotpath*.so tests/interop/node_modules artifacts .autobahn

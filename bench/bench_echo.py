@@ -69,7 +69,7 @@ def build_client(source: Path, exe: Path) -> Path:
     if exe.exists() and exe.stat().st_mtime >= newest:
         return exe
     exe.parent.mkdir(exist_ok=True)
-    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(source)]
+    cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(source), "-lz"]  # zlib: the -z option
     subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
     return exe
 

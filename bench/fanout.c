@@ -36,6 +36,11 @@
  * and single frames over 16 KiB are skipped and counted as unexpected). Server pings are answered with pongs
  * carrying the same payload. Client frames are masked with a fresh random key per frame.
  *
+ * -z offers permessage-deflate (RFC 7692, "permessage-deflate; client_max_window_bits"); members where the server
+ * accepts it inflate compressed messages (RSV1; a context per member unless the server answered
+ * server_no_context_takeover) before checking them; "deflate_members" counts them. -j fills each message after its
+ * sequence header with JSON chat objects (numbered from the sequence number) instead of letters.
+ *
  * Output: event lines, then one JSON line with the results and the client's own CPU use during the window.
  * Every phase has a deadline; alarm() bounds the whole run as a last resort.
  */
@@ -68,6 +73,7 @@
 #define RING 4096                /* completion counters, indexed by sequence number; must exceed the window */
 #define MAX_EVENTS 4096
 #define SEQ_DIGITS 10
+#define MAX_SIZE 4096            /* largest -s (the sender's buffers hold a window of such frames) */
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
 
@@ -90,6 +96,8 @@ struct conn {
     uint32_t expect;          /* next sequence number this member should receive */
     uint64_t received;        /* sequenced broadcasts received */
     char accept[32];          /* expected Sec-WebSocket-Accept */
+    wsc_deflate_answer dfl;   /* what the server answered to -z */
+    z_stream *inflater;       /* made at the first compressed message */
 };
 
 static struct {
@@ -104,12 +112,14 @@ static struct {
     double open_timeout;
     double round_timeout;
     double drain_timeout;
+    int deflate;
+    int json;
 } cfg = {.members = 1000, .rounds = 20, .window = 16, .duration = 5.0, .warmup = 1.0, .size = 64,
          .max_pending = 100, .open_timeout = 120.0, .round_timeout = 10.0, .drain_timeout = 30.0};
 
 static struct {
     uint64_t gaps, mismatches, out_of_order, unexpected, protocol, closed, connect_failed, handshake_failed;
-    uint64_t write_failed, pings, probes_sent, reads, frames, delivered;
+    uint64_t write_failed, pings, probes_sent, reads, frames, delivered, deflate_members, bytes_in;
 } st;
 
 static struct conn *conns;
@@ -176,6 +186,19 @@ static void make_payload(unsigned char *p, char kind, uint32_t seq) {
     memcpy(p + 2, digits, SEQ_DIGITS);
     p[2 + SEQ_DIGITS] = '-';
     for (i = 3 + SEQ_DIGITS; i < cfg.size; i++) p[i] = (unsigned char)('a' + (seq * 7u + (unsigned)i) % 26u);
+    if (cfg.json) { /* chat objects numbered from seq, cut at size (the header keeps the message a bench one) */
+        static const char *users[] = {"alice", "bob", "carol", "dave"};
+        char item[160];
+        int at = 3 + SEQ_DIGITS;
+        for (unsigned k = 0; at < cfg.size; k++) {
+            int n = snprintf(item, sizeof item,
+                             "{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"id\":%u,\"text\":\"hello number %u\"},",
+                             users[(seq + k) % 4], seq * 16 + k, k);
+            if (n > cfg.size - at) n = cfg.size - at;
+            memcpy(p + at, item, (size_t)n);
+            at += n;
+        }
+    }
 }
 
 static int parse_seq(const unsigned char *p, uint32_t *seq) {
@@ -286,8 +309,8 @@ static void start_conn(int i) {
 
 static void send_handshake(struct conn *c) {
     char req[1600];
-    size_t n = wsc_handshake_request(req, sizeof req, have_server2 && ((c - conns) & 1) ? &url2 : &cfg.url, "",
-                                     &rng_state, c->accept);
+    size_t n = wsc_handshake_request(req, sizeof req, have_server2 && ((c - conns) & 1) ? &url2 : &cfg.url,
+                                     cfg.deflate ? WSC_DEFLATE_OFFER : "", &rng_state, c->accept);
     c->state = ST_HANDSHAKE;
     set_events(c, 0);
     send_bytes(c, (unsigned char *)req, n);
@@ -419,6 +442,25 @@ static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
         int fin = f.fin, opcode = f.opcode;
         uint64_t len = f.len;
         size_t hdr = f.header;
+        if (f.rsv == 0x40 && c->dfl.on && fin && (opcode == 1 || opcode == 2) && len <= SMALL_FRAME && !f.masked) {
+            static unsigned char inflated[MAX_MSG];
+            if (n - off < hdr + len) break;
+            if (c->inflater == NULL) {
+                c->inflater = calloc(1, sizeof *c->inflater);
+                if (c->inflater == NULL || inflateInit2(c->inflater, -15) != Z_OK) die("zlib: no inflater");
+            }
+            long m = wsc_inflate_message(c->inflater, c->dfl.server_no_context, p + off + hdr, (size_t)len, inflated,
+                                         sizeof inflated);
+            if (m < 0) {
+                st.protocol++;
+                fatal("member %d: invalid compressed message", idx);
+                kill_conn(c);
+                break;
+            }
+            on_frame(c, 1, opcode, inflated, (size_t)m);
+            off += hdr + (size_t)len;
+            continue;
+        }
         if (f.rsv) {
             st.protocol++;
             fatal("member %d: reserved bits set", idx);
@@ -483,6 +525,10 @@ static size_t parse_response(struct conn *c, const unsigned char *p, size_t n) {
     }
     c->state = ST_OPEN;
     opened++;
+    if (cfg.deflate) {
+        c->dfl = wsc_deflate_parse(p, (size_t)head);
+        if (c->dfl.on) st.deflate_members++;
+    }
     return (size_t)head;
 }
 
@@ -492,6 +538,7 @@ static void on_readable(struct conn *c) {
     size_t have, used = 0;
     do n = read(c->fd, base, RBUF_SIZE);
     while (n < 0 && errno == EINTR);
+    if (n > 0) st.bytes_in += (uint64_t)n;
     if (n < 0) {
         if (errno == EAGAIN) return;
         st.closed++;
@@ -626,7 +673,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: fanout -u ws://HOST:PORT/PATH [-n members] [-K latency rounds] [-W window] [-d seconds]\n"
             "              [-w warmup seconds] [-s payload bytes] [-C max handshakes in progress]\n"
-            "              [-T open timeout s] [-R per-broadcast timeout s]\n");
+            "              [-T open timeout s] [-R per-broadcast timeout s] [-z] [-j]\n");
     exit(2);
 }
 
@@ -649,7 +696,7 @@ int main(int argc, char **argv) {
     double cpu0 = 0, cpu1 = 0;
     int probes = 0;
 
-    while ((opt = getopt(argc, argv, "u:U:n:K:W:d:w:s:C:T:R:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:U:n:K:W:d:w:s:C:T:R:zj")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'U':
@@ -666,11 +713,13 @@ int main(int argc, char **argv) {
         case 'C': cfg.max_pending = atoi(optarg); break;
         case 'T': cfg.open_timeout = atof(optarg); break;
         case 'R': cfg.round_timeout = atof(optarg); break;
+        case 'z': cfg.deflate = 1; break;
+        case 'j': cfg.json = 1; break;
         default: usage();
         }
     }
     if (!url || cfg.members < 1 || cfg.rounds < 0 || cfg.window < 1 || cfg.window >= RING / 2 ||
-        cfg.duration <= 0 || cfg.warmup < 0 || cfg.size < 3 + SEQ_DIGITS || cfg.size > 125 || cfg.max_pending < 1)
+        cfg.duration <= 0 || cfg.warmup < 0 || cfg.size < 3 + SEQ_DIGITS || cfg.size > MAX_SIZE || cfg.max_pending < 1)
         usage();
     parse_url(url);
     alarm((unsigned)(cfg.open_timeout + cfg.rounds * cfg.round_timeout + 30 * 0.5 + cfg.warmup + cfg.duration +
@@ -709,7 +758,7 @@ int main(int argc, char **argv) {
 
     /* 2. barrier: every member is in the room */
     while (!fatal_msg[0] && ready_count < cfg.members) {
-        unsigned char payload[128], frame[160];
+        unsigned char payload[MAX_SIZE], frame[MAX_SIZE + 16];
         if (probes == 20) {
             fatal("%d of %d members never received a probe broadcast (not in the room?)", cfg.members - ready_count,
                   cfg.members);
@@ -812,6 +861,8 @@ int main(int argc, char **argv) {
                (unsigned long long)st.unexpected, (unsigned long long)st.protocol, (unsigned long long)st.closed,
                (unsigned long long)st.connect_failed, (unsigned long long)st.handshake_failed,
                (unsigned long long)st.write_failed, (unsigned long long)st.pings);
+        printf("\"deflate_members\":%llu,\"bytes_in\":%llu,", (unsigned long long)st.deflate_members,
+               (unsigned long long)st.bytes_in);
         printf("\"ok\":%s,\"error\":", errors ? "false" : "true");
         json_str(fatal_msg);
         printf("}\n");

@@ -14,7 +14,16 @@
  *   loadgen idle -u ws://127.0.0.1:PORT/ [-c 10000] [-H 30]
  *       Opens N connections (at most -C handshakes in progress at once), prints {"event":"open",...} when all
  *       are open, holds them H seconds answering server pings with pongs, then closes them (close 1000) and
- *       prints one JSON result line.
+ *       prints one JSON result line. With -e each connection first sends one message (-s bytes) and reads its
+ *       echo, so what a connection keeps after its first message is held too.
+ *
+ * -z offers permessage-deflate (RFC 7692; "permessage-deflate; client_max_window_bits"): where the server accepts
+ * it, every message is sent compressed (compressed once from an empty context with the window the server allowed,
+ * RSV1 set), and every compressed message from the server is inflated (with the connection's own context unless
+ * the server answered server_no_context_takeover) and compared with what was sent. The result counts the
+ * connections that negotiated it ("deflate_conns"). -j makes the text message a JSON array of chat messages
+ * (padded with spaces to exactly -s bytes) instead of a repeated alphabet. -V N sends N different messages in turn
+ * (default 1: the same message every time); each echo is compared with the one it answers. Bytes read and written over the whole run are reported too.
  *
  * Other options: -C max handshakes in progress (default 100), -T seconds allowed to open everything
  * (default 60), -M accept masked server frames (only for the raw TCP echo ceiling server, which reflects
@@ -70,6 +79,10 @@ static struct {
     int allow_masked;
     int quiet;
     int busy_poll;
+    int deflate;
+    int json;
+    int idle_echo;
+    int variants;
 } cfg;
 
 static struct {
@@ -87,6 +100,8 @@ static struct {
     uint64_t pings;             /* server pings received */
     uint64_t pongs;             /* pongs sent back */
     uint64_t clean_closes;      /* our close 1000 answered with a close frame */
+    uint64_t bytes_in, bytes_out; /* over the whole run */
+    uint64_t deflate_conns;     /* connections that negotiated permessage-deflate */
     int opened;                 /* connections that completed the handshake */
     int open_now;               /* connections open at this moment */
 } st;
@@ -163,8 +178,10 @@ typedef struct conn {
     unsigned char *wbuf;       /* output not yet accepted by the kernel */
     size_t woff, wlen, wcap;
     unsigned char mask[4];
-    unsigned char *frame;      /* one masked message frame, built once (echo mode) */
-    size_t frame_len;
+    unsigned char *frame;      /* the masked frames of the -V variants, back to back, built once */
+    size_t frame_len;          /* bytes of all of them */
+    size_t *frame_at;          /* where variant v starts in frame (v = 0..variants) */
+    uint64_t sent_n, recv_n;   /* messages sent / echoed: the next of each is variant n % variants */
     uint64_t *ts;              /* ring of send times of the messages in flight */
     unsigned ts_head, ts_count;
     int in_frag;               /* a fragmented message is being received */
@@ -172,13 +189,21 @@ typedef struct conn {
     size_t frag_len;
     int frag_bad;
     char accept[32];           /* expected Sec-WebSocket-Accept */
+    wsc_deflate_answer dfl;    /* what the server answered to -z */
+    z_stream *inflater;        /* made at the first compressed message */
 } conn_t;
+
+#define MAX_VARIANTS 256
+static unsigned char *zpayload[16][MAX_VARIANTS]; /* each variant compressed with each window, made when needed */
+static size_t zpayload_len[16][MAX_VARIANTS];
+static unsigned char *ibuf;         /* inflated messages land here (size + 1 bytes) */
 
 static conn_t *conns;
 static int epfd;
 static struct sockaddr_storage server_addr;
 static socklen_t server_addrlen;
-static unsigned char *payload;     /* the message every connection sends */
+static unsigned char *payloads[MAX_VARIANTS]; /* the messages every connection sends, in turn (-V) */
+#define EXPECTED(c) payloads[(c)->recv_n % (unsigned)cfg.variants] /* what the next echo must be */
 static unsigned char *sbuf;        /* shared read buffer */
 static size_t sbuf_cap = 256 * 1024;
 static int stopping;               /* echo: no more replacements; idle: closing */
@@ -208,6 +233,13 @@ static void conn_finish(conn_t *c) {
     free(c->wbuf);
     free(c->frame);
     free(c->ts);
+    free(c->frame_at);
+    c->frame_at = NULL;
+    if (c->inflater != NULL) {
+        inflateEnd(c->inflater);
+        free(c->inflater);
+        c->inflater = NULL;
+    }
     c->rbuf = c->wbuf = c->frame = NULL;
     c->ts = NULL;
     c->rlen = c->rcap = c->woff = c->wlen = c->wcap = 0;
@@ -237,6 +269,7 @@ static int flush(conn_t *c) {
         ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
         if (measuring) st.writes++;
         if (n > 0) {
+            st.bytes_out += (uint64_t)n;
             c->woff += (size_t)n;
             continue;
         }
@@ -266,7 +299,20 @@ static void build_message_frame(conn_t *c) {
     size_t swlen = c->wlen, swcap = c->wcap, swoff = c->woff;
     c->wbuf = NULL;
     c->wlen = c->wcap = c->woff = 0;
-    append_frame(c, cfg.binary ? 2 : 1, payload, cfg.size);
+    c->frame_at = xrealloc(c->frame_at, sizeof(size_t) * ((size_t)cfg.variants + 1));
+    for (int v = 0; v < cfg.variants; v++) {
+        c->frame_at[v] = c->wlen;
+        if (c->dfl.on) {
+            int w = c->dfl.client_window_bits >= 9 && c->dfl.client_window_bits <= 15 ? c->dfl.client_window_bits : 9;
+            if (zpayload[w][v] == NULL &&
+                (zpayload[w][v] = wsc_deflate_message(payloads[v], cfg.size, w, &zpayload_len[w][v])) == NULL)
+                die("zlib could not compress the message");
+            append_frame(c, (cfg.binary ? 2 : 1) | 0x40, zpayload[w][v], zpayload_len[w][v]); /* RSV1: compressed */
+        } else {
+            append_frame(c, cfg.binary ? 2 : 1, payloads[v], cfg.size);
+        }
+    }
+    c->frame_at[cfg.variants] = c->wlen;
     c->frame = c->wbuf;
     c->frame_len = c->wlen;
     c->wbuf = saved;
@@ -276,7 +322,8 @@ static void build_message_frame(conn_t *c) {
 }
 
 static void send_message(conn_t *c) {
-    wappend(c, c->frame, c->frame_len);
+    unsigned v = (unsigned)(c->sent_n++ % (unsigned)cfg.variants);
+    wappend(c, c->frame + c->frame_at[v], c->frame_at[v + 1] - c->frame_at[v]);
     c->ts[(c->ts_head + c->ts_count) % (unsigned)cfg.inflight] = loop_now;
     c->ts_count++;
 }
@@ -304,7 +351,8 @@ static void start_connection(conn_t *c) {
 
 static void send_handshake(conn_t *c) {
     char req[2048];
-    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, "User-Agent: snow-loadgen\r\n", &rng_state, c->accept);
+    const char *extra = cfg.deflate ? "User-Agent: snow-loadgen\r\n" WSC_DEFLATE_OFFER : "User-Agent: snow-loadgen\r\n";
+    size_t n = wsc_handshake_request(req, sizeof req, &cfg.url, extra, &rng_state, c->accept);
     wappend(c, req, n);
     c->state = C_HANDSHAKE;
 }
@@ -320,6 +368,14 @@ static void on_open(conn_t *c) {
         build_message_frame(c);
         c->ts = xrealloc(NULL, sizeof(uint64_t) * (size_t)cfg.inflight);
         for (int i = 0; i < cfg.inflight; i++) send_message(c);
+    } else if (cfg.idle_echo) { /* one message (and its echo) before the connection idles */
+        build_message_frame(c);
+        c->ts = xrealloc(NULL, sizeof(uint64_t));
+        send_message(c);
+        free(c->frame);
+        free(c->frame_at);
+        c->frame = NULL;
+        c->frame_at = NULL;
     }
 }
 
@@ -331,7 +387,12 @@ static void begin_close(conn_t *c) {
 
 static void message_done(conn_t *c, int op, int bad) {
     st.messages++;
-    if (cfg.mode != MODE_ECHO) return;
+    c->recv_n++;
+    if (cfg.mode != MODE_ECHO) {
+        if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
+        if (c->ts_count > 0) c->ts_count--;
+        return;
+    }
     if (bad || op != (cfg.binary ? 2 : 1)) st.mismatches++;
     if (c->ts_count > 0) {
         uint64_t sent = c->ts[c->ts_head];
@@ -360,7 +421,8 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
         size_t avail = len - off, h = f.header;
         int fin = f.fin, op = f.opcode, masked = f.masked;
         uint64_t plen = f.len;
-        if (f.rsv || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
+        int compressed = f.rsv == 0x40 && c->dfl.on && fin && (op == 1 || op == 2);
+        if ((f.rsv && !compressed) || plen > MAX_FRAME || (masked && !cfg.allow_masked)) {
             st.protocol_errors++;
             return -1;
         }
@@ -368,6 +430,20 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
         unsigned char *data = p + h;
         if (masked) {
             wsc_mask(data, (size_t)plen, p + h - 4);
+        }
+        if (compressed) { /* inflate it; from here on it is a plain message */
+            if (c->inflater == NULL) {
+                c->inflater = calloc(1, sizeof *c->inflater);
+                if (c->inflater == NULL || inflateInit2(c->inflater, -15) != Z_OK) die("zlib: no inflater");
+            }
+            long n = wsc_inflate_message(c->inflater, c->dfl.server_no_context, data, (size_t)plen, ibuf, cfg.size + 1);
+            if (n < 0) {
+                st.protocol_errors++;
+                return -1;
+            }
+            off += h + (size_t)plen;
+            message_done(c, op, (size_t)n != cfg.size || memcmp(ibuf, EXPECTED(c), cfg.size) != 0);
+            continue;
         }
         off += h + (size_t)plen;
         if (op >= 8) { /* control frame */
@@ -404,7 +480,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
                 st.protocol_errors++;
                 return -1;
             }
-            int bad = cfg.mode == MODE_ECHO && (plen > cfg.size || memcmp(data, payload, (size_t)plen) != 0);
+            int bad = cfg.mode == MODE_ECHO && (plen > cfg.size || memcmp(data, EXPECTED(c), (size_t)plen) != 0);
             if (fin) {
                 message_done(c, op, bad || plen != cfg.size);
             } else {
@@ -419,7 +495,7 @@ static long parse_frames(conn_t *c, unsigned char *buf, size_t len) {
                 return -1;
             }
             if (cfg.mode == MODE_ECHO &&
-                (c->frag_len + plen > cfg.size || memcmp(data, payload + c->frag_len, (size_t)plen) != 0))
+                (c->frag_len + plen > cfg.size || memcmp(data, EXPECTED(c) + c->frag_len, (size_t)plen) != 0))
                 c->frag_bad = 1;
             c->frag_len += (size_t)plen;
             if (fin) {
@@ -446,6 +522,10 @@ static int consume(conn_t *c, unsigned char *buf, size_t len) {
         }
         if (n == 0) goto keep;
         off = (size_t)n;
+        if (cfg.deflate) {
+            c->dfl = wsc_deflate_parse(buf, (size_t)n);
+            if (c->dfl.on) st.deflate_conns++;
+        }
         on_open(c);
     }
     {
@@ -489,6 +569,7 @@ static void on_readable(conn_t *c) {
     }
     ssize_t n = recv(c->fd, buf + have, cap - have, 0);
     if (measuring) st.reads++;
+    if (n > 0) st.bytes_in += (uint64_t)n;
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         if (c->state == C_HANDSHAKE)
@@ -542,7 +623,7 @@ static void on_writable(conn_t *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen echo|idle -u ws://HOST:PORT/PATH [-c conns] [-k inflight] [-s size] [-b]\n"
-            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P]\n");
+            "               [-d seconds] [-w warmup] [-H hold] [-C max_pending] [-T open_timeout] [-M] [-q] [-P] [-z] [-j] [-e] [-V variants]\n");
     exit(2);
 }
 
@@ -566,12 +647,13 @@ static void print_errors(void) {
                       st.server_closes + st.io_errors + st.lost;
     printf("\"errors\":%llu,\"connect_errors\":%llu,\"handshake_errors\":%llu,\"protocol_errors\":%llu,"
            "\"mismatches\":%llu,\"server_closes\":%llu,\"io_errors\":%llu,\"lost\":%llu,\"pings\":%llu,"
-           "\"pongs\":%llu,\"clean_closes\":%llu",
+           "\"pongs\":%llu,\"clean_closes\":%llu,\"deflate_conns\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu",
            (unsigned long long)errors, (unsigned long long)st.connect_errors,
            (unsigned long long)st.handshake_errors, (unsigned long long)st.protocol_errors,
            (unsigned long long)st.mismatches, (unsigned long long)st.server_closes,
            (unsigned long long)st.io_errors, (unsigned long long)st.lost, (unsigned long long)st.pings,
-           (unsigned long long)st.pongs, (unsigned long long)st.clean_closes);
+           (unsigned long long)st.pongs, (unsigned long long)st.clean_closes, (unsigned long long)st.deflate_conns,
+           (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
 }
 
 int main(int argc, char **argv) {
@@ -584,6 +666,7 @@ int main(int argc, char **argv) {
         usage();
     cfg.conns = cfg.mode == MODE_ECHO ? 100 : 10000;
     cfg.inflight = 16;
+    cfg.variants = 1;
     cfg.size = 32;
     cfg.duration = 5;
     cfg.warmup = 1;
@@ -593,7 +676,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqP")) != -1) {
+    while ((opt = getopt(argc, argv, "u:c:k:s:bd:w:H:C:T:MqPzjeV:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'c': cfg.conns = atoi(optarg); break;
@@ -608,11 +691,15 @@ int main(int argc, char **argv) {
         case 'M': cfg.allow_masked = 1; break;
         case 'q': cfg.quiet = 1; break;
         case 'P': cfg.busy_poll = 1; break;
+        case 'z': cfg.deflate = 1; break;
+        case 'j': cfg.json = 1; break;
+        case 'e': cfg.idle_echo = 1; break;
+        case 'V': cfg.variants = atoi(optarg); break;
         default: usage();
         }
     }
     if (url == NULL || cfg.conns < 1 || cfg.inflight < 1 || cfg.max_pending < 1 || cfg.duration <= 0 ||
-        cfg.warmup < 0 || cfg.hold < 0 || cfg.size > MAX_FRAME)
+        cfg.warmup < 0 || cfg.hold < 0 || cfg.size > MAX_FRAME || cfg.variants < 1 || cfg.variants > MAX_VARIANTS)
         usage();
     parse_url(url);
 
@@ -630,10 +717,33 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     rng_state = wsc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
     if (rng_state == 0) rng_state = 1;
-    payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
-    for (size_t i = 0; i < cfg.size; i++)
-        payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7) : (unsigned char)('a' + i % 26);
+    for (int v = 0; v < cfg.variants; v++) {
+        unsigned char *payload = xrealloc(NULL, cfg.size ? cfg.size : 1);
+        for (size_t i = 0; i < cfg.size; i++)
+            payload[i] = cfg.binary ? (unsigned char)(i * 131 + 7 + (size_t)v * 17)
+                                    : (unsigned char)('a' + (i + (size_t)v * 7) % 26);
+        if (cfg.json && cfg.size >= 2) { /* a JSON array of chat messages, padded with spaces to exactly -s bytes */
+            static const char *users[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace"};
+            size_t at = 1;
+            payload[0] = '[';
+            for (int i = 0;; i++) {
+                char item[160];
+                int k = v * 13 + i; /* each variant has its own numbers and names */
+                int n = snprintf(item, sizeof item,
+                                 "%s{\"type\":\"chat\",\"room\":\"lobby\",\"user\":\"%s\",\"seq\":%d,"
+                                 "\"text\":\"message number %d from %s\"}",
+                                 i ? "," : "", users[k % 7], 1000 + k * 7919 % 100000, k, users[(k * 3 + 1) % 7]);
+                if (at + (size_t)n + 1 > cfg.size) break;
+                memcpy(payload + at, item, (size_t)n);
+                at += (size_t)n;
+            }
+            memset(payload + at, ' ', cfg.size - 1 - at);
+            payload[cfg.size - 1] = ']';
+        }
+        payloads[v] = payload;
+    }
     sbuf = xrealloc(NULL, sbuf_cap);
+    ibuf = xrealloc(NULL, cfg.size + 1);
     hist = calloc(HIST_MAX + 1, sizeof *hist);
     conns = calloc((size_t)cfg.conns, sizeof *conns);
     if (hist == NULL || conns == NULL) die("out of memory");

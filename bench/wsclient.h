@@ -310,4 +310,88 @@ static inline int wsc_parse_frame_header(const unsigned char *p, size_t n, wsc_f
     return n >= f->header;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* permessage-deflate (RFC 7692), for the clients' -z option (link with -lz)                         */
+
+#include <zlib.h>
+
+#define WSC_DEFLATE_OFFER "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+/* What the server answered to WSC_DEFLATE_OFFER, from the response head buf[0..head). */
+typedef struct wsc_deflate_answer {
+    int on;                    /* permessage-deflate accepted */
+    int server_no_context;     /* server_no_context_takeover: every server message inflates from an empty context */
+    int client_window_bits;    /* client_max_window_bits answered (15 if none) */
+} wsc_deflate_answer;
+
+static inline wsc_deflate_answer wsc_deflate_parse(const unsigned char *buf, size_t head) {
+    wsc_deflate_answer a = {0, 0, 15};
+    const unsigned char *p = memmem(buf, head, "\r\n", 2);
+    while (p != NULL && p + 2 < buf + head) {
+        const unsigned char *line = p + 2, *eol = memmem(line, (size_t)(buf + head - line), "\r\n", 2);
+        if (eol == NULL) break;
+        if ((size_t)(eol - line) > 25 && strncasecmp((const char *)line, "Sec-WebSocket-Extensions:", 25) == 0) {
+            char value[512];
+            size_t n = (size_t)(eol - line) - 25;
+            if (n >= sizeof value) n = sizeof value - 1;
+            memcpy(value, line + 25, n);
+            value[n] = '\0';
+            if (strstr(value, "permessage-deflate") != NULL) {
+                const char *w = strstr(value, "client_max_window_bits=");
+                a.on = 1;
+                a.server_no_context = strstr(value, "server_no_context_takeover") != NULL;
+                if (w != NULL) a.client_window_bits = atoi(w + 23);
+            }
+        }
+        p = eol;
+    }
+    return a;
+}
+
+/* Compress one whole message from an empty context with a window of wbits (what any agreed parameters allow):
+ * the payload of a frame with RSV1 set (RFC 7692 7.2.1: the final 00 00 ff ff removed). Returns a malloc'd
+ * buffer (its length in *out_len), NULL on failure. */
+static inline unsigned char *wsc_deflate_message(const unsigned char *data, size_t len, int wbits, size_t *out_len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -wbits, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    size_t cap = deflateBound(&z, (uLong)len) + 16;
+    unsigned char *out = malloc(cap);
+    if (out == NULL) return NULL;
+    z.next_in = (unsigned char *)data;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, Z_SYNC_FLUSH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    if (rc != Z_OK || n < 4) {
+        free(out);
+        return NULL;
+    }
+    *out_len = n - 4;
+    return out;
+}
+
+/* Inflate one compressed message (RFC 7692 7.2.2: 00 00 ff ff appended) with *z (inflateInit2(z, -15) done by the
+ * caller; reset first when the sender keeps no context) into out[0..cap). Returns its length, or -1 if it is not
+ * valid deflate or longer than cap. */
+static inline long wsc_inflate_message(z_stream *z, int reset, const unsigned char *in, size_t len, unsigned char *out,
+                                       size_t cap) {
+    static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (reset && inflateReset(z) != Z_OK) return -1;
+    z->next_out = out;
+    z->avail_out = (uInt)cap;
+    z->next_in = (unsigned char *)in;
+    z->avail_in = (uInt)len;
+    int rc = inflate(z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) return -1;
+    if (z->avail_in != 0) return -1; /* out of room */
+    z->next_in = (unsigned char *)tail;
+    z->avail_in = 4;
+    rc = inflate(z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) return -1;
+    return (long)(cap - z->avail_out);
+}
+
 #endif /* SNOW_BENCH_WSCLIENT_H */

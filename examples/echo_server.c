@@ -4,7 +4,8 @@
  *     build/echo_server --port 0 --max-message-size 1048576
  *
  * Options: --host H (127.0.0.1), --port N (8765; 0 picks a free port), --max-message-size N (16 MiB),
- * --ping-interval S (30; 0 disables the heartbeat), --workers N (0: callbacks on the event loop).
+ * --ping-interval S (30; 0 disables the heartbeat), --workers N (0: callbacks on the event loop),
+ * --compression shared|dedicated|off (permessage-deflate; default: $SNOW_WS_COMPRESSION, else shared).
  * When ready it prints exactly one line, `listening on ws://HOST:PORT/`, and flushes it. SIGINT or SIGTERM close
  * every connection with 1001 and exit 0; a bad option exits 2, a port in use prints one error line and exits 1.
  */
@@ -46,7 +47,7 @@ static int parse_int(const char *text, long long min, long long max, long long *
 static void usage(void)
 {
     fprintf(stderr, "usage: echo_server [--host H] [--port N] [--max-message-size N] [--ping-interval S] "
-                    "[--workers N]\n");
+                    "[--workers N] [--compression shared|dedicated|off]\n");
     exit(2);
 }
 
@@ -82,6 +83,17 @@ int main(int argc, char **argv)
             if (parse_int(argv[++i], 0, INT64_MAX / 1000, &value) != 0)
                 usage();
             opts.ping_interval_ms = value == 0 ? -1 : value * 1000; /* 0 = off; in the struct 0 = default */
+        }
+        else if (strcmp(arg, "--compression") == 0) {
+            const char *mode = argv[++i];
+            if (strcmp(mode, "shared") == 0)
+                opts.compression = SNOW_WS_COMPRESSION_SHARED;
+            else if (strcmp(mode, "dedicated") == 0)
+                opts.compression = SNOW_WS_COMPRESSION_DEDICATED;
+            else if (strcmp(mode, "off") == 0)
+                opts.compression = SNOW_WS_COMPRESSION_OFF;
+            else
+                usage();
         }
         else if (strcmp(arg, "--workers") == 0) {
             if (parse_int(argv[++i], 0, 1024, &value) != 0)

@@ -12,7 +12,8 @@ import struct
 
 from snow_rt_py.protocol.close import is_sendable_code
 from snow_rt_py.protocol.connection import ServerProtocol
-from snow_rt_py.protocol.errors import HandshakeError
+from snow_rt_py.protocol.deflate import Inflater
+from snow_rt_py.protocol.errors import HandshakeError, ProtocolError
 from snow_rt_py.protocol.events import (
     BinaryMessage,
     CloseReceived,
@@ -78,9 +79,11 @@ def check_handshake(data: bytes) -> None:
         assert isinstance(many[1], PlainRequest)
 
 
-def _run_frames(pieces: list[bytes]) -> tuple[list[Event], bytes]:
+def _run_frames(pieces: list[bytes], inflater: Inflater | None = None) -> tuple[list[Event], bytes]:
     proto = ServerProtocol(max_message_size=MAX_MESSAGE, max_handshake_size=MAX_HANDSHAKE)
     proto.receive_data(REQUEST)
+    if inflater is not None:
+        proto.enable_deflate(inflater)
     events: list[Event] = list(proto.accept())
     for piece in pieces:
         events += proto.receive_data(piece)
@@ -135,3 +138,57 @@ def _check_output(output: bytes) -> None:
             if payload:
                 code = struct.unpack("!H", payload[:2])[0]
                 assert is_sendable_code(code) and code not in (1005, 1006), f"we sent close code {code}"
+
+
+def _inflate_parts(parts: list[bytes], takeover: bool, window_bits: int) -> tuple[str, object]:
+    """One compressed message whose frames carry ``parts``: ``("ok", bytes)`` or ``("error", close code)``."""
+    inflater = Inflater(context_takeover=takeover, window_bits=window_bits)
+    out: list[bytes] = []
+    left = MAX_MESSAGE
+    try:
+        for i, part in enumerate(parts):
+            got = inflater.feed(part, left, i == len(parts) - 1)
+            left -= len(got)
+            out.append(got)
+    except ProtocolError as exc:
+        assert exc.close_code in (1007, 1009), f"inflate failed with close code {exc.close_code}"
+        return "error", int(exc.close_code)
+    result = b"".join(out)
+    assert len(result) <= MAX_MESSAGE, f"{len(result)} bytes inflated over a limit of {MAX_MESSAGE}"
+    return "ok", result
+
+
+def check_inflate(data: bytes) -> None:
+    """The inflater (permessage-deflate, RFC 7692 §7.2.2), on any bytes as a compressed message: only 1007 (not
+    deflate) or 1009 (over the limit, found without inflating more than the limit + 1 byte) escapes, the same result
+    whether the message comes in one frame or in several; then the same bytes as the payload of RSV1 frames through
+    the frame parser with the extension negotiated, which keeps the frame harness's rules."""
+    if not data:
+        return
+    takeover = bool(data[0] & 0x80)
+    window_bits = 8 + (data[0] >> 4 & 7)
+    pieces, whole = chunks(data)
+    one = _inflate_parts([whole], takeover, window_bits)
+    many = _inflate_parts(pieces or [b""], takeover, window_bits)
+    assert one == many, f"{one[0]} in one frame, {many[0]} in several"
+    # The same payload in a masked text frame with RSV1 (then a ping), through the parser, whole and in pieces.
+    payload = whole[:MAX_MESSAGE]
+    key = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    head = bytes([0xC1, 0x80 | n]) if n < 126 else bytes([0xC1, 0x80 | 126]) + struct.pack("!H", n)
+    stream = head + key + masked + bytes([0x89, 0x80]) + key
+    step = data[0] % 17 + 1
+    events, output = _run_frames([stream], Inflater(context_takeover=takeover, window_bits=window_bits))
+    events_chunked, output_chunked = _run_frames(
+        [stream[i : i + step] for i in range(0, len(stream), step)],
+        Inflater(context_takeover=takeover, window_bits=window_bits),
+    )
+    assert events == events_chunked, "different events in one piece and in chunks"
+    assert output == output_chunked, "different output in one piece and in chunks"
+    for event in events:
+        if isinstance(event, ProtocolFailure):
+            assert event.code in (1007, 1009), f"a compressed message failed with close code {event.code}"
+        elif isinstance(event, TextMessage):
+            assert len(event.raw) <= MAX_MESSAGE
+    _check_output(output)

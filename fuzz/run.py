@@ -4,8 +4,6 @@ Each harness starts from its committed seed corpus (fuzz/corpus/NAME, read only)
 build/fuzz/NAME (a scratch corpus, not committed). A crash stops that harness: its input is copied into
 fuzz/regressions/NAME/ (commit it: tests/protocol/test_fuzz.py then replays it on every `make test`) and the run
 fails, naming the file.
-
-The inflater harness comes with the compression issue (permessage-deflate is not implemented on this branch).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HARNESSES = ("handshake", "frames")
+HARNESSES = ("handshake", "frames", "inflate")
 
 
 def run(name: str, seconds: int) -> bool:

@@ -276,6 +276,14 @@ typedef enum SnowWsSlowConsumer {
     SNOW_WS_SLOW_CONSUMER_DROP = 2
 } SnowWsSlowConsumer;
 
+/* Values of SnowWsOptions.compression: permessage-deflate (RFC 7692) for clients that offer it (browsers do). */
+typedef enum SnowWsCompression {
+    SNOW_WS_COMPRESSION_DEFAULT = 0,   /* SNOW_WS_COMPRESSION's mode if the variable is set, else SHARED */
+    SNOW_WS_COMPRESSION_SHARED = 1,    /* no zlib state outlives a message; a broadcast is compressed once */
+    SNOW_WS_COMPRESSION_DEDICATED = 2, /* a compression context per connection, within compression_memory_budget */
+    SNOW_WS_COMPRESSION_OFF = 3        /* never negotiated */
+} SnowWsCompression;
+
 /* Options of snow_ws_start. Zero-initialise the struct, set struct_size = sizeof(SnowWsOptions), then set the
  * fields you need: a 0 or NULL field means the default. Fields past struct_size are taken as 0 (so a program
  * compiled against an older, shorter struct keeps working); struct_size < 8 is SNOW_WS_E_INVALID_ARGUMENT.
@@ -344,6 +352,18 @@ typedef enum SnowWsSlowConsumer {
  *   on_presence_fn,
  *   on_presence_env:  told who joins and leaves the rooms of its connections (SnowWsOnPresenceFn /
  *                     SnowWsOnPresenceEnvFn); NULL fn = not told.
+ *   compression:      permessage-deflate mode (SnowWsCompression); any other value is SNOW_WS_E_INVALID_ARGUMENT.
+ *                     0 = the mode named by the environment variable SNOW_WS_COMPRESSION ("shared", "dedicated" or
+ *                     "off", read at each start; another value fails the start with SNOW_WS_E_INVALID_ARGUMENT
+ *                     naming the variable), else SHARED. snow_ws_serve / snow_ws_serve_tls read the variable too, so
+ *                     a Snow-compiled binary can change its mode without recompiling.
+ *   compression_min_size: messages shorter than this many bytes are sent uncompressed; 0 = 128.
+ *   compression_window_bits: DEDICATED: window of each connection's compressor (and of the client's, when it lets
+ *                     the server choose), 8 to 15; 0 = 12.
+ *   compression_mem_level: DEDICATED: zlib memLevel of each connection's compressor, 1 to 9; 0 = 5.
+ *   compression_memory_budget: DEDICATED: bytes of zlib state all dedicated connections of the process may hold;
+ *                     0 = 64 MiB; negative is an error. A connection that would exceed it is served in SHARED mode.
+ *   (the five compression fields come after the cluster's, under the same struct_size rule.)
  * Starting a server raises glibc's malloc mmap and trim thresholds once for the whole process (32 MiB and
  * 128 MiB, see snow_rt_py/runtime/allocator.py) so large message buffers are reused rather than faulted in
  * afresh for every message; freed heap up to 128 MiB then stays with the process. */
@@ -381,6 +401,11 @@ typedef struct SnowWsOptions {
     int64_t cluster_presence_ttl_ms;
     void *on_presence_fn;
     void *on_presence_env;
+    int64_t compression;
+    int64_t compression_min_size;
+    int64_t compression_window_bits;
+    int64_t compression_mem_level;
+    int64_t compression_memory_budget;
 } SnowWsOptions;
 
 /* Start a server and return at once; it runs until snow_ws_stop (snow_ws_shutdown does not stop it).

@@ -81,7 +81,7 @@ class BenchApp(Handler):
         return True
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
-        if message[:1] == "B":  # text starting with B (a bytes slice never equals a str)
+        if message and message[0] == "B":  # text starting with B (an item of bytes is an int, never "B")
             broadcast("bench", message)
         else:
             conn.send(message)

@@ -112,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
         default="close",
         help="full queue: close the member with 1008 (default) or drop the message for it",
     )
+    s.add_argument(
+        "--compression",
+        choices=["shared", "dedicated", "off"],
+        default="shared",
+        help="permessage-deflate when a client offers it: shared (default: no per-connection zlib state), "
+        "dedicated (a context per connection, within --compression-memory-budget) or off",
+    )
+    s.add_argument(
+        "--compression-min-size",
+        type=int,
+        default=128,
+        help="messages shorter than this (bytes) are sent uncompressed (default: 128)",
+    )
+    s.add_argument(
+        "--compression-window-bits", type=int, default=12, help="dedicated: compressor window, 8-15 (default: 12)"
+    )
+    s.add_argument("--compression-mem-level", type=int, default=5, help="dedicated: zlib memLevel, 1-9 (default: 5)")
+    s.add_argument(
+        "--compression-memory-budget",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="dedicated: bytes of zlib state all connections may hold; beyond, shared mode (default: 64 MiB)",
+    )
     s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs and HEADs (e.g. a web page)")
     s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
     s.add_argument(
@@ -219,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reuse_port=args.reuse_port,
         cluster_url=args.cluster,
         cluster_presence_ttl=args.cluster_presence_ttl,
+        compression=args.compression,
+        compression_min_size=args.compression_min_size,
+        compression_window_bits=args.compression_window_bits,
+        compression_mem_level=args.compression_mem_level,
+        compression_memory_budget=args.compression_memory_budget,
     )
     try:
         options.validate()

@@ -19,16 +19,20 @@ const { WebSocketServer, WebSocket } = require(wsPath);
 
 let host = '127.0.0.1';
 let port = 0;
+let deflate = false; // --deflate: perMessageDeflate on with ws's defaults (a context per connection, 1 KiB threshold)
 for (let i = 2; i < process.argv.length; i += 2) {
   if (process.argv[i] === '--host') host = process.argv[i + 1];
   else if (process.argv[i] === '--port') port = Number(process.argv[i + 1]);
-  else {
-    console.error(`usage: node bench_node_ws.mjs [--host H] [--port P]; unknown ${process.argv[i]}`);
+  else if (process.argv[i] === '--deflate') {
+    deflate = true;
+    i -= 1;
+  } else {
+    console.error(`usage: node bench_node_ws.mjs [--host H] [--port P] [--deflate]; unknown ${process.argv[i]}`);
     process.exit(2);
   }
 }
 
-const wss = new WebSocketServer({ host, port, backlog: 1024, perMessageDeflate: false, clientTracking: true });
+const wss = new WebSocketServer({ host, port, backlog: 1024, perMessageDeflate: deflate, clientTracking: true });
 
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => {

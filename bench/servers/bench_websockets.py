@@ -2,7 +2,8 @@
 
 Every connection joins the room (a set of connections); a text message whose first character is ``B`` goes to
 every member, the sender included, through ``websockets.broadcast()``; any other message is echoed with its type.
-No compression, no keepalive pings. Prints ``listening on ws://HOST:PORT/`` when ready; SIGTERM/SIGINT stop it.
+No compression unless ``--deflate`` (then websockets' own default: a context per connection), no keepalive
+pings. Prints ``listening on ws://HOST:PORT/`` when ready; SIGTERM/SIGINT stop it.
 ``--uvloop`` runs it on uvloop instead of asyncio's own loop.
 """
 
@@ -45,7 +46,8 @@ async def main(args: argparse.Namespace) -> None:
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set_result, None)
-    async with serve(member, args.host, args.port, backlog=1024, compression=None, ping_interval=None) as server:
+    compression = "deflate" if args.deflate else None
+    async with serve(member, args.host, args.port, backlog=1024, compression=compression, ping_interval=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(f"listening on ws://{args.host}:{port}/", flush=True)
         await stop
@@ -56,6 +58,7 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's own loop")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (the library's default settings)")
     arguments = parser.parse_args()
     raise_nofile_limit()
     if arguments.uvloop:

@@ -125,7 +125,8 @@ class CHandler(Handler):
             buffer = _thread.replies
         except AttributeError:
             buffer = self._reply_buffer()
-        budget = conn.reply_budget() if FAST_REPLIES else -1  # -1: C does not arm the fast path
+        # -1: C does not arm the fast path (its frames are plain: with permessage-deflate, sends go through Python).
+        budget = conn.reply_budget() if FAST_REPLIES and conn._deflate is None else -1
         replies = call(target, conn.id, data, len(data), budget)
         if replies > 0:
             # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can

@@ -351,6 +351,38 @@ def _slow_consumer(ffi: Any, value: int) -> str:
     raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.slow_consumer is {value}: use 0 (default), {choices}")
 
 
+COMPRESSION_MODES = {
+    "SNOW_WS_COMPRESSION_SHARED": "shared",
+    "SNOW_WS_COMPRESSION_DEDICATED": "dedicated",
+    "SNOW_WS_COMPRESSION_OFF": "off",
+}
+"""The header's SnowWsCompression constants -> ServerOptions.compression."""
+COMPRESSION_ENV = "SNOW_WS_COMPRESSION"
+
+
+def _compression(ffi: Any, value: int) -> str | None:
+    """The ServerOptions.compression named by SnowWsOptions.compression (0: $SNOW_WS_COMPRESSION, else None for the
+    default).
+
+    Raises:
+        AbiError: not one of the header's constants, or the variable names no mode.
+    """
+    if value == 0:
+        env = os.environ.get(COMPRESSION_ENV, "")
+        if not env:
+            return None
+        if env not in COMPRESSION_MODES.values():
+            choices = ", ".join(COMPRESSION_MODES.values())
+            raise AbiError(INVALID_ARGUMENT, f"{COMPRESSION_ENV} is {env!r}: use one of {choices}")
+        return env
+    constants: dict[str, int] = ffi.typeof("SnowWsCompression").relements
+    for name, mode in COMPRESSION_MODES.items():
+        if constants[name] == value:
+            return mode
+    choices = ", ".join(f"{name} ({constants[name]})" for name in COMPRESSION_MODES)
+    raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.compression is {value}: use 0 (default), {choices}")
+
+
 def _options(
     ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]
 ) -> tuple[ServerOptions, tuple[Any, Any], tuple[Any, Any]]:
@@ -363,7 +395,8 @@ def _options(
     """
     null = ffi.NULL
     if opts == null:
-        return ServerOptions(), (null, null), (null, null)
+        mode = _compression(ffi, 0)
+        return (ServerOptions() if mode is None else ServerOptions(compression=mode)), (null, null), (null, null)
     size = int(opts.struct_size)
     if size < 8:
         raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.struct_size is {size}: set it to sizeof(SnowWsOptions)")
@@ -421,5 +454,13 @@ def _options(
         kwargs["cluster_url"] = ffi.string(v["cluster_url"]).decode("utf-8")
     if v["cluster_presence_ttl_ms"]:
         kwargs["cluster_presence_ttl"] = v["cluster_presence_ttl_ms"] / 1000
+    mode = _compression(ffi, int(v["compression"]))
+    if mode is not None:
+        kwargs["compression"] = mode
+    for name in ("compression_min_size", "compression_window_bits", "compression_mem_level"):
+        if v[name]:
+            kwargs[name] = int(v[name])
+    if v["compression_memory_budget"]:
+        kwargs["compression_memory_budget"] = int(v["compression_memory_budget"])
     binary = (v["on_binary_fn"], v["on_binary_env"])
     return ServerOptions(**kwargs), binary, (v["on_presence_fn"], v["on_presence_env"])

@@ -25,14 +25,17 @@ States and transitions (the only place the state changes is :meth:`ServerProtoco
 Rules enforced on client frames (each violation fails the connection: the Close frame with the code is queued,
 a ProtocolFailure event is returned, and all later input is ignored):
 
-* every frame is masked (§5.1), no RSV bit is set (§5.2, no extension is negotiated), the opcode is not
-  reserved (0x3-0x7, 0xB-0xF), a 64-bit length has its top bit clear: else 1002;
+* every frame is masked (§5.1), no RSV bit is set (§5.2) -- except RSV1 on the first frame of a data message
+  once permessage-deflate is enabled (RFC 7692 §6; never on a continuation or control frame) --, the opcode is
+  not reserved (0x3-0x7, 0xB-0xF), a 64-bit length has its top bit clear: else 1002;
 * control frames have FIN set and at most 125 bytes of payload (§5.5): else 1002; they may arrive between
   the fragments of a message without disturbing it (§5.4);
 * a continuation frame continues an open message and a new text/binary frame does not interrupt one (§5.4):
   else 1002;
 * a message may not exceed ``max_message_size`` bytes: 1009, decided from a frame's header (its declared
-  length plus the bytes already received for the message) before its payload is buffered;
+  length plus the bytes already received for the message) before its payload is buffered; a compressed message
+  is bounded by its decompressed size, checked while inflating (``protocol/deflate.py``: never more than the limit
+  + 1 byte is inflated), and data that is not valid deflate is 1007;
 * text is UTF-8 (§8.1): 1007 as soon as the bytes received so far can no longer be valid UTF-8 -- checked
   frame by frame, and within a text frame that arrives in pieces, piece by piece (Autobahn 6.4.x);
 * a Close payload is empty or a sendable code plus a UTF-8 reason (§5.5.1, §7.4): else 1002 / 1007.
@@ -53,6 +56,7 @@ import enum
 from collections.abc import Sequence
 
 from snow_rt_py.protocol.close import CloseCode, build_close_payload, parse_close_payload
+from snow_rt_py.protocol.deflate import Inflater
 from snow_rt_py.protocol.errors import HandshakeError, ProtocolError, UsageError
 from snow_rt_py.protocol.events import (
     BinaryMessage,
@@ -141,6 +145,7 @@ class ServerProtocol:
             one fails the connection with 1009.
         max_handshake_size: the most bytes the request line and headers may take (431 beyond).
         open: start in OPEN, skipping the handshake (benchmarks and frame-level tests).
+        inflater: permessage-deflate enabled from the start (with ``open``; else see :meth:`enable_deflate`).
 
     Attributes:
         state: the current :class:`State`.
@@ -158,7 +163,9 @@ class ServerProtocol:
         "_eof",
         "_held_close",
         "_http_method",
+        "_inflater",
         "_max_message_size",
+        "_msg_deflated",
         "_msg_opcode",
         "_msg_size",
         "_parser",
@@ -180,6 +187,7 @@ class ServerProtocol:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
         open: bool = False,
+        inflater: Inflater | None = None,
     ) -> None:
         self.state = State.OPEN if open else State.HANDSHAKE
         self.close_sent = False
@@ -205,6 +213,20 @@ class ServerProtocol:
         self._stream: MaskedPayload | None = None
         self._stream_b0 = 0  # that frame's first octet (FIN, opcode)
         self._stream_utf8: Utf8Decoder | None = None  # checks a streamed text frame's pieces as they arrive
+        # permessage-deflate (RFC 7692), once the caller enabled it (enable_deflate): None = RSV1 is an error.
+        self._inflater = inflater
+        self._msg_deflated = False  # the message being reassembled is compressed (its first frame had RSV1)
+
+    def enable_deflate(self, inflater: Inflater) -> None:
+        """permessage-deflate was negotiated (call before ``accept()``): from now on a data message whose first frame
+        has RSV1 set is inflated with ``inflater``, its decompressed size bounded by ``max_message_size``.
+
+        Raises:
+            UsageError: if the handshake is over.
+        """
+        if self.state is not State.HANDSHAKE:
+            raise UsageError("enable_deflate() must be called before accept()")
+        self._inflater = inflater
 
     # -- input -----------------------------------------------------------------------------------------
 
@@ -302,7 +324,7 @@ class ServerProtocol:
                 b0 = data[pos]
                 b1 = data[pos + 1]
                 opcode = b0 & 0x0F
-                if b0 & 0x70:
+                if b0 & 0x70 and not self._rsv_allowed(b0, opcode):
                     events.append(self._fail(CloseCode.PROTOCOL_ERROR, "reserved bits set"))
                     return events
                 if b1 < 0x80:
@@ -337,7 +359,7 @@ class ServerProtocol:
                             events.append(self._fail(CloseCode.PROTOCOL_ERROR, "payload length too big"))
                             return events
                         header = 14
-                    if msg_size + length > max_size:
+                    if msg_size + length > max_size and not self._compressed_fits(b0, opcode, msg_size + length):
                         events.append(self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big"))
                         return events
                 end = pos + header + length
@@ -346,6 +368,8 @@ class ServerProtocol:
                         break
                     # Text that is not being ignored: (the rest of) a message whose bytes must be valid UTF-8.
                     text = not ignore_data and (opcode == 1 or (opcode == 0 and self._decoder is not None))
+                    if text and (b0 & 0x40 or (opcode == 0 and self._msg_deflated)):
+                        text = False  # compressed: its UTF-8 is checked once inflated
                     if length >= _STREAM_MIN or (text and n - pos > header):
                         # A data frame spread over reads: unmask its payload as it arrives (module header); a text
                         # frame's pieces are UTF-8 checked as they come, from where its message has got to.
@@ -383,6 +407,11 @@ class ServerProtocol:
                 # An unfragmented message: the common case.
                 if ignore_data:
                     continue
+                if b0 & 0x40:  # compressed (RFC 7692): RSV1 was checked against the negotiation above
+                    events.append(self._inflate_message(opcode, payload))
+                    if self.state is _CLOSED:
+                        return events
+                    continue
                 if opcode == 2:
                     events.append(BinaryMessage(payload))
                 else:
@@ -397,7 +426,7 @@ class ServerProtocol:
                     msg_size = 0
                 msg_size += length
                 try:
-                    event = self._fragment(opcode, payload, b0 & 0x80 != 0, ignore_data)
+                    event = self._fragment(opcode, payload, b0 & 0x80 != 0, ignore_data, b0 & 0x40 != 0)
                 except ProtocolError as exc:
                     events.append(self._fail(exc.close_code, exc.reason))
                     return events
@@ -416,19 +445,52 @@ class ServerProtocol:
             self._buf = bytearray(memoryview(data)[pos:])
         return events
 
+    def _rsv_allowed(self, b0: int, opcode: int) -> bool:
+        """RFC 7692 §6: RSV1 (alone) may be set only with permessage-deflate negotiated, and only on the first frame
+        of a data message (not on a continuation frame, RFC 7692 §6.1, nor on a control frame, §6)."""
+        return self._inflater is not None and b0 & 0x70 == 0x40 and (opcode == 1 or opcode == 2)
+
+    def _compressed_fits(self, b0: int, opcode: int, wire_size: int) -> bool:
+        """A compressed message is bounded by its decompressed size (checked while inflating); on the wire it may
+        exceed ``max_message_size`` by deflate's growth on incompressible data: 5 bytes per stored block, whose size
+        depends on the sender's memLevel (0.25% with websockets' memLevel 5), up to zlib's deflateBound for unusual
+        settings: 1/8 more and 1 KiB are allowed on the wire."""
+        compressed = b0 & 0x40 if opcode else self._msg_deflated
+        limit = self._max_message_size
+        return bool(compressed) and wire_size <= limit + (limit >> 3) + 1024
+
+    def _inflate_message(self, opcode: int, payload: bytes) -> TextMessage | BinaryMessage | ProtocolFailure:
+        """An unfragmented compressed message: inflate it (bounded), check its UTF-8 if text."""
+        assert self._inflater is not None
+        try:
+            data = self._inflater.feed(payload, self._max_message_size, True)
+        except ProtocolError as exc:
+            return self._fail(exc.close_code, exc.reason)
+        if opcode == 2:
+            return BinaryMessage(data)
+        try:
+            return TextMessage(data.decode("utf-8"), data)
+        except UnicodeDecodeError:
+            return self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in text message")
+
     def _fragment(
-        self, frame_opcode: int, payload: bytes, fin: bool, ignore: bool
+        self, frame_opcode: int, payload: bytes, fin: bool, ignore: bool, deflated: bool = False
     ) -> TextMessage | BinaryMessage | None:
         """Add one fragment to the message being reassembled; return the message on its last fragment.
 
         Raises:
-            ProtocolError: 1007 if the text so far is not valid UTF-8.
+            ProtocolError: 1007 if the text so far is not valid UTF-8 (or a compressed message's data is not valid
+                deflate); 1009 if a compressed message inflates past ``max_message_size``.
         """
         if frame_opcode:  # the first fragment
             self._decoder = Utf8Decoder() if frame_opcode == Opcode.TEXT else None
             self._parts = bytearray()
+            self._msg_deflated = deflated
         if ignore:
             return None
+        if self._msg_deflated:
+            assert self._inflater is not None
+            payload = self._inflater.feed(payload, self._max_message_size - len(self._parts), fin)
         decoder = self._decoder
         if decoder is not None:
             decoder.decode(payload, fin)  # fails fast (1007); the text itself is decoded once, at the end
@@ -473,6 +535,9 @@ class ServerProtocol:
         self._stream_utf8 = None
         self._parts = b""
         self._decoder = None
+        self._msg_deflated = False
+        if self._inflater is not None:
+            self._inflater.discard()
         self._msg_opcode = 0
         self._msg_size = 0
         self._pending = None

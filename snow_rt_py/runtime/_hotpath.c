@@ -107,7 +107,8 @@ static inline int set_slot(PyObject *obj, PyTypeObject *type, Py_ssize_t offset,
 static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_send_frame, *s_offer_py, *s_flush_py,
     *s_handle, *s_handled, *s_update_reading, *s_get_write_buffer_size, *s_write, *s_writelines, *s_schedule_flush,
     *s_state, *s_buf, *s_stream, *s_msg_opcode, *s_close_sent, *s_alive, *s_running, *s_mailbox, *s_run,
-    *s_crashed, *s_deliver, *s_on_message, *s_receive_data, *s_offer_frame;
+    *s_crashed, *s_deliver, *s_on_message, *s_receive_data, *s_offer_frame, *s_min_size, *s_flush_scheduled,
+    *s_dirty, *s_append, *s_popleft, *s_flush;
 
 typedef struct {
     PyObject_HEAD
@@ -125,7 +126,7 @@ typedef struct {
      * (address of snow_abi_call_on_message, address of its SnowAbiTarget, the loop thread's reply buffer,
      * whether the reply fast path is on) */
     PyObject *native;
-    PyObject *deflate; /* permessage-deflate as negotiated, or None: every send with it takes the Python path */
+    PyObject *deflate; /* permessage-deflate as negotiated, or None: sends it compresses take the Python path */
     unsigned long long id;
     Py_ssize_t out_bytes;
     Py_ssize_t linger_left;
@@ -253,6 +254,30 @@ static Py_ssize_t queued_bytes(Core *self)
     return queued;
 }
 
+/* Server.schedule_flush(self): its common case (a flush already scheduled this iteration: just join the list) in
+ * C, the first one of the iteration through the Python method. -1 error. */
+static int schedule_flush(Core *self)
+{
+    PyObject *scheduled = PyObject_GetAttr(self->server, s_flush_scheduled);
+    if (scheduled == NULL)
+        return -1;
+    Py_DECREF(scheduled);
+    PyObject *r;
+    if (scheduled == Py_True) {
+        PyObject *dirty = PyObject_GetAttr(self->server, s_dirty);
+        if (dirty == NULL)
+            return -1;
+        r = PyObject_CallMethodOneArg(dirty, s_append, (PyObject *)self);
+        Py_DECREF(dirty);
+    } else {
+        r = PyObject_CallMethodOneArg(self->server, s_schedule_flush, (PyObject *)self);
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* offer_frame's common case (loop thread, one frame): 1 queued; 0 refused because the connection is not OPEN;
  * 2 the queue bound applies (the Python path decides: drop or close); -1 error. */
 static int offer_fast(Core *self, PyObject *frame, Py_ssize_t count)
@@ -272,12 +297,8 @@ static int offer_fast(Core *self, PyObject *frame, Py_ssize_t count)
     self->messages_out += count;
     if (!self->flush_pending) {
         self->flush_pending = 1;
-        if (!self->in_read) {
-            PyObject *r = call_method1(self->server, s_schedule_flush, (PyObject *)self);
-            if (r == NULL)
-                return -1;
-            Py_DECREF(r);
-        }
+        if (!self->in_read && schedule_flush(self) < 0)
+            return -1;
     }
     return 1;
 }
@@ -383,19 +404,42 @@ static PyObject *encode(int opcode, const char *data, Py_ssize_t len)
     return frame;
 }
 
+/* With permessage-deflate, a message of len bytes goes out compressed (the Python path) unless it is shorter than
+ * the connection's compression_min_size: 1 plain (this path may take it), 0 compressed, -1 error. */
+static int plain_with_deflate(Core *self, Py_ssize_t len)
+{
+    if (self->deflate == Py_None)
+        return 1;
+    PyObject *min_size = PyObject_GetAttr(self->deflate, s_min_size);
+    if (min_size == NULL)
+        return -1;
+    Py_ssize_t min = PyLong_AsSsize_t(min_size);
+    Py_DECREF(min_size);
+    if (min == -1 && PyErr_Occurred())
+        return -1;
+    return len < min;
+}
+
 /* The fast path of send_text: NULL with no exception set means "take the Python path". */
 static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
 {
     *fallback = 1;
-    if (!self->fast || self->phase != PHASE_OPEN || self->deflate != Py_None || !on_loop(self))
+    if (!self->fast || self->phase != PHASE_OPEN || !on_loop(self))
         return NULL;
     PyObject *frame;
     if (PyUnicode_IS_COMPACT_ASCII(text)) {
         Py_ssize_t len = PyUnicode_GET_LENGTH(text);
         if (len >= SEPARATE_PAYLOAD_MIN)
             return NULL;
+        int plain = plain_with_deflate(self, len);
+        if (plain <= 0) {
+            *fallback = plain == 0;
+            return NULL;
+        }
         frame = encode(1, (const char *)PyUnicode_DATA(text), len);
     } else {
+        if (self->deflate != Py_None) /* a short non-ASCII text: rare enough for the Python path */
+            return NULL;
         if (PyUnicode_GET_LENGTH(text) >= SEPARATE_PAYLOAD_MIN / 4)
             return NULL;
         PyObject *utf8 = PyUnicode_AsUTF8String(text);
@@ -417,9 +461,13 @@ static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
 static PyObject *send_binary_fast(Core *self, PyObject *data, int *fallback)
 {
     *fallback = 1;
-    if (!self->fast || self->phase != PHASE_OPEN || self->deflate != Py_None ||
-        PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
+    if (!self->fast || self->phase != PHASE_OPEN || PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
         return NULL;
+    int plain = plain_with_deflate(self, PyBytes_GET_SIZE(data));
+    if (plain <= 0) {
+        *fallback = plain == 0;
+        return NULL;
+    }
     *fallback = 0;
     PyObject *frame = encode(2, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     if (frame == NULL)
@@ -890,6 +938,30 @@ static PyObject *core_data_received(Core *self, PyObject *data)
 
 /* -- fan-out ------------------------------------------------------------------------------------------------ */
 
+/* flush_dirty(dirty): Server._flush_dirty's loop: pop every connection of the deque and write what it queued (the
+ * C _flush for a ConnectionCore, its _flush method otherwise), until the deque is empty. */
+static PyObject *flush_dirty(PyObject *module, PyObject *dirty)
+{
+    (void)module;
+    for (;;) {
+        Py_ssize_t n = PyObject_Length(dirty);
+        if (n < 0)
+            return NULL;
+        if (n == 0)
+            Py_RETURN_NONE;
+        PyObject *conn = PyObject_CallMethodNoArgs(dirty, s_popleft);
+        if (conn == NULL)
+            return NULL;
+        PyObject *r = PyObject_TypeCheck(conn, &CoreType) ? core_flush((Core *)conn, NULL)
+                                                          : PyObject_CallMethodNoArgs(conn, s_flush);
+        Py_DECREF(conn);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+}
+
+
 /* fanout(targets, frame, except_conn) -> failures: RoomRegistry.broadcast_frame's loop, offer_frame(frame) for
  * every connection of the list but except_conn; the C path for each one it can take, offer_frame otherwise. */
 static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -989,6 +1061,7 @@ static PyObject *configure(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
+    {"flush_dirty", flush_dirty, METH_O, "flush_dirty(deque): Server._flush_dirty's loop (see _hotpath.c)."},
     {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
      "fanout(targets, frame, except_conn) -> failures: queue frame for every connection but except_conn."},
     {"configure", configure, METH_VARARGS,
@@ -1037,6 +1110,12 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     INTERN(s_on_message, "on_message")
     INTERN(s_receive_data, "receive_data")
     INTERN(s_offer_frame, "offer_frame")
+    INTERN(s_min_size, "min_size")
+    INTERN(s_flush_scheduled, "_flush_scheduled")
+    INTERN(s_dirty, "_dirty")
+    INTERN(s_append, "append")
+    INTERN(s_popleft, "popleft")
+    INTERN(s_flush, "_flush")
     if (PyType_Ready(&CoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);

@@ -39,6 +39,7 @@ from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, enco
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
+from snow_rt_py.runtime.compression import ConnectionDeflate, compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.hotpath import C_HOT_PATH, ConnectionCore
@@ -152,7 +153,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._handler = server.handler
         self._on_text_bytes = server.on_text_bytes
         self._native: tuple[int, int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
-        self._deflate: Any = None  # permessage-deflate, once negotiated (the C hot path's sends step aside)
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
@@ -195,6 +195,9 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self.rooms_joined: set[str] = _NO_ROOMS  # reverse index of the runtime's rooms, guarded by their lock
         self.rooms_closed = False  # set once the connection ended: joins are refused
         self.user_data: Any = None  # the program's own, e.g. the user's name (the runtime never reads it)
+        # permessage-deflate as negotiated (runtime/compression.py), None when not: the one attribute a fast path
+        # tests. With it, every data message goes through _send_deflated; received RSV1 frames are the protocol's.
+        self._deflate: ConnectionDeflate | None = None
 
     # -- the state machine -------------------------------------------------------------------------------------
 
@@ -230,6 +233,13 @@ class Connection(ConnectionCore, asyncio.Protocol):
         """
         if not isinstance(text, str):
             raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
+        if self._deflate is not None:  # permessage-deflate negotiated: the compression path (not the hot path)
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError("text is not encodable as UTF-8") from None
+            self._send_deflated(Opcode.TEXT, data)
+            return
         if len(text) < _SEPARATE_TEXT_MIN:  # short: under SEPARATE_PAYLOAD_MIN once encoded
             try:
                 frame = encode_text(text)
@@ -257,7 +267,9 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._send_encoded_text(data)
 
     def _send_encoded_text(self, data: bytes) -> None:
-        if len(data) >= SEPARATE_PAYLOAD_MIN:
+        if self._deflate is not None:
+            self._send_deflated(Opcode.TEXT, data)
+        elif len(data) >= SEPARATE_PAYLOAD_MIN:
             self._send_parts(frame_header(Opcode.TEXT, len(data)), data)
         else:
             self.send_frame(encode_frame(Opcode.TEXT, data))
@@ -270,11 +282,61 @@ class Connection(ConnectionCore, asyncio.Protocol):
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgumentError(f"send_binary needs bytes, got {type(data).__name__}")
+        if self._deflate is not None:
+            self._send_deflated(Opcode.BINARY, data if type(data) is bytes else bytes(data))
+            return
         if len(data) >= SEPARATE_PAYLOAD_MIN:
             payload = data if type(data) is bytes else bytes(data)  # a snapshot: the caller may reuse its buffer
             self._send_parts(frame_header(Opcode.BINARY, len(payload)), payload)
             return
         self.send_frame(encode_binary(data))
+
+    def _send_deflated(self, opcode: int, data: bytes) -> None:
+        """Send a message on a connection with permessage-deflate: compressed if at least ``compression_min_size``
+        bytes (RSV1 set), else as a plain frame (RFC 7692 §6 allows either, per message)."""
+        deflate = self._deflate
+        assert deflate is not None
+        if len(data) < deflate.min_size or self.phase is not _OPEN or not worth_compressing(data):
+            if len(data) >= SEPARATE_PAYLOAD_MIN:
+                self._send_parts(frame_header(opcode, len(data)), data)
+            else:
+                self.send_frame(encode_frame(opcode, data))
+            return
+        lock = deflate.lock_
+        if lock is None:  # no context of ours: any order of compression is fine
+            frame, payload = compressed_frame(opcode, deflate.compress_shared(data))
+            if not self.offer_frame(frame, 1, payload):
+                self._refused()
+            return
+        with lock:  # our context: the client must get the messages in the order they were compressed
+            frame, payload = compressed_frame(opcode, deflate.compress_own(data))
+            if self.offer_frame(frame, 1, payload):
+                return
+            deflate.forget_context()  # the client never gets this one: later ones must not refer to it
+        self._refused()
+
+    def offer_deflated(
+        self, opcode: int, data: bytes, shared: dict[tuple[int, bool], tuple[bytes, bytes | None]]
+    ) -> bool:
+        """offer_frame for one member of a broadcast, on a connection with permessage-deflate: the frame compressed
+        once for every member whose messages start from an empty context (cached in ``shared`` by window), or this
+        connection's own compression (dedicated). Never raises; False if not queued."""
+        deflate = self._deflate
+        assert deflate is not None
+        if deflate.shares_frames:
+            key = deflate.key
+            made = shared.get(key)
+            if made is None:
+                made = shared[key] = compressed_frame(opcode, deflate.compress_shared(data))
+            return self.offer_frame(made[0], 1, made[1])
+        lock = deflate.lock_
+        assert lock is not None
+        with lock:
+            frame, payload = compressed_frame(opcode, deflate.compress_own(data))
+            if self.offer_frame(frame, 1, payload):
+                return True
+            deflate.forget_context()
+            return False
 
     def _send_parts(self, header: bytes, payload: bytes) -> None:
         """send_frame for a frame queued as its header and its payload (not copied into one object)."""
@@ -480,6 +542,8 @@ class Connection(ConnectionCore, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._enter(_CLOSED)
+        if self._deflate is not None:
+            self._deflate.release()
         self._cancel_timer()
         if self.server.heartbeat is not None:
             self.server.heartbeat.stop(self)
@@ -632,8 +696,14 @@ class Connection(ConnectionCore, asyncio.Protocol):
             self._refuse(verdict.status, verdict.reason)
             return
         self.subprotocol = decision
-        # The 101 is queued first: it goes before anything on_connect sends.
-        pipelined = self._proto.accept(() if decision is None else (("Sec-WebSocket-Protocol", decision),))
+        extensions: tuple[tuple[str, str], ...] = () if decision is None else (("Sec-WebSocket-Protocol", decision),)
+        offers = request.headers.get_all("Sec-WebSocket-Extensions")
+        if offers and server.options.compression != "off":
+            self._deflate = server.negotiate_deflate(offers)
+            if self._deflate is not None:
+                self._proto.enable_deflate(self._deflate.inflater)
+                extensions += (("Sec-WebSocket-Extensions", self._deflate.params.response),)
+        pipelined = self._proto.accept(extensions)  # the 101 is queued first: before anything on_connect sends
         admission.opened(ip)
         self._admitted = True
         self._enter(_OPEN)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["C_HOT_PATH", "ConnectionCore", "PyConnectionCore", "fanout"]
+__all__ = ["C_HOT_PATH", "ConnectionCore", "PyConnectionCore", "fanout", "flush_all"]
 
 
 class PyConnectionCore:
@@ -59,14 +59,17 @@ class PyConnectionCore:
 Fanout = Callable[[list[Any], bytes, Any], int]
 
 
-def _load() -> tuple[type[PyConnectionCore], bool, Fanout | None]:
+FlushAll = Callable[[Any], None]
+
+
+def _load() -> tuple[type[PyConnectionCore], bool, Fanout | None, FlushAll | None]:
     if os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") not in ("", "0"):
-        return PyConnectionCore, False, None
+        return PyConnectionCore, False, None, None
     try:
         from snow_rt_py.runtime import _hotpath  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - not built
-        return PyConnectionCore, False, None
-    return _hotpath.ConnectionCore, True, _hotpath.fanout
+        return PyConnectionCore, False, None, None
+    return _hotpath.ConnectionCore, True, _hotpath.fanout, _hotpath.flush_dirty
 
 
 if TYPE_CHECKING:
@@ -74,5 +77,7 @@ if TYPE_CHECKING:
     C_HOT_PATH: bool
     fanout: Fanout | None
     """``fanout(members, frame, except_conn) -> failures``: RoomRegistry.broadcast_frame's loop in C, or None."""
+    flush_all: FlushAll | None
+    """``flush_all(deque)``: Server._flush_dirty's loop in C, or None."""
 else:
-    ConnectionCore, C_HOT_PATH, fanout = _load()
+    ConnectionCore, C_HOT_PATH, fanout, flush_all = _load()

@@ -72,6 +72,15 @@ class ServerOptions:
         metrics_port: serve the same on a separate port of ``host`` (0 picks a free one); None: off.
         access_log: log one line per connection when it ends (logger ``snow_rt_py.access``, level INFO): peer,
             path, duration, bytes each way, close code.
+        compression: permessage-deflate (RFC 7692) when a client offers it: "shared" (default: no zlib state
+            outlives a message, a broadcast is compressed once), "dedicated" (a compression context per
+            connection, within ``compression_memory_budget``), or "off". See runtime/compression.py.
+        compression_min_size: messages shorter than this (bytes) are sent uncompressed.
+        compression_window_bits: "dedicated": the window (8-15) of a connection's compressor, and of the client's
+            when it lets us choose (``client_max_window_bits``).
+        compression_mem_level: "dedicated": zlib's memLevel (1-9) of a connection's compressor.
+        compression_memory_budget: "dedicated": bytes of zlib state all dedicated connections of the runtime may
+            hold together; a connection that would go over it is served in "shared" mode.
     """
 
     host: str = "127.0.0.1"
@@ -109,6 +118,11 @@ class ServerOptions:
     access_log: bool = False
     cluster_url: str | None = None
     cluster_presence_ttl: float = 10.0
+    compression: str = "shared"
+    compression_min_size: int = 128
+    compression_window_bits: int = 12
+    compression_mem_level: int = 5
+    compression_memory_budget: int = 64 * 1024 * 1024
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible combination."""
@@ -165,6 +179,17 @@ class ServerOptions:
             raise ValueError(f"metrics_path must start with '/', got {self.metrics_path!r}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be between 0 and 65535, got {self.metrics_port}")
+
+        if self.compression not in ("shared", "dedicated", "off"):
+            raise ValueError(f"compression must be 'shared', 'dedicated' or 'off', got {self.compression!r}")
+        if self.compression_min_size < 0:
+            raise ValueError(f"compression_min_size must be >= 0, got {self.compression_min_size}")
+        if not 8 <= self.compression_window_bits <= 15:
+            raise ValueError(f"compression_window_bits must be 8 to 15, got {self.compression_window_bits}")
+        if not 1 <= self.compression_mem_level <= 9:
+            raise ValueError(f"compression_mem_level must be 1 to 9, got {self.compression_mem_level}")
+        if self.compression_memory_budget < 0:
+            raise ValueError(f"compression_memory_budget must be >= 0, got {self.compression_memory_budget}")
 
     def origin_policy(self) -> OriginPolicy | None:
         """The compiled Origin rule, or None when no check is asked for."""

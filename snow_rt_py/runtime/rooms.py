@@ -8,7 +8,10 @@ every function is safe from any thread, any actor, at once):
 * A connection leaves every room when it ends, whatever the cause, before its on_close runs. A connection that is
   closing or has ended cannot join (``ConnectionClosedError``): there are never ghost members.
 * ``broadcast`` encodes the frame **once** and queues the same ``bytes`` on every member's outbound queue; it
-  never waits for a socket. Members are snapshotted under the lock, so a member that leaves or ends concurrently
+  never waits for a socket. With permessage-deflate: it is compressed **once** too, and that one compressed frame
+  object is queued for every member whose messages start from an empty context (``shared`` mode, one per window
+  size); members with a dedicated context get it compressed with theirs; the rest get the plain frame. Members
+  are snapshotted under the lock, so a member that leaves or ends concurrently
   either gets the whole message or is counted as a failure, never a partial frame.
 * The return value of a broadcast is the number of members the message **could not be queued for**: members
   that were closing or ended at that instant, and members whose outbound queue was full (the slow-consumer policy
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 from snow_rt_py.protocol.errors import UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
 from snow_rt_py.protocol.utf8 import utf8_error
+from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 from snow_rt_py.runtime.hotpath import fanout as _fanout
 from snow_rt_py.runtime.presence import META_MAX_BYTES, Member, PresenceEvent
@@ -57,6 +61,8 @@ class RoomRegistry:
         self.node = 0  # the backplane's node number (0: not in a cluster)
         self.rooms_version = 0  # grows whenever a room gets its first member or loses its last one
         self.presence_watchers = 0  # servers whose handler has on_presence: events are only made when > 0
+        # Members with permessage-deflate, per room: a room with none broadcasts through broadcast_frame alone.
+        self._deflated: dict[str, int] = {}
 
     def join(self, conn: Connection, room: str, meta: str | None = None) -> None:
         """Add ``conn`` to ``room`` (no-op if already a member), with an optional short ``meta`` string (at most
@@ -79,6 +85,8 @@ class RoomRegistry:
             elif conn.id in members:
                 return
             members[conn.id] = conn
+            if conn._deflate is not None:
+                self._deflated[room] = self._deflated.get(room, 0) + 1
             if meta:
                 self._meta.setdefault(room, {})[conn.id] = meta
             if not conn.rooms_joined:
@@ -120,6 +128,12 @@ class RoomRegistry:
         members = self._rooms.get(room)
         left = None
         if members is not None and members.pop(conn.id, None) is not None:
+            if conn._deflate is not None:
+                count = self._deflated[room] - 1
+                if count:
+                    self._deflated[room] = count
+                else:
+                    del self._deflated[room]
             metas = self._meta.get(room)
             meta = metas.pop(conn.id, "") if metas is not None else ""
             if metas is not None and not metas:
@@ -147,13 +161,17 @@ class RoomRegistry:
         try:
             if isinstance(message, str):
                 frame = encode_text(message)
+                opcode = Opcode.TEXT
             elif isinstance(message, bytes | bytearray | memoryview):
                 frame = encode_binary(message)
+                opcode = Opcode.BINARY
             else:
                 raise InvalidArgumentError(f"message must be str or bytes, not {type(message).__name__}")
         except UsageError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        return self.broadcast_frame(room, frame, except_conn)
+        if not self._deflated.get(room):  # nobody to compress for (read without the lock: a hint, see _fan_out)
+            return self.broadcast_frame(room, frame, except_conn)
+        return self._fan_out(room, frame, except_conn, opcode, message)
 
     def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | int | None = None) -> int:
         """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
@@ -165,21 +183,15 @@ class RoomRegistry:
         why = utf8_error(data)
         if why is not None:
             raise InvalidUtf8Error(f"not valid UTF-8: {why}")
-        return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
+        if not self._deflated.get(room):
+            return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
+        return self._fan_out(room, encode_frame(Opcode.TEXT, data), except_conn, Opcode.TEXT, data)
 
     def broadcast_frame(self, room: str, frame: bytes, except_conn: Connection | int | None = None) -> int:
         """Queue an encoded ``frame`` for every member of ``room`` but ``except_conn`` (a connection, or a
         connection id: with a cluster, one on any node); return the local failures. With a cluster, one publish
         carries it to the other nodes' members."""
-        backplane = self.backplane
-        if backplane is not None:
-            if except_conn is None:
-                except_id = 0
-            elif isinstance(except_conn, int):
-                except_id = except_conn
-            else:
-                except_id = except_conn.id
-            backplane.publish(room, frame, except_id)
+        self._publish(room, frame, except_conn)
         with self._lock:
             members = self._rooms.get(room)
             if not members:
@@ -279,6 +291,71 @@ class RoomRegistry:
         with self._lock:
             return {room: self._local_members(room) for room in self._rooms}
 
+    def _fan_out(
+        self,
+        room: str,
+        frame: bytes,
+        except_conn: Connection | int | None,
+        opcode: int,
+        message: str | bytes | bytearray | memoryview,
+    ) -> int:
+        """broadcast_frame, except that members with permessage-deflate get the message compressed: compressed once
+        for all whose messages start from an empty context (the same frame object queued for each), per member for
+        a dedicated context; members without compression, or for which it is too short, get ``frame``. (A member
+        with compression that joins while the count was read as 0 may get this one message plain: RFC 7692 allows
+        any message uncompressed.) With a cluster, the other nodes get the plain ``frame`` (one publish), and
+        compress it for their own members as they see fit: their members get it plain."""
+        data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        if not worth_compressing(data):
+            return self.broadcast_frame(room, frame, except_conn)
+        self._publish(room, frame, except_conn)
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return 0
+            targets = list(members.values())
+            if isinstance(except_conn, int):
+                except_conn = members.get(except_conn)
+            self.broadcasts += 1
+        n = len(data)
+        plain: list[Connection] = []
+        dedicated: list[Connection] = []
+        groups: dict[tuple[int, bool], list[Connection]] = {}  # members sharing one compressed frame, by window
+        for conn in targets:
+            deflate = conn._deflate
+            if conn is except_conn:
+                continue
+            if deflate is None or n < deflate.min_size:
+                plain.append(conn)
+            elif deflate.shares_frames:
+                groups.setdefault(deflate.key, []).append(conn)
+            else:
+                dedicated.append(conn)
+        failures = _offer_all(plain, frame, None)
+        for group in groups.values():
+            first = group[0]._deflate
+            assert first is not None
+            compressed, payload = compressed_frame(opcode, first.compress_shared(data))  # once for the group
+            failures += _offer_all(group, compressed, payload)
+        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
+        for conn in dedicated:  # each has its own context: compressed per member
+            if not conn.offer_deflated(opcode, data, shared):
+                failures += 1
+        self.deliveries += len(plain) + sum(map(len, groups.values())) + len(dedicated) - failures
+        return failures
+
+    def _publish(self, room: str, frame: bytes, except_conn: Connection | int | None) -> None:
+        """With a cluster: one publish of ``frame`` to the other nodes' members of ``room``."""
+        backplane = self.backplane
+        if backplane is not None:
+            if except_conn is None:
+                except_id = 0
+            elif isinstance(except_conn, int):
+                except_id = except_conn
+            else:
+                except_id = except_conn.id
+            backplane.publish(room, frame, except_id)
+
     def rooms_of(self, conn: Connection) -> list[str]:
         """The rooms ``conn`` is in, sorted."""
         with self._lock:
@@ -298,6 +375,22 @@ class RoomRegistry:
         """Every room with at least one member, sorted."""
         with self._lock:
             return sorted(self._rooms)
+
+
+def _offer_all(members: list[Connection], frame: bytes, payload: bytes | None) -> int:
+    """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member; the failures."""
+    if payload is None and _fanout is not None and type(frame) is bytes:
+        return _fanout(members, frame, None)  # the loop in C (runtime/_hotpath.c)
+    failures = 0
+    if payload is None:
+        for conn in members:
+            if not conn.offer_frame(frame):
+                failures += 1
+    else:
+        for conn in members:
+            if not conn.offer_frame(frame, 1, payload):
+                failures += 1
+    return failures
 
 
 def _check_room(room: object) -> None:

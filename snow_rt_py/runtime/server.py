@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from snow_rt_py.runtime.admission import Admission
 from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
+from snow_rt_py.runtime.compression import CompressorPool, ConnectionDeflate, negotiate_for
 from snow_rt_py.runtime.connection import ABORTED, SERVER_SHUTDOWN, Connection, Phase
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler, handler_wants_presence
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
+from snow_rt_py.runtime.hotpath import flush_all as _flush_all
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
 from snow_rt_py.runtime.tls import server_context
@@ -103,6 +105,8 @@ class Server:
         self._ended_bytes_out = 0
         self._ended_drops = 0
         self.metrics: Any = None  # runtime/metrics.py's ServerMetrics when metrics_path or metrics_port is set
+        self.compression = runtime.component("compression", CompressorPool)  # shared by the runtime's servers
+        self._deflate_counts = {"shared": 0, "dedicated": 0, "fallbacks": 0}
 
     @classmethod
     async def start(cls, handler: Handler, options: ServerOptions, runtime: Runtime | None = None) -> Server:
@@ -215,8 +219,38 @@ class Server:
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False  # first: a connection marked from now on schedules another run
         dirty = self._dirty
+        if _flush_all is not None:
+            _flush_all(dirty)  # the loop below, in C (runtime/_hotpath.c)
+            return
         while dirty:
             dirty.popleft()._flush()
+
+    # -- compression ---------------------------------------------------------------------------------------
+
+    def negotiate_deflate(self, offers: list[str]) -> ConnectionDeflate | None:
+        """permessage-deflate for a connection whose handshake offered ``offers`` (loop thread)."""
+        deflate, fell_back = negotiate_for(self.options, self.compression, offers)
+        if deflate is not None:
+            self._deflate_counts[deflate.mode] += 1
+        if fell_back:
+            self._deflate_counts["fallbacks"] += 1
+        return deflate
+
+    def compression_statistics(self) -> dict[str, int]:
+        """permessage-deflate counters.
+
+        Returns:
+            ``shared`` and ``dedicated``: connections accepted with compression in that mode, since the start;
+            ``fallbacks``: of the shared ones, those that asked for dedicated mode when the budget was spent;
+            ``reserved_bytes`` and ``dedicated_now``: the dedicated state reserved now, and by how many connections,
+            across every server of the runtime; ``pool_idle``: compressors idle in the runtime's pool.
+        """
+        return {
+            **self._deflate_counts,
+            "reserved_bytes": self.compression.reserved,
+            "dedicated_now": self.compression.dedicated,
+            "pool_idle": self.compression.idle_compressors(),
+        }
 
     # -- called by Connection (loop thread) -----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import urllib.request
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from snow_rt_py.testing import RawClient
+from snow_rt_py.testing import RawClient, WireFrame
 from tests.c.harness import Program, free_port, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,6 +32,8 @@ STALE = "-1 SNOW_WS_E_BAD_HANDLE: connection handle N is unknown or its connecti
 
 
 def client(port: int, path: str = "/", **kwargs: object) -> ClientConnection:
+    # No permessage-deflate offer unless a test asks: these tests count bytes and exercise the plain reply fast path.
+    kwargs.setdefault("compression", None)
     return connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10, close_timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
@@ -851,4 +854,103 @@ def test_front_door_options_subprotocol_stats_and_drain(run: Run, asan: bool) ->
         "got -1.0",
         "done",
     )
+    assert prog.finish() == 0
+
+
+# -- permessage-deflate options (SnowWsOptions.compression*, SNOW_WS_COMPRESSION) --------------------------------
+
+SHARED_ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+DEDICATED_ANSWER = "permessage-deflate; client_max_window_bits=12"
+
+
+def _deflate_echo(port: int) -> tuple[str, WireFrame]:
+    """Offer permessage-deflate, send a compressed text, return the server's answer header and the echoed frame."""
+    client = RawClient(port)
+    try:
+        status, headers, _ = client.handshake(
+            "/", {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+        )
+        assert status == 101
+        message = b"hello from C " * 20
+        if headers.get("sec-websocket-extensions"):
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            client.send_frame(1, (c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
+        else:  # not negotiated: RSV1 would be a protocol error
+            client.send_frame(1, message)
+        frame = client.recv_frame()
+        client.send_close(1000)
+        client.expect_close()
+    finally:
+        client.close()
+    return headers.get("sec-websocket-extensions", ""), frame
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "answer"),
+    [
+        ("shared", None, SHARED_ANSWER),
+        ("dedicated", None, DEDICATED_ANSWER),
+        ("off", None, ""),
+        ("env", None, SHARED_ANSWER),  # 0 and no variable: shared
+        ("env", "dedicated", DEDICATED_ANSWER),
+        ("env", "off", ""),
+        ("shared", "dedicated", SHARED_ANSWER),  # the field wins over the variable
+    ],
+)
+def test_compression_options_and_snow_ws_compression(run: Run, mode: str, env: str | None, answer: str) -> None:
+    prog = run("compression", mode, env={"SNOW_WS_COMPRESSION": env} if env else None)
+    arg = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    choices = (
+        "use 0 (default), SNOW_WS_COMPRESSION_SHARED (1), SNOW_WS_COMPRESSION_DEDICATED (2), "
+        "SNOW_WS_COMPRESSION_OFF (3)"
+    )
+    prog.expect(
+        f"compression 7 -> {arg} SnowWsOptions.compression is 7: {choices}",
+        f"compression_window_bits 16 -> {arg} compression_window_bits must be 8 to 15, got 16",
+        f"compression_mem_level 10 -> {arg} compression_mem_level must be 1 to 9, got 10",
+        f"compression_memory_budget -1 -> {arg} compression_memory_budget must be >= 0, got -1",
+        "struct_size without the compression fields -> started",
+        "stop -> 0",
+    )
+    got, frame = _deflate_echo(prog.port())
+    assert got == answer
+    if answer:  # sent through Python (the reply fast path only makes plain frames), compressed
+        assert frame.rsv == 4 and zlib.decompressobj(-15).decompress(frame.payload + b"\x00\x00\xff\xff") == (
+            b"hello from C " * 20
+        )
+    else:
+        assert (frame.rsv, frame.payload) == (0, b"hello from C " * 20)
+    prog.proc.send_signal(signal.SIGTERM)
+    prog.expect("stop -> 0", "done")
+    assert prog.finish() == 0
+
+
+def test_snow_ws_compression_with_a_bad_value_fails_the_start_naming_it(run: Run) -> None:
+    prog = run("compression", "env", env={"SNOW_WS_COMPRESSION": "fast"})
+    prog.expect(
+        "compression 7 -> -1 SNOW_WS_E_INVALID_ARGUMENT: SnowWsOptions.compression is 7: use 0 (default), "
+        "SNOW_WS_COMPRESSION_SHARED (1), SNOW_WS_COMPRESSION_DEDICATED (2), SNOW_WS_COMPRESSION_OFF (3)"
+    )
+    for _ in range(3):
+        prog.line()  # the other option checks, as above
+    line = prog.line()
+    bad_env = "SNOW_WS_COMPRESSION is 'fast': use one of shared, dedicated, off"
+    assert line == f"struct_size without the compression fields -> {bad_env}", line
+    prog.expect(
+        "start -> SNOW_WS_E_INVALID_ARGUMENT: SNOW_WS_COMPRESSION is 'fast': use one of shared, dedicated, off", "done"
+    )
+    assert prog.finish() == 0
+
+
+def test_snow_ws_serve_reads_snow_ws_compression(run: Run) -> None:
+    port = free_port()
+    prog = run("serve_host", str(port), env={"SNOW_WS_COMPRESSION": "dedicated"})
+    prog.expect("init -> 0")
+    wait_listening(port)
+    got, frame = _deflate_echo(port)
+    assert got == DEDICATED_ANSWER and frame.rsv == 4
+    with connect(f"ws://127.0.0.1:{port}/", open_timeout=10, close_timeout=10) as ws:
+        ws.send("stop")
+        assert closed_with(ws) == (1001, "server shutting down")
+    prog.expect("shutdown from the callback -> 1", "serve returned: SNOW_WS_OK: ", "done")
     assert prog.finish() == 0

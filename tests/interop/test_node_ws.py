@@ -32,13 +32,34 @@ def test_text_messages_echo_as_text(start_server, run_node) -> None:
     srv = start_server(handler)
     result = run_node("ws_client.mjs", "text", srv.url)
     assert result["errors"] == []
-    assert result["extensions"] == "", "the permessage-deflate offer must be declined"
+    # ws offers permessage-deflate; the default mode (shared) accepts it (ws reports the extension names).
+    assert result["extensions"] == "permessage-deflate"
     received = result["received"]
     assert [r["text"] for r in received] == result["sent"]
     assert all(not r["binary"] for r in received)
     assert [r["sha256"] for r in received] == [sha256(t.encode()) for t in result["sent"]]
     assert result["close"]["code"] == 1000  # the server echoes the code (RFC 6455 5.5.1), not the reason
     assert handler.wait_closes(1) == [(1000, "done")]
+
+
+@pytest.mark.parametrize("mode", ["shared", "dedicated"])
+def test_permessage_deflate_text_binary_1_mib_compressible_and_not(start_server, run_node, mode: str) -> None:
+    srv = start_server(EchoApp(), compression=mode)
+    result = run_node("ws_client.mjs", "deflate", srv.url)
+    assert result["errors"] == []
+    expected = {
+        "shared": {"server_no_context_takeover": True, "client_no_context_takeover": True},
+        "dedicated": {"client_max_window_bits": 12},
+    }
+    assert result["extensions"] == "permessage-deflate"
+    assert result["params"] == expected[mode]  # the parameters ws accepted from our answer
+    assert len(result["results"]) == 6
+    for r in result["results"]:
+        assert r["received"] == r["sent"], r["name"]
+    assert [r["sent"]["length"] >= MIB for r in result["results"]] == [False, False, True, True, True, True]
+    assert result["close"]["code"] == 1000
+    stats = srv.server.compression_statistics()
+    assert stats[mode] == 1 and stats["fallbacks"] == 0
 
 
 def test_binary_messages_echo_as_binary(start_server, run_node) -> None:
@@ -124,6 +145,7 @@ def test_protocol_violations_seen_from_node(start_server, run_node) -> None:
         "invalid_utf8": 1007,
         "reserved_opcode": 1002,
         "rsv1": 1002,
+        "rsv1_continuation": 1002,
         "unmasked": 1002,
         "too_big": 1009,
     }

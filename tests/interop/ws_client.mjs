@@ -91,6 +91,32 @@ function describe(message) {
 }
 
 const scenarios = {
+  // permessage-deflate (ws offers it by default): text and binary, small and 1 MiB, compressible and not; what the
+  // server answered, and what came back.
+  async deflate() {
+    const client = await Client.open(url, { perMessageDeflate: { threshold: 0 }, maxPayload: 64 * 1024 * 1024 });
+    const json = JSON.stringify({ type: "chat", room: "lobby", user: "node", text: "hello ".repeat(20) });
+    const compressible = Buffer.from(json.repeat(Math.ceil((1024 * 1024) / json.length))).subarray(0, 1024 * 1024);
+    const payloads = [
+      ["text small", json, false],
+      ["binary small", Buffer.from(json), true],
+      ["text 1 MiB compressible", compressible.toString("utf8"), false],
+      ["binary 1 MiB compressible", compressible, true],
+      ["binary 1 MiB incompressible", randomBytes(1024 * 1024), true],
+      ["text 1 MiB incompressible", randomBytes(768 * 1024).toString("base64"), false],
+    ];
+    const results = [];
+    for (const [name, data, binary] of payloads) {
+      const sent = Buffer.from(data);
+      const back = describe(await client.roundTrip(data, { binary, compress: true }));
+      delete back.text;
+      results.push({ name, sent: { binary, length: sent.length, sha256: sha256(sent) }, received: back });
+    }
+    const close = await client.close(1000, "");
+    const agreed = client.ws._extensions["permessage-deflate"]; // ws's PerMessageDeflate: what it accepted
+    return { extensions: client.ws.extensions, params: agreed ? agreed.params : null, results, close, errors: client.errors };
+  },
+
   // Text messages of several shapes, each echoed as text.
   async text() {
     const client = await Client.open(url);
@@ -305,11 +331,18 @@ const scenarios = {
       results.reserved_opcode = { ...(await client.closed), errors: client.errors };
     }
 
-    // A masked frame with RSV1 set and no extension negotiated: 1002.
+    // A masked frame with RSV1 set and no extension negotiated (ws told not to offer it): 1002.
     {
-      const client = await Client.open(url);
+      const client = await Client.open(url, { perMessageDeflate: false });
       client.ws._socket.write(Buffer.from([0xc1, 0x80, 0x00, 0x00, 0x00, 0x00]));
       results.rsv1 = { ...(await client.closed), errors: client.errors };
+    }
+
+    // permessage-deflate negotiated (ws's default offer), RSV1 on a continuation frame (RFC 7692 6.1): 1002.
+    {
+      const client = await Client.open(url);
+      client.ws._socket.write(Buffer.from([0x41, 0x80, 0, 0, 0, 0, 0xc0, 0x80, 0, 0, 0, 0]));
+      results.rsv1_continuation = { ...(await client.closed), errors: client.errors };
     }
 
     // An unmasked client frame: 1002.

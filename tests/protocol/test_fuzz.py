@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.checks import check_frames, check_handshake
+from fuzz.checks import check_frames, check_handshake, check_inflate
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
-CHECKS = {"handshake": check_handshake, "frames": check_frames}
+CHECKS = {"handshake": check_handshake, "frames": check_frames, "inflate": check_inflate}
 INPUTS = sorted(
     (harness, path)
     for harness in CHECKS

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from typing import Any
 
 import pytest
@@ -32,6 +33,9 @@ HANDSHAKE = (
     b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
+# The same, offering permessage-deflate (RFC 7692): sends of 128 bytes or more are compressed (the Python path),
+# shorter ones stay plain (the C path may take them), and the client may send compressed frames (RSV1).
+HANDSHAKE_DEFLATE = HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
 
 
 class Transport:
@@ -117,6 +121,12 @@ def mask(payload: bytes, key: bytes) -> bytes:
     return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def deflated(payload: bytes) -> bytes:
+    """``payload`` compressed as one permessage-deflate message (RFC 7692 §7.2.1: the final 4 octets removed)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
 def frame(
     b0: int, payload: bytes, key: bytes = b"\x11\x22\x33\x44", masked: bool = True, long16: bool = False
 ) -> bytes:
@@ -144,6 +154,7 @@ frames = st.one_of(
     st.just(frame(0xC1, b"rsv")),  # RSV1 without an extension
     st.just(frame(0x81, b"unmasked", masked=False)),
     st.just(frame(0x80, b"no message")),  # continuation without a message
+    st.builds(lambda p: frame(0xC1, deflated(p)), texts),  # compressed text (RSV1: 1002 unless negotiated)
 )
 
 
@@ -189,10 +200,13 @@ def run(stream: bytes, cuts: list[int], fast: bool, buffered: int) -> dict[str, 
     st.lists(frames, min_size=1, max_size=12),
     st.lists(st.integers(min_value=0, max_value=1500), max_size=6),
     st.sampled_from([0, 2 << 20]),
+    st.sampled_from([HANDSHAKE, HANDSHAKE_DEFLATE]),
 )
-def test_c_and_python_paths_see_and_write_the_same(parts: list[bytes], cuts: list[int], buffered: int) -> None:
-    stream = HANDSHAKE + b"".join(parts)
-    cuts = sorted(len(HANDSHAKE) + c for c in cuts)
+def test_c_and_python_paths_see_and_write_the_same(
+    parts: list[bytes], cuts: list[int], buffered: int, head: bytes
+) -> None:
+    stream = head + b"".join(parts)
+    cuts = sorted(len(head) + c for c in cuts)
     fast = run(stream, cuts, fast=True, buffered=buffered)
     slow = run(stream, cuts, fast=False, buffered=buffered)
     assert fast == slow

@@ -1,8 +1,10 @@
 """Run the Autobahn|Testsuite fuzzing client against both of our servers and judge the results.
 
-    make autobahn                         # cases 1.* to 10.* (everything but compression, 12.* and 13.*)
+    make autobahn                         # cases 1.* to 13.*, default compression mode (shared)
+    make autobahn MODES=all               # the same in each of shared and dedicated mode
     make autobahn CASES='6.*,7.1.*'       # some cases only
-    .venv/bin/python tools/autobahn/run.py [--cases PATTERNS] [--allow-list FILE] [--out DIR]
+    .venv/bin/python tools/autobahn/run.py [--cases PATTERNS] [--modes shared,dedicated|all] [--allow-list FILE]
+                                          [--out DIR]
 
 What it does, in order:
 
@@ -13,11 +15,14 @@ What it does, in order:
    run on and create Python 2.7) is installed into ``.autobahn/bootstrap``, not into that interpreter.
 2. Starts the Python echo server (``python -m snow_rt_py serve --app echo``) and the C one (``build/echo_server``,
    examples/echo_server.c) on free ports, 16 MiB messages allowed (cases 9.1.6 and 9.2.6 send 16 MiB), heartbeat
-   off (a server ping landing inside a case would be an unexpected frame for it).
-3. Writes a fuzzingclient spec naming both and runs ``wstest -m fuzzingclient -s spec.json``; the HTML report
-   (index.html, one page per case) and index.json go to ``artifacts/autobahn/``.
+   off (a server ping landing inside a case would be an unexpected frame for it); one pair per permessage-deflate
+   mode asked for (``--compression MODE``; the agents are named ``snow-python-MODE`` and ``snow-c-MODE``).
+3. Runs one ``wstest -m fuzzingclient`` per server, all at once (the suite's client is single-threaded and is the
+   slow part); each server's HTML report goes to ``artifacts/autobahn/AGENT/``, a page linking them and the merged
+   index.json to ``artifacts/autobahn/``.
 4. Reads index.json and prints, per server and per section, how many cases were OK, NON-STRICT, INFORMATIONAL,
-   FAILED, UNIMPLEMENTED (and any other verdict), with the cases that are not OK or INFORMATIONAL.
+   FAILED, UNIMPLEMENTED (and any other verdict), with the cases that are not OK or INFORMATIONAL; the same table
+   goes to ``artifacts/autobahn/summary.md`` with the date and the versions (what the README shows).
 5. Stops both servers, whatever happened (SIGTERM, then SIGKILL after 10 s).
 
 Exit status: 0 when every case of both servers is OK or INFORMATIONAL (behaviour and closing behaviour), or is
@@ -60,7 +65,9 @@ BOOTSTRAP = SUITE_DIR / "bootstrap"
 STAMP = VENV / ".requirements.sha256"
 OUT = ROOT / "artifacts" / "autobahn"
 PYENV_27 = Path.home() / ".pyenv" / "versions" / "2.7.18" / "bin" / "python"
-DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 11))
+DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 14))
+DEFAULT_MODES = "shared"  # the default mode of the servers; MODES=all adds the others
+ALL_MODES = ("shared", "dedicated")
 MAX_MESSAGE = 16 * 1024 * 1024  # cases 9.1.6 / 9.2.6: 16 MiB messages
 READY_TIMEOUT = 30.0
 GOOD = ("OK", "INFORMATIONAL")
@@ -147,14 +154,16 @@ def ensure_suite(python27: str) -> Path:
 # -- servers ---------------------------------------------------------------------------------------------------
 
 
-def server_commands() -> dict[str, list[str]]:
-    """The servers under test, by the agent name the report uses."""
+def server_commands(modes: list[str]) -> dict[str, list[str]]:
+    """The servers under test, by the agent name the report uses: the Python and the C echo server per mode."""
     python = str(ROOT / ".venv" / "bin" / "python")
     common = ["--host", "127.0.0.1", "--port", "0", "--max-message-size", str(MAX_MESSAGE), "--ping-interval", "0"]
-    return {
-        "snow-python": [python, "-m", "snow_rt_py", "serve", "--app", "echo", *common],
-        "snow-c": [str(ROOT / "build" / "echo_server"), *common],
-    }
+    servers: dict[str, list[str]] = {}
+    for mode in modes:
+        flags = [*common, "--compression", mode]
+        servers[f"snow-python-{mode}"] = [python, "-m", "snow_rt_py", "serve", "--app", "echo", *flags]
+        servers[f"snow-c-{mode}"] = [str(ROOT / "build" / "echo_server"), *flags]
+    return servers
 
 
 def start_server(name: str, argv: list[str], logs: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -183,12 +192,12 @@ def start_server(name: str, argv: list[str], logs: Path) -> tuple[subprocess.Pop
 
 
 @contextlib.contextmanager
-def running_servers(logs: Path) -> Iterator[dict[str, str]]:
+def running_servers(logs: Path, modes: list[str]) -> Iterator[dict[str, str]]:
     """Every server started, by agent name -> URL; all stopped on exit, whatever happens."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
     try:
-        for name, argv in server_commands().items():
+        for name, argv in server_commands(modes).items():
             procs[name], urls[name] = start_server(name, argv, logs)
             print(f"autobahn: {name} listening on {urls[name]} (pid {procs[name].pid})", flush=True)
         yield urls
@@ -223,13 +232,18 @@ def case_key(case: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in case.split("."))
 
 
-def judge(index: dict[str, dict[str, dict[str, object]]], agents: list[str], allowed: dict[str, str]) -> int:
-    """Print the summary table and the cases that are not good; return the number of cases that fail the run."""
+def judge(
+    index: dict[str, dict[str, dict[str, object]]], agents: list[str], allowed: dict[str, str], summary: list[str]
+) -> int:
+    """Print the summary table and the cases that are not good; return the number of cases that fail the run.
+    The table also goes to ``summary`` as Markdown rows."""
     failing = 0
     used: set[str] = set()
     columns = [*VERDICTS, "other"]
-    header = f"{'server':12} {'section':>7} " + " ".join(f"{c:>13}" for c in columns) + f" {'total':>6}"
+    header = f"{'server':20} {'section':>7} " + " ".join(f"{c:>13}" for c in columns) + f" {'total':>6}"
     print("\n" + header + "\n" + "-" * len(header))
+    summary.append("| server | section | " + " | ".join(columns) + " | total |")
+    summary.append("|---|---:|" + "---:|" * (len(columns) + 1))
     problems: list[str] = []
     for agent in agents:
         cases = index.get(agent, {})
@@ -254,10 +268,14 @@ def judge(index: dict[str, dict[str, dict[str, object]]], agents: list[str], all
                 failing += 1
         for section, counter in sorted(sections.items()):
             row = " ".join(f"{counter.get(c, 0):>13}" for c in columns)
-            print(f"{agent:12} {section:>7} {row} {sum(counter.values()):>6}")
+            print(f"{agent:20} {section:>7} {row} {sum(counter.values()):>6}")
+            cells = " | ".join(str(counter.get(c, 0)) for c in columns)
+            summary.append(f"| {agent} | {section} | {cells} | {sum(counter.values())} |")
         total = sum((c for c in sections.values()), Counter())
         row = " ".join(f"{total.get(c, 0):>13}" for c in columns)
-        print(f"{agent:12} {'all':>7} {row} {sum(total.values()):>6}")
+        print(f"{agent:20} {'all':>7} {row} {sum(total.values()):>6}")
+        cells = " | ".join(f"**{total.get(c, 0)}**" for c in columns)
+        summary.append(f"| {agent} | **all** | {cells} | **{sum(total.values())}** |")
     if problems:
         print("\nnot OK or INFORMATIONAL:")
         for line in problems:
@@ -267,6 +285,27 @@ def judge(index: dict[str, dict[str, dict[str, object]]], agents: list[str], all
     return failing
 
 
+def write_summary(path: Path, rows: list[str], cases: list[str], wstest: Path) -> None:
+    """The summary table with the date and the versions of the suite, Python and snow_rt_py (for the README)."""
+    python = ROOT / ".venv" / "bin" / "python"
+
+    def output(cmd: list[str]) -> str:
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+        return (result.stdout or result.stderr).strip() or "?"
+
+    suite = output([str(wstest.parent / "python"), "-c", "import autobahntestsuite as a; print(a.__version__)"])
+    ours = output([str(python), "-c", "import snow_rt_py, sys; print(snow_rt_py.__version__, sys.version.split()[0])"])
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    head = [
+        f"Autobahn|Testsuite {suite}, cases {','.join(cases)}; snow_rt_py and Python {ours}; {date}.",
+        "",
+    ]
+    path.write_text("\n".join(head + rows) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -274,11 +313,21 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CASES") or DEFAULT_CASES,
         help=f"comma-separated wstest case patterns (default $CASES, else {DEFAULT_CASES})",
     )
+    parser.add_argument(
+        "--modes",
+        default=os.environ.get("MODES") or DEFAULT_MODES,
+        help=f"permessage-deflate modes of the servers, comma-separated, or 'all' ({', '.join(ALL_MODES)}); "
+        f"default $MODES, else {DEFAULT_MODES}",
+    )
     parser.add_argument("--allow-list", type=Path, default=ALLOW_LIST, help="cases allowed to be not OK, with reasons")
     parser.add_argument("--out", type=Path, default=OUT, help="where the report goes (default artifacts/autobahn)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds wstest may take (default 1800)")
     opts = parser.parse_args(argv)
     cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
+    modes = list(ALL_MODES) if opts.modes == "all" else [m.strip() for m in opts.modes.split(",") if m.strip()]
+    for mode in modes:
+        if mode not in (*ALL_MODES, "off"):
+            parser.error(f"unknown mode {mode!r}: use {', '.join(ALL_MODES)}, off or all")
     started = time.monotonic()
 
     # SIGTERM (e.g. CI giving up) unwinds like Ctrl-C, so the servers are stopped.
@@ -297,31 +346,46 @@ def main(argv: list[str] | None = None) -> int:
         out = opts.out.resolve()
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        with running_servers(out) as urls:
-            spec = {
-                "outdir": str(out),
-                "servers": [{"agent": name, "url": url} for name, url in urls.items()],
-                "cases": cases,
-                "exclude-cases": [],
-                "exclude-agent-cases": {},
-            }
-            spec_path = out / "spec.json"
-            spec_path.write_text(json.dumps(spec, indent=2) + "\n")
-            print(f"autobahn: wstest -m fuzzingclient, cases {','.join(cases)}", flush=True)
+        with running_servers(out, modes) as urls:
+            # One wstest per server, all at once: the suite's client is single-threaded and the slow part (it
+            # compresses and checks every message of sections 12 and 13), so this divides the time by the cores.
+            print(f"autobahn: wstest -m fuzzingclient, cases {','.join(cases)}, {len(urls)} servers in parallel")
             t0 = time.monotonic()
-            with open(out / "wstest.log", "wb") as log:
-                try:
-                    status = subprocess.run(
+            runs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+            for agent, url in urls.items():
+                agent_out = out / agent
+                agent_out.mkdir()
+                spec = {
+                    "outdir": str(agent_out),
+                    "servers": [{"agent": agent, "url": url}],
+                    "cases": cases,
+                    "exclude-cases": [],
+                    "exclude-agent-cases": {},
+                }
+                spec_path = agent_out / "spec.json"
+                spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+                with open(agent_out / "wstest.log", "wb") as log:
+                    proc = subprocess.Popen(
                         [str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
-                        cwd=out,
+                        cwd=agent_out,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        timeout=opts.timeout,
-                    ).returncode
-                except subprocess.TimeoutExpired:
-                    print(f"autobahn: wstest did not finish within {opts.timeout:.0f} s", file=sys.stderr)
-                    status = -1
-            print(f"autobahn: wstest finished in {time.monotonic() - t0:.0f} s (exit {status})", flush=True)
+                    )
+                runs[agent] = (proc, agent_out)
+            statuses: dict[str, int] = {}
+            try:
+                for agent, (proc, _) in runs.items():
+                    left = max(1.0, opts.timeout - (time.monotonic() - t0))
+                    try:
+                        statuses[agent] = proc.wait(left)
+                    except subprocess.TimeoutExpired:
+                        print(f"autobahn: wstest ({agent}) did not finish within {opts.timeout:.0f} s", file=sys.stderr)
+                        statuses[agent] = -1
+            finally:
+                for proc, _ in runs.values():
+                    if proc.poll() is None:
+                        stop(proc)
+            print(f"autobahn: wstest finished in {time.monotonic() - t0:.0f} s (exit {statuses})", flush=True)
     except SetupError as exc:
         print(f"autobahn: {exc}", file=sys.stderr)
         return 2
@@ -329,13 +393,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autobahn: interrupted ({exc or 'Ctrl-C'}); servers stopped", file=sys.stderr)
         return 130
 
-    index_path = out / "index.json"
-    if status != 0 or not index_path.exists():
-        tail = (out / "wstest.log").read_text(errors="replace")[-3000:]
-        print(f"autobahn: wstest failed (exit {status}, index.json {'present' if index_path.exists() else 'missing'})")
-        print(tail, file=sys.stderr)
-        return 1
-    failing = judge(json.loads(index_path.read_text()), list(urls), allowed)
+    index: dict[str, dict[str, dict[str, object]]] = {}
+    broken = 0
+    for agent, (_, agent_out) in runs.items():
+        index_path = agent_out / "index.json"
+        if statuses[agent] != 0 or not index_path.exists():
+            tail = (agent_out / "wstest.log").read_text(errors="replace")[-3000:]
+            present = "present" if index_path.exists() else "missing"
+            print(f"autobahn: wstest failed for {agent} (exit {statuses[agent]}, index.json {present})")
+            print(tail, file=sys.stderr)
+            broken += 1
+            continue
+        index.update(json.loads(index_path.read_text()))
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    links = "".join(f'<li><a href="{agent}/index.html">{agent}</a></li>' for agent in runs)
+    (out / "index.html").write_text(f"<!doctype html><title>Autobahn|Testsuite</title><ul>{links}</ul>\n")
+    summary: list[str] = []
+    failing = judge(index, list(index), allowed, summary) + broken
+    write_summary(out / "summary.md", summary, cases, wstest)
     print(f"\nreport: {(out / 'index.html').relative_to(ROOT)}; total time {time.monotonic() - started:.0f} s")
     if failing:
         print(f"autobahn: FAILED: {failing} case result(s) not OK, INFORMATIONAL or allowed")
