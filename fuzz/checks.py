@@ -170,7 +170,13 @@ def check_inflate(data: bytes) -> None:
     pieces, whole = chunks(data)
     one = _inflate_parts([whole], takeover, window_bits)
     many = _inflate_parts(pieces or [b""], takeover, window_bits)
-    assert one == many, f"{one[0]} in one frame, {many[0]} in several"
+    if one != many and not (one[0] == "error" and many[0] == "error"):
+        # (Both refusing with different codes is fine: whether the limit (1009) or corrupt data (1007) is met first
+        # can depend on where zlib's calls stop, fuzz/regressions/inflate/crash-3459e765....)
+        # zlib checks a back-reference against the window only across calls: a stream that reaches further back
+        # than the negotiated window (the client breaking its own parameters) inflates in one frame and fails with
+        # 1007 in several (fuzz/regressions/inflate/crash-e41ebb18...). Never the other way round.
+        assert one[0] == "ok" and many == ("error", 1007), f"{one[0]} in one frame, {many} in several"
     # The same payload in a masked text frame with RSV1 (then a ping), through the parser, whole and in pieces.
     payload = whole[:MAX_MESSAGE]
     key = b"\x01\x02\x03\x04"
