@@ -192,24 +192,31 @@ class RoomRegistry:
         connection id: with a cluster, one on any node); return the local failures. With a cluster, one publish
         carries it to the other nodes' members."""
         self._publish(room, frame, except_conn)
-        with self._lock:
-            members = self._rooms.get(room)
-            if not members:
-                return 0
-            targets = list(members.values())
-            if isinstance(except_conn, int):
-                except_conn = members.get(except_conn)
-            self.broadcasts += 1
-            skipped = 1 if except_conn is not None and except_conn.id in members else 0
+        targets, excluded = self._snapshot(room, except_conn)
         if _fanout is not None and type(frame) is bytes:
-            failures = _fanout(targets, frame, except_conn)  # the same loop in C (runtime/_hotpath.c)
+            failures = _fanout(targets, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
         else:
             failures = 0
             for conn in targets:
-                if conn is not except_conn and not conn.offer_frame(frame):
+                if conn is not excluded and not conn.offer_frame(frame):
                     failures += 1
-        self.deliveries += len(targets) - skipped - failures
+        self.deliveries += len(targets) - (excluded is not None) - failures
         return failures
+
+    def _snapshot(self, room: str, except_conn: Connection | int | None) -> tuple[list[Connection], Connection | None]:
+        """A broadcast's members of ``room`` (a snapshot taken under the lock), and the one of them it excludes
+        (``except_conn``, or the member with that id), or None; counts the broadcast. ``([], None)`` for a room
+        without members here."""
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return [], None
+            if except_conn is None:
+                excluded = None
+            else:
+                excluded = members.get(except_conn if isinstance(except_conn, int) else except_conn.id)
+            self.broadcasts += 1
+            return list(members.values()), excluded
 
     def deliver_remote(self, room: str, frame: bytes, except_id: int) -> tuple[int, int]:
         """A broadcast from another node: queue ``frame`` for the local members but ``except_id``.
@@ -309,14 +316,7 @@ class RoomRegistry:
         if not worth_compressing(data):
             return self.broadcast_frame(room, frame, except_conn)
         self._publish(room, frame, except_conn)
-        with self._lock:
-            members = self._rooms.get(room)
-            if not members:
-                return 0
-            targets = list(members.values())
-            if isinstance(except_conn, int):
-                except_conn = members.get(except_conn)
-            self.broadcasts += 1
+        targets, except_conn = self._snapshot(room, except_conn)
         n = len(data)
         plain: list[Connection] = []
         dedicated: list[Connection] = []
