@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,15 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snow_rt_py.supervisor import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build(name: str) -> Path:
@@ -159,7 +154,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-echo", action="store_true")
     args = parser.parse_args()
-    redis_port = free_port()
+    redis_port = free_port("127.0.0.1")
     redis = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

@@ -22,7 +22,6 @@ server on core 0, load generator on core 1.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from bench_echo import (
     wait_for_quiet,
 )
 
+from snow_rt_py.supervisor import free_port
+
 SNOW = [PYTHON, "-m", "snow_rt_py", "serve", "--app", "echo", "--host", "127.0.0.1", "--port", "0"]
 BASE = [*SNOW, "--workers", "0", "--ping-interval", "0"]
 FRONT_DOOR = [
@@ -67,12 +68,6 @@ FRONT_DOOR = [
     "--metrics-path",
     "/metrics",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Scraper(threading.Thread):
@@ -136,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(1, opts.runs + 1):
             for name, (extra, scrape) in CONFIGS.items():
                 wait_for_quiet(0.25, opts.quiet_wait)
-                port = free_port()
+                port = free_port("127.0.0.1")
                 args = [port if a == "PORT" else a for a in extra]
                 spec = ServerSpec(name, [*BASE, *map(str, args)])
                 with running_server(spec, Path(tmp)) as server:

@@ -26,6 +26,7 @@ from snow_rt_py.protocol.events import (
 )
 from snow_rt_py.protocol.handshake import ParsedRequest, PlainRequest, RequestParser, build_response_101
 from snow_rt_py.protocol.negotiation import OriginPolicy, offered_subprotocols, select_subprotocol
+from snow_rt_py.testing import parse_frame
 
 MAX_HANDSHAKE = 1024
 MAX_MESSAGE = 4096
@@ -116,27 +117,18 @@ def check_frames(data: bytes) -> None:
 
 def _check_output(output: bytes) -> None:
     """Our frames (after the 101): unmasked, and nothing after our Close."""
-    end = output.index(b"\r\n\r\n") + 4
-    pos = end
+    pos = output.index(b"\r\n\r\n") + 4
     closed = False
     while pos < len(output):
         assert not closed, "a frame after our Close"
-        b0, b1 = output[pos], output[pos + 1]
-        assert not b1 & 0x80, "a masked server frame"
-        n = b1 & 0x7F
-        pos += 2
-        if n == 126:
-            n = struct.unpack_from("!H", output, pos)[0]
-            pos += 2
-        elif n == 127:
-            n = struct.unpack_from("!Q", output, pos)[0]
-            pos += 8
-        payload = output[pos : pos + n]
-        pos += n
-        if b0 & 0x0F == 8:
+        parsed = parse_frame(output, pos)
+        assert parsed is not None, "a truncated frame"
+        frame, pos = parsed
+        assert not frame.masked, "a masked server frame"
+        if frame.opcode == 8:
             closed = True
-            if payload:
-                code = struct.unpack("!H", payload[:2])[0]
+            code = frame.close_code()
+            if code is not None:
                 assert is_sendable_code(code) and code not in (1005, 1006), f"we sent close code {code}"
 
 

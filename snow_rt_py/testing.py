@@ -37,6 +37,37 @@ class WireFrame:
         return self.payload[2:].decode("utf-8")
 
 
+def parse_frame(data: bytes | bytearray, pos: int = 0) -> tuple[WireFrame, int] | None:
+    """The frame that starts at ``data[pos]`` (unmasked if it was masked) and where the next one starts, or None
+    while ``data`` holds only part of it."""
+    if len(data) - pos < 2:
+        return None
+    b0, b1 = data[pos], data[pos + 1]
+    masked = bool(b1 & 0x80)
+    n = b1 & 0x7F
+    offset = pos + 2
+    if n == 126:
+        if len(data) < offset + 2:
+            return None
+        n = struct.unpack_from("!H", data, offset)[0]
+        offset += 2
+    elif n == 127:
+        if len(data) < offset + 8:
+            return None
+        n = struct.unpack_from("!Q", data, offset)[0]
+        offset += 8
+    key = b""
+    if masked:
+        key = bytes(data[offset : offset + 4])
+        offset += 4
+    if len(data) < offset + n:
+        return None
+    payload = bytes(data[offset : offset + n])
+    if masked:
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return WireFrame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, masked, payload), offset + n
+
+
 class RawClient:
     """A test client. ``RawClient.connect(port)`` performs a valid handshake; ``RawClient(port)`` only connects.
 
@@ -158,30 +189,11 @@ class RawClient:
 
     def recv_frame(self) -> WireFrame:
         """Read one frame (raises ``socket.timeout`` or ``ConnectionError`` if none comes)."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        masked = bool(b1 & 0x80)
-        n = b1 & 0x7F
-        offset = 2
-        if n == 126:
-            self._need(4)
-            n = struct.unpack_from("!H", self.buf, 2)[0]
-            offset = 4
-        elif n == 127:
-            self._need(10)
-            n = struct.unpack_from("!Q", self.buf, 2)[0]
-            offset = 10
-        key = b""
-        if masked:
-            self._need(offset + 4)
-            key = bytes(self.buf[offset : offset + 4])
-            offset += 4
-        self._need(offset + n)
-        payload = bytes(self.buf[offset : offset + n])
-        del self.buf[: offset + n]
-        if masked:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        return WireFrame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, masked, payload)
+        while (parsed := parse_frame(self.buf)) is None:
+            self._fill()
+        frame, end = parsed
+        del self.buf[:end]
+        return frame
 
     def recv_message(self) -> str | bytes:
         """Read frames until a complete data message (skipping pings/pongs); text comes back as str."""

@@ -17,13 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from snow_rt_py.supervisor import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(proc: subprocess.Popen[str], what: str) -> str:
@@ -39,7 +35,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ports", type=int, nargs=2, default=[8765, 8766])
     args = parser.parse_args()
-    redis_port = free_port()
+    redis_port = free_port("127.0.0.1")
     url = f"redis://127.0.0.1:{redis_port}/0"
     procs: list[subprocess.Popen[str]] = []
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -193,20 +193,16 @@ class RoomRegistry:
         carries it to the other nodes' members."""
         self._publish(room, frame, except_conn)
         targets, excluded = self._snapshot(room, except_conn)
-        if _fanout is not None and type(frame) is bytes:
-            failures = _fanout(targets, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
-        else:
-            failures = 0
-            for conn in targets:
-                if conn is not excluded and not conn.offer_frame(frame):
-                    failures += 1
+        failures = _offer_all(targets, frame, None, excluded)
         self.deliveries += len(targets) - (excluded is not None) - failures
         return failures
 
-    def _snapshot(self, room: str, except_conn: Connection | int | None) -> tuple[list[Connection], Connection | None]:
+    def _snapshot(
+        self, room: str, except_conn: Connection | int | None, count: bool = True
+    ) -> tuple[list[Connection], Connection | None]:
         """A broadcast's members of ``room`` (a snapshot taken under the lock), and the one of them it excludes
-        (``except_conn``, or the member with that id), or None; counts the broadcast. ``([], None)`` for a room
-        without members here."""
+        (``except_conn``, or the member with that id), or None; counts the broadcast unless ``count`` is False.
+        ``([], None)`` for a room without members here."""
         with self._lock:
             members = self._rooms.get(room)
             if not members:
@@ -215,7 +211,8 @@ class RoomRegistry:
                 excluded = None
             else:
                 excluded = members.get(except_conn if isinstance(except_conn, int) else except_conn.id)
-            self.broadcasts += 1
+            if count:
+                self.broadcasts += 1
             return list(members.values()), excluded
 
     def deliver_remote(self, room: str, frame: bytes, except_id: int) -> tuple[int, int]:
@@ -224,19 +221,8 @@ class RoomRegistry:
         Returns:
             ``(queued, failed)``.
         """
-        with self._lock:
-            members = self._rooms.get(room)
-            if not members:
-                return 0, 0
-            targets = list(members.values())
-            excluded = members.get(except_id)
-        if _fanout is not None and type(frame) is bytes:
-            failures = _fanout(targets, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
-        else:
-            failures = 0
-            for conn in targets:
-                if conn is not excluded and not conn.offer_frame(frame):
-                    failures += 1
+        targets, excluded = self._snapshot(room, except_id, count=False)
+        failures = _offer_all(targets, frame, None, excluded)
         return len(targets) - (excluded is not None) - failures, failures
 
     # -- presence ------------------------------------------------------------------------------------------
@@ -377,19 +363,19 @@ class RoomRegistry:
             return sorted(self._rooms)
 
 
-def _offer_all(members: list[Connection], frame: bytes, payload: bytes | None) -> int:
-    """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member; the failures."""
+def _offer_all(
+    members: list[Connection], frame: bytes, payload: bytes | None, excluded: Connection | None = None
+) -> int:
+    """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member but ``excluded``;
+    the failures."""
     if payload is None and _fanout is not None and type(frame) is bytes:
-        return _fanout(members, frame, None)  # the loop in C (runtime/_hotpath.c)
+        return _fanout(members, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
     failures = 0
-    if payload is None:
-        for conn in members:
-            if not conn.offer_frame(frame):
-                failures += 1
-    else:
-        for conn in members:
-            if not conn.offer_frame(frame, 1, payload):
-                failures += 1
+    for conn in members:
+        if conn is excluded:
+            continue
+        if not (conn.offer_frame(frame) if payload is None else conn.offer_frame(frame, 1, payload)):
+            failures += 1
     return failures
 
 

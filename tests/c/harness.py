@@ -41,11 +41,13 @@ def normalize(line: str) -> str:
     return line
 
 
-def compile_program(name: str, out_dir: Path, *, asan: bool = False) -> Path:
-    """Compile tests/c/NAME.c (or examples/NAME.c) into ``out_dir``; fail the test with gcc's output if needed."""
-    source = SOURCES / f"{name}.c"
-    if not source.exists():
-        source = REPO / "examples" / f"{name}.c"
+def compile_program(name: str, out_dir: Path, *, asan: bool = False, source: Path | None = None) -> Path:
+    """Compile tests/c/NAME.c (or examples/NAME.c, or ``source``) into ``out_dir``; fail the test with gcc's output
+    if needed."""
+    if source is None:
+        source = SOURCES / f"{name}.c"
+        if not source.exists():
+            source = REPO / "examples" / f"{name}.c"
     exe = out_dir / (f"{name}-asan" if asan else name)
     extra = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if asan else []
     cmd = [

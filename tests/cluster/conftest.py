@@ -17,17 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.c.harness import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 C_CHAT = ROOT / "build" / "chat_server"
 NODE_API = Path(__file__).resolve().parent / "node_api.py"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server missing")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Redis:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import ROOT, Node, Redis, free_port, node_argv
+from tests.c.harness import compile_program
+from tests.cluster.conftest import Node, Redis, free_port, node_argv
 from tests.cluster.test_cluster import Client, join_all, wait_presence
 
 pytestmark = pytest.mark.timeout(90)
@@ -21,15 +22,9 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture(scope="module")
 def presence_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("c") / "presence_node"
-    build = ROOT / "build"
-    source = Path(__file__).with_name("presence_node.c")
-    subprocess.run(
-        ["gcc", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", str(source),
-         f"-L{build}", "-lsnow_ws", f"-Wl,-rpath,{build}", "-o", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
+    return compile_program(
+        "presence_node", tmp_path_factory.mktemp("c"), source=Path(__file__).with_name("presence_node.c")
+    )
 
 
 def test_c_on_presence_and_remote_except(redis: Redis, nodes: Callable[..., Node], presence_node: Path) -> None:
@@ -74,15 +69,7 @@ def test_c_start_fails_with_unreachable_redis(presence_node: Path) -> None:
 
 @pytest.fixture(scope="module")
 def serve_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("c") / "serve_node"
-    build = ROOT / "build"
-    source = Path(__file__).with_name("serve_node.c")
-    subprocess.run(
-        ["gcc", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", str(source),
-         f"-L{build}", "-lsnow_ws", f"-Wl,-rpath,{build}", "-o", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
+    return compile_program("serve_node", tmp_path_factory.mktemp("c"), source=Path(__file__).with_name("serve_node.c"))
 
 
 def listeners(port: int) -> int:

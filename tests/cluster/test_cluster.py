@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.c.harness import free_port
 from tests.cluster.conftest import Node, Redis, node_argv
 
 pytestmark = pytest.mark.timeout(120)
@@ -283,7 +284,7 @@ def test_processes_with_rooms_need_a_cluster() -> None:
 
 @pytest.mark.parametrize("kind", ["cli", "c"])
 def test_redis_unreachable_at_start(kind: str) -> None:
-    url = f"redis://127.0.0.1:{__import__('tests.cluster.conftest').cluster.conftest.free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     proc = subprocess.run(node_argv(kind, url), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert f"cannot reach the cluster's Redis at {url}" in proc.stderr

@@ -29,7 +29,7 @@ import snow_rt_py
 from snow_rt_py.protocol.close import is_sendable_code
 from snow_rt_py.protocol.frames import encode_frame
 from snow_rt_py.runtime.errors import ConnectionClosedError, QueueFullError
-from snow_rt_py.testing import RawClient
+from snow_rt_py.testing import RawClient, parse_frame
 from tests.support import Recorder
 
 pytestmark = pytest.mark.timeout(120)
@@ -81,21 +81,12 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
     frames = []
     pos = 0
     while pos < len(data):
-        assert len(data) - pos >= 2, "a truncated frame header"
-        b0, b1 = data[pos], data[pos + 1]
-        assert not b1 & 0x80, "a masked server frame"
-        assert not b0 & 0x70, "RSV bits set"
-        n = b1 & 0x7F
-        pos += 2
-        if n == 126:
-            n = struct.unpack_from("!H", data, pos)[0]
-            pos += 2
-        elif n == 127:
-            n = struct.unpack_from("!Q", data, pos)[0]
-            pos += 8
-        assert pos + n <= len(data), "a truncated frame"
-        frames.append((b0 & 0x0F, bytes(data[pos : pos + n])))
-        pos += n
+        parsed = parse_frame(data, pos)
+        assert parsed is not None, "a truncated frame"
+        frame, pos = parsed
+        assert not frame.masked, "a masked server frame"
+        assert not frame.rsv, "RSV bits set"
+        frames.append((frame.opcode, frame.payload))
     return frames
 
 
