@@ -134,7 +134,12 @@ static uint32_t done_seq;   /* every member has reached every sequence number <=
 static uint32_t ring_count[RING];
 static uint64_t ring_sent_ns[RING];
 static uint64_t ring_done_ns[RING];
-static uint64_t ring_first_ns[2][RING]; /* first arrival per member parity (with -U: even = -u's node, odd = -U's) */
+static uint64_t ring_first_ns[2][RING]; /* first arrival per member parity (with -U: even = -u's node, odd = -U's):
+                                           * when the kernel received the bytes (SO_TIMESTAMPNS), not when this one
+                                           * thread got round to reading them */
+static uint64_t ring_seen_ns[2][RING];  /* the same, when this thread read them */
+static uint64_t rx_ns;                  /* the kernel's receive time of the read being handled (CLOCK_MONOTONIC) */
+static int64_t realtime_to_mono;        /* CLOCK_MONOTONIC - CLOCK_REALTIME, at the start */
 static char fatal_msg[512];
 static uint64_t rng_state;
 static unsigned char rbuf[MAX_REST + RBUF_SIZE];
@@ -302,6 +307,8 @@ static void start_conn(int i) {
         failed++;
         return;
     }
+    int one = 1;
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one); /* see on_readable */
     c->state = ST_CONNECTING;
     c->want_out = 1;
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl ADD: %s", strerror(errno));
@@ -361,7 +368,10 @@ static void on_message(struct conn *c, int opcode, const unsigned char *p, size_
     if (seq > c->expect) st.gaps += seq - c->expect;
     c->received++;
     st.delivered++;
-    if (!ring_first_ns[(c - conns) & 1][seq % RING]) ring_first_ns[(c - conns) & 1][seq % RING] = wsc_now_ns();
+    if (!ring_first_ns[(c - conns) & 1][seq % RING]) {
+        ring_first_ns[(c - conns) & 1][seq % RING] = rx_ns;
+        ring_seen_ns[(c - conns) & 1][seq % RING] = wsc_now_ns();
+    }
     reach_upto(c, seq);
 }
 
@@ -536,8 +546,24 @@ static void on_readable(struct conn *c) {
     unsigned char *base = rbuf + MAX_REST;
     ssize_t n;
     size_t have, used = 0;
-    do n = read(c->fd, base, RBUF_SIZE);
+    /* recvmsg for the kernel's receive timestamp (SO_TIMESTAMPNS, set on every member socket): with thousands
+     * of members readable at once, this thread may read a member's bytes milliseconds after they arrived. */
+    struct iovec iov = {.iov_base = base, .iov_len = RBUF_SIZE};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control};
+    do n = recvmsg(c->fd, &msg, 0);
     while (n < 0 && errno == EINTR);
+    rx_ns = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); n > 0 && cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            rx_ns = (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + realtime_to_mono);
+        }
+    if (rx_ns == 0) rx_ns = wsc_now_ns();
     if (n > 0) st.bytes_in += (uint64_t)n;
     if (n < 0) {
         if (errno == EAGAIN) return;
@@ -632,6 +658,7 @@ static void top_up(uint32_t count) {
         ring_count[sent % RING] = 0;
         ring_sent_ns[sent % RING] = t;
         ring_first_ns[0][sent % RING] = ring_first_ns[1][sent % RING] = 0;
+        ring_seen_ns[0][sent % RING] = ring_seen_ns[1][sent % RING] = 0;
         make_payload(payload, 'S', sent);
         len += build_frame(buf + len, 1, payload, (size_t)cfg.size);
     }
@@ -688,7 +715,7 @@ int main(int argc, char **argv) {
     const char *url = NULL;
     int opt, i, k;
     uint64_t t_open0, t_open1, deadline;
-    double *lat, *first_even, *first_odd;
+    double *lat, *first_even, *first_odd, *seen_even, *seen_odd;
     int lat_n = 0;
     uint64_t win_t0 = 0, win_t1 = 0, win_del0 = 0, win_del1 = 0, win_reads0 = 0, win_reads1 = 0;
     uint64_t win_frames0 = 0, win_frames1 = 0;
@@ -736,7 +763,15 @@ int main(int argc, char **argv) {
     lat = calloc((size_t)cfg.rounds + 1, sizeof *lat);
     first_even = calloc((size_t)cfg.rounds + 1, sizeof *lat);
     first_odd = calloc((size_t)cfg.rounds + 1, sizeof *lat);
-    if (!conns || !lat || !first_even || !first_odd) die("out of memory");
+    seen_even = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    seen_odd = calloc((size_t)cfg.rounds + 1, sizeof *lat);
+    if (!conns || !lat || !first_even || !first_odd || !seen_even || !seen_odd) die("out of memory");
+    {
+        struct timespec mono, real;
+        clock_gettime(CLOCK_MONOTONIC, &mono);
+        clock_gettime(CLOCK_REALTIME, &real);
+        realtime_to_mono = ((int64_t)mono.tv_sec - (int64_t)real.tv_sec) * 1000000000 + (mono.tv_nsec - real.tv_nsec);
+    }
     for (i = 0; i < cfg.members; i++) conns[i].fd = -1, conns[i].expect = 1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
@@ -786,6 +821,10 @@ int main(int argc, char **argv) {
         first_odd[lat_n] = ring_first_ns[1][sent % RING]
                                ? (double)(ring_first_ns[1][sent % RING] - ring_sent_ns[sent % RING]) / 1e6
                                : 0.0;
+        seen_even[lat_n] = (double)(ring_seen_ns[0][sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
+        seen_odd[lat_n] = ring_seen_ns[1][sent % RING]
+                              ? (double)(ring_seen_ns[1][sent % RING] - ring_sent_ns[sent % RING]) / 1e6
+                              : 0.0;
         lat[lat_n++] = (double)(ring_done_ns[sent % RING] - ring_sent_ns[sent % RING]) / 1e6;
     }
 
@@ -835,6 +874,8 @@ int main(int argc, char **argv) {
         qsort(lat, (size_t)lat_n, sizeof *lat, cmp_double);
         qsort(first_even, (size_t)lat_n, sizeof *lat, cmp_double);
         qsort(first_odd, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(seen_even, (size_t)lat_n, sizeof *lat, cmp_double);
+        qsort(seen_odd, (size_t)lat_n, sizeof *lat, cmp_double);
         errors = st.gaps || st.mismatches || st.out_of_order || st.unexpected || st.protocol || st.closed ||
                  st.connect_failed || st.handshake_failed || st.write_failed || missing || fatal_msg[0];
         printf("{\"members\":%d,\"opened\":%d,\"open_s\":%.3f,\"size\":%d,\"window\":%d,\"probes\":%d,", cfg.members,
@@ -846,6 +887,8 @@ int main(int argc, char **argv) {
         /* The first member of each parity to get a broadcast: with -U, the first on each node. */
         printf("\"first_even_ms_p50\":%.3f,\"first_odd_ms_p50\":%.3f,", percentile(first_even, lat_n, 0.5),
                percentile(first_odd, lat_n, 0.5));
+        printf("\"seen_even_ms_p50\":%.3f,\"seen_odd_ms_p50\":%.3f,", percentile(seen_even, lat_n, 0.5),
+               percentile(seen_odd, lat_n, 0.5));
 
         printf("\"window_s\":%.3f,\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"broadcasts\":%u,"
                "\"broadcasts_per_s\":%.1f,\"frames_per_read\":%.2f,\"cpu_pct\":%.1f,",

@@ -962,16 +962,29 @@ static PyObject *flush_dirty(PyObject *module, PyObject *dirty)
 }
 
 
-/* fanout(targets, frame, except_conn) -> failures: RoomRegistry.broadcast_frame's loop, offer_frame(frame) for
- * every connection of the list but except_conn; the C path for each one it can take, offer_frame otherwise. */
+/* fanout(targets, frame, except_conn[, count[, write_now]]) -> failures: RoomRegistry's member loop,
+ * offer_frame(frame, count) for every connection of the list but except_conn (count: the messages frame holds,
+ * joined frames from another node); the C path for each one it can take, offer_frame otherwise. write_now: each
+ * member's queue is written as soon as the frame is queued, instead of by the flush at the end of the loop
+ * iteration (so the first member does not wait for the whole room to be queued). */
 static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "fanout(list, bytes, except_conn)");
+    if (nargs < 3 || nargs > 5 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fanout(list, bytes, except_conn[, count[, write_now]])");
         return NULL;
     }
     PyObject *targets = args[0], *frame = args[1], *except_conn = args[2];
+    Py_ssize_t count = 1; /* messages in frame (joined frames) */
+    if (nargs >= 4) {
+        count = PyLong_AsSsize_t(args[3]);
+        if (count == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    int write_now = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
+    if (write_now < 0)
+        return NULL;
+    PyObject *count_obj = NULL; /* made once, for members off the fast path */
     Py_ssize_t failures = 0;
     unsigned long me = PyThread_get_thread_ident();
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(targets); i++) {
@@ -983,24 +996,32 @@ static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t narg
             Core *core = (Core *)conn;
             if (core->fast && core->loop_thread == me) {
                 Py_INCREF(conn);
-                r = offer_fast(core, frame, 1);
+                r = offer_fast(core, frame, count);
+                if (r == 1 && write_now) { /* written now, not at the end of the loop iteration */
+                    PyObject *done = core_flush(core, NULL);
+                    r = done == NULL ? -1 : 1;
+                    Py_XDECREF(done);
+                }
                 Py_DECREF(conn);
-                if (r < 0)
-                    return NULL;
             }
         }
         if (r == 2) {
-            PyObject *ok = PyObject_CallMethodOneArg(conn, s_offer_frame, frame);
-            if (ok == NULL)
-                return NULL;
-            r = PyObject_IsTrue(ok);
-            Py_DECREF(ok);
-            if (r < 0)
-                return NULL;
+            PyObject *ok = NULL;
+            if (count == 1)
+                ok = PyObject_CallMethodOneArg(conn, s_offer_frame, frame);
+            else if (count_obj != NULL || (count_obj = PyLong_FromSsize_t(count)) != NULL)
+                ok = PyObject_CallMethodObjArgs(conn, s_offer_frame, frame, count_obj, NULL);
+            r = ok == NULL ? -1 : PyObject_IsTrue(ok);
+            Py_XDECREF(ok);
+        }
+        if (r < 0) {
+            Py_XDECREF(count_obj);
+            return NULL;
         }
         if (r == 0)
             failures++;
     }
+    Py_XDECREF(count_obj);
     return PyLong_FromSsize_t(failures);
 }
 
@@ -1063,7 +1084,8 @@ static PyObject *configure(PyObject *module, PyObject *args)
 static PyMethodDef module_methods[] = {
     {"flush_dirty", flush_dirty, METH_O, "flush_dirty(deque): Server._flush_dirty's loop (see _hotpath.c)."},
     {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
-     "fanout(targets, frame, except_conn) -> failures: queue frame for every connection but except_conn."},
+     "fanout(targets, frame, except_conn[, count[, write_now]]) -> failures: queue frame (count messages) for "
+     "every connection but except_conn."},
     {"configure", configure, METH_VARARGS,
      "configure(Phase.OPEN, Phase.CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, TextMessage, ServerProtocol, Actor): "
      "the objects the fast path compares with and builds, and the classes whose slots it reads (called once by "

@@ -82,6 +82,8 @@ CONNECT_TIMEOUT = 3.0
 COMMAND_TIMEOUT = 5.0
 """Seconds Redis has to answer a command (or a subscription) before the node takes it for lost and reconnects."""
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+READ_BATCH_MAX = 256
+"""Messages the reader takes from redis-py's buffer before it applies them (see ``_read``)."""
 
 _RAISE_SEQ = (
     "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end"
@@ -401,35 +403,63 @@ class RedisBackplane:
 
     async def _read(self) -> None:
         pubsub = self._pubsub
-        header = _HEADER
-        size = header.size
-        registry = self.registry
-        stats = self.stats
-        node = self.node
         while True:
             msg = await pubsub.get_message(timeout=None)
             if msg is None:
                 continue
+            batch = [msg]
+            # Take what redis-py has already read, without waiting: a burst of broadcasts to one room (another
+            # node's read of several) is then fanned out in one pass, one write per member for the burst, and
+            # the first local member has the first broadcast after one pass over the room, not one per broadcast.
+            while len(batch) < READ_BATCH_MAX:
+                more = await pubsub.get_message(timeout=0.0)
+                if more is None:
+                    break
+                batch.append(more)
+            self._dispatch(batch)
+
+    def _dispatch(self, batch: list[dict[str, Any]]) -> None:
+        """Apply the messages of one read, in order. Consecutive broadcasts to the same room excluding the same
+        connection are delivered as one run (their frames queued together, in order)."""
+        size = _HEADER.size
+        run_room: str | None = None
+        run_except = 0
+        run: list[bytes] = []
+        for msg in batch:
             kind = msg["type"]
             if kind == "message":
                 data: bytes = msg["data"]
                 if len(data) < size:  # not ours (someone else published on the channel): ignored
                     continue
-                tag, origin, conn_id = header.unpack_from(data)
-                if origin == node:
+                tag, origin, conn_id = _HEADER.unpack_from(data)
+                if origin == self.node:
                     continue
-                stats["received"] += 1
+                self.stats["received"] += 1
                 room = _dec(msg["channel"][len(PREFIX) + 5 :])
                 if tag == _BROADCAST:
-                    sent, failed = registry.deliver_remote(room, data[size:], conn_id)
-                    stats["remote_deliveries"] += sent
-                    stats["remote_delivery_failures"] += failed
-                elif tag in (_JOIN, _LEAVE):
+                    if run and (room != run_room or conn_id != run_except):
+                        self._deliver_run(run_room, run, run_except)
+                        run = []
+                    run_room, run_except = room, conn_id
+                    run.append(data[size:])
+                    continue
+                if run:  # a presence event: the broadcasts before it go first
+                    self._deliver_run(run_room, run, run_except)
+                    run = []
+                if tag in (_JOIN, _LEAVE):
                     self._apply_remote(room, tag == _JOIN, Member(conn_id, origin, _dec(data[size:])))
             elif kind == "subscribe":
                 fut = self._sub_waiters.pop(msg["channel"], None)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
+        if run:
+            self._deliver_run(run_room, run, run_except)
+
+    def _deliver_run(self, room: str | None, frames: list[bytes], except_id: int) -> None:
+        assert room is not None
+        sent, failed = self.registry.deliver_remote(room, frames, except_id)
+        self.stats["remote_deliveries"] += sent
+        self.stats["remote_delivery_failures"] += failed
 
     def _apply_remote(self, room: str, joined: bool, member: Member) -> None:
         with self._lock:

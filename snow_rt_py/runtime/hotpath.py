@@ -56,7 +56,7 @@ class PyConnectionCore:
     )
 
 
-Fanout = Callable[[list[Any], bytes, Any], int]
+Fanout = Callable[[list[Any], bytes, Any, int, bool], int]
 
 
 FlushAll = Callable[[Any], None]
@@ -76,7 +76,8 @@ if TYPE_CHECKING:
     ConnectionCore = PyConnectionCore
     C_HOT_PATH: bool
     fanout: Fanout | None
-    """``fanout(members, frame, except_conn) -> failures``: RoomRegistry.broadcast_frame's loop in C, or None."""
+    """``fanout(members, frame, except_conn, count, write_now) -> failures``: RoomRegistry's member loop in C, or
+    None."""
     flush_all: FlushAll | None
     """``flush_all(deque)``: Server._flush_dirty's loop in C, or None."""
 else:

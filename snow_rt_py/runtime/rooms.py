@@ -215,15 +215,21 @@ class RoomRegistry:
                 self.broadcasts += 1
             return list(members.values()), excluded
 
-    def deliver_remote(self, room: str, frame: bytes, except_id: int) -> tuple[int, int]:
-        """A broadcast from another node: queue ``frame`` for the local members but ``except_id``.
+    def deliver_remote(self, room: str, frames: list[bytes], except_id: int) -> tuple[int, int]:
+        """Broadcasts from another node, in their order: queue the ``frames`` (each a whole encoded message) for
+        the local members but ``except_id``. Several frames are joined and queued as one item per member (one
+        pass over the room, one write per member), counted as that many messages. Each member's queue is written
+        as soon as the frames are on it (the C fan-out's ``write_now``): the first member does not wait until the
+        whole room is queued, and with all of a read's broadcasts joined there is nothing to gain by waiting.
 
         Returns:
-            ``(queued, failed)``.
+            ``(queued, failed)`` deliveries.
         """
         targets, excluded = self._snapshot(room, except_id, count=False)
-        failures = _offer_all(targets, frame, None, excluded)
-        return len(targets) - (excluded is not None) - failures, failures
+        frame = frames[0] if len(frames) == 1 else b"".join(frames)
+        failures = _offer_all(targets, frame, None, excluded, len(frames), write_now=True)
+        reached = len(targets) - (excluded is not None) - failures
+        return reached * len(frames), failures * len(frames)
 
     # -- presence ------------------------------------------------------------------------------------------
 
@@ -364,17 +370,23 @@ class RoomRegistry:
 
 
 def _offer_all(
-    members: list[Connection], frame: bytes, payload: bytes | None, excluded: Connection | None = None
+    members: list[Connection],
+    frame: bytes,
+    payload: bytes | None,
+    excluded: Connection | None = None,
+    count: int = 1,
+    write_now: bool = False,
 ) -> int:
     """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member but ``excluded``;
-    the failures."""
+    the failures. ``count``: how many messages ``frame`` holds (joined frames). ``write_now``: the C loop writes
+    each member's queue at once instead of leaving it to the flush at the end of the loop iteration."""
     if payload is None and _fanout is not None and type(frame) is bytes:
-        return _fanout(members, frame, excluded)  # the same loop in C (runtime/_hotpath.c)
+        return _fanout(members, frame, excluded, count, write_now)  # the same loop in C (runtime/_hotpath.c)
     failures = 0
     for conn in members:
         if conn is excluded:
             continue
-        if not (conn.offer_frame(frame) if payload is None else conn.offer_frame(frame, 1, payload)):
+        if not (conn.offer_frame(frame, count) if payload is None else conn.offer_frame(frame, count, payload)):
             failures += 1
     return failures
 

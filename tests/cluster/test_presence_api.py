@@ -82,6 +82,55 @@ def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
         assert rt1.cluster is None  # the last cluster server took the backplane down
 
 
+def test_burst_across_nodes_keeps_order_and_exclusions(redis: Redis) -> None:
+    """A burst of broadcasts reaches the other node in one read and is fanned out in runs (consecutive broadcasts
+    to one room with the same excluded connection go out together): every member still gets exactly its messages,
+    each its own frame, in order; the exclusions of the burst hold; the deliveries are counted one per message."""
+    with snow_rt_py.Runtime() as rt1, snow_rt_py.Runtime() as rt2:
+        h1, h2 = Watcher(), Watcher()
+        s1 = rt1.start(h1, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+        s2 = rt2.start(h2, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+
+        async def run() -> None:
+            a = await connect(s1.url)
+            b = await connect(s2.url)
+            c = await connect(s2.url)
+            h1.wait(lambda: len(h1.conns) == 1)
+            h2.wait(lambda: len(h2.conns) == 2)
+            ca, (cb, cc) = h1.conns[0], h2.conns
+            for conn in (ca, cb, cc):
+                snow_rt_py.join(conn, "burst")
+            deadline = time.monotonic() + 10
+            while rt1.rooms.presence_count("burst") != 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            # From a thread that is not the loop's: queued, then written to Redis in one pipeline, a burst.
+            expected_b, expected_c = [], []
+            for i in range(120):
+                text = f"m{i}"
+                if i % 3 == 0:  # runs of one: the excluded connection changes at every third message
+                    rt1.rooms.broadcast("burst", text, cb.id)
+                else:
+                    rt1.rooms.broadcast("burst", text)
+                    expected_b.append(text)
+                expected_c.append(text)
+            got_b = [await asyncio.wait_for(b.recv(), 5) for _ in expected_b]
+            got_c = [await asyncio.wait_for(c.recv(), 5) for _ in expected_c]
+            assert got_b == expected_b
+            assert got_c == expected_c
+            assert [await asyncio.wait_for(a.recv(), 5) for _ in range(120)] == expected_c
+            rt1.rooms.broadcast("burst", "end")
+            assert await asyncio.wait_for(b.recv(), 5) == "end"  # nothing extra was queued for b before it
+            for ws in (a, b, c):
+                await ws.close()
+
+        asyncio.run(run())
+        stats = rt2.cluster.statistics() if rt2.cluster is not None else {}
+        assert stats["remote_deliveries"] == 80 + 120 + 2  # b: 80 and "end", c: 120 and "end"
+        assert stats["remote_delivery_failures"] == 0
+        s1.stop()
+        s2.stop()
+
+
 def test_unreachable_redis_fails_the_start() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     expected = f"cannot reach the cluster.s Redis at {url}"
