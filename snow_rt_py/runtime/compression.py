@@ -22,16 +22,21 @@ message).
 
 Where the work runs: compression runs on the thread that sends (a handler's: the loop thread with ``workers=0``, a
 worker thread otherwise; zlib releases the GIL while it works, so other threads -- the loop included -- keep
-running while a worker compresses); inflation runs on the loop thread, in ``receive_data``. BENCHMARKS.md
-measures how long the loop is held by a large message either way.
+running while a worker compresses), except a message of ``OFFLOAD_FROM`` bytes or more sent from the loop thread:
+that one is compressed on one of the pool's own threads (:meth:`CompressorPool.offload`) while the loop goes on,
+and the connection holds whatever is sent after it until it is queued (``Connection._send_off_loop``), so the
+order of messages never changes. Inflation runs on the loop thread, in ``receive_data``, 256 KiB of input at a
+time. BENCHMARKS.md measures how long the loop is held by a large message either way.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import threading
 import zlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from snow_rt_py.protocol.deflate import (
     MAX_WINDOW_BITS,
@@ -56,6 +61,12 @@ SHARED_MEM_LEVEL = 8
 PROBE_FROM = 256 << 10
 """Messages from this size on are probed before they are compressed (see :func:`worth_compressing`)."""
 PROBE_BYTES = 64 << 10
+OFFLOAD_FROM = 128 << 10
+"""Messages from this size on, sent from the event loop's thread, are compressed on a thread of the pool (about a
+millisecond of zlib's time at this size): the loop is never held longer than that by a handler's large message."""
+OFFLOAD_THREADS = 2
+
+T = TypeVar("T")
 
 
 def worth_compressing(data: bytes | bytearray | memoryview) -> bool:
@@ -90,6 +101,23 @@ class CompressorPool:
         self._idle: dict[tuple[int, bool], list[Any]] = {}
         self.reserved = 0  # bytes of dedicated zlib state reserved by live connections
         self.dedicated = 0  # connections in dedicated mode now
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None  # made at the first offload
+        self.offloaded = 0  # messages compressed off the loop
+
+    def offload(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args)`` (a compression) on one of the pool's threads (at most ``OFFLOAD_THREADS``)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(OFFLOAD_THREADS, "snow-compress")
+            self.offloaded += 1
+            return self._executor.submit(fn, *args)
+
+    def close(self) -> None:
+        """End the pool's threads (the runtime closes; idempotent)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def compress(self, data: bytes | bytearray | memoryview, window_bits: int, rle: bool) -> bytes:
         """Compress one whole message with no context taken over (a pooled compressor, full flush)."""

@@ -24,6 +24,8 @@ read is handled, or during one loop iteration, leave in one ``transport.write``:
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -39,7 +41,7 @@ from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, enco
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
-from snow_rt_py.runtime.compression import ConnectionDeflate, compressed_frame, worth_compressing
+from snow_rt_py.runtime.compression import OFFLOAD_FROM, ConnectionDeflate, compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.hotpath import C_HOT_PATH, ConnectionCore
@@ -98,6 +100,16 @@ _MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
 _move_lock = threading.Lock()
 
 
+class _Held:
+    """What a connection holds while a large message is compressed off the loop (see ``_send_off_loop``)."""
+
+    __slots__ = ("fast", "items")
+
+    def __init__(self, fast: bool) -> None:
+        self.fast = fast  # the connection's _fast, given back when nothing is held any more
+        self.items: collections.deque[tuple[Any, ...]] = collections.deque()
+
+
 class Connection(ConnectionCore, asyncio.Protocol):
     """A WebSocket connection. The program sees it in every callback.
 
@@ -118,6 +130,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         "__weakref__",
         "_admitted",
         "_end",
+        "_held",
         "_loop",
         "_paused_out",
         "_started",
@@ -156,6 +169,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
+        self._held: _Held | None = None  # while a large message is compressed off the loop (_send_off_loop)
         self._max_message_size = server.options.max_message_size
         self._proto = ServerProtocol(
             max_message_size=server.options.max_message_size,
@@ -293,9 +307,20 @@ class Connection(ConnectionCore, asyncio.Protocol):
 
     def _send_deflated(self, opcode: int, data: bytes) -> None:
         """Send a message on a connection with permessage-deflate: compressed if at least ``compression_min_size``
-        bytes (RSV1 set), else as a plain frame (RFC 7692 §6 allows either, per message)."""
+        bytes (RSV1 set), else as a plain frame (RFC 7692 §6 allows either, per message). A large message sent from
+        the loop thread is compressed off the loop (:meth:`_send_off_loop`)."""
         deflate = self._deflate
         assert deflate is not None
+        if self._held is not None and self.phase is _OPEN and self._hold(("data", opcode, data)):
+            return  # behind a message being compressed off the loop: compressed when its turn comes
+        if (
+            len(data) >= OFFLOAD_FROM
+            and self.phase is _OPEN
+            and threading.get_ident() == self._loop_thread
+            and worth_compressing(data)
+            and self._send_off_loop(deflate, opcode, data)
+        ):
+            return
         if len(data) < deflate.min_size or self.phase is not _OPEN or not worth_compressing(data):
             if len(data) >= SEPARATE_PAYLOAD_MIN:
                 self._send_parts(frame_header(opcode, len(data)), data)
@@ -314,6 +339,123 @@ class Connection(ConnectionCore, asyncio.Protocol):
                 return
             deflate.forget_context()  # the client never gets this one: later ones must not refer to it
         self._refused()
+
+    # -- large messages compressed off the loop -----------------------------------------------------------------
+    #
+    # A handler on the loop thread (workers=0) that sends a large compressible message would hold the loop for as
+    # long as zlib takes (~1 ms per 128 KiB at the default level; 60 ms for 16 MiB of JSON). Instead the message is
+    # compressed on a thread of the runtime's compression pool, and until its frame is queued the connection is
+    # "held": everything sent on it meanwhile, from any thread -- frames, messages still to compress, our Close --
+    # waits in ``_held.items`` and goes out after it, in order. The C fast path is off meanwhile (``_fast``), so
+    # every send passes through the Python methods that check ``_held``.
+
+    def _send_off_loop(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> bool:
+        """Start compressing ``data`` off the loop (loop thread); False if it cannot be (the caller compresses)."""
+        lock = deflate.lock_
+        if lock is not None and not lock.acquire(blocking=False):
+            return False  # another thread is compressing with our context right now: as usual, then
+        try:
+            with _move_lock:
+                if self._held is None:
+                    self._held = _Held(self._fast)
+                    self._fast = False
+            if lock is not None:
+                # Compressed with no context: the client will have it in its window and our context will not,
+                # so the context starts afresh after it (a new context's output is valid in any stream).
+                deflate.forget_context()
+        finally:
+            if lock is not None:
+                lock.release()
+        self._offload(deflate, opcode, data)
+        return True
+
+    def _offload(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> None:
+        future = self.server.compression.offload(deflate.compress_shared, data)
+        loop = self._loop
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._compressed_off_loop, opcode, f))
+
+    def _compressed_off_loop(self, opcode: int, future: concurrent.futures.Future[bytes]) -> None:
+        """The large message is compressed (loop thread): queue it, then what was held behind it, in order."""
+        try:
+            frame, payload = compressed_frame(opcode, future.result())
+        except Exception:  # the pool was closed, or zlib failed (out of memory): the connection cannot go on
+            log.exception("conn %d: compressing a message failed", self.id, extra={"conn_id": self.id})
+            self._release_held()
+            self._close_from_runtime(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        self._queue_held(frame, 1, payload)
+        self._drain_held()
+
+    def _hold(self, item: tuple[Any, ...]) -> bool:
+        """Put ``item`` behind the message being compressed (any thread); False if nothing is held any more."""
+        with _move_lock:
+            held = self._held
+            if held is None:
+                return False
+            held.items.append(item)
+            return True
+
+    def _drain_held(self) -> None:
+        """Send what was held, in order, until it is all out or another large message goes off the loop."""
+        while True:
+            with _move_lock:
+                held = self._held
+                if held is None:
+                    return
+                if not held.items:
+                    self._release_held()
+                    return
+                item = held.items.popleft()
+            kind = item[0]
+            if kind == "frame":
+                self._queue_held(item[1], item[2], item[3])
+            elif kind == "close":
+                self._send_close_now(item[1])
+            else:  # "data": a message to compress, in its turn
+                deflate = self._deflate
+                if deflate is None or self.phase is _CLOSED:
+                    continue
+                opcode, data = item[1], item[2]
+                if len(data) >= OFFLOAD_FROM and worth_compressing(data):
+                    self._offload(deflate, opcode, data)
+                    return  # the rest stays held behind this one
+                frame, payload = self._deflated_frame(deflate, opcode, data)
+                self._queue_held(frame, 1, payload)
+
+    def _deflated_frame(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> tuple[bytes, bytes | None]:
+        """A held message's frame (loop thread, while nothing else can compress for this connection)."""
+        if len(data) < deflate.min_size or not worth_compressing(data):
+            if len(data) >= SEPARATE_PAYLOAD_MIN:
+                return frame_header(opcode, len(data)), data
+            return encode_frame(opcode, data), None
+        lock = deflate.lock_
+        if lock is None:
+            return compressed_frame(opcode, deflate.compress_shared(data))
+        with lock:
+            return compressed_frame(opcode, deflate.compress_own(data))
+
+    def _release_held(self) -> None:
+        """(under _move_lock, or on the loop thread when nothing can be held any more)"""
+        held, self._held = self._held, None
+        if held is not None:
+            self._fast = held.fast
+
+    def _queue_held(self, frame: bytes, count: int, payload: bytes | None) -> None:
+        """Queue a frame that was accepted while the connection was held (loop thread): it goes out even if a
+        close was asked for since (the close was held behind it), unless the connection is gone."""
+        if self.phase is _CLOSED or self._transport is None or self._proto.close_sent:
+            return  # gone, or the protocol closed meanwhile (the peer's Close, a protocol error): nothing after it
+        if payload is None:
+            self._out.append(frame)
+        else:
+            self._out += (frame, payload)
+        size = len(frame) if payload is None else len(frame) + len(payload)
+        self._out_bytes += size
+        self.bytes_out += size
+        self.messages_out += count
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.server.schedule_flush(self)
 
     def offer_deflated(
         self, opcode: int, data: bytes, shared: dict[tuple[int, bool], tuple[bytes, bytes | None]]
@@ -399,6 +541,8 @@ class Connection(ConnectionCore, asyncio.Protocol):
         """
         if self.phase is not _OPEN:
             return False
+        if self._held is not None and self._hold(("frame", frame, count, payload)):
+            return True  # behind a message being compressed off the loop
         queued = self._out_bytes
         transport = self._transport
         if transport is not None:
@@ -754,7 +898,13 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._drop_transport()
 
     def _send_close(self, payload: bytes) -> None:
-        """Send our Close (validated by the caller) and arm the close deadline."""
+        """Send our Close (validated by the caller) and arm the close deadline; after the messages held behind a
+        message being compressed off the loop, if any."""
+        if self._held is not None and self._hold(("close", payload)):
+            return
+        self._send_close_now(payload)
+
+    def _send_close_now(self, payload: bytes) -> None:
         if self.phase is _CLOSED:
             return
         if self._proto.state is State.OPEN:  # else the peer's Close or a failure got there first: nothing to send

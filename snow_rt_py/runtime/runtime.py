@@ -228,6 +228,9 @@ class Runtime:
             spawner.join(timeout)
         if loop_thread is not None:
             loop_thread.stop(timeout)
+        compression = self._components.get("compression")
+        if compression is not None:
+            compression.close()  # its compressing threads (runtime/compression.py)
 
     def __enter__(self) -> Runtime:
         return self

@@ -243,13 +243,16 @@ class Server:
             ``shared`` and ``dedicated``: connections accepted with compression in that mode, since the start;
             ``fallbacks``: of the shared ones, those that asked for dedicated mode when the budget was spent;
             ``reserved_bytes`` and ``dedicated_now``: the dedicated state reserved now, and by how many connections,
-            across every server of the runtime; ``pool_idle``: compressors idle in the runtime's pool.
+            across every server of the runtime; ``pool_idle``: compressors idle in the runtime's pool;
+            ``offloaded``: large messages sent from the loop thread that the runtime compressed on its own threads
+            (every server of the runtime).
         """
         return {
             **self._deflate_counts,
             "reserved_bytes": self.compression.reserved,
             "dedicated_now": self.compression.dedicated,
             "pool_idle": self.compression.idle_compressors(),
+            "offloaded": self.compression.offloaded,
         }
 
     # -- called by Connection (loop thread) -----------------------------------------------------------------
