@@ -12,7 +12,10 @@ and the backplane carries them to the other nodes over Redis pub/sub. Rules:
 * **One PUBLISH per broadcast**, on the room's channel ``snow:room:ROOM``, carrying the origin node, the excluded
   connection id and the frame already encoded: the other nodes hand those very bytes to their local members
   (encoded once per cluster). Local members were served directly by the registry; the origin ignores its own
-  message when it comes back.
+  message when it comes back. A receiving node takes every message redis-py has already read before it applies
+  them, and hands consecutive broadcasts to one room with the same exclusion to its members as one run (their
+  frames joined: one pass over the room, one write per member for the burst); each member's queue is written as
+  soon as the run is on it, so the first member does not wait for the whole room (``RoomRegistry.deliver_remote``).
 * **Subscriptions follow local members.** A node is subscribed to a room's channel exactly while it has members in
   the room: the first local join subscribes, the last local leave unsubscribes (one task reconciles the wanted set
   with the subscribed one, so quick join/leave flaps cost nothing). A member's presence is written to Redis only
