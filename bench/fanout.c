@@ -39,8 +39,8 @@
  * -z offers permessage-deflate (RFC 7692, "permessage-deflate; client_max_window_bits"); members where the server
  * accepts it inflate compressed messages (RSV1; a context per member unless the server answered
  * server_no_context_takeover) before checking them; "deflate_members" counts them. With server_no_context_takeover
- * a message whose compressed bytes equal the last one inflated is not inflated again (a broadcast compressed once
- * for every member): "inflate_reused" counts those. -j fills each message after its
+ * a message whose compressed bytes equal one of the last ones inflated is not inflated again (a broadcast
+ * compressed once for every member): "inflate_reused" counts those. -j fills each message after its
  * sequence header with JSON chat objects (numbered from the sequence number) instead of letters.
  *
  * Output: event lines, then one JSON line with the results and the client's own CPU use during the window.
@@ -72,6 +72,9 @@
 #define MAX_REST (32 * 1024)     /* bytes kept between reads: a partial frame header + small frame, or HTTP */
 #define MAX_HTTP (16 * 1024)     /* handshake response head */
 #define MAX_MSG (64 * 1024)      /* reassembled fragmented message */
+#define MEMO_SLOTS 64            /* compressed messages remembered with what they inflate to (see on_readable) */
+#define MEMO_IN 2048
+#define MEMO_OUT 8192
 #define RING 4096                /* completion counters, indexed by sequence number; must exceed the window */
 #define MAX_EVENTS 4096
 #define SEQ_DIGITS 10
@@ -343,8 +346,22 @@ static void reach_upto(struct conn *c, uint32_t seq) {
     if (ring_count[(done_seq + 1) % RING] >= (uint32_t)cfg.members) advance();
 }
 
+/* The expected content of broadcast seq, made once per sequence number (every member checks every message: with
+ * -j, making the 1 KiB of JSON again for each of 10,000 members would cost this client more than the server). */
+#define WANT_SLOTS 64
+static const unsigned char *expected(uint32_t seq) {
+    static unsigned char want[WANT_SLOTS][MAX_SIZE];
+    static uint32_t made[WANT_SLOTS]; /* seq + 1 of the content in each slot; 0: none */
+    uint32_t slot = seq % WANT_SLOTS;
+    if (made[slot] != seq + 1) {
+        make_payload(want[slot], 'S', seq);
+        made[slot] = seq + 1;
+    }
+    return want[slot];
+}
+
 static void on_message(struct conn *c, int opcode, const unsigned char *p, size_t len, int oversized) {
-    static unsigned char want[MAX_MSG];
+    const unsigned char *want;
     uint32_t seq;
     if (oversized || opcode != 1 || len != (size_t)cfg.size || p[0] != 'B') {
         st.unexpected++;
@@ -358,7 +375,7 @@ static void on_message(struct conn *c, int opcode, const unsigned char *p, size_
         st.unexpected++;
         return;
     }
-    make_payload(want, 'S', seq);
+    want = expected(seq);
     if (memcmp(want, p, len) != 0 || seq == 0 || seq > sent) {
         st.mismatches++;
         return;
@@ -456,30 +473,36 @@ static size_t parse_frames(struct conn *c, const unsigned char *p, size_t n) {
         size_t hdr = f.header;
         if (f.rsv == 0x40 && c->dfl.on && fin && (opcode == 1 || opcode == 2) && len <= SMALL_FRAME && !f.masked) {
             static unsigned char inflated[MAX_MSG];
-            /* The last message inflated from an empty context, kept: where the server compresses a broadcast once
-             * for every member (server_no_context_takeover), the next members' identical bytes are compared, not
-             * inflated again (an inflate costs ~10x the compare; without this the client is the bottleneck). */
-            static unsigned char memo_in[SMALL_FRAME], memo_out[MAX_MSG];
-            static size_t memo_in_len, memo_out_len;
-            static int memo_valid;
+            /* Messages inflated from an empty context, kept (a small table by a hash of the compressed bytes):
+             * where the server compresses a broadcast once for every member (server_no_context_takeover), the
+             * next members' identical bytes are compared, not inflated again (an inflate costs ~10x the compare;
+             * without this the client is the bottleneck). With a context, every member's bytes differ. */
+            static unsigned char memo_in[MEMO_SLOTS][MEMO_IN], memo_out[MEMO_SLOTS][MEMO_OUT];
+            static size_t memo_in_len[MEMO_SLOTS], memo_out_len[MEMO_SLOTS];
             if (n - off < hdr + len) break;
-            if (c->dfl.server_no_context && memo_valid && len == memo_in_len &&
-                memcmp(memo_in, p + off + hdr, (size_t)len) == 0) {
-                st.inflate_reused++;
-                on_frame(c, 1, opcode, memo_out, memo_out_len);
-                off += hdr + (size_t)len;
-                continue;
+            const unsigned char *z = p + off + hdr;
+            uint32_t slot = 0;
+            if (c->dfl.server_no_context && len <= MEMO_IN) {
+                uint32_t h = 2166136261u; /* FNV-1a */
+                for (uint64_t i = 0; i < len; i++) h = (h ^ z[i]) * 16777619u;
+                slot = h % MEMO_SLOTS;
+                if (memo_in_len[slot] == len && memcmp(memo_in[slot], z, (size_t)len) == 0) {
+                    st.inflate_reused++;
+                    on_frame(c, 1, opcode, memo_out[slot], memo_out_len[slot]);
+                    off += hdr + (size_t)len;
+                    continue;
+                }
             }
             if (c->inflater == NULL) {
                 c->inflater = calloc(1, sizeof *c->inflater);
                 if (c->inflater == NULL || inflateInit2(c->inflater, -15) != Z_OK) die("zlib: no inflater");
             }
-            long m = wsc_inflate_message(c->inflater, c->dfl.server_no_context, p + off + hdr, (size_t)len, inflated,
+            long m = wsc_inflate_message(c->inflater, c->dfl.server_no_context, z, (size_t)len, inflated,
                                          sizeof inflated);
-            if (m >= 0 && c->dfl.server_no_context) {
-                memcpy(memo_in, p + off + hdr, (size_t)len);
-                memcpy(memo_out, inflated, (size_t)m);
-                memo_in_len = (size_t)len, memo_out_len = (size_t)m, memo_valid = 1;
+            if (m >= 0 && m <= MEMO_OUT && c->dfl.server_no_context && len <= MEMO_IN) {
+                memcpy(memo_in[slot], z, (size_t)len);
+                memcpy(memo_out[slot], inflated, (size_t)m);
+                memo_in_len[slot] = (size_t)len, memo_out_len[slot] = (size_t)m;
             }
             if (m < 0) {
                 st.protocol++;
