@@ -6,7 +6,8 @@
    deliveries/s, deliveries per server CPU-second (the CPU of every server process during the measured window),
    the ratio cluster / single (target >= 0.8), and the latency of a broadcast to its LAST member, p50, whose
    difference is dominated by the client reading 10,000 frames; so fanout.c also reports when the FIRST member
-   of each node got each broadcast (even members on node 1, the sender's; odd ones on node 2): the median of
+   of each node got each broadcast (even members on node 1, the sender's; odd ones on node 2), by the kernel's
+   receive timestamp (and, shown beside it, when the client's one thread read it): the median of
    first-on-node-2 minus first-on-node-1 is the fan-out latency the cluster adds (target < 2 ms), shown next to
    the same difference on one node (where both halves are local).
 2. Redis commands per broadcast, from Redis' own ``INFO commandstats`` (reset at the window's start, read at its
