@@ -189,6 +189,23 @@ class Program:
         return f"{what}\n  output so far:\n{output}\n  stderr:\n    {'    '.join(self.stderr)}"
 
 
+def signal_when_caught(proc: subprocess.Popen[str], sig: int, timeout: float = TIMEOUT) -> None:
+    """Send ``sig`` to ``proc`` once it has a handler for it (``SigCgt`` in /proc/PID/status), waiting up to
+    ``timeout`` s: a program is told to stop only once it is in snow_ws_wait_shutdown or snow_ws_serve, where the
+    library catches the signal; sent earlier, the default action would end it silently."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            break
+        caught = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+        if caught & (1 << (sig - 1)):
+            break
+        time.sleep(0.01)
+    proc.send_signal(sig)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """An environment with nothing but ``extra`` (no PYTHONPATH, VIRTUAL_ENV, PATH, HOME...)."""
     assert "PYTHONPATH" not in extra and "VIRTUAL_ENV" not in extra

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from snow_rt_py.testing import RawClient, WireFrame
-from tests.c.harness import Program, free_port, wait_listening
+from tests.c.harness import Program, free_port, signal_when_caught, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -920,7 +920,7 @@ def test_compression_options_and_snow_ws_compression(run: Run, mode: str, env: s
         )
     else:
         assert (frame.rsv, frame.payload) == (0, b"hello from C " * 20)
-    prog.proc.send_signal(signal.SIGTERM)
+    signal_when_caught(prog.proc, signal.SIGTERM)
     prog.expect("stop -> 0", "done")
     assert prog.finish() == 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.c.harness import compile_program
+from tests.c.harness import compile_program, signal_when_caught
 from tests.cluster.conftest import Node, Redis, free_port, node_argv
 from tests.cluster.test_cluster import Client, join_all, wait_presence
 
@@ -112,7 +112,7 @@ def test_snow_ws_serve_from_the_environment(redis: Redis, serve_node: Path, node
         assert len(asyncio.run(run())) == 2  # both processes served clients, each a node of the cluster
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+            signal_when_caught(proc, signal.SIGTERM)
         outs = [proc.communicate(timeout=20)[0] for proc in procs]
     assert outs == ["serve returned: 0 \n"] * 2  # stopped by the signal, no error
 
