@@ -34,6 +34,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from snow_rt_py.protocol.deflate import (
+    DEFAULT_LEVEL,
     MAX_WINDOW_BITS,
     DeflateParams,
     Inflater,
@@ -53,6 +54,9 @@ POOL_KEEP = 4
 """Idle compressors kept per window size by the runtime's pool (more are made when more threads compress at once,
 and dropped when returned beyond this)."""
 SHARED_MEM_LEVEL = 8
+SHARED_LEVEL = DEFAULT_LEVEL
+"""zlib's compression level for messages compressed from an empty context (the pool's compressors and the C hot
+path's, which must agree: see :attr:`ConnectionDeflate.hot_path`)."""
 PROBE_FROM = 256 << 10
 """Messages from this size on are probed before they are compressed (see :func:`worth_compressing`)."""
 PROBE_BYTES = 64 << 10
@@ -79,6 +83,10 @@ def compressed_frame(opcode: int, payload: bytes) -> tuple[bytes, bytes | None]:
     return header + payload, None
 
 
+def _shared_compressor(window_bits: int, rle: bool) -> Any:
+    return new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle, level=SHARED_LEVEL)
+
+
 class CompressorPool:
     """The runtime's shared compressors and its account of dedicated state (``Runtime.component("compression")``).
 
@@ -96,9 +104,9 @@ class CompressorPool:
         key = (window_bits, rle)
         idle = self._idle.get(key)
         try:
-            compressor = idle.pop() if idle else new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle)
+            compressor = idle.pop() if idle else _shared_compressor(window_bits, rle)
         except IndexError:  # another thread took the last one meanwhile
-            compressor = new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle)
+            compressor = _shared_compressor(window_bits, rle)
         payload = compress_message(compressor, data, reset=True)
         if idle is None:
             idle = self._idle.setdefault(key, [])
@@ -135,6 +143,11 @@ class ConnectionDeflate:
         inflater: the protocol's decompressor for this connection.
         shares_frames: our messages start from an empty context: one compressed frame fits every such connection
             with the same window (a broadcast compresses once for all of them).
+        hot_path: what the C hot path (``runtime/_hotpath.c``) reads once, when this object is set as a connection's
+            ``_deflate``: ``(inflate_window_bits, deflate_window_bits, rle, level, mem_level, min_size)``. The
+            first is the raw window of our decompressor when the client keeps no context (the C path may inflate
+            a whole compressed frame), else 0; the second our compressor's window when we keep none
+            (``shares_frames``: the C path may compress a send exactly as :meth:`compress_shared` does), else 0.
     """
 
     __slots__ = (
@@ -143,6 +156,7 @@ class ConnectionDeflate:
         "_mem_level",
         "_pool",
         "_reserved",
+        "hot_path",
         "inflater",
         "min_size",
         "mode",
@@ -160,6 +174,14 @@ class ConnectionDeflate:
             context_takeover=not params.client_no_context_takeover, window_bits=params.client_window_bits
         )
         self.shares_frames = params.server_no_context_takeover
+        self.hot_path = (
+            0 if not params.client_no_context_takeover else max(params.client_window_bits, 9),
+            params.server_window_bits if self.shares_frames else 0,
+            params.rle,
+            SHARED_LEVEL,
+            SHARED_MEM_LEVEL,
+            self.min_size,
+        )
         self._pool = pool
         self._reserved = reserved
         self._mem_level = options.compression_mem_level
