@@ -34,7 +34,6 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from snow_rt_py.protocol.deflate import (
-    DEFAULT_LEVEL,
     MAX_WINDOW_BITS,
     DeflateParams,
     Inflater,
@@ -54,9 +53,11 @@ POOL_KEEP = 4
 """Idle compressors kept per window size by the runtime's pool (more are made when more threads compress at once,
 and dropped when returned beyond this)."""
 SHARED_MEM_LEVEL = 8
-SHARED_LEVEL = DEFAULT_LEVEL
-"""zlib's compression level for messages compressed from an empty context (the pool's compressors and the C hot
-path's, which must agree: see :attr:`ConnectionDeflate.hot_path`)."""
+SHARED_LEVEL = 1
+"""zlib's compression level for messages compressed from an empty context: the pool's compressors and the C hot
+path's, which must agree (see :attr:`ConnectionDeflate.hot_path`). Level 1, not zlib's default 6: a 1 KiB JSON
+message from an empty context takes about a fifth less time to compress, for output about 5 % bigger (the echo
+and wire figures of BENCHMARKS.md). Dedicated compressors (with a context) keep level 6."""
 PROBE_FROM = 256 << 10
 """Messages from this size on are probed before they are compressed (see :func:`worth_compressing`)."""
 PROBE_BYTES = 64 << 10
