@@ -52,12 +52,14 @@ MODES = ("shared", "dedicated", "off")
 POOL_KEEP = 4
 """Idle compressors kept per window size by the runtime's pool (more are made when more threads compress at once,
 and dropped when returned beyond this)."""
-SHARED_MEM_LEVEL = 8
 SHARED_LEVEL = 1
-"""zlib's compression level for messages compressed from an empty context: the pool's compressors and the C hot
-path's, which must agree (see :attr:`ConnectionDeflate.hot_path`). Level 1, not zlib's default 6: a 1 KiB JSON
-message from an empty context takes about a fifth less time to compress, for output about 5 % bigger (the echo
-and wire figures of BENCHMARKS.md). Dedicated compressors (with a context) keep level 6."""
+SHARED_MEM_LEVEL = 5
+"""zlib's compression level and memLevel for messages compressed from an empty context: the pool's compressors and
+the C hot path's, which must agree (see :attr:`ConnectionDeflate.hot_path`). Not zlib's defaults (6 and 8): a
+message from an empty context pays zlib's fixed costs every time -- among them clearing a hash table of
+2**(memLevel + 8) bytes at the full flush -- and at level 1, memLevel 5 a 1 KiB JSON chat message compresses in
+about 8.2 µs instead of 11.3, for output about 3 % bigger (BENCHMARKS.md: the echo and wire figures). Dedicated
+compressors (with a context) keep level 6 and ``compression_mem_level``."""
 PROBE_FROM = 256 << 10
 """Messages from this size on are probed before they are compressed (see :func:`worth_compressing`)."""
 PROBE_BYTES = 64 << 10
