@@ -6,11 +6,21 @@
  * the common case only, the methods one message goes through:
  *
  *   data_received   a read of whole simple frames (protocol/_codec.c: snow_scan_simple) on a connection at rest:
- *                   unmasked, UTF-8 checked, handed to the connection's actor -- run at once, as
- *                   Scheduler.deliver does for an idle actor on the loop thread -- and the replies written;
+ *                   unmasked (and inflated, see below), UTF-8 checked, handed to the connection's actor -- run at
+ *                   once, as Scheduler.deliver does for an idle actor on the loop thread -- and the replies written;
  *   send, send_text, send_binary, offer_frame
- *                   a frame under 64 KiB queued from the loop thread;
+ *                   a frame under 64 KiB queued from the loop thread (compressed, see below);
  *   _flush          the output FIFO written while our Close is not in it.
+ *
+ * permessage-deflate (RFC 7692), in each direction where no compression context is kept (compression.py:
+ * ConnectionDeflate.hot_path, read once by the _deflate setter): a whole compressed frame (RSV1, FIN) is inflated
+ * here with zlib, never into more than max_message_size + 1 bytes, and dispatched like a plain one; anything
+ * irregular about it (over the limit, not valid deflate, a final block, a client window under 15 bits) is not
+ * decided here: that frame and the rest of the read go to the Python path, which answers (1009, 1007, 1002). A
+ * message from compression_min_size bytes up to 64 KiB sent on the loop thread is compressed here as the Python
+ * pool compresses it (same level, memLevel, window, strategy, full flush: the same bytes). The zlib state is the
+ * process's, not a connection's (see "permessage-deflate" below). A message compressed with a connection's own
+ * context (dedicated mode) and the C ABI's reply fast path on a compressed connection stay on the Python path.
  *
  * Everything else -- the handshake, fragments, control frames, a frame cut by the read, invalid input, sends from
  * other threads, a full queue, a closing connection -- goes to the Python methods the class also has (_receive,

@@ -24,6 +24,14 @@ Where the work runs: compression runs on the thread that sends (a handler's: the
 worker thread otherwise; zlib releases the GIL while it works, so other threads -- the loop included -- keep
 running while a worker compresses); inflation runs on the loop thread, in ``receive_data``. BENCHMARKS.md
 measures how long the loop is held by a large message either way.
+
+The C hot path (``runtime/_hotpath.c``) does the common case of both itself, in each direction where no context is
+kept (:attr:`ConnectionDeflate.hot_path` tells it which, read once when the handshake sets ``Connection._deflate``):
+it inflates whole compressed frames as they are read (the loop thread), and compresses messages of
+``compression_min_size`` bytes up to 64 KiB sent on the loop thread, with :data:`SHARED_LEVEL` and
+:data:`SHARED_MEM_LEVEL` like the pool -- the same bytes -- and its own zlib state (the process's, reset after each
+message, used under the GIL). Everything else (larger messages, other threads, dedicated contexts, anything
+irregular in a received frame) is done here and in ``protocol/deflate.py``.
 """
 
 from __future__ import annotations
