@@ -206,7 +206,7 @@ static PyMemberDef core_members[] = {
 static PyObject *core_get_deflate(Core *self, void *closure)
 {
     (void)closure;
-    return Py_NewRef(self->deflate);
+    return Py_NewRef(self->deflate != NULL ? self->deflate : Py_None); /* NULL only once tp_clear ran */
 }
 
 static int core_set_deflate(Core *self, PyObject *value, void *closure)
