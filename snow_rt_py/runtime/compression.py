@@ -185,14 +185,7 @@ class ConnectionDeflate:
             context_takeover=not params.client_no_context_takeover, window_bits=params.client_window_bits
         )
         self.shares_frames = params.server_no_context_takeover
-        self.hot_path = (
-            0 if not params.client_no_context_takeover else max(params.client_window_bits, 9),
-            params.server_window_bits if self.shares_frames else 0,
-            params.rle,
-            SHARED_LEVEL,
-            SHARED_MEM_LEVEL,
-            self.min_size,
-        )
+        self.hot_path = _hot_path(params, self.min_size)
         self._pool = pool
         self._reserved = reserved
         self._mem_level = options.compression_mem_level
@@ -233,6 +226,19 @@ class ConnectionDeflate:
         if self._reserved:
             self._pool.release(self._reserved)
             self._reserved = 0
+
+
+@functools.lru_cache(maxsize=128)
+def _hot_path(params: DeflateParams, min_size: int) -> tuple[int, int, bool, int, int, int]:
+    """:attr:`ConnectionDeflate.hot_path` (one tuple for every connection with the same parameters)."""
+    return (
+        max(params.client_window_bits, 9) if params.client_no_context_takeover else 0,  # 9: as Inflater does
+        params.server_window_bits if params.server_no_context_takeover else 0,
+        params.rle,
+        SHARED_LEVEL,
+        SHARED_MEM_LEVEL,
+        min_size,
+    )
 
 
 def _negotiate(offers: tuple[str, ...], context_takeover: bool, window_bits: int) -> DeflateParams | None:
