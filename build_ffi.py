@@ -114,7 +114,8 @@ def _install(built: Path, dest: Path) -> Path:
 
 HOTPATH_MODULE = "snow_rt_py.runtime._hotpath"
 # A CPython extension written against the C API (cffi cannot define a Python class): the runtime's per-message path
-# (runtime/_hotpath.c) linked with the protocol layer's C half (its frame scanner, masking and UTF-8 check).
+# (runtime/_hotpath.c) linked with the protocol layer's C half (its frame scanner, masking and UTF-8 check) and
+# with zlib (compressed messages, RFC 7692).
 HOTPATH_SOURCES = (PACKAGE_DIR / "runtime" / "_hotpath.c", CODEC_SOURCE)
 
 
@@ -135,6 +136,7 @@ def build_hotpath(verbose: bool) -> Path:
         HOTPATH_MODULE,
         [str(src.relative_to(ROOT)) for src in HOTPATH_SOURCES],
         extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        libraries=["z"],  # zlib: permessage-deflate on the C path (the same library Python's zlib module uses)
     )
     cmd = build_ext(Distribution({"name": "snow_rt_py_hotpath", "ext_modules": [ext]}))
     cmd.build_lib = str(tmpdir / "lib")

@@ -12,8 +12,9 @@
 
 /* One simple frame found by snow_scan_simple(). */
 typedef struct SnowSimpleFrame {
-    int opcode;    /* 1 text, 2 binary */
-    size_t offset; /* where the payload starts; its masking key is the 4 octets before it */
+    int opcode;     /* 1 text, 2 binary */
+    int compressed; /* RSV1 set (permessage-deflate, RFC 7692 §6): only found when the caller allows it */
+    size_t offset;  /* where the payload starts; its masking key is the 4 octets before it */
     size_t length; /* payload octets */
 } SnowSimpleFrame;
 
@@ -152,21 +153,22 @@ size_t snow_frame_header(char *out_, int opcode, uint64_t len)
 
 /* The common case of RFC 6455 §5.2 input, for the runtime's C fast path (snow_rt_py/runtime/_hotpath.c): how many
  * whole "simple" client frames begin data[0..n), and where each one's payload is. A simple frame is a complete
- * unfragmented text or binary frame (FIN set, no RSV bit, opcode 1 or 2), masked, with a 7- or 16-bit length of at
- * most max_payload octets. The scan stops at the first frame that is not simple or not complete: that frame and
+ * unfragmented text or binary frame (FIN set, no RSV bit -- or RSV1 alone when rsv1 is nonzero: a compressed
+ * message, RFC 7692 §6 -- opcode 1 or 2), masked, with a 7- or 16-bit length of at most max_payload octets. The scan stops at the first frame that is not simple or not complete: that frame and
  * everything after it are left to the full parser (protocol/connection.py), which then sees a stream that starts on
  * a frame boundary -- so the events are the same as if the full parser had read everything. Called only while the
  * connection is at rest (open, nothing buffered, no message in progress); text payloads are not checked here.
  *
- * frames[i] receives the opcode, the payload's offset (its masking key is the 4 octets before it) and its length;
- * at most max_frames are found. Returns the number found; *consumed is the octets they take. */
-size_t snow_scan_simple(const char *data_, size_t n, size_t max_payload, SnowSimpleFrame *frames, size_t max_frames,
-                        size_t *consumed)
+ * frames[i] receives the opcode, whether RSV1 is set, the payload's offset (its masking key is the 4 octets before
+ * it) and its length; at most max_frames are found. Returns the number found; *consumed is the octets they take. */
+size_t snow_scan_simple(const char *data_, size_t n, size_t max_payload, int rsv1, SnowSimpleFrame *frames,
+                        size_t max_frames, size_t *consumed)
 {
     const unsigned char *data = (const unsigned char *)data_;
+    const unsigned char b0_mask = rsv1 ? 0xBF : 0xFF; /* RSV1 ignored by the test below when allowed */
     size_t pos = 0, count = 0;
     while (count < max_frames && n - pos >= 6) {
-        unsigned char b0 = data[pos], b1 = data[pos + 1];
+        unsigned char b0 = data[pos] & b0_mask, b1 = data[pos + 1];
         size_t len = b1 & 0x7F, head = 6;
         if ((b0 != 0x81 && b0 != 0x82) || b1 < 0x80 || len == 127)
             break;
@@ -179,6 +181,7 @@ size_t snow_scan_simple(const char *data_, size_t n, size_t max_payload, SnowSim
         if (len > max_payload || n - pos - head < len)
             break;
         frames[count].opcode = b0 & 0x0F;
+        frames[count].compressed = (data[pos] & 0x40) != 0;
         frames[count].offset = pos + head;
         frames[count].length = len;
         count++;

@@ -6,11 +6,21 @@
  * the common case only, the methods one message goes through:
  *
  *   data_received   a read of whole simple frames (protocol/_codec.c: snow_scan_simple) on a connection at rest:
- *                   unmasked, UTF-8 checked, handed to the connection's actor -- run at once, as
- *                   Scheduler.deliver does for an idle actor on the loop thread -- and the replies written;
+ *                   unmasked (and inflated, see below), UTF-8 checked, handed to the connection's actor -- run at
+ *                   once, as Scheduler.deliver does for an idle actor on the loop thread -- and the replies written;
  *   send, send_text, send_binary, offer_frame
- *                   a frame under 64 KiB queued from the loop thread;
+ *                   a frame under 64 KiB queued from the loop thread (compressed, see below);
  *   _flush          the output FIFO written while our Close is not in it.
+ *
+ * permessage-deflate (RFC 7692), in each direction where no compression context is kept (compression.py:
+ * ConnectionDeflate.hot_path, read once by the _deflate setter): a whole compressed frame (RSV1, FIN) is inflated
+ * here with zlib, never into more than max_message_size + 1 bytes, and dispatched like a plain one; anything
+ * irregular about it (over the limit, not valid deflate, a final block, a client window under 15 bits) is not
+ * decided here: that frame and the rest of the read go to the Python path, which answers (1009, 1007, 1002). A
+ * message from compression_min_size bytes up to 64 KiB sent on the loop thread is compressed here as the Python
+ * pool compresses it (same level, memLevel, window, strategy, full flush: the same bytes). The zlib state is the
+ * process's, not a connection's (see "permessage-deflate" below). A message compressed with a connection's own
+ * context (dedicated mode) and the C ABI's reply fast path on a compressed connection stay on the Python path.
  *
  * Everything else -- the handshake, fragments, control frames, a frame cut by the read, invalid input, sends from
  * other threads, a full queue, a closing connection -- goes to the Python methods the class also has (_receive,
@@ -28,15 +38,17 @@
 #include <structmember.h>
 #include <stddef.h>
 #include <string.h>
+#include <zlib.h>
 
 /* protocol/_codec.c, compiled into this module. */
 typedef struct SnowSimpleFrame {
     int opcode;
+    int compressed;
     size_t offset;
     size_t length;
 } SnowSimpleFrame;
-size_t snow_scan_simple(const char *data, size_t n, size_t max_payload, SnowSimpleFrame *frames, size_t max_frames,
-                        size_t *consumed);
+size_t snow_scan_simple(const char *data, size_t n, size_t max_payload, int rsv1, SnowSimpleFrame *frames,
+                        size_t max_frames, size_t *consumed);
 void snow_mask_copy(const char *src, size_t len, const char *key, char *dst);
 int snow_utf8_valid(const char *s, size_t n);
 size_t snow_frame_header(char *out, int opcode, uint64_t len);
@@ -108,7 +120,7 @@ static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_
     *s_handle, *s_handled, *s_update_reading, *s_get_write_buffer_size, *s_write, *s_writelines, *s_schedule_flush,
     *s_state, *s_buf, *s_stream, *s_msg_opcode, *s_close_sent, *s_alive, *s_running, *s_mailbox, *s_run,
     *s_crashed, *s_deliver, *s_on_message, *s_receive_data, *s_offer_frame, *s_min_size, *s_flush_scheduled,
-    *s_dirty, *s_append, *s_popleft, *s_flush;
+    *s_dirty, *s_append, *s_popleft, *s_flush, *s_hot_path;
 
 typedef struct {
     PyObject_HEAD
@@ -126,7 +138,7 @@ typedef struct {
      * (address of snow_abi_call_on_message, address of its SnowAbiTarget, the loop thread's reply buffer,
      * whether the reply fast path is on) */
     PyObject *native;
-    PyObject *deflate; /* permessage-deflate as negotiated, or None: sends it compresses take the Python path */
+    PyObject *deflate; /* permessage-deflate as negotiated (compression.ConnectionDeflate), or None */
     unsigned long long id;
     Py_ssize_t out_bytes;
     Py_ssize_t linger_left;
@@ -138,6 +150,13 @@ typedef struct {
     Py_ssize_t inbox_given;
     Py_ssize_t inbox_done;
     Py_ssize_t inbox_high;
+    /* permessage-deflate, from deflate.hot_path when _deflate is set (see core_set_deflate); all 0 without it */
+    Py_ssize_t z_min; /* compression_min_size: shorter messages go out plain */
+    int z_in_bits;    /* raw window of the decompressor when the client keeps no context, else 0 */
+    int z_out_bits;   /* raw window of the compressor when we keep no context, else 0 */
+    int z_level;
+    int z_mem_level;
+    char z_rle;
     unsigned long loop_thread;
     char flush_pending;
     char in_read;
@@ -162,7 +181,6 @@ static PyMemberDef core_members[] = {
     {"_on_text_bytes", T_OBJECT, offsetof(Core, on_text_bytes), 0, NULL},
     {"_scheduler", T_OBJECT, offsetof(Core, scheduler), 0, NULL},
     {"_native", T_OBJECT, offsetof(Core, native), 0, NULL},
-    {"_deflate", T_OBJECT, offsetof(Core, deflate), 0, NULL},
     {"id", T_ULONGLONG, offsetof(Core, id), 0, NULL},
     {"_out_bytes", T_PYSSIZET, offsetof(Core, out_bytes), 0, NULL},
     {"_linger_left", T_PYSSIZET, offsetof(Core, linger_left), 0, NULL},
@@ -181,6 +199,57 @@ static PyMemberDef core_members[] = {
     {"_fast", T_BOOL, offsetof(Core, fast), 0, NULL},
     {"_direct", T_BOOL, offsetof(Core, direct), 0, NULL},
     {NULL, 0, 0, 0, NULL},
+};
+
+/* _deflate: setting it (once, at the handshake: Connection._on_request) also reads its hot_path tuple (see
+ * compression.ConnectionDeflate.hot_path) into the z_* fields, so no message looks anything up. */
+static PyObject *core_get_deflate(Core *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->deflate != NULL ? self->deflate : Py_None); /* NULL only once tp_clear ran */
+}
+
+static int core_set_deflate(Core *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_deflate cannot be deleted");
+        return -1;
+    }
+    int in_bits = 0, out_bits = 0, rle = 0, level = 0, mem_level = 0;
+    Py_ssize_t min_size = 0;
+    if (value != Py_None) {
+        PyObject *hot = PyObject_GetAttr(value, s_hot_path);
+        if (hot == NULL)
+            return -1;
+        int ok = PyTuple_Check(hot) && PyArg_ParseTuple(hot, "iipiin", &in_bits, &out_bits, &rle, &level,
+                                                         &mem_level, &min_size);
+        Py_DECREF(hot);
+        if (!ok) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "_deflate.hot_path must be a tuple");
+            return -1;
+        }
+        if ((in_bits && (in_bits < 9 || in_bits > 15)) || (out_bits && (out_bits < 9 || out_bits > 15)) ||
+            level < 0 || level > 9 || mem_level < 1 || mem_level > 9 || min_size < 0) {
+            PyErr_SetString(PyExc_ValueError, "_deflate.hot_path out of range");
+            return -1;
+        }
+    }
+    Py_XSETREF(self->deflate, Py_NewRef(value));
+    self->z_in_bits = in_bits;
+    self->z_out_bits = out_bits;
+    self->z_rle = (char)rle;
+    self->z_level = level;
+    self->z_mem_level = mem_level;
+    self->z_min = min_size;
+    return 0;
+}
+
+static PyGetSetDef core_getset[] = {
+    {"_deflate", (getter)core_get_deflate, (setter)core_set_deflate,
+     "permessage-deflate as negotiated (runtime.compression.ConnectionDeflate), or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -379,6 +448,137 @@ static PyObject *core_flush(Core *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* -- permessage-deflate (RFC 7692) ------------------------------------------------------------------------- */
+
+/* The C path's zlib state is the process's, not a connection's: one decompressor, a few compressors (one per
+ * window / strategy / level / memLevel in use) and one scratch buffer, each reset or ended by a full flush after
+ * every message -- so a compressed connection holds no zlib state between messages, as in the Python path. They
+ * are used only with the GIL held, and zlib runs here without releasing it: a runtime's loop thread is the only
+ * one that receives (so the decompressor's inflateReset per message is all it needs), and the C path sends only on
+ * the loop thread. Z_BUSY guards against re-entry anyway (none is expected): a second user takes the Python path.
+ * What is held: the decompressor's 32 KiB window plus ~7 KiB, each compressor's zlib state (256 KiB with window
+ * 15 and memLevel 8), and the scratch buffer, up to INFLATE_MAX + 1 bytes. */
+
+#define INFLATE_BITS 15          /* the only decompressor window the C path inflates with (see z_inflate) */
+#define INFLATE_MAX (256 << 10)  /* a message that inflates to more is left to the Python path */
+#define SCRATCH_MIN (16 << 10)
+#define DEFLATERS 4
+
+static const char DEFLATE_TAIL[4] = {0, 0, (char)0xff, (char)0xff}; /* RFC 7692 §7.2.1 */
+static char *SCRATCH;
+static size_t SCRATCH_SIZE;
+static int Z_BUSY;
+static z_stream INFLATER;
+static int INFLATER_READY;
+
+typedef struct {
+    int ready, bits, rle, level, mem_level;
+    z_stream s;
+} Deflater;
+static Deflater DEFLATER[DEFLATERS];
+
+/* SCRATCH of at least size bytes; -1 if there is no memory for it (no exception: the Python path then tries). */
+static int scratch_reserve(size_t size)
+{
+    if (size <= SCRATCH_SIZE)
+        return 0;
+    if (size < SCRATCH_MIN)
+        size = SCRATCH_MIN;
+    char *p = PyMem_RawRealloc(SCRATCH, size);
+    if (p == NULL)
+        return -1;
+    SCRATCH = p;
+    SCRATCH_SIZE = size;
+    return 0;
+}
+
+/* The process's compressor for these parameters (made at first use; with DEFLATERS in use, the last one is ended
+ * and remade), NULL if zlib refuses. */
+static Deflater *deflater(int bits, int rle, int level, int mem_level)
+{
+    Deflater *d = NULL;
+    for (int i = 0; i < DEFLATERS; i++) {
+        Deflater *c = &DEFLATER[i];
+        if (c->ready && c->bits == bits && c->rle == rle && c->level == level && c->mem_level == mem_level)
+            return c;
+        if (!c->ready && d == NULL)
+            d = c;
+    }
+    if (d == NULL) {
+        d = &DEFLATER[DEFLATERS - 1];
+        deflateEnd(&d->s);
+        d->ready = 0;
+    }
+    memset(&d->s, 0, sizeof d->s);
+    if (deflateInit2(&d->s, level, Z_DEFLATED, -bits, mem_level, rle ? Z_RLE : Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    d->ready = 1;
+    d->bits = bits;
+    d->rle = rle;
+    d->level = level;
+    d->mem_level = mem_level;
+    return d;
+}
+
+/* Inflate one whole compressed frame (its masked payload data[0..len) and masking key) into SCRATCH, the
+ * 00 00 ff ff tail appended (RFC 7692 §7.2.2), producing at most min(max_message_size, INFLATE_MAX) + 1 bytes:
+ * 1 with the message in SCRATCH[0..*out_len); 0 for anything irregular -- more than that, data that is not valid
+ * deflate, a deflate stream that ends (a final block: the Python path decides what may follow it), no memory --
+ * for which nothing is decided here: the Python path inflates the frame again and answers (1009, 1007, ...).
+ * The caller holds Z_BUSY.
+ *
+ * Only with a 15-bit window: a smaller one (client_max_window_bits) is enforced by zlib only across its calls, so
+ * a back-reference past it could pass here and fail in Python; with 15 bits every distance deflate can express is
+ * in the window, and zlib's answer does not depend on how the output is cut. */
+static int z_inflate(Core *self, const char *data, size_t len, const char *key, size_t *out_len)
+{
+    size_t limit = (size_t)self->max_message_size < INFLATE_MAX ? (size_t)self->max_message_size : INFLATE_MAX;
+    z_stream *z = &INFLATER;
+    *out_len = 0;
+    if (!INFLATER_READY) {
+        memset(z, 0, sizeof *z);
+        if (inflateInit2(z, -INFLATE_BITS) != Z_OK)
+            return 0;
+        INFLATER_READY = 1;
+    }
+    char stack[4096];
+    size_t in_len = len + 4;
+    char *in = in_len <= sizeof stack ? stack : PyMem_Malloc(in_len);
+    if (in == NULL)
+        return 0;
+    snow_mask_copy(data, len, key, in);
+    memcpy(in + len, DEFLATE_TAIL, 4);
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)in_len;
+    size_t produced = 0;
+    int ok = 0;
+    for (;;) {
+        if (produced == SCRATCH_SIZE) { /* full, and produced <= limit: room for more, up to limit + 1 */
+            size_t want = SCRATCH_SIZE ? SCRATCH_SIZE * 2 : SCRATCH_MIN;
+            if (scratch_reserve(want < limit + 1 ? want : limit + 1) < 0)
+                break;
+        }
+        size_t room = SCRATCH_SIZE - produced;
+        if (room > limit + 1 - produced)
+            room = limit + 1 - produced;
+        z->next_out = (Bytef *)SCRATCH + produced;
+        z->avail_out = (uInt)room;
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        produced += room - z->avail_out;
+        if ((rc != Z_OK && rc != Z_BUF_ERROR) || produced > limit)
+            break; /* Z_STREAM_END, Z_DATA_ERROR, ...; or over the limit */
+        if (z->avail_out != 0) { /* room left: zlib gave all it had */
+            ok = z->avail_in == 0;
+            break;
+        }
+    }
+    inflateReset(z);
+    if (in != stack)
+        PyMem_Free(in);
+    *out_len = produced;
+    return ok;
+}
+
 /* -- sending ------------------------------------------------------------------------------------------------ */
 
 /* Queue an encoded frame from the fast path, or let the Python path say why not (it raises). */
@@ -404,20 +604,52 @@ static PyObject *encode(int opcode, const char *data, Py_ssize_t len)
     return frame;
 }
 
-/* With permessage-deflate, a message of len bytes goes out compressed (the Python path) unless it is shorter than
- * the connection's compression_min_size: 1 plain (this path may take it), 0 compressed, -1 error. */
-static int plain_with_deflate(Core *self, Py_ssize_t len)
+/* The compressed frame (RSV1 set) of a message, made as compression.CompressorPool makes it (the connection's
+ * level, memLevel, raw window and strategy; a full flush; the 00 00 ff ff tail stripped, RFC 7692 §7.2.1): a new
+ * bytes object, or NULL -- with an exception on failure, without one to take the Python path (zlib refused, the
+ * state is busy, or a payload of 64 KiB or more, which the Python path queues apart from its header). */
+static PyObject *encode_deflated(Core *self, int opcode, const char *data, Py_ssize_t len)
 {
-    if (self->deflate == Py_None)
-        return 1;
-    PyObject *min_size = PyObject_GetAttr(self->deflate, s_min_size);
-    if (min_size == NULL)
-        return -1;
-    Py_ssize_t min = PyLong_AsSsize_t(min_size);
-    Py_DECREF(min_size);
-    if (min == -1 && PyErr_Occurred())
-        return -1;
-    return len < min;
+    if (Z_BUSY)
+        return NULL;
+    Deflater *d = deflater(self->z_out_bits, self->z_rle, self->z_level, self->z_mem_level);
+    if (d == NULL)
+        return NULL;
+    z_stream *z = &d->s;
+    if (scratch_reserve(deflateBound(z, (uLong)len) + 16) < 0)
+        return NULL;
+    Z_BUSY = 1;
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len;
+    z->next_out = (Bytef *)SCRATCH;
+    z->avail_out = (uInt)SCRATCH_SIZE;
+    int rc = deflate(z, Z_FULL_FLUSH); /* empties the history: the next message, anyone's, starts afresh */
+    size_t out = SCRATCH_SIZE - z->avail_out;
+    PyObject *frame = NULL;
+    if (rc == Z_OK && z->avail_in == 0 && z->avail_out != 0 && out >= 4 &&
+        memcmp(SCRATCH + out - 4, DEFLATE_TAIL, 4) == 0) {
+        if (out - 4 < SEPARATE_PAYLOAD_MIN) {
+            frame = encode(opcode, SCRATCH, (Py_ssize_t)(out - 4));
+            if (frame != NULL)
+                PyBytes_AS_STRING(frame)[0] |= 0x40; /* RSV1: a compressed message (RFC 7692 §6) */
+        }
+    } else {
+        deflateReset(z); /* whatever is pending is dropped: the next message starts from an empty stream */
+    }
+    Z_BUSY = 0;
+    return frame;
+}
+
+/* A message's frame on the fast path: plain, or compressed from compression_min_size bytes on when the connection
+ * has permessage-deflate. NULL with an exception on failure, without one to take the Python path (a message we
+ * compress with our own context: dedicated mode, whose compress-and-queue step is ordered under a lock). */
+static PyObject *encode_message(Core *self, int opcode, const char *data, Py_ssize_t len)
+{
+    if (self->deflate == Py_None || len < self->z_min)
+        return encode(opcode, data, len);
+    if (!self->z_out_bits)
+        return NULL;
+    return encode_deflated(self, opcode, data, len);
 }
 
 /* The fast path of send_text: NULL with no exception set means "take the Python path". */
@@ -431,15 +663,8 @@ static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
         Py_ssize_t len = PyUnicode_GET_LENGTH(text);
         if (len >= SEPARATE_PAYLOAD_MIN)
             return NULL;
-        int plain = plain_with_deflate(self, len);
-        if (plain <= 0) {
-            *fallback = plain == 0;
-            return NULL;
-        }
-        frame = encode(1, (const char *)PyUnicode_DATA(text), len);
+        frame = encode_message(self, 1, (const char *)PyUnicode_DATA(text), len);
     } else {
-        if (self->deflate != Py_None) /* a short non-ASCII text: rare enough for the Python path */
-            return NULL;
         if (PyUnicode_GET_LENGTH(text) >= SEPARATE_PAYLOAD_MIN / 4)
             return NULL;
         PyObject *utf8 = PyUnicode_AsUTF8String(text);
@@ -447,9 +672,11 @@ static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
             PyErr_Clear();
             return NULL;
         }
-        frame = encode(1, PyBytes_AS_STRING(utf8), PyBytes_GET_SIZE(utf8));
+        frame = encode_message(self, 1, PyBytes_AS_STRING(utf8), PyBytes_GET_SIZE(utf8));
         Py_DECREF(utf8);
     }
+    if (frame == NULL && !PyErr_Occurred())
+        return NULL;
     *fallback = 0;
     if (frame == NULL)
         return NULL;
@@ -463,13 +690,10 @@ static PyObject *send_binary_fast(Core *self, PyObject *data, int *fallback)
     *fallback = 1;
     if (!self->fast || self->phase != PHASE_OPEN || PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
         return NULL;
-    int plain = plain_with_deflate(self, PyBytes_GET_SIZE(data));
-    if (plain <= 0) {
-        *fallback = plain == 0;
+    PyObject *frame = encode_message(self, 2, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    if (frame == NULL && !PyErr_Occurred())
         return NULL;
-    }
     *fallback = 0;
-    PyObject *frame = encode(2, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     if (frame == NULL)
         return NULL;
     PyObject *r = queue_or_refuse(self, frame);
@@ -580,8 +804,33 @@ static int at_rest(Core *self)
     return ok;
 }
 
-/* Unmask and check the simple frames found in data; n_ok is how many make messages (a text frame that is not
- * valid UTF-8 ends the list: the full parser fails the connection for it). -1 error. */
+/* A compressed frame's message (inflated into SCRATCH by z_inflate, len bytes) as build_messages makes a plain
+ * one's: 1 made, 0 not valid UTF-8 (the Python path fails it), -1 error. */
+static int inflated_message(Msg *m, const char *p, Py_ssize_t len, int want_bytes_text, int want_event)
+{
+    m->rawlen = len;
+    if (m->opcode != 2 && !snow_utf8_valid(p, (size_t)len))
+        return 0;
+    if (m->opcode == 2 || (want_bytes_text && !want_event)) {
+        m->obj = PyBytes_FromStringAndSize(p, len);
+        return m->obj == NULL ? -1 : 1;
+    }
+    m->obj = PyUnicode_DecodeUTF8(p, len, NULL); /* valid: no exception */
+    if (m->obj == NULL)
+        return -1;
+    if (want_event) {
+        m->raw = PyBytes_FromStringAndSize(p, len);
+        if (m->raw == NULL) {
+            Py_CLEAR(m->obj);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Unmask and check the simple frames found in data (inflating the compressed ones); n_ok is how many make
+ * messages (a text frame that is not valid UTF-8, or a compressed frame z_inflate does not take, ends the list:
+ * the full parser answers for it). -1 error. */
 static int build_messages(Core *self, const char *data, SnowSimpleFrame *frames, size_t nframes, Msg *msgs,
                           size_t *n_ok)
 {
@@ -598,7 +847,20 @@ static int build_messages(Core *self, const char *data, SnowSimpleFrame *frames,
         m->opcode = f->opcode;
         m->rawlen = len;
         m->raw = NULL;
-        if (f->opcode == 2 || want_bytes_text || want_event) {
+        if (f->compressed) {
+            if (Z_BUSY)
+                break;
+            size_t out_len;
+            Z_BUSY = 1; /* until the message is copied out of SCRATCH (no Python code runs meanwhile) */
+            int r = z_inflate(self, data + f->offset, f->length, key, &out_len);
+            if (r == 1)
+                r = inflated_message(m, SCRATCH, (Py_ssize_t)out_len, want_bytes_text, want_event);
+            Z_BUSY = 0;
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                break;
+        } else if (f->opcode == 2 || want_bytes_text || want_event) {
             PyObject *b = PyBytes_FromStringAndSize(NULL, len);
             if (b == NULL)
                 return -1;
@@ -854,7 +1116,9 @@ static PyObject *core_data_received(Core *self, PyObject *data)
     size_t max_payload = self->max_message_size < FAST_PAYLOAD_MAX ? (size_t)self->max_message_size : FAST_PAYLOAD_MAX;
     SnowSimpleFrame frames[MAX_FRAMES];
     Msg msgs[MAX_FRAMES];
-    size_t nframes = snow_scan_simple(bytes, n, max_payload, frames, MAX_FRAMES, &consumed);
+    /* RSV1 frames too when the client keeps no context and our decompressor's window is z_inflate's */
+    int rsv1 = self->z_in_bits == INFLATE_BITS;
+    size_t nframes = snow_scan_simple(bytes, n, max_payload, rsv1, frames, MAX_FRAMES, &consumed);
     if (nframes == 0)
         return call_method1((PyObject *)self, s_receive, data);
     if (build_messages(self, bytes, frames, nframes, msgs, &n_ok) < 0) {
@@ -1048,6 +1312,7 @@ static PyTypeObject CoreType = {
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
     .tp_members = core_members,
+    .tp_getset = core_getset,
     .tp_methods = core_methods,
 };
 
@@ -1138,6 +1403,7 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     INTERN(s_append, "append")
     INTERN(s_popleft, "popleft")
     INTERN(s_flush, "_flush")
+    INTERN(s_hot_path, "hot_path")
     if (PyType_Ready(&CoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);

@@ -27,6 +27,14 @@ that one is compressed on one of the pool's own threads (:meth:`CompressorPool.o
 and the connection holds whatever is sent after it until it is queued (``Connection._send_off_loop``), so the
 order of messages never changes. Inflation runs on the loop thread, in ``receive_data``, 256 KiB of input at a
 time. BENCHMARKS.md measures how long the loop is held by a large message either way.
+
+The C hot path (``runtime/_hotpath.c``) does the common case of both itself, in each direction where no context is
+kept (:attr:`ConnectionDeflate.hot_path` tells it which, read once when the handshake sets ``Connection._deflate``):
+it inflates whole compressed frames as they are read (the loop thread), and compresses messages of
+``compression_min_size`` bytes up to 64 KiB sent on the loop thread, with :data:`SHARED_LEVEL` and
+:data:`SHARED_MEM_LEVEL` like the pool -- the same bytes -- and its own zlib state (the process's, reset after each
+message, used under the GIL). Everything else (larger messages, other threads, dedicated contexts, anything
+irregular in a received frame) is done here and in ``protocol/deflate.py``.
 """
 
 from __future__ import annotations
@@ -57,7 +65,14 @@ MODES = ("shared", "dedicated", "off")
 POOL_KEEP = 4
 """Idle compressors kept per window size by the runtime's pool (more are made when more threads compress at once,
 and dropped when returned beyond this)."""
-SHARED_MEM_LEVEL = 8
+SHARED_LEVEL = 1
+SHARED_MEM_LEVEL = 5
+"""zlib's compression level and memLevel for messages compressed from an empty context: the pool's compressors and
+the C hot path's, which must agree (see :attr:`ConnectionDeflate.hot_path`). Not zlib's defaults (6 and 8): a
+message from an empty context pays zlib's fixed costs every time -- among them clearing a hash table of
+2**(memLevel + 8) bytes at the full flush -- and at level 1, memLevel 5 a 1 KiB JSON chat message compresses in
+about 8.2 µs instead of 11.3, for output about 3 % bigger (BENCHMARKS.md: the echo and wire figures). Dedicated
+compressors (with a context) keep level 6 and ``compression_mem_level``."""
 PROBE_FROM = 256 << 10
 """Messages from this size on are probed before they are compressed (see :func:`worth_compressing`)."""
 PROBE_BYTES = 64 << 10
@@ -88,6 +103,10 @@ def compressed_frame(opcode: int, payload: bytes) -> tuple[bytes, bytes | None]:
     if len(payload) >= 64 << 10:
         return header, payload
     return header + payload, None
+
+
+def _shared_compressor(window_bits: int, rle: bool) -> Any:
+    return new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle, level=SHARED_LEVEL)
 
 
 class CompressorPool:
@@ -124,9 +143,9 @@ class CompressorPool:
         key = (window_bits, rle)
         idle = self._idle.get(key)
         try:
-            compressor = idle.pop() if idle else new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle)
+            compressor = idle.pop() if idle else _shared_compressor(window_bits, rle)
         except IndexError:  # another thread took the last one meanwhile
-            compressor = new_compressor(window_bits, SHARED_MEM_LEVEL, rle=rle)
+            compressor = _shared_compressor(window_bits, rle)
         payload = compress_message(compressor, data, reset=True)
         if idle is None:
             idle = self._idle.setdefault(key, [])
@@ -163,6 +182,11 @@ class ConnectionDeflate:
         inflater: the protocol's decompressor for this connection.
         shares_frames: our messages start from an empty context: one compressed frame fits every such connection
             with the same window (a broadcast compresses once for all of them).
+        hot_path: what the C hot path (``runtime/_hotpath.c``) reads once, when this object is set as a connection's
+            ``_deflate``: ``(inflate_window_bits, deflate_window_bits, rle, level, mem_level, min_size)``. The
+            first is the raw window of our decompressor when the client keeps no context (the C path may inflate
+            a whole compressed frame), else 0; the second our compressor's window when we keep none
+            (``shares_frames``: the C path may compress a send exactly as :meth:`compress_shared` does), else 0.
     """
 
     __slots__ = (
@@ -171,6 +195,7 @@ class ConnectionDeflate:
         "_mem_level",
         "_pool",
         "_reserved",
+        "hot_path",
         "inflater",
         "min_size",
         "mode",
@@ -188,6 +213,7 @@ class ConnectionDeflate:
             context_takeover=not params.client_no_context_takeover, window_bits=params.client_window_bits
         )
         self.shares_frames = params.server_no_context_takeover
+        self.hot_path = _hot_path(params, self.min_size)
         self._pool = pool
         self._reserved = reserved
         self._mem_level = options.compression_mem_level
@@ -228,6 +254,19 @@ class ConnectionDeflate:
         if self._reserved:
             self._pool.release(self._reserved)
             self._reserved = 0
+
+
+@functools.lru_cache(maxsize=128)
+def _hot_path(params: DeflateParams, min_size: int) -> tuple[int, int, bool, int, int, int]:
+    """:attr:`ConnectionDeflate.hot_path` (one tuple for every connection with the same parameters)."""
+    return (
+        max(params.client_window_bits, 9) if params.client_no_context_takeover else 0,  # 9: as Inflater does
+        params.server_window_bits if params.server_no_context_takeover else 0,
+        params.rle,
+        SHARED_LEVEL,
+        SHARED_MEM_LEVEL,
+        min_size,
+    )
 
 
 def _negotiate(offers: tuple[str, ...], context_takeover: bool, window_bits: int) -> DeflateParams | None:

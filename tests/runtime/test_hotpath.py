@@ -5,17 +5,24 @@ Two connections of two servers get the same client bytes, cut into the same chun
 ``SNOW_RT_PY_NO_SPEEDUPS=1`` runs). The handler's callbacks (and their arguments), every write on the transport,
 the phase and the message counters must be identical -- for any mix of simple frames, fragments, control frames,
 invalid frames and invalid UTF-8, any chunking, and a handler that replies, closes or crashes.
+
+With permessage-deflate the C path inflates whole compressed frames and compresses replies itself (where no
+context is kept in that direction). The writes are compared byte for byte there too: the C path's compressor is
+reset to an empty stream (or ended by a full flush) before every message, and the Python pool's compressor has just
+been ended by a full flush, which in zlib leaves nothing that shapes the next output (the hash chains are cleared
+and the window position restarts at 0) -- so both give the same bytes for the same message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import zlib
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from snow_rt_py.protocol.headers import Headers
@@ -26,6 +33,7 @@ from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.runtime import Runtime
 from snow_rt_py.runtime.server import Server
+from snow_rt_py.testing import parse_frame
 
 pytestmark = pytest.mark.skipif(not C_HOT_PATH, reason="the C hot path is not built (or SNOW_RT_PY_NO_SPEEDUPS=1)")
 
@@ -33,9 +41,26 @@ HANDSHAKE = (
     b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-# The same, offering permessage-deflate (RFC 7692): sends of 128 bytes or more are compressed (the Python path),
-# shorter ones stay plain (the C path may take them), and the client may send compressed frames (RSV1).
-HANDSHAKE_DEFLATE = HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+
+
+def offering(offer: bytes) -> bytes:
+    """The handshake offering permessage-deflate (RFC 7692) with ``offer``: sends of 128 bytes or more are
+    compressed, shorter ones stay plain, and the client may send compressed frames (RSV1)."""
+    return HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: " + offer + b"\r\n\r\n")
+
+
+HANDSHAKE_DEFLATE = offering(b"permessage-deflate")
+# With mode "shared" or "dedicated" these cover each direction with and without a context kept (the C path
+# compresses / inflates only without one), the Z_RLE compressor of an agreed 8-bit window, other windows, and a
+# decompressor window the C path leaves to Python (client_max_window_bits under 15).
+HANDSHAKES = [
+    HANDSHAKE,
+    HANDSHAKE_DEFLATE,
+    offering(b"permessage-deflate; client_no_context_takeover"),
+    offering(b"permessage-deflate; server_no_context_takeover"),
+    offering(b"permessage-deflate; server_max_window_bits=8; client_max_window_bits"),
+    offering(b"permessage-deflate; server_max_window_bits=11; client_max_window_bits=10"),
+]
 
 
 class Transport:
@@ -127,6 +152,16 @@ def deflated(payload: bytes) -> bytes:
     return (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
+def finished(payload: bytes) -> bytes:
+    """``payload`` as a whole deflate stream ended by a final block (BFINAL), as some clients send it."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(payload) + c.flush(zlib.Z_FINISH)
+
+
+LIMIT = 4096  # the test server's max_message_size
+NOISE = random.Random(7).randbytes(LIMIT + 200)  # incompressible: its compressed frame is over LIMIT on the wire
+
+
 def frame(
     b0: int, payload: bytes, key: bytes = b"\x11\x22\x33\x44", masked: bool = True, long16: bool = False
 ) -> bytes:
@@ -154,18 +189,36 @@ frames = st.one_of(
     st.just(frame(0xC1, b"rsv")),  # RSV1 without an extension
     st.just(frame(0x81, b"unmasked", masked=False)),
     st.just(frame(0x80, b"no message")),  # continuation without a message
-    st.builds(lambda p: frame(0xC1, deflated(p)), texts),  # compressed text (RSV1: 1002 unless negotiated)
+    # compressed (RSV1: 1002 unless negotiated), whole and valid: what the C path inflates
+    st.builds(lambda p: frame(0xC1, deflated(p)), texts),
+    st.builds(lambda p: frame(0xC2, deflated(p)), st.binary(max_size=300)),
+    st.builds(lambda p, k: frame(0xC1, deflated(p * 40), k), texts, st.binary(min_size=4, max_size=4)),
+    st.builds(lambda p: frame(0xC1, deflated(p), long16=True), texts),
+    st.just(frame(0xC2, deflated(b""))),
+    st.just(frame(0xC2, deflated(b"a" * LIMIT))),  # exactly the limit once inflated
+    # compressed and irregular: left to the Python path, which answers
+    st.just(frame(0xC2, deflated(b"\0" * (LIMIT + 1)))),  # 1009: one byte over the limit once inflated
+    st.just(frame(0xC2, deflated(bytes(50_000)))),  # 1009: a small bomb
+    st.just(frame(0xC2, deflated(NOISE))),  # over the limit on the wire too
+    st.builds(lambda p: frame(0xC1, deflated(p)), st.sampled_from([b"\xff", b"ok\xc3", b"\xed\xa0\x80"])),  # 1007
+    st.builds(lambda p: frame(0xC2, p), st.binary(min_size=1, max_size=30)),  # random bytes: mostly not deflate
+    st.builds(lambda p, n: frame(0xC1, deflated(p)[:n]), texts, st.integers(0, 12)),  # cut short
+    st.builds(lambda p: frame(0xC1, finished(p)), texts),  # a final block: Python decides
+    st.builds(lambda p, x: frame(0xC2, finished(p) + x), st.binary(max_size=20), st.binary(min_size=1, max_size=4)),
+    st.builds(lambda p: frame(0x41, deflated(p)[:2]) + frame(0x80, deflated(p)[2:]), texts),  # fragmented
+    st.builds(lambda p: frame(0xC9, p), st.binary(max_size=4)),  # RSV1 on a control frame: 1002
+    st.builds(lambda p: frame(0xE1, deflated(p)), texts),  # RSV1 and RSV2: 1002
 )
 
 
-def run(stream: bytes, cuts: list[int], fast: bool, buffered: int) -> dict[str, Any]:
+def run(stream: bytes, cuts: list[int], fast: bool, buffered: int, mode: str = "shared") -> dict[str, Any]:
     """Feed ``stream`` in the chunks ``cuts`` gives to a fresh connection; what the program and the peer saw."""
     loop = new_event_loop()
     runtime = Runtime()
     handler = Scripted()
 
     async def go() -> dict[str, Any]:
-        options = ServerOptions(ping_interval=0, max_message_size=4096)
+        options = ServerOptions(ping_interval=0, max_message_size=LIMIT, compression=mode)
         server = Server(handler, options, asyncio.get_running_loop(), runtime)
         conn = Connection(server)
         conn._fast = fast
@@ -195,20 +248,44 @@ def run(stream: bytes, cuts: list[int], fast: bool, buffered: int) -> dict[str, 
         loop.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Where the stream is cut into reads: at any offset after the handshake (an int), or at the end of the handshake
+# or of a frame (("frame", i): after the first i parts) -- the C path takes a read that starts at a frame boundary.
+cut_points = st.lists(
+    st.one_of(st.integers(min_value=0, max_value=1500), st.tuples(st.just("frame"), st.integers(0, 12))),
+    max_size=6,
+)
+
+
+def _after_handshake(*parts: bytes) -> dict[str, Any]:
+    """An @example: ``parts`` in one read after the handshake's, shared mode (the C path inflates and compresses)."""
+    return {"parts": list(parts), "points": [("frame", 0)], "buffered": 0, "head": HANDSHAKE_DEFLATE, "mode": "shared"}
+
+
+_GOOD = frame(0xC1, deflated(b"twice " * 30))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The C path's decisions about compressed frames, every run (hypothesis finds them too, but not every time):
+@example(**_after_handshake(_GOOD, frame(0xC2, deflated(b"a" * LIMIT)), _GOOD))  # at the limit: a message
+@example(**_after_handshake(_GOOD, frame(0xC2, deflated(b"\0" * (LIMIT + 1))), _GOOD))  # 1009
+@example(**_after_handshake(_GOOD, frame(0xC2, b"\xff\xff\xff"), _GOOD))  # 1007
+@example(**_after_handshake(_GOOD, frame(0xC1, deflated(b"ok\xc3")), _GOOD))  # 1007 (UTF-8)
+@example(**_after_handshake(_GOOD, frame(0xC2, finished(b"x" * 200) + b"\x01"), _GOOD))  # 1007 (after the end)
+@example(**_after_handshake(_GOOD, frame(0xC2, finished(b"x" * 200)), _GOOD))  # a final block: a message
 @given(
     st.lists(frames, min_size=1, max_size=12),
-    st.lists(st.integers(min_value=0, max_value=1500), max_size=6),
+    cut_points,
     st.sampled_from([0, 2 << 20]),
-    st.sampled_from([HANDSHAKE, HANDSHAKE_DEFLATE]),
+    st.sampled_from(HANDSHAKES),
+    st.sampled_from(["shared", "dedicated"]),
 )
 def test_c_and_python_paths_see_and_write_the_same(
-    parts: list[bytes], cuts: list[int], buffered: int, head: bytes
+    parts: list[bytes], points: list[int | tuple[str, int]], buffered: int, head: bytes, mode: str
 ) -> None:
     stream = head + b"".join(parts)
-    cuts = sorted(len(head) + c for c in cuts)
-    fast = run(stream, cuts, fast=True, buffered=buffered)
-    slow = run(stream, cuts, fast=False, buffered=buffered)
+    cuts = sorted(len(head) + (p if isinstance(p, int) else sum(map(len, parts[: p[1]]))) for p in points)
+    fast = run(stream, cuts, fast=True, buffered=buffered, mode=mode)
+    slow = run(stream, cuts, fast=False, buffered=buffered, mode=mode)
     assert fast == slow
 
 
@@ -237,3 +314,38 @@ def test_the_pure_python_switch_is_read_at_import() -> None:
     assert os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") in ("", "0")  # else this module is skipped
     assert type(Connection.__mro__[1]).__module__ == "builtins"
     assert Connection.__mro__[1].__module__ == "snow_rt_py.runtime._hotpath"
+
+
+def test_a_compressed_echo_stays_on_the_c_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared mode: whole compressed frames are inflated, and the replies compressed, in C -- after the handshake
+    neither the Python receive path nor the Python compression path runs -- and what goes out inflates back to
+    the messages, RSV1 set (RFC 7692 §6), short replies plain."""
+    python_calls: list[str] = []
+    receive, send_deflated = Connection._receive, Connection._send_deflated
+
+    def receive_spy(self: Connection, data: bytes) -> None:
+        python_calls.append("_receive")
+        receive(self, data)
+
+    def send_deflated_spy(self: Connection, opcode: int, data: bytes) -> None:
+        python_calls.append("_send_deflated")
+        send_deflated(self, opcode, data)
+
+    monkeypatch.setattr(Connection, "_receive", receive_spy)
+    monkeypatch.setattr(Connection, "_send_deflated", send_deflated_spy)
+    text, data, short = "héllo wörld " * 30, bytes(range(256)) * 3, "hi"
+    stream = HANDSHAKE_DEFLATE + b"".join(
+        frame(0xC1 if isinstance(m, str) else 0xC2, deflated(m.encode() if isinstance(m, str) else m))
+        for m in (text, data, short)
+    )
+    result = run(stream, [len(HANDSHAKE_DEFLATE)], fast=True, buffered=0)
+    assert python_calls == ["_receive"]  # the handshake's read only
+    assert result["calls"][1:4] == [("message", "str", text), ("message", "bytes", data), ("message", "str", short)]
+    out, pos, replies = result["writes"][1], 0, []
+    while pos < len(out):
+        parsed = parse_frame(out, pos)
+        assert parsed is not None
+        wire, pos = parsed
+        inflate = zlib.decompressobj(-15)
+        replies.append((wire.rsv, inflate.decompress(wire.payload + b"\x00\x00\xff\xff") if wire.rsv else wire.payload))
+    assert replies == [(4, text.encode()), (4, data), (0, short.encode())]
