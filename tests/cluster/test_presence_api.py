@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import connect
 
 import snow_rt_py
-from snow_rt_py import Connection, Handler, PresenceEvent, ServerStartError
+from snow_rt_py import Connection, Handler, PresenceEvent, RunningServer, ServerStartError
 from tests.cluster.conftest import Redis, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,11 +40,20 @@ class Watcher(Handler):
             assert self.cond.wait_for(predicate, timeout), self.events  # type: ignore[arg-type]
 
 
-def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
+@contextlib.contextmanager
+def two_nodes(
+    redis: Redis,
+) -> Iterator[tuple[snow_rt_py.Runtime, Watcher, RunningServer, snow_rt_py.Runtime, Watcher, RunningServer]]:
+    """Two runtimes in this process, each a node of one cluster on ``redis``, each with a server and a Watcher."""
     with snow_rt_py.Runtime() as rt1, snow_rt_py.Runtime() as rt2:
         h1, h2 = Watcher(), Watcher()
         s1 = rt1.start(h1, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
         s2 = rt2.start(h2, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+        yield rt1, h1, s1, rt2, h2, s2
+
+
+def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
+    with two_nodes(redis) as (rt1, h1, s1, rt2, h2, s2):
 
         async def run() -> None:
             a = await connect(s1.url)
@@ -86,10 +97,7 @@ def test_burst_across_nodes_keeps_order_and_exclusions(redis: Redis) -> None:
     """A burst of broadcasts reaches the other node in one read and is fanned out in runs (consecutive broadcasts
     to one room with the same excluded connection go out together): every member still gets exactly its messages,
     each its own frame, in order; the exclusions of the burst hold; the deliveries are counted one per message."""
-    with snow_rt_py.Runtime() as rt1, snow_rt_py.Runtime() as rt2:
-        h1, h2 = Watcher(), Watcher()
-        s1 = rt1.start(h1, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
-        s2 = rt2.start(h2, snow_rt_py.ServerOptions(port=0, cluster_url=redis.url))
+    with two_nodes(redis) as (rt1, h1, s1, rt2, h2, s2):
 
         async def run() -> None:
             a = await connect(s1.url)
