@@ -311,31 +311,20 @@ class Connection(ConnectionCore, asyncio.Protocol):
         the loop thread is compressed off the loop (:meth:`_send_off_loop`)."""
         deflate = self._deflate
         assert deflate is not None
-        if self._held is not None and self.phase is _OPEN and self._hold(("data", opcode, data)):
+        if self.phase is not _OPEN:
+            self._refused()
+        if self._held is not None and self._hold(("data", opcode, data)):
             return  # behind a message being compressed off the loop: compressed when its turn comes
         if (
             len(data) >= OFFLOAD_FROM
-            and self.phase is _OPEN
             and threading.get_ident() == self._loop_thread
             and worth_compressing(data)
             and self._send_off_loop(deflate, opcode, data)
         ):
             return
-        if len(data) < deflate.min_size or self.phase is not _OPEN or not worth_compressing(data):
-            if len(data) >= SEPARATE_PAYLOAD_MIN:
-                self._send_parts(frame_header(opcode, len(data)), data)
-            else:
-                self.send_frame(encode_frame(opcode, data))
-            return
-        lock = deflate.lock_
-        if lock is None:  # no context of ours: any order of compression is fine
-            frame, payload = compressed_frame(opcode, deflate.compress_shared(data))
-            if not self.offer_frame(frame, 1, payload):
-                self._refused()
-            return
-        with lock:  # our context: the client must get the messages in the order they were compressed
-            frame, payload = compressed_frame(opcode, deflate.compress_own(data))
-            if self.offer_frame(frame, 1, payload):
+        with deflate.lock_ or contextlib.nullcontext():  # dedicated: compressed and queued in one step
+            frame, payload = self._deflated_frame(deflate, opcode, data)
+            if self.offer_frame(frame) if payload is None else self.offer_frame(frame, 1, payload):
                 return
             deflate.forget_context()  # the client never gets this one: later ones must not refer to it
         self._refused()
@@ -419,20 +408,23 @@ class Connection(ConnectionCore, asyncio.Protocol):
                 if len(data) >= OFFLOAD_FROM and worth_compressing(data):
                     self._offload(deflate, opcode, data)
                     return  # the rest stays held behind this one
-                frame, payload = self._deflated_frame(deflate, opcode, data)
+                with deflate.lock_ or contextlib.nullcontext():
+                    frame, payload = self._deflated_frame(deflate, opcode, data)
                 self._queue_held(frame, 1, payload)
 
-    def _deflated_frame(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> tuple[bytes, bytes | None]:
-        """A held message's frame (loop thread, while nothing else can compress for this connection)."""
+    @staticmethod
+    def _deflated_frame(deflate: ConnectionDeflate, opcode: int, data: bytes) -> tuple[bytes, bytes | None]:
+        """The frame of a message as this connection sends it now: plain under ``compression_min_size`` or when
+        it does not compress (RFC 7692 §6 allows either, per message), else compressed -- from an empty context,
+        or with the connection's own (dedicated: the caller holds ``deflate.lock_``). A large payload comes apart
+        from its header: ``(header, payload)``; else ``(frame, None)``."""
         if len(data) < deflate.min_size or not worth_compressing(data):
             if len(data) >= SEPARATE_PAYLOAD_MIN:
                 return frame_header(opcode, len(data)), data
             return encode_frame(opcode, data), None
-        lock = deflate.lock_
-        if lock is None:
+        if deflate.lock_ is None:  # no context of ours: any order of compression is fine
             return compressed_frame(opcode, deflate.compress_shared(data))
-        with lock:
-            return compressed_frame(opcode, deflate.compress_own(data))
+        return compressed_frame(opcode, deflate.compress_own(data))
 
     def _release_held(self) -> None:
         """(under _move_lock, or on the loop thread when nothing can be held any more)"""
