@@ -58,7 +58,7 @@ class _Child:
     def start(self) -> None:
         self.ready.clear()
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True, name=f"snow-child-{self.index}").start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
@@ -125,9 +125,9 @@ def supervise(argv: Sequence[str], processes: int, host: str, port: int, scheme:
             signal.signal(sig, handler)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the supervisor dies (even by SIGKILL), so no server process is
-    left holding the port (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+def die_with_parent() -> None:
+    """In a child, before exec (``preexec_fn``): get SIGTERM when the parent dies, even by SIGKILL, so no server
+    process is left holding the port (Linux's PR_SET_PDEATHSIG, tied to the forking thread; elsewhere nothing)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

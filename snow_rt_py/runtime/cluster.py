@@ -137,6 +137,9 @@ class RedisBackplane:
         self._subscribed: set[str] = set()
         self._seen_version = -1  # registry.rooms_version when the subscriptions were last reconciled
         self._remote: dict[str, dict[int, Member]] = {}  # remote members of the rooms we are subscribed to
+        # One list per re-read of presence in flight: the join/leave events that arrive while it waits for Redis,
+        # replayed over what it read (its snapshot may predate them).
+        self._reload_logs: list[list[tuple[str, bool, Member]]] = []
         self._sub_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._client: Any = None
         self._pubsub: Any = None
@@ -469,6 +472,8 @@ class RedisBackplane:
             members = self._remote.get(room)
             if members is None:
                 return
+            for changes in self._reload_logs:
+                changes.append((room, joined, member))
             if joined:
                 if member.id in members:
                     return
@@ -647,10 +652,21 @@ class RedisBackplane:
             self.registry.notify(event)
 
     async def _reload(self, rooms: set[str]) -> None:
-        """Re-read the remote members of ``rooms`` from Redis, tell local watchers what changed."""
+        """Re-read the remote members of ``rooms`` from Redis, tell local watchers what changed.
+
+        The events that arrive during the read are applied again over what was read: Redis may have answered
+        before a member joined or left whose event was applied meanwhile (a node's write and its event are one
+        pipeline, write first, so replaying an event the answer already holds changes nothing)."""
         if not rooms:
             return
-        fresh = await self._read_presence(rooms)
+        changes: list[tuple[str, bool, Member]] = []
+        with self._lock:
+            self._reload_logs.append(changes)
+        try:
+            fresh = await self._read_presence(rooms)
+        finally:
+            with self._lock:
+                self._reload_logs = [log for log in self._reload_logs if log is not changes]  # not ==: by identity
         events = []
         with self._lock:
             for room in rooms:
@@ -658,6 +674,13 @@ class RedisBackplane:
                     continue  # unsubscribed meanwhile
                 old = self._remote[room]
                 new = {i: m for i, m in fresh.get(room, {}).items() if m.node != self.node}
+                for changed_room, joined, member in changes:
+                    if changed_room != room:
+                        continue
+                    if joined:
+                        new[member.id] = member
+                    else:
+                        new.pop(member.id, None)
                 events += [PresenceEvent(room, "leave", m) for i, m in old.items() if i not in new]
                 events += [PresenceEvent(room, "join", m) for i, m in new.items() if i not in old]
                 self._remote[room] = new

@@ -51,7 +51,15 @@ class LoopThread:
                 "workers=0); call it from another thread or run the server with workers >= 1"
             )
         fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return fut.result(timeout)
+        if timeout is not None:
+            return fut.result(timeout)
+        while True:  # no waiting forever for a loop that was stopped meanwhile (another thread closed it)
+            try:
+                return fut.result(0.5)
+            except concurrent.futures.TimeoutError:
+                if not self.thread.is_alive():
+                    fut.cancel()
+                    raise RuntimeError("the event loop stopped before the call could run") from None
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the loop, wait up to ``timeout`` s for the thread, and close the loop. Idempotent."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,9 +44,10 @@ class RunningServer:
         runtime: the runtime it belongs to.
     """
 
-    def __init__(self, server: Server, runtime: Runtime) -> None:
+    def __init__(self, server: Server, runtime: Runtime, loop_thread: LoopThread) -> None:
         self.server = server
         self.runtime = runtime
+        self._loop_thread = loop_thread  # the one its sockets belong to (not whatever the runtime has later)
 
     @property
     def port(self) -> int:
@@ -59,15 +60,29 @@ class RunningServer:
         return self.server.url
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Graceful stop: 1001 to every connection, wait up to ``timeout`` s, then force. Idempotent."""
-        self.runtime.loop_thread.run(self.server.close(timeout))
+        """Graceful stop: 1001 to every connection, wait up to ``timeout`` s, then force. Idempotent (also after
+        :meth:`Runtime.close`, which stops it)."""
+        self._on_loop(self.server.close(timeout))
 
     def drain(self, timeout: float | None = None, window: float | None = None) -> None:
         """Graceful drain, returning when done: stop accepting, close every connection with 1001 "going away" in
         batches spread over ``window`` s (default: the ``drain_window`` option; at most half of ``timeout``), wait
         until ``timeout`` s from the start (default: ``drain_timeout``) for the close handshakes, then abort what
         remains. on_close runs for every connection. The server is stopped afterwards (as by :meth:`stop`)."""
-        self.runtime.loop_thread.run(self.server.drain(timeout, window))
+        self._on_loop(self.server.drain(timeout, window))
+
+    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the server's own loop: every socket of the server belongs to that loop's thread."""
+        loop_thread = self._loop_thread
+        if loop_thread.loop.is_closed():  # its runtime was closed, and the server with it
+            coro.close()
+            return
+        try:
+            loop_thread.run(coro)
+        except RuntimeError:
+            if loop_thread.thread.is_alive() and not loop_thread.loop.is_closed():
+                raise
+            coro.close()  # the runtime closed meanwhile (from another thread), and the server with it
 
     def statistics(self) -> dict[str, Any]:
         """The server's counters (see :meth:`Server.statistics <snow_rt_py.runtime.server.Server.statistics>`)."""
@@ -208,8 +223,9 @@ class Runtime:
         from snow_rt_py.runtime.server import Server  # server.py imports connection.py, which needs this module
 
         options.validate()
-        server = self.loop_thread.run(Server.start(handler, options, self))
-        running = RunningServer(server, self)
+        loop_thread = self.loop_thread
+        server = loop_thread.run(Server.start(handler, options, self))
+        running = RunningServer(server, self, loop_thread)
         with self._lock:
             self._servers.append(running)
         return running
@@ -219,10 +235,11 @@ class Runtime:
         the default runtime (the Python API and the C ABI live as long as the process)."""
         with self._lock:
             servers, self._servers = self._servers, []
+        for running in servers:  # on their loop thread, which stops only after them
+            running.stop(timeout)
+        with self._lock:
             spawner, self._spawner = self._spawner, None
             loop_thread, self._loop_thread = self._loop_thread, None
-        for running in servers:
-            running.stop(timeout)
         if spawner is not None:
             spawner.close()
             spawner.join(timeout)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from snow_rt_py.supervisor import die_with_parent
 from tests.c.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ class Redis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a pytest that dies (a crash, a kill) leaves no redis-server behind
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -88,6 +90,7 @@ class Node:
             text=True,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # bounded: the process exits (EOF) if it cannot start

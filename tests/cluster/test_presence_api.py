@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 import snow_rt_py
 from snow_rt_py import Connection, Handler, PresenceEvent, RunningServer, ServerStartError
@@ -52,15 +52,22 @@ def two_nodes(
         yield rt1, h1, s1, rt2, h2, s2
 
 
+async def one_on_each(
+    s1: RunningServer, h1: Watcher, s2: RunningServer, h2: Watcher
+) -> tuple[ClientConnection, Connection, ClientConnection, Connection]:
+    """A client on each node: (client 1, its connection on node 1, client 2, its connection on node 2)."""
+    a = await connect(s1.url)
+    b = await connect(s2.url)
+    h1.wait(lambda: len(h1.conns) == 1)
+    h2.wait(lambda: len(h2.conns) == 1)
+    return a, h1.conns[0], b, h2.conns[0]
+
+
 def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
     with two_nodes(redis) as (rt1, h1, s1, rt2, h2, s2):
 
         async def run() -> None:
-            a = await connect(s1.url)
-            b = await connect(s2.url)
-            h1.wait(lambda: len(h1.conns) == 1)
-            h2.wait(lambda: len(h2.conns) == 1)
-            ca, cb = h1.conns[0], h2.conns[0]
+            a, ca, b, cb = await one_on_each(s1, h1, s2, h2)
             assert ca.id >> 40 != cb.id >> 40  # two nodes, ids unique across them
             snow_rt_py.join(ca, "r", meta="alice")
             h1.wait(lambda: (ca.id, "r", "join", ca.id, "alice") in h1.events)  # told of its own join
@@ -91,6 +98,49 @@ def test_presence_events_and_remote_exclusion(redis: Redis) -> None:
         s1.stop()
         s2.stop()
         assert rt1.cluster is None  # the last cluster server took the backplane down
+
+
+def test_presence_read_that_predates_a_join_does_not_lose_it(redis: Redis) -> None:
+    """Node 1 re-reads a room's presence from Redis when it subscribes (its first member joins). If node 2's member
+    joins while that read is on its way, node 1 applies the join event and then gets an answer without it: the
+    member must stay in node 1's presence, and node 1's handlers must not be told it left."""
+    with two_nodes(redis) as (rt1, h1, s1, _rt2, h2, s2):
+        backplane = rt1.cluster
+        assert backplane is not None
+        read_presence = backplane._read_presence
+        answered = threading.Event()  # node 1 has its (early) answer
+        release = threading.Event()  # the test has made node 2's member join meanwhile
+        returned = threading.Event()  # node 1 has the older answer (and applies it in the same step)
+
+        async def late_answer(rooms: object, live_only: bool = True) -> object:
+            found = await read_presence(rooms, live_only)  # type: ignore[arg-type]
+            if not answered.is_set():  # the first read only: the one of node 1's subscribing
+                answered.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.01)
+                returned.set()
+            return found
+
+        backplane._read_presence = late_answer  # type: ignore[method-assign]
+
+        async def run() -> None:
+            a, ca, b, cb = await one_on_each(s1, h1, s2, h2)
+            snow_rt_py.join(ca, "r", meta="alice")
+            assert await asyncio.to_thread(answered.wait, 10)  # node 1's read of "r" has come back without bob
+            snow_rt_py.join(cb, "r", meta="bob")
+            h1.wait(lambda: (ca.id, "r", "join", cb.id, "bob") in h1.events)  # node 1 applied bob's join event
+            release.set()  # now node 1 gets its older answer
+            assert await asyncio.to_thread(returned.wait, 10)
+            await asyncio.sleep(0.2)  # the loop thread applies the answer as soon as it has it
+            assert sorted((m.id, m.meta) for m in rt1.rooms.presence("r")) == [(ca.id, "alice"), (cb.id, "bob")]
+            assert rt1.rooms.presence_count("r") == 2
+            assert (ca.id, "r", "leave", cb.id, "bob") not in h1.events
+            await b.close()
+            h1.wait(lambda: (ca.id, "r", "leave", cb.id, "bob") in h1.events)  # a real leave is still told
+            assert rt1.rooms.presence_count("r") == 1
+            await a.close()
+
+        asyncio.run(run())
 
 
 def test_burst_across_nodes_keeps_order_and_exclusions(redis: Redis) -> None:

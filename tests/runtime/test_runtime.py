@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -58,6 +59,7 @@ def test_two_runtimes_share_nothing() -> None:
 
 
 def test_close_stops_servers_and_threads() -> None:
+    before = set(threading.enumerate())
     runtime = Runtime()
     server = runtime.start(Handler(), snow_rt_py.ServerOptions(port=0))
     loop_thread = runtime.loop_thread.thread
@@ -69,7 +71,16 @@ def test_close_stops_servers_and_threads() -> None:
             ws.recv(timeout=5)
     loop_thread.join(5)
     assert not loop_thread.is_alive()
+    assert server.server.loop.is_closed()  # the server was closed on its own loop, then the loop
+    # Nothing the runtime started outlives it: no loop thread made anew to stop the servers on, no executor
+    # thread of a loop (they end shortly after their loop closes).
+    deadline = time.monotonic() + 5
+    while (left := [t for t in threading.enumerate() if t not in before]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert left == []
     runtime.close()  # idempotent
+    server.stop()  # also after the runtime's close: a no-op, no loop thread made for it
+    assert [t for t in threading.enumerate() if t not in before] == []
 
 
 def test_default_runtime_is_shared_by_the_python_api() -> None:
