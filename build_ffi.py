@@ -206,9 +206,9 @@ void snow_abi_mark_ready(const char *version);
 int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
                              uint64_t headers);
 int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                 int64_t budget);
+                                 int64_t budget, int64_t plain_max);
 int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                int64_t budget);
+                                int64_t budget, int64_t plain_max);
 int snow_abi_call_on_close(void *fn, void *env, uint64_t conn, int64_t code, const char *reason,
                            size_t reason_len);
 int snow_abi_call_on_presence(void *fn, void *env, uint64_t conn, const char *room, size_t room_len, int64_t joined,

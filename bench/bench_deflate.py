@@ -12,6 +12,9 @@ Sections (``--only`` picks some; all by default):
 * ``echo``: 1 KiB JSON text echoed with compression, 100 connections x 16 in flight (``loadgen echo -z -j``):
   messages/s, with 64 different messages in turn (``-V 64``: chat traffic) and with one message repeated. Ours
   shared and dedicated, ``websockets`` (default: compression on), Node ``ws`` (perMessageDeflate).
+* ``c_echo``: a C program's replies with compression negotiated: ``build/echo_server`` and the Python CLI's echo,
+  each with and without an offer, 32-byte texts (under ``compression_min_size``: plain replies, the C reply fast
+  path) and 1 KiB JSON (compressed): messages/s; websockets beside them.
 * ``wire``: bytes on the wire both ways for a stream of ``--messages`` (10,000) JSON chat messages (100-300 bytes,
   drawn from a fixed seed) sent by a ``websockets`` client (its default offer) and echoed, through a counting TCP
   proxy: ours in each mode against ``websockets``' default.
@@ -228,6 +231,44 @@ def echo(opts: argparse.Namespace, tmp: Path) -> list[str]:
     return rows
 
 
+def c_echo(opts: argparse.Namespace, tmp: Path) -> list[str]:
+    """A C program's replies on connections with compression negotiated: ``build/echo_server`` (libsnow_ws.so,
+    the header's defaults: shared mode, compression_min_size 128) against the Python CLI's echo, each also with no
+    compression offered; websockets (compression on) beside them. 32-byte texts (under compression_min_size: the
+    replies go out plain) and 1 KiB JSON (compressed both ways), 100 connections x 16 in flight."""
+    be.build_loadgen()
+    py = echo_servers()
+    servers = {
+        "snow C echo_server": spec(
+            "snow C echo_server", [str(ROOT / "build" / "echo_server"), "--port", "0", "--ping-interval", "0"]
+        ),
+        "snow Python CLI": py["snow shared"],
+        "websockets": py["websockets"],
+    }
+    rows = [
+        "| server | messages | offer | messages/s | vs the same server without compression |",
+        "|---|---|---|---:|---:|",
+    ]
+    for what, size_args in (("32 B text", ["-s", "32"]), ("1 KiB JSON", ["-s", "1024", "-j", "-V", "64"])):
+        for name, server_spec in servers.items():
+            rates: dict[str, list[float]] = {}
+            for _ in range(opts.runs):
+                for offer in (["-z"], []):
+                    with be.running_server(server_spec, tmp) as server:
+                        args = ["echo", "-u", server.url, "-c", "100", "-k", "16", *size_args, *offer]
+                        args += ["-d", str(opts.duration), "-w", "1", "-q"]
+                        result = be.run_loadgen(args, timeout=120)
+                    label = "deflate" if offer else "none"
+                    if result["errors"] or result["deflate_conns"] != (100 if offer else 0):
+                        print(f"  ! {name} {label}: {json.dumps({k: v for k, v in result.items() if k != 'stderr'})}")
+                    rates.setdefault(label, []).append(result["msgs_per_sec"])
+                    print(f"  c_echo {what} {name} {label}: {result['msgs_per_sec']:.0f} msg/s", flush=True)
+            on, off = median(rates["deflate"]), median(rates["none"])
+            rows.append(f"| {name} | {what} | permessage-deflate | {on:,.0f} | {on / off:.2f}x |")
+            rows.append(f"| {name} | {what} | none | {off:,.0f} | |")
+    return rows
+
+
 # -- bytes on the wire ---------------------------------------------------------------------------------------------
 
 
@@ -390,7 +431,7 @@ def stall(opts: argparse.Namespace, tmp: Path) -> list[str]:
     return rows
 
 
-SECTIONS = {"idle": idle, "broadcast": broadcast, "echo": echo, "wire": wire, "stall": stall}
+SECTIONS = {"idle": idle, "broadcast": broadcast, "echo": echo, "c_echo": c_echo, "wire": wire, "stall": stall}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -125,9 +125,11 @@ class CHandler(Handler):
             buffer = _thread.replies
         except AttributeError:
             buffer = self._reply_buffer()
-        # -1: C does not arm the fast path (its frames are plain: with permessage-deflate, sends go through Python).
-        budget = conn.reply_budget() if FAST_REPLIES and conn._deflate is None else -1
-        replies = call(target, conn.id, data, len(data), budget)
+        # budget -1: C does not arm the fast path. plain_max: with permessage-deflate, replies from
+        # compression_min_size bytes on go through Python, which compresses them (C's frames are plain).
+        budget = conn.reply_budget() if FAST_REPLIES else -1
+        deflate = conn._deflate
+        replies = call(target, conn.id, data, len(data), budget, -1 if deflate is None else deflate.min_size)
         if replies > 0:
             # (frames << 32) | bytes at the start of this thread's buffer: copied now, before anything else can
             # run on this thread. offer_frame refuses them only if another thread closed the connection or filled

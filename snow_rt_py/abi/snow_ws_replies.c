@@ -13,6 +13,9 @@
  *     rule itself, it only compares: a send that would take the callback's replies past the budget goes the
  *     Python way, which applies the rule (and the slow-consumer policy) and gives the exact answer;
  *   - text that is not valid UTF-8 or a payload over SNOW_ABI_FAST_MAX goes the Python way too;
+ *   - on a connection with permessage-deflate, a payload of compression_min_size bytes or more goes the Python
+ *     way, which compresses it (the frames made here are plain, as the Python path makes shorter ones: RFC 7692
+ *     §6 lets any message go uncompressed, and a plain message leaves a compression context as it was);
  *   - any other call into the runtime during the callback (close, join, broadcast, a send to another
  *     connection...) first delivers what is buffered, in order, and disarms the fast path for the rest of the
  *     callback, since it may change what a later send must answer (a close makes it SNOW_WS_E_CLOSED).
@@ -23,6 +26,7 @@
 typedef struct SnowAbiReplies {
     uint64_t conn;     /* the connection whose callback runs on this thread and may reply fast; 0 = none */
     int64_t budget;    /* bytes buf may hold before a send must go the Python way (see snow_abi_arm) */
+    int64_t plain_max; /* payloads of this many bytes or more go the Python way (compressed there); -1: none */
     int64_t count;     /* frames in buf */
     char *buf;         /* encoded frames in send order (the thread's buffer, see snow_abi_set_reply_buffer) */
     size_t len, cap;
@@ -79,6 +83,8 @@ static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, uint6
 
     if (r->conn != conn || conn == 0 || size > SNOW_ABI_FAST_MAX)
         return 0;
+    if (r->plain_max >= 0 && size >= (uint64_t)r->plain_max)
+        return 0; /* compressed by the Python path (permessage-deflate) */
     head = snow_frame_header_size(len);
     if (r->cap - r->len < head + len)
         return 0;
@@ -101,9 +107,11 @@ typedef struct SnowAbiTarget {
 } SnowAbiTarget;
 
 /* Arm the fast path for conn around one callback. budget: Connection.reply_budget(), the bytes its outbound queue
- * accepts right now (-1: it cannot send now, so no fast path); in_data, in_len: the message on_binary gets (NULL
- * for on_message). Returns nonzero if this callback is nested in another one's call (it then stays disarmed). */
-static int snow_abi_arm(uint64_t conn, int64_t budget, const char *in_data, int64_t in_len)
+ * accepts right now (-1: it cannot send now, so no fast path); plain_max: with permessage-deflate the connection's
+ * compression_min_size (replies from that size on go the Python way, to be compressed), else -1; in_data, in_len:
+ * the message on_binary gets (NULL for on_message). Returns nonzero if this callback is nested in another one's
+ * call (it then stays disarmed). */
+static int snow_abi_arm(uint64_t conn, int64_t budget, int64_t plain_max, const char *in_data, int64_t in_len)
 {
     SnowAbiReplies *r = &snow_abi_replies;
     if (r->conn != 0)
@@ -115,6 +123,7 @@ static int snow_abi_arm(uint64_t conn, int64_t budget, const char *in_data, int6
     if (budget >= 0 && r->buf != NULL) {
         r->conn = conn;
         r->budget = budget;
+        r->plain_max = plain_max;
     }
     return 0;
 }
@@ -130,17 +139,18 @@ static int64_t snow_abi_disarm(int nested)
     return (r->count << 32) | (int64_t)r->len;
 }
 
-/* on_message / on_binary of connection conn (budget: see snow_abi_arm), with the reply fast path armed. Returns -1
+/* on_message / on_binary of connection conn (budget, plain_max: see snow_abi_arm), with the reply fast path armed.
+ * Returns -1
  * out of memory (nothing was called), else the replies buffered for Python to deliver as (frames << 32) | bytes, 0
  * if none. */
 static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                        int64_t budget)
+                                        int64_t budget, int64_t plain_max)
 {
     SnowAbiTmp tmp;
     int nested;
     if (snow_abi_tmp(&tmp, data, len) == NULL)
         return -1;
-    nested = snow_abi_arm(conn, budget, NULL, 0);
+    nested = snow_abi_arm(conn, budget, plain_max, NULL, 0);
     if (t->env == NULL)
         ((SnowWsOnMessageFn)t->fn)((void *)(uintptr_t)conn, tmp.s);
     else
@@ -150,9 +160,9 @@ static int64_t snow_abi_call_on_message(const SnowAbiTarget *t, uint64_t conn, c
 }
 
 static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, const char *data, size_t len,
-                                       int64_t budget)
+                                       int64_t budget, int64_t plain_max)
 {
-    int nested = snow_abi_arm(conn, budget, data, (int64_t)len);
+    int nested = snow_abi_arm(conn, budget, plain_max, data, (int64_t)len);
     if (t->env == NULL)
         ((SnowWsOnBinaryFn)t->fn)((void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
     else

@@ -931,7 +931,8 @@ static PyObject *message_payload(Core *self, Msg *m)
     return event;
 }
 
-typedef int64_t (*NativeOnMessage)(const void *target, uint64_t conn, const char *data, size_t len, int64_t budget);
+typedef int64_t (*NativeOnMessage)(const void *target, uint64_t conn, const char *data, size_t len, int64_t budget,
+                                  int64_t plain_max);
 
 /* CHandler.on_text_bytes in C: the C program's on_message, with the library's reply fast path armed (budget: what
  * may be queued now), then its buffered replies queued as one offer. NULL with an exception on failure. */
@@ -942,8 +943,10 @@ static PyObject *call_native(Core *self, PyObject *raw)
     const void *target = PyLong_AsVoidPtr(PyTuple_GET_ITEM(native, 1));
     PyObject *buffer = PyTuple_GET_ITEM(native, 2);
     int64_t budget = -1;
-    /* replies encoded in C are plain frames: with permessage-deflate every send goes the Python way (budget -1) */
-    if (PyTuple_GET_ITEM(native, 3) == Py_True && self->phase == PHASE_OPEN && self->deflate == Py_None) {
+    /* replies encoded in C are plain frames: with permessage-deflate, those of compression_min_size bytes or more
+     * go the Python way, which compresses them (plain_max) */
+    int64_t plain_max = self->deflate == Py_None ? -1 : (int64_t)self->z_min;
+    if (PyTuple_GET_ITEM(native, 3) == Py_True && self->phase == PHASE_OPEN) {
         Py_ssize_t queued = queued_bytes(self);
         if (queued < 0)
             return NULL;
@@ -954,7 +957,7 @@ static PyObject *call_native(Core *self, PyObject *raw)
     uint64_t conn = (uint64_t)self->id;
     int64_t replies;
     Py_BEGIN_ALLOW_THREADS /* as cffi does: the callback may call back into the library, other threads run */
-    replies = fn(target, conn, data, len, budget);
+    replies = fn(target, conn, data, len, budget, plain_max);
     Py_END_ALLOW_THREADS
     if (replies < 0) {
         PyErr_SetString(PyExc_MemoryError, "no memory for the message given to on_message");

@@ -1,12 +1,27 @@
 /* SnowWsOptions' compression fields and SNOW_WS_COMPRESSION. First the option checks (bad values, a struct_size that
  * ends before the five fields: their garbage is ignored, and the variable as set by the test). Then an echo server
- * whose mode is argv[1] ("shared", "dedicated", "off", or "env": 0, the variable's); it prints its port. */
+ * whose mode is argv[1] ("shared", "dedicated", "off", or "env": 0, the variable's), compression_min_size 64, which
+ * answers "three" with three messages; it prints its port. */
 #include <stddef.h>
 
 #include "testlib.h"
 
+#define LONG_REPLY "a reply long enough to be compressed: over compression_min_size, which is 64 bytes here"
+
 static void *on_message(void *conn, const SnowString *msg)
 {
+    if (msg->len == 5 && memcmp(SNOW_STRING_DATA(msg), "three", 5) == 0) {
+        /* short, long, short: the short ones under compression_min_size (64) go out plain, the long one
+         * compressed, in the order they were sent */
+        SnowString *a = S("a"), *big = S(LONG_REPLY), *b = S("b");
+        snow_ws_send(conn, a);
+        snow_ws_send(conn, big);
+        snow_ws_send(conn, b);
+        snow_string_free(a);
+        snow_string_free(big);
+        snow_string_free(b);
+        return NULL;
+    }
     snow_ws_send(conn, msg);
     return NULL;
 }
@@ -46,7 +61,7 @@ int main(int argc, char **argv)
         o.compression = SNOW_WS_COMPRESSION_DEDICATED;
     else if (strcmp(mode, "off") == 0)
         o.compression = SNOW_WS_COMPRESSION_OFF;
-    o.compression_min_size = 1;
+    o.compression_min_size = 64;
     server = snow_ws_start(&o, NULL, NULL, (void *)on_message, NULL, NULL, NULL);
     if (server < 0) {
         out("start -> %s: %s", code_name(snow_ws_last_error_code()), snow_ws_last_error());

@@ -21,7 +21,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from snow_rt_py.testing import RawClient, WireFrame
+from snow_rt_py.testing import RawClient
 from tests.c.harness import Program, free_port, signal_when_caught, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
@@ -863,9 +863,15 @@ SHARED_ANSWER = "permessage-deflate; server_no_context_takeover; client_no_conte
 DEDICATED_ANSWER = "permessage-deflate; client_max_window_bits=12"
 
 
-def _deflate_echo(port: int) -> tuple[str, WireFrame]:
-    """Offer permessage-deflate, send a compressed text, return the server's answer header and the echoed frame."""
+LONG_REPLY = b"a reply long enough to be compressed: over compression_min_size, which is 64 bytes here"
+
+
+def _deflate_echo(port: int, frames: int = 5) -> tuple[str, list[tuple[int, bytes]]]:
+    """Offer permessage-deflate, send a compressed text, then "three" and "hi"; return the server's answer header
+    and the first ``frames`` frames that came back: (RSV bits, message), compressed ones inflated (one inflater for
+    them all, as a client keeps)."""
     client = RawClient(port)
+    got: list[tuple[int, bytes]] = []
     try:
         status, headers, _ = client.handshake(
             "/", {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
@@ -877,12 +883,18 @@ def _deflate_echo(port: int) -> tuple[str, WireFrame]:
             client.send_frame(1, (c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
         else:  # not negotiated: RSV1 would be a protocol error
             client.send_frame(1, message)
-        frame = client.recv_frame()
+        client.send_frame(1, b"three")  # short: sent plain, as RFC 7692 allows
+        client.send_frame(1, b"hi")
+        inflater = zlib.decompressobj(-15)
+        for _ in range(frames):
+            frame = client.recv_frame()
+            data = inflater.decompress(frame.payload + b"\x00\x00\xff\xff") if frame.rsv & 4 else frame.payload
+            got.append((frame.rsv, data))
         client.send_close(1000)
         client.expect_close()
     finally:
         client.close()
-    return headers.get("sec-websocket-extensions", ""), frame
+    return headers.get("sec-websocket-extensions", ""), got
 
 
 @pytest.mark.parametrize(
@@ -912,14 +924,12 @@ def test_compression_options_and_snow_ws_compression(run: Run, mode: str, env: s
         "struct_size without the compression fields -> started",
         "stop -> 0",
     )
-    got, frame = _deflate_echo(prog.port())
+    got, frames = _deflate_echo(prog.port())
     assert got == answer
-    if answer:  # sent through Python (the reply fast path only makes plain frames), compressed
-        assert frame.rsv == 4 and zlib.decompressobj(-15).decompress(frame.payload + b"\x00\x00\xff\xff") == (
-            b"hello from C " * 20
-        )
-    else:
-        assert (frame.rsv, frame.payload) == (0, b"hello from C " * 20)
+    # Replies from compression_min_size (64) bytes on are compressed when it was negotiated; shorter ones go out
+    # plain (the C reply fast path), in the order the callback sent them.
+    z = 4 if answer else 0
+    assert frames == [(z, b"hello from C " * 20), (0, b"a"), (z, LONG_REPLY), (0, b"b"), (0, b"hi")]
     signal_when_caught(prog.proc, signal.SIGTERM)
     prog.expect("stop -> 0", "done")
     assert prog.finish() == 0
@@ -947,8 +957,8 @@ def test_snow_ws_serve_reads_snow_ws_compression(run: Run) -> None:
     prog = run("serve_host", str(port), env={"SNOW_WS_COMPRESSION": "dedicated"})
     prog.expect("init -> 0")
     wait_listening(port)
-    got, frame = _deflate_echo(port)
-    assert got == DEDICATED_ANSWER and frame.rsv == 4
+    got, frames = _deflate_echo(port, 3)  # an echo server: "three" is echoed
+    assert got == DEDICATED_ANSWER and frames == [(4, b"hello from C " * 20), (0, b"three"), (0, b"hi")]
     with connect(f"ws://127.0.0.1:{port}/", open_timeout=10, close_timeout=10) as ws:
         ws.send("stop")
         assert closed_with(ws) == (1001, "server shutting down")
