@@ -24,7 +24,7 @@
  *
  * Everything else -- the handshake, fragments, control frames, a frame cut by the read, invalid input, sends from
  * other threads, a full queue, a closing connection -- goes to the Python methods the class also has (_receive,
- * _send_any, _send_text_py, _send_binary_py, _offer_py, _flush_py), which are the reference: with
+ * _send_any, _send_text_py, _send_binary_py, _send_utf8_py, _offer_py, _flush_py), which are the reference: with
  * SNOW_RT_PY_NO_SPEEDUPS=1 (or conn._fast = False) they do everything, and tests/runtime/test_hotpath.py checks
  * that both give the same callbacks and the same bytes on the wire for any input and any chunking.
  *
@@ -116,7 +116,7 @@ static inline int set_slot(PyObject *obj, PyTypeObject *type, Py_ssize_t offset,
     return 0;
 }
 
-static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_send_frame, *s_offer_py, *s_flush_py,
+static PyObject *s_receive, *s_send_any, *s_send_text_py, *s_send_binary_py, *s_send_utf8_py, *s_send_frame, *s_offer_py, *s_flush_py,
     *s_handle, *s_handled, *s_update_reading, *s_get_write_buffer_size, *s_write, *s_writelines, *s_schedule_flush,
     *s_state, *s_buf, *s_stream, *s_msg_opcode, *s_close_sent, *s_alive, *s_running, *s_mailbox, *s_run,
     *s_crashed, *s_deliver, *s_on_message, *s_receive_data, *s_offer_frame, *s_min_size, *s_flush_scheduled,
@@ -685,12 +685,16 @@ static PyObject *send_text_fast(Core *self, PyObject *text, int *fallback)
     return r;
 }
 
-static PyObject *send_binary_fast(Core *self, PyObject *data, int *fallback)
+/* The fast path of send_binary (opcode 2) and send_utf8 (opcode 1: text given as UTF-8 bytes, checked here; not
+ * UTF-8 takes the Python path, which raises): NULL with no exception set means "take the Python path". */
+static PyObject *send_bytes_fast(Core *self, PyObject *data, int opcode, int *fallback)
 {
     *fallback = 1;
     if (!self->fast || self->phase != PHASE_OPEN || PyBytes_GET_SIZE(data) >= SEPARATE_PAYLOAD_MIN || !on_loop(self))
         return NULL;
-    PyObject *frame = encode_message(self, 2, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    if (opcode == 1 && !snow_utf8_valid(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)))
+        return NULL;
+    PyObject *frame = encode_message(self, opcode, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     if (frame == NULL && !PyErr_Occurred())
         return NULL;
     *fallback = 0;
@@ -708,7 +712,7 @@ static PyObject *core_send(Core *self, PyObject *message)
     if (PyUnicode_CheckExact(message))
         r = send_text_fast(self, message, &fallback);
     else if (PyBytes_CheckExact(message))
-        r = send_binary_fast(self, message, &fallback);
+        r = send_bytes_fast(self, message, 2, &fallback);
     if (!fallback)
         return r;
     return call_method1((PyObject *)self, s_send_any, message);
@@ -730,10 +734,21 @@ static PyObject *core_send_binary(Core *self, PyObject *data)
     int fallback = 1;
     PyObject *r = NULL;
     if (PyBytes_CheckExact(data))
-        r = send_binary_fast(self, data, &fallback);
+        r = send_bytes_fast(self, data, 2, &fallback);
     if (!fallback)
         return r;
     return call_method1((PyObject *)self, s_send_binary_py, data);
+}
+
+static PyObject *core_send_utf8(Core *self, PyObject *data)
+{
+    int fallback = 1;
+    PyObject *r = NULL;
+    if (PyBytes_CheckExact(data))
+        r = send_bytes_fast(self, data, 1, &fallback);
+    if (!fallback)
+        return r;
+    return call_method1((PyObject *)self, s_send_utf8_py, data);
 }
 
 /* offer_frame(frame, count=1, payload=None) -> bool */
@@ -1299,6 +1314,7 @@ static PyMethodDef core_methods[] = {
     {"send", (PyCFunction)core_send, METH_O, "send_text for str, send_binary for bytes-like."},
     {"send_text", (PyCFunction)core_send_text, METH_O, "Queue a text message (see Connection.send_text)."},
     {"send_binary", (PyCFunction)core_send_binary, METH_O, "Queue a binary message (see Connection.send_binary)."},
+    {"send_utf8", (PyCFunction)core_send_utf8, METH_O, "Queue a text message given as UTF-8 bytes (see Connection.send_utf8)."},
     {"offer_frame", (PyCFunction)(void (*)(void))core_offer_frame, METH_FASTCALL | METH_KEYWORDS,
      "Queue a data frame unless closing or full (see Connection._offer_py)."},
     {"_flush", (PyCFunction)core_flush, METH_NOARGS, "Write the output FIFO (loop thread)."},
@@ -1376,6 +1392,7 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     INTERN(s_send_any, "_send_any")
     INTERN(s_send_text_py, "_send_text_py")
     INTERN(s_send_binary_py, "_send_binary_py")
+    INTERN(s_send_utf8_py, "_send_utf8_py")
     INTERN(s_send_frame, "send_frame")
     INTERN(s_offer_py, "_offer_py")
     INTERN(s_flush_py, "_flush_py")

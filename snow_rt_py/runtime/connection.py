@@ -268,8 +268,9 @@ class Connection(ConnectionCore, asyncio.Protocol):
             raise InvalidArgumentError("text is not encodable as UTF-8") from None
         self._send_encoded_text(data)
 
-    def send_utf8(self, data: bytes) -> None:
-        """Queue a text message given as its UTF-8 bytes (checked, never decoded: what the C ABI sends).
+    def _send_utf8_py(self, data: bytes) -> None:
+        """Queue a text message given as its UTF-8 bytes (checked, never decoded: what the C ABI sends). Safe from
+        any thread. (``send_utf8``: the C hot path's, or this one without it.)
 
         Raises:
             ConnectionClosedError: the connection is closing or has ended.
@@ -1049,6 +1050,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         send = _send_any
         send_text = _send_text_py
         send_binary = _send_binary_py
+        send_utf8 = _send_utf8_py
         offer_frame = _offer_py
         _flush = _flush_py
 

@@ -2,9 +2,9 @@
 
 ``snow_rt_py.runtime._hotpath`` (``_hotpath.c``, built by ``make build``) defines ``ConnectionCore``: the fields one
 message touches, as C members with the attribute names the Python code uses, and C versions of ``data_received``,
-``send``, ``send_text``, ``send_binary``, ``offer_frame`` and ``_flush`` for the common case (one or more whole small
-frames per read on an open connection, replies queued on the loop thread). Every other case goes to the Python
-methods of ``Connection`` (``_receive``, ``_send_any``, ...), which are the reference implementation.
+``send``, ``send_text``, ``send_binary``, ``send_utf8``, ``offer_frame`` and ``_flush`` for the common case (one or
+more whole small frames per read on an open connection, replies queued on the loop thread). Every other case goes
+to the Python methods of ``Connection`` (``_receive``, ``_send_any``, ...), which are the reference implementation.
 
 Without the compiled module, or with ``SNOW_RT_PY_NO_SPEEDUPS=1`` in the environment (read once, at import),
 :class:`PyConnectionCore` is the base instead: the same fields as ``__slots__``, and ``Connection`` uses its Python

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.errors import InvalidUtf8Error
 from snow_rt_py.runtime.handler import Handler
 from snow_rt_py.runtime.hotpath import C_HOT_PATH
 from snow_rt_py.runtime.loop import new_event_loop
@@ -113,7 +114,8 @@ class Transport:
 
 
 class Scripted(Handler):
-    """Records its callbacks; a text message is also a command: ``echo``/``twice``/``bin``/``close``/``crash``."""
+    """Records its callbacks; a text message is also a command: ``echo``, ``twice``, ``bin``, ``utf8``, ``close``,
+    ``crash``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
@@ -131,6 +133,12 @@ class Scripted(Handler):
             conn.send_text(message.upper())
         elif message.startswith("bin"):
             conn.send_binary(message.encode())
+        elif message.startswith("utf8"):  # text as its UTF-8 bytes (the C ABI's send); then bytes that are not
+            conn.send_utf8(message.encode())
+            try:
+                conn.send_utf8(message.encode()[:-1] + b"\xff")
+            except InvalidUtf8Error as exc:
+                conn.send(str(exc))
         elif message.startswith("close"):
             conn.close(4000, "asked")
         elif message.startswith("crash"):
@@ -173,7 +181,7 @@ def frame(
     return head + (key + mask(payload, key) if masked else payload)
 
 
-WORDS = ["hello", "twice", "bin", "close", "crash", "é€😀", "x" * 130]
+WORDS = ["hello", "twice", "bin", "utf8 é", "close", "crash", "é€😀", "x" * 130]
 
 texts = st.builds(lambda w, tail: (w + tail).encode(), st.sampled_from(WORDS), st.text(max_size=20))
 frames = st.one_of(
