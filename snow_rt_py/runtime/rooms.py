@@ -222,10 +222,23 @@ class RoomRegistry:
         as soon as the frames are on it (the C fan-out's ``write_now``): the first member does not wait until the
         whole room is queued, and with all of a read's broadcasts joined there is nothing to gain by waiting.
 
+        In a room with members that negotiated permessage-deflate, each message is handled as a local broadcast's
+        (:meth:`_offer_compressed`): compressed once for the members that share frames, plain for the others.
+
         Returns:
             ``(queued, failed)`` deliveries.
         """
         targets, excluded = self._snapshot(room, except_id, count=False)
+        if self._deflated.get(room):  # a hint read without the lock, as in broadcast()
+            failures = 0
+            for one in frames:
+                message = _message_of(one)
+                if message is None:  # not one whole data frame (a caller's broadcast_frame): as it is, plain
+                    failures += _offer_all(targets, one, None, excluded, write_now=True)
+                else:
+                    failures += self._offer_compressed(targets, excluded, one, *message)
+            sent = (len(targets) - (excluded is not None)) * len(frames) - failures
+            return sent, failures
         frame = frames[0] if len(frames) == 1 else b"".join(frames)
         failures = _offer_all(targets, frame, None, excluded, len(frames), write_now=True)
         reached = len(targets) - (excluded is not None) - failures
@@ -303,19 +316,30 @@ class RoomRegistry:
         a dedicated context; members without compression, or for which it is too short, get ``frame``. (A member
         with compression that joins while the count was read as 0 may get this one message plain: RFC 7692 allows
         any message uncompressed.) With a cluster, the other nodes get the plain ``frame`` (one publish), and
-        compress it for their own members as they see fit: their members get it plain."""
+        compress it for their own members the same way (:meth:`deliver_remote`)."""
         data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
         if not worth_compressing(data):
             return self.broadcast_frame(room, frame, except_conn)
         self._publish(room, frame, except_conn)
-        targets, except_conn = self._snapshot(room, except_conn)
+        targets, excluded = self._snapshot(room, except_conn)
+        failures = self._offer_compressed(targets, excluded, frame, opcode, data)
+        self.deliveries += len(targets) - (excluded is not None) - failures
+        return failures
+
+    def _offer_compressed(
+        self, targets: list[Connection], excluded: Connection | None, frame: bytes, opcode: int, data: bytes
+    ) -> int:
+        """Queue message ``data`` (``frame``, its plain frame) for ``targets`` but ``excluded``, compressed for the
+        members with permessage-deflate (see :meth:`_fan_out`); the failures."""
+        if not worth_compressing(data):
+            return _offer_all(targets, frame, None, excluded)
         n = len(data)
         plain: list[Connection] = []
         dedicated: list[Connection] = []
         groups: dict[tuple[int, bool], list[Connection]] = {}  # members sharing one compressed frame, by window
         for conn in targets:
             deflate = conn._deflate
-            if conn is except_conn:
+            if conn is excluded:
                 continue
             if deflate is None or n < deflate.min_size:
                 plain.append(conn)
@@ -333,7 +357,6 @@ class RoomRegistry:
         for conn in dedicated:  # each has its own context: compressed per member
             if not conn.offer_deflated(opcode, data, shared):
                 failures += 1
-        self.deliveries += len(plain) + sum(map(len, groups.values())) + len(dedicated) - failures
         return failures
 
     def _publish(self, room: str, frame: bytes, except_conn: Connection | int | None) -> None:
@@ -389,6 +412,21 @@ def _offer_all(
         if not (conn.offer_frame(frame, count) if payload is None else conn.offer_frame(frame, count, payload)):
             failures += 1
     return failures
+
+
+def _message_of(frame: bytes) -> tuple[int, bytes] | None:
+    """``(opcode, payload)`` of ``frame`` if it is one whole unmasked data frame (FIN, no RSV bits, text or binary,
+    nothing after it), as our encoder makes them, else None."""
+    if len(frame) < 2 or frame[0] not in (0x81, 0x82) or frame[1] & 0x80:
+        return None
+    n = frame[1]
+    start = 2 if n < 126 else 4 if n == 126 else 10
+    if len(frame) < start:
+        return None
+    size = n if n < 126 else int.from_bytes(frame[2:start], "big")
+    if len(frame) != start + size:
+        return None
+    return frame[0] & 0x0F, frame[start:]
 
 
 def _check_room(room: object) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 import snow_rt_py
 from snow_rt_py import Connection, Handler, PresenceEvent, RunningServer, ServerStartError
+from snow_rt_py.protocol.frames import encode_text
+from snow_rt_py.testing import RawClient
 from tests.cluster.conftest import Redis, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -141,6 +144,51 @@ def test_presence_read_that_predates_a_join_does_not_lose_it(redis: Redis) -> No
             await a.close()
 
         asyncio.run(run())
+
+
+def test_remote_broadcast_is_compressed_for_members_that_negotiated_it(redis: Redis) -> None:
+    """Node 1's broadcasts reach node 2 as plain frames (one publish); node 2 compresses them for its members that
+    negotiated permessage-deflate (RSV1 set, from compression_min_size, 128, on) and not for the others, in order."""
+    with two_nodes(redis) as (rt1, h1, s1, _rt2, h2, s2):
+        long_text = "a broadcast long enough to be compressed " * 8
+        client = RawClient(s2.port)
+        try:
+            status, headers, _ = client.handshake("/", {"Sec-WebSocket-Extensions": "permessage-deflate"})
+            assert status == 101 and headers.get("sec-websocket-extensions", "").startswith("permessage-deflate")
+
+            async def run() -> None:
+                a = await connect(s1.url)
+                b = await connect(s2.url, compression=None)  # no offer: everything plain
+                h1.wait(lambda: len(h1.conns) == 1)
+                h2.wait(lambda: len(h2.conns) == 2)
+                for conn in (*h1.conns, *h2.conns):
+                    snow_rt_py.join(conn, "z")
+                deadline = time.monotonic() + 10
+                while rt1.rooms.presence_count("z") != 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert rt1.rooms.presence_count("z") == 3
+                assert rt1.rooms.broadcast("z", long_text) == 0
+                assert rt1.rooms.broadcast("z", "short") == 0
+                assert rt1.rooms.broadcast("z", long_text.encode()) == 0  # binary
+                # Not one frame (two, joined): node 2 passes it on as it is, to every member.
+                assert rt1.rooms.broadcast_frame("z", encode_text(long_text) + encode_text("y")) == 0
+                for ws in (a, b):
+                    got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(5)]
+                    assert got == [long_text, "short", long_text.encode(), long_text, "y"]
+                await a.close()
+                await b.close()
+
+            asyncio.run(run())
+            inflater = zlib.decompressobj(-15)
+            frames = [client.recv_frame() for _ in range(5)]
+            assert [(f.opcode, f.rsv) for f in frames] == [(1, 4), (1, 0), (2, 4), (1, 0), (1, 0)]
+            assert [f.payload for f in frames[3:]] == [long_text.encode(), b"y"]
+            assert inflater.decompress(frames[0].payload + b"\x00\x00\xff\xff") == long_text.encode()
+            assert frames[1].payload == b"short"
+            assert inflater.decompress(frames[2].payload + b"\x00\x00\xff\xff") == long_text.encode()
+            assert len(frames[0].payload) < len(long_text) // 2
+        finally:
+            client.close()
 
 
 def test_burst_across_nodes_keeps_order_and_exclusions(redis: Redis) -> None:
