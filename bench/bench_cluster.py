@@ -17,7 +17,10 @@
 4. Echo throughput of ``snow-ws serve --app echo`` with ``--processes 2`` against 1 (bench/loadgen.c, 100
    connections x 16 in flight, 32 B), with the CPU each side took.
 
-Usage: ``.venv/bin/python bench/bench_cluster.py [--duration 3] [--runs 2]``. Needs redis-server
+With ``--deflate``, the fan-out of part 1 sends 1 KiB JSON texts to members that all negotiated permessage-deflate
+(``fanout -z -j``): each node compresses each broadcast once for its own members.
+
+Usage: ``.venv/bin/python bench/bench_cluster.py [--duration 3] [--runs 2] [--deflate]``. Needs redis-server
 (tests/cluster/setup.sh). Each run is short: the machine is shared.
 """
 
@@ -98,9 +101,12 @@ def serve(app: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "snow_rt_py", "serve", "--app", app, "--port", "0", "--ping-interval", "0", *extra]
 
 
-def fanout(urls: list[str], pids: list[int], redis_port: int | None, duration: float) -> dict[str, Any]:
+def fanout(
+    urls: list[str], pids: list[int], redis_port: int | None, duration: float, deflate: bool = False
+) -> dict[str, Any]:
     cmd = [str(build("fanout")), "-u", urls[0], "-n", "10000", "-K", "20", "-W", "4", "-d", str(duration), "-w", "1"]
-    cmd += ["-s", "64", "-C", "200", "-T", "120"]
+    cmd += ["-s", "1024", "-j", "-z"] if deflate else ["-s", "64"]
+    cmd += ["-C", "200", "-T", "120"]
     if len(urls) > 1:
         cmd += ["-U", urls[1]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -152,6 +158,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-echo", action="store_true")
+    parser.add_argument(
+        "--deflate", action="store_true", help="fan-out of 1 KiB JSON to members that negotiated permessage-deflate"
+    )
     args = parser.parse_args()
     redis_port = free_port("127.0.0.1")
     redis = subprocess.Popen(
@@ -174,6 +183,7 @@ def main() -> int:
                         [s.proc.pid for s in servers],
                         redis_port if kind == "cluster" else None,
                         args.duration,
+                        args.deflate,
                     )
                 finally:
                     for s in servers:

@@ -63,6 +63,9 @@ class RoomRegistry:
         self.presence_watchers = 0  # servers whose handler has on_presence: events are only made when > 0
         # Members with permessage-deflate, per room: a room with none broadcasts through broadcast_frame alone.
         self._deflated: dict[str, int] = {}
+        # The members of such a room sorted by how they take a compressed broadcast (made by the first broadcast
+        # after a join or leave, which drops it): a broadcast does not look at every member's compression.
+        self._partitions: dict[str, _Partition] = {}
 
     def join(self, conn: Connection, room: str, meta: str | None = None) -> None:
         """Add ``conn`` to ``room`` (no-op if already a member), with an optional short ``meta`` string (at most
@@ -87,6 +90,7 @@ class RoomRegistry:
             members[conn.id] = conn
             if conn._deflate is not None:
                 self._deflated[room] = self._deflated.get(room, 0) + 1
+            self._partitions.pop(room, None)
             if meta:
                 self._meta.setdefault(room, {})[conn.id] = meta
             if not conn.rooms_joined:
@@ -128,6 +132,7 @@ class RoomRegistry:
         members = self._rooms.get(room)
         left = None
         if members is not None and members.pop(conn.id, None) is not None:
+            self._partitions.pop(room, None)
             if conn._deflate is not None:
                 count = self._deflated[room] - 1
                 if count:
@@ -207,10 +212,7 @@ class RoomRegistry:
             members = self._rooms.get(room)
             if not members:
                 return [], None
-            if except_conn is None:
-                excluded = None
-            else:
-                excluded = members.get(except_conn if isinstance(except_conn, int) else except_conn.id)
+            excluded = _member(members, except_conn)
             if count:
                 self.broadcasts += 1
             return list(members.values()), excluded
@@ -222,27 +224,72 @@ class RoomRegistry:
         as soon as the frames are on it (the C fan-out's ``write_now``): the first member does not wait until the
         whole room is queued, and with all of a read's broadcasts joined there is nothing to gain by waiting.
 
-        In a room with members that negotiated permessage-deflate, each message is handled as a local broadcast's
-        (:meth:`_offer_compressed`): compressed once for the members that share frames, plain for the others.
+        In a room with members that negotiated permessage-deflate, those members get the messages compressed as a
+        local broadcast would give them (:meth:`_remote_compressed`).
 
         Returns:
             ``(queued, failed)`` deliveries.
         """
-        targets, excluded = self._snapshot(room, except_id, count=False)
         if self._deflated.get(room):  # a hint read without the lock, as in broadcast()
-            failures = 0
-            for one in frames:
-                message = _message_of(one)
-                if message is None:  # not one whole data frame (a caller's broadcast_frame): as it is, plain
-                    failures += _offer_all(targets, one, None, excluded, write_now=True)
-                else:
-                    failures += self._offer_compressed(targets, excluded, one, *message)
-            sent = (len(targets) - (excluded is not None)) * len(frames) - failures
-            return sent, failures
+            part, excluded = self._partition(room, except_id, count=False)
+            failures = self._remote_compressed(part, excluded, frames)
+            return (part.size - (excluded is not None)) * len(frames) - failures, failures
+        targets, excluded = self._snapshot(room, except_id, count=False)
         frame = frames[0] if len(frames) == 1 else b"".join(frames)
         failures = _offer_all(targets, frame, None, excluded, len(frames), write_now=True)
         reached = len(targets) - (excluded is not None) - failures
         return reached * len(frames), failures * len(frames)
+
+    def _partition(
+        self, room: str, except_conn: Connection | int | None, count: bool = True
+    ) -> tuple[_Partition, Connection | None]:
+        """:meth:`_snapshot` for a room with members that negotiated permessage-deflate: its members sorted by
+        how they take a compressed message (cached until the next join or leave), and the one excluded."""
+        with self._lock:
+            members = self._rooms.get(room)
+            if not members:
+                return _Partition([]), None
+            part = self._partitions.get(room)
+            if part is None:
+                part = self._partitions[room] = _Partition(list(members.values()))
+            excluded = _member(members, except_conn)
+            if count:
+                self.broadcasts += 1
+            return part, excluded
+
+    def _remote_compressed(self, part: _Partition, excluded: Connection | None, frames: list[bytes]) -> int:
+        """deliver_remote for a room with members that negotiated permessage-deflate; the failed deliveries. As for
+        plain members, the run's messages are joined and each member's share written at once: the members that
+        share frames get each message compressed once per group (from their ``compression_min_size`` on), plain
+        members the frames as they came; a member with its own context gets them one by one. A frame that is not
+        one whole data frame (a caller's ``broadcast_frame``) goes to everyone as it is."""
+        count = len(frames)
+        messages = [_message_of(one) for one in frames]
+        joined = frames[0] if count == 1 else b"".join(frames)
+        failures = count * _offer_all(part.plain, joined, None, excluded, count, True)
+        for (_, min_size), group in part.groups.items():
+            deflate = group[0]._deflate
+            assert deflate is not None
+            parts = []
+            for one, message in zip(frames, messages, strict=True):
+                if message is None or len(message[1]) < min_size or not worth_compressing(message[1]):
+                    parts.append(one)
+                else:
+                    head, payload = compressed_frame(message[0], deflate.compress_shared(message[1]))
+                    parts.append(head if payload is None else head + payload)
+            failures += count * _offer_all(group, b"".join(parts), None, excluded, count, True)
+        no_cache: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}  # (dedicated: nothing shared)
+        for conn in part.dedicated:
+            deflate = conn._deflate
+            assert deflate is not None
+            if conn is excluded:
+                continue
+            for one, message in zip(frames, messages, strict=True):
+                if message is None or len(message[1]) < deflate.min_size or not worth_compressing(message[1]):
+                    failures += not conn.offer_frame(one)
+                else:
+                    failures += not conn.offer_deflated(message[0], message[1], no_cache)
+        return failures
 
     # -- presence ------------------------------------------------------------------------------------------
 
@@ -321,42 +368,26 @@ class RoomRegistry:
         if not worth_compressing(data):
             return self.broadcast_frame(room, frame, except_conn)
         self._publish(room, frame, except_conn)
-        targets, excluded = self._snapshot(room, except_conn)
-        failures = self._offer_compressed(targets, excluded, frame, opcode, data)
-        self.deliveries += len(targets) - (excluded is not None) - failures
-        return failures
-
-    def _offer_compressed(
-        self, targets: list[Connection], excluded: Connection | None, frame: bytes, opcode: int, data: bytes
-    ) -> int:
-        """Queue message ``data`` (``frame``, its plain frame) for ``targets`` but ``excluded``, compressed for the
-        members with permessage-deflate (see :meth:`_fan_out`); the failures."""
-        if not worth_compressing(data):
-            return _offer_all(targets, frame, None, excluded)
+        part, excluded = self._partition(room, except_conn)
         n = len(data)
-        plain: list[Connection] = []
-        dedicated: list[Connection] = []
-        groups: dict[tuple[int, bool], list[Connection]] = {}  # members sharing one compressed frame, by window
-        for conn in targets:
+        failures = _offer_all(part.plain, frame, None, excluded)
+        for (_, min_size), group in part.groups.items():
+            if n < min_size:
+                failures += _offer_all(group, frame, None, excluded)
+                continue
+            deflate = group[0]._deflate
+            assert deflate is not None
+            compressed, payload = compressed_frame(opcode, deflate.compress_shared(data))  # once for the group
+            failures += _offer_all(group, compressed, payload, excluded)
+        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
+        for conn in part.dedicated:  # each has its own context: compressed per member
             deflate = conn._deflate
+            assert deflate is not None
             if conn is excluded:
                 continue
-            if deflate is None or n < deflate.min_size:
-                plain.append(conn)
-            elif deflate.shares_frames:
-                groups.setdefault(deflate.key, []).append(conn)
-            else:
-                dedicated.append(conn)
-        failures = _offer_all(plain, frame, None)
-        for group in groups.values():
-            first = group[0]._deflate
-            assert first is not None
-            compressed, payload = compressed_frame(opcode, first.compress_shared(data))  # once for the group
-            failures += _offer_all(group, compressed, payload)
-        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
-        for conn in dedicated:  # each has its own context: compressed per member
-            if not conn.offer_deflated(opcode, data, shared):
+            if not (conn.offer_frame(frame) if n < deflate.min_size else conn.offer_deflated(opcode, data, shared)):
                 failures += 1
+        self.deliveries += part.size - (excluded is not None) - failures
         return failures
 
     def _publish(self, room: str, frame: bytes, except_conn: Connection | int | None) -> None:
@@ -412,6 +443,35 @@ def _offer_all(
         if not (conn.offer_frame(frame, count) if payload is None else conn.offer_frame(frame, count, payload)):
             failures += 1
     return failures
+
+
+def _member(members: dict[int, Connection], conn: Connection | int | None) -> Connection | None:
+    """The member of a room's ``members`` that ``conn`` (a connection or a connection id) names, or None."""
+    if conn is None:
+        return None
+    return members.get(conn if isinstance(conn, int) else conn.id)
+
+
+class _Partition:
+    """The members of a room sorted by how they take a compressed broadcast: ``plain`` (no permessage-deflate),
+    ``groups`` of members whose messages start from an empty context, by window and ``compression_min_size`` (one
+    compressed frame fits a whole group), and ``dedicated`` ones (a context each). Never changed once made."""
+
+    __slots__ = ("dedicated", "groups", "plain", "size")
+
+    def __init__(self, members: list[Connection]) -> None:
+        self.size = len(members)
+        self.plain: list[Connection] = []
+        self.dedicated: list[Connection] = []
+        self.groups: dict[tuple[tuple[int, bool], int], list[Connection]] = {}
+        for conn in members:
+            deflate = conn._deflate
+            if deflate is None:
+                self.plain.append(conn)
+            elif deflate.shares_frames:
+                self.groups.setdefault((deflate.key, deflate.min_size), []).append(conn)
+            else:
+                self.dedicated.append(conn)
 
 
 def _message_of(frame: bytes) -> tuple[int, bytes] | None:
