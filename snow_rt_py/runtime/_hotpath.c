@@ -729,26 +729,27 @@ static PyObject *core_send_text(Core *self, PyObject *text)
     return call_method1((PyObject *)self, s_send_text_py, text);
 }
 
-static PyObject *core_send_binary(Core *self, PyObject *data)
+/* send_binary (opcode 2) and send_utf8 (opcode 1): the fast path for exact bytes, else the Python method named by
+ * python_name (_send_binary_py, _send_utf8_py). */
+static PyObject *send_bytes(Core *self, PyObject *data, int opcode, PyObject *python_name)
 {
     int fallback = 1;
     PyObject *r = NULL;
     if (PyBytes_CheckExact(data))
-        r = send_bytes_fast(self, data, 2, &fallback);
+        r = send_bytes_fast(self, data, opcode, &fallback);
     if (!fallback)
         return r;
-    return call_method1((PyObject *)self, s_send_binary_py, data);
+    return call_method1((PyObject *)self, python_name, data);
+}
+
+static PyObject *core_send_binary(Core *self, PyObject *data)
+{
+    return send_bytes(self, data, 2, s_send_binary_py);
 }
 
 static PyObject *core_send_utf8(Core *self, PyObject *data)
 {
-    int fallback = 1;
-    PyObject *r = NULL;
-    if (PyBytes_CheckExact(data))
-        r = send_bytes_fast(self, data, 1, &fallback);
-    if (!fallback)
-        return r;
-    return call_method1((PyObject *)self, s_send_utf8_py, data);
+    return send_bytes(self, data, 1, s_send_utf8_py);
 }
 
 /* offer_frame(frame, count=1, payload=None) -> bool */

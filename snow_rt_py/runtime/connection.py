@@ -442,13 +442,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
             self._out.append(frame)
         else:
             self._out += (frame, payload)
-        size = len(frame) if payload is None else len(frame) + len(payload)
-        self._out_bytes += size
-        self.bytes_out += size
-        self.messages_out += count
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.server.schedule_flush(self)
+        self._queued(len(frame) if payload is None else len(frame) + len(payload), count, True)
 
     def offer_deflated(
         self, opcode: int, data: bytes, shared: dict[tuple[int, bool], tuple[bytes, bytes | None]]
@@ -561,6 +555,12 @@ class Connection(ConnectionCore, asyncio.Protocol):
                     self._out.append(frame)
                 else:
                     self._out += (frame, payload)
+        self._queued(size, count, on_loop)
+        return True
+
+    def _queued(self, size: int, count: int, on_loop: bool) -> None:
+        """Count ``count`` messages of ``size`` bytes just appended to the FIFO, and have it flushed: at the end of
+        this loop iteration, or after the read being handled (which flushes), or from another thread."""
         self._out_bytes += size
         self.bytes_out += size
         self.messages_out += count
@@ -570,7 +570,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
                 self.server.schedule_flush_threadsafe(self)
             elif not self._in_read:
                 self.server.schedule_flush(self)
-        return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason``. Safe from any thread.

@@ -32,8 +32,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from snow_rt_py.protocol.errors import UsageError
-from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text
+from snow_rt_py.protocol.errors import ProtocolError, UsageError
+from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, parse_frame
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
@@ -225,14 +225,14 @@ class RoomRegistry:
         whole room is queued, and with all of a read's broadcasts joined there is nothing to gain by waiting.
 
         In a room with members that negotiated permessage-deflate, those members get the messages compressed as a
-        local broadcast would give them (:meth:`_remote_compressed`).
+        local broadcast would give them (:meth:`_offer_compressed`).
 
         Returns:
             ``(queued, failed)`` deliveries.
         """
         if self._deflated.get(room):  # a hint read without the lock, as in broadcast()
             part, excluded = self._partition(room, except_id, count=False)
-            failures = self._remote_compressed(part, excluded, frames)
+            failures = self._offer_compressed(part, excluded, frames, [_message_of(one) for one in frames], True)
             return (part.size - (excluded is not None)) * len(frames) - failures, failures
         targets, excluded = self._snapshot(room, except_id, count=False)
         frame = frames[0] if len(frames) == 1 else b"".join(frames)
@@ -257,38 +257,51 @@ class RoomRegistry:
                 self.broadcasts += 1
             return part, excluded
 
-    def _remote_compressed(self, part: _Partition, excluded: Connection | None, frames: list[bytes]) -> int:
-        """deliver_remote for a room with members that negotiated permessage-deflate; the failed deliveries. As for
-        plain members, the run's messages are joined and each member's share written at once: the members that
-        share frames get each message compressed once per group (from their ``compression_min_size`` on), plain
-        members the frames as they came; a member with its own context gets them one by one. A frame that is not
-        one whole data frame (a caller's ``broadcast_frame``) goes to everyone as it is."""
+    def _offer_compressed(
+        self,
+        part: _Partition,
+        excluded: Connection | None,
+        frames: list[bytes],
+        messages: list[tuple[int, bytes] | None],
+        write_now: bool,
+    ) -> int:
+        """Queue the messages ``frames`` (each a whole plain frame; ``messages``: each one's opcode and payload, or
+        None to send it as it is) for the members of ``part`` but ``excluded``; the failed deliveries.
+
+        Plain members get the frames as they are; the members that share frames get each message compressed once
+        per group, from their ``compression_min_size`` on and when it compresses (RFC 7692 §6 lets any message
+        go plain); a member with its own context gets them compressed one by one. Several messages (a run from
+        another node) are joined into one item per member of the first two kinds: one write each.
+        ``write_now``: see :func:`_offer_all`."""
         count = len(frames)
-        messages = [_message_of(one) for one in frames]
+        compressible = [m if m is not None and worth_compressing(m[1]) else None for m in messages]
         joined = frames[0] if count == 1 else b"".join(frames)
-        failures = count * _offer_all(part.plain, joined, None, excluded, count, True)
+        failures = count * _offer_all(part.plain, joined, None, excluded, count, write_now)
         for (_, min_size), group in part.groups.items():
             deflate = group[0]._deflate
             assert deflate is not None
-            parts = []
-            for one, message in zip(frames, messages, strict=True):
-                if message is None or len(message[1]) < min_size or not worth_compressing(message[1]):
-                    parts.append(one)
-                else:
-                    head, payload = compressed_frame(message[0], deflate.compress_shared(message[1]))
-                    parts.append(head if payload is None else head + payload)
-            failures += count * _offer_all(group, b"".join(parts), None, excluded, count, True)
-        no_cache: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}  # (dedicated: nothing shared)
+            items = [
+                (one, None)
+                if m is None or len(m[1]) < min_size
+                else compressed_frame(m[0], deflate.compress_shared(m[1]))  # once for the group
+                for one, m in zip(frames, compressible, strict=True)
+            ]
+            if count == 1:  # a large payload stays apart from its header (not copied)
+                frame, payload = items[0]
+            else:
+                frame, payload = b"".join(head if rest is None else head + rest for head, rest in items), None
+            failures += count * _offer_all(group, frame, payload, excluded, count, write_now)
+        unused: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}  # (frames shared: none, with a context)
         for conn in part.dedicated:
             deflate = conn._deflate
             assert deflate is not None
             if conn is excluded:
                 continue
-            for one, message in zip(frames, messages, strict=True):
-                if message is None or len(message[1]) < deflate.min_size or not worth_compressing(message[1]):
+            for one, m in zip(frames, compressible, strict=True):
+                if m is None or len(m[1]) < deflate.min_size:
                     failures += not conn.offer_frame(one)
                 else:
-                    failures += not conn.offer_deflated(message[0], message[1], no_cache)
+                    failures += not conn.offer_deflated(m[0], m[1], unused)
         return failures
 
     # -- presence ------------------------------------------------------------------------------------------
@@ -365,28 +378,9 @@ class RoomRegistry:
         any message uncompressed.) With a cluster, the other nodes get the plain ``frame`` (one publish), and
         compress it for their own members the same way (:meth:`deliver_remote`)."""
         data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-        if not worth_compressing(data):
-            return self.broadcast_frame(room, frame, except_conn)
         self._publish(room, frame, except_conn)
         part, excluded = self._partition(room, except_conn)
-        n = len(data)
-        failures = _offer_all(part.plain, frame, None, excluded)
-        for (_, min_size), group in part.groups.items():
-            if n < min_size:
-                failures += _offer_all(group, frame, None, excluded)
-                continue
-            deflate = group[0]._deflate
-            assert deflate is not None
-            compressed, payload = compressed_frame(opcode, deflate.compress_shared(data))  # once for the group
-            failures += _offer_all(group, compressed, payload, excluded)
-        shared: dict[tuple[int, bool], tuple[bytes, bytes | None]] = {}
-        for conn in part.dedicated:  # each has its own context: compressed per member
-            deflate = conn._deflate
-            assert deflate is not None
-            if conn is excluded:
-                continue
-            if not (conn.offer_frame(frame) if n < deflate.min_size else conn.offer_deflated(opcode, data, shared)):
-                failures += 1
+        failures = self._offer_compressed(part, excluded, [frame], [(opcode, data)], False)
         self.deliveries += part.size - (excluded is not None) - failures
         return failures
 
@@ -477,16 +471,16 @@ class _Partition:
 def _message_of(frame: bytes) -> tuple[int, bytes] | None:
     """``(opcode, payload)`` of ``frame`` if it is one whole unmasked data frame (FIN, no RSV bits, text or binary,
     nothing after it), as our encoder makes them, else None."""
-    if len(frame) < 2 or frame[0] not in (0x81, 0x82) or frame[1] & 0x80:
+    try:
+        found = parse_frame(frame)
+    except ProtocolError:
         return None
-    n = frame[1]
-    start = 2 if n < 126 else 4 if n == 126 else 10
-    if len(frame) < start:
+    if found is None:
         return None
-    size = n if n < 126 else int.from_bytes(frame[2:start], "big")
-    if len(frame) != start + size:
+    one, end = found
+    if end != len(frame) or not one.fin or one.rsv or one.masked or one.opcode not in (Opcode.TEXT, Opcode.BINARY):
         return None
-    return frame[0] & 0x0F, frame[start:]
+    return one.opcode, one.payload
 
 
 def _check_room(room: object) -> None:

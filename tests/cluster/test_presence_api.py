@@ -134,7 +134,10 @@ def test_presence_read_that_predates_a_join_does_not_lose_it(redis: Redis) -> No
             h1.wait(lambda: (ca.id, "r", "join", cb.id, "bob") in h1.events)  # node 1 applied bob's join event
             release.set()  # now node 1 gets its older answer
             assert await asyncio.to_thread(returned.wait, 10)
-            await asyncio.sleep(0.2)  # the loop thread applies the answer as soon as it has it
+            # Node 1 applies the answer in the same step of its loop as the read returns: a call that node 1's
+            # loop runs after it has seen it applied.
+            assert backplane.loop is not None
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(asyncio.sleep(0), backplane.loop))
             assert sorted((m.id, m.meta) for m in rt1.rooms.presence("r")) == [(ca.id, "alice"), (cb.id, "bob")]
             assert rt1.rooms.presence_count("r") == 2
             assert (ca.id, "r", "leave", cb.id, "bob") not in h1.events
