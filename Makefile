@@ -20,9 +20,11 @@ $(SPEEDUPS_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c
 	$(PY) build_ffi.py speedups
 	mkdir -p build && touch $(SPEEDUPS_STAMP)
 
-# The per-message path in C (the base class of runtime.connection.Connection); see build_ffi.py.
+# The C parts of the protocol, the scheduler and the connection (base classes of ServerProtocol, Actor and
+# Connection; build_ffi.py's EXTENSIONS).
 HOTPATH_STAMP := build/.hotpath
-$(HOTPATH_STAMP): $(STAMP) build_ffi.py snow_rt_py/runtime/_hotpath.c snow_rt_py/protocol/_codec.c
+$(HOTPATH_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c $(wildcard snow_rt_py/protocol/_protocol_core.[ch]) \
+		$(wildcard snow_rt_py/runtime/_*_core.[ch] snow_rt_py/runtime/_connection_*.[ch])
 	$(PY) build_ffi.py hotpath
 	mkdir -p build && touch $(HOTPATH_STAMP)
 
@@ -99,4 +101,4 @@ autobahn: build
 	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)') $(if $(MODES),--modes '$(MODES)')
 
 clean:
-	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/runtime/_hotpath*.so tests/interop/node_modules artifacts .autobahn
+	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/*/_*_core*.so tests/interop/node_modules artifacts .autobahn

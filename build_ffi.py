@@ -109,36 +109,56 @@ def _install(built: Path, dest: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# hotpath: snow_rt_py.runtime._hotpath
+# hotpath: the C parts of the protocol, the scheduler and the connection (EXTENSIONS)
 # ----------------------------------------------------------------------------------------------------------
 
-HOTPATH_MODULE = "snow_rt_py.runtime._hotpath"
-# A CPython extension written against the C API (cffi cannot define a Python class): the runtime's per-message path
-# (runtime/_hotpath.c) linked with the protocol layer's C half (its frame scanner, masking and UTF-8 check) and
-# with zlib (compressed messages, RFC 7692).
-HOTPATH_SOURCES = (PACKAGE_DIR / "runtime" / "_hotpath.c", CODEC_SOURCE)
+# The C parts written against the CPython C API (cffi cannot define a Python class), one per Python class they
+# speed up, each in that class's folder: (module, sources, libraries). Each C part's internal header (its C API
+# for the next layer up, a capsule) sits beside it; sources include them as "protocol/..." and "runtime/...".
+EXTENSIONS: tuple[tuple[str, tuple[Path, ...], tuple[str, ...]], ...] = (
+    # ServerProtocol's base: the fast receive (frame scan, unmasking, UTF-8, bounded inflate; _codec.c is
+    # included into it) and the encoding of replies, with zlib (permessage-deflate, RFC 7692)
+    ("snow_rt_py.protocol._protocol_core", (PACKAGE_DIR / "protocol" / "_protocol_core.c",), ("z",)),
+    # Actor's base: the mailbox, its marks and lock, and the rules that change them
+    ("snow_rt_py.runtime._scheduler_core", (PACKAGE_DIR / "runtime" / "_scheduler_core.c",), ()),
+    # Connection's base: one message's path through the connection, and its outbound queue
+    (
+        "snow_rt_py.runtime._connection_core",
+        (PACKAGE_DIR / "runtime" / "_connection_core.c", PACKAGE_DIR / "runtime" / "_connection_out.c"),
+        (),
+    ),
+)
+EXTENSION_COMPILE_ARGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
 
 
 def build_hotpath(verbose: bool) -> Path:
-    """Compile ``snow_rt_py.runtime._hotpath`` with setuptools' ``build_ext`` under ``build/`` and install it.
+    """Compile every module of :data:`EXTENSIONS` with setuptools' ``build_ext`` under ``build/`` and install each
+    into its package folder.
 
     Args:
         verbose: echo the compiler commands.
 
     Returns:
-        The path of the installed extension module.
+        The path of the last installed extension module.
     """
     from setuptools import Distribution, Extension
     from setuptools.command.build_ext import build_ext
 
     tmpdir = BUILD_DIR / "hotpath"
-    ext = Extension(
-        HOTPATH_MODULE,
-        [str(src.relative_to(ROOT)) for src in HOTPATH_SOURCES],
-        extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-        libraries=["z"],  # zlib: permessage-deflate on the C path (the same library Python's zlib module uses)
-    )
-    cmd = build_ext(Distribution({"name": "snow_rt_py_hotpath", "ext_modules": [ext]}))
+    # a changed header (a C API table, the fields) rebuilds too
+    headers = sorted(str(h.relative_to(ROOT)) for h in PACKAGE_DIR.glob("*/_*.h"))
+    exts = [
+        Extension(
+            name,
+            [str(src.relative_to(ROOT)) for src in sources],
+            include_dirs=[str(PACKAGE_DIR.relative_to(ROOT))],
+            depends=[*headers, str(CODEC_SOURCE.relative_to(ROOT))],
+            extra_compile_args=EXTENSION_COMPILE_ARGS,
+            libraries=list(libraries),
+        )
+        for name, sources, libraries in EXTENSIONS
+    ]
+    cmd = build_ext(Distribution({"name": "snow_rt_py_c_parts", "ext_modules": exts}))
     cmd.build_lib = str(tmpdir / "lib")
     cmd.build_temp = str(tmpdir / "temp")
     cmd.verbose = verbose  # type: ignore[assignment]
@@ -149,8 +169,11 @@ def build_hotpath(verbose: bool) -> Path:
         cmd.run()
     finally:
         os.chdir(cwd)
-    built = Path(cmd.get_ext_fullpath(HOTPATH_MODULE))
-    return _install(built, PACKAGE_DIR / "runtime" / built.name)
+    installed = PACKAGE_DIR
+    for name, _, _ in EXTENSIONS:
+        built = Path(cmd.get_ext_fullpath(name))
+        installed = _install(built, PACKAGE_DIR.parent.joinpath(*name.split(".")[:-1]) / built.name)
+    return installed
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,6 +222,7 @@ typedef struct SnowAbiTarget {
     void *env;
 } SnowAbiTarget;
 void snow_abi_set_reply_buffer(char *buf, size_t cap);
+int snow_abi_register_native(void);
 
 void snow_abi_set_error(int64_t code, const char *msg);
 void snow_abi_init_failed(const char *reason);
@@ -337,7 +361,7 @@ def embedding_ffi() -> FFI:
     ffibuilder.set_source(
         EMBED_MODULE,
         baked + CODEC_SOURCE.read_text() + "".join(source.read_text() for source in EMBED_C_SOURCES),
-        include_dirs=[str(ROOT / "include")],
+        include_dirs=[str(ROOT / "include"), str(PACKAGE_DIR)],  # and runtime/_connection_core.h
         extra_compile_args=EMBED_COMPILE_ARGS,
         # libpython is a shared library: find it where it was at build time, whatever the program's rpath.
         library_dirs=[libdir] if libdir else [],

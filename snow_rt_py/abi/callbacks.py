@@ -21,6 +21,7 @@ from typing import Any
 from snow_rt_py.abi import handles
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.connection_base import C_CONNECTION
 from snow_rt_py.runtime.handler import Handler
 from snow_rt_py.runtime.presence import PresenceEvent
 
@@ -46,6 +47,15 @@ def current_input() -> bytes:
     if message is None:
         raise RuntimeError("no on_binary callback is running on this thread")
     return message
+
+
+_registered = False
+
+
+def _register(lib: Any) -> None:
+    """Register the library's on_message caller with the connection's C part, once per process."""
+    global _registered
+    _registered = lib.snow_abi_register_native() == 0
 
 
 class CHandler(Handler):
@@ -75,13 +85,15 @@ class CHandler(Handler):
         self._call_message = lib.snow_abi_call_on_message
         self._call_binary = lib.snow_abi_call_on_binary
         self._ffi = ffi
-        self._natives: dict[int, tuple[int, int, bytearray, bool]] = {}  # see _native()
+        self._natives: dict[int, tuple[int, bytearray, bool]] = {}  # see _native()
+        if C_CONNECTION and not _registered:
+            _register(lib)
 
     def on_connect(self, conn: Connection, path: str, headers: Headers) -> bool:
         handles.register_connection(conn)
         if self._message is not None and conn._direct and threading.get_ident() == conn._loop_thread:
             # Messages run inline on this (the loop) thread: the runtime's C hot path may call on_message itself,
-            # with this thread's reply buffer (runtime/_hotpath.c, call_native) -- what on_text_bytes does.
+            # with this thread's reply buffer (runtime/_connection_core.c, call_native) -- what on_text_bytes does.
             buffer = getattr(_thread, "replies", None)
             conn._native = self._native(buffer if buffer is not None else self._reply_buffer())
         if self._connect is None:
@@ -138,13 +150,13 @@ class CHandler(Handler):
         elif replies < 0:
             raise MemoryError("no memory for the message given to on_message")  # the runtime closes with 1011
 
-    def _native(self, buffer: bytearray) -> tuple[int, int, bytearray, bool]:
-        """What the runtime's C hot path needs to call on_message like :meth:`on_text_bytes` (one per buffer)."""
+    def _native(self, buffer: bytearray) -> tuple[int, bytearray, bool]:
+        """What the connection's C part needs to call on_message like :meth:`on_text_bytes` (one per buffer): the
+        library's opaque target of this server's on_message (handed back to the function the library registered,
+        runtime/_connection_core.h), the reply buffer, and whether the reply fast path may be armed."""
         native = self._natives.get(id(buffer))
-        if native is None or native[2] is not buffer:
-            ffi = self._ffi
-            call = int(ffi.cast("uintptr_t", ffi.addressof(self._lib, "snow_abi_call_on_message")))
-            native = (call, int(ffi.cast("uintptr_t", self._message_target)), buffer, FAST_REPLIES)
+        if native is None or native[1] is not buffer:
+            native = (int(self._ffi.cast("uintptr_t", self._message_target)), buffer, FAST_REPLIES)
             self._natives[id(buffer)] = native
         return native
 

@@ -1,5 +1,7 @@
 /* libsnow_ws.so, part 2 of 3: the reply fast path (see snow_ws_api.c for the three files and their order). */
 
+#include "runtime/_connection_core.h"
+
 /* -- replies from inside a callback: the send fast path ------------------------------------------------------- *
  *
  * While on_message / on_binary of connection C runs on a thread, snow_ws_send / snow_ws_send_binary to C itself
@@ -168,6 +170,34 @@ static int64_t snow_abi_call_on_binary(const SnowAbiTarget *t, uint64_t conn, co
     else
         ((SnowWsOnBinaryEnvFn)t->fn)(t->env, (void *)(uintptr_t)conn, (const uint8_t *)data, (int64_t)len);
     return snow_abi_disarm(nested);
+}
+
+/* The runtime's connection C part calls on_message directly (C to C) when a message runs inline: this is what it
+ * calls, with the type declared in runtime/_connection_core.h. */
+static int64_t snow_abi_native_on_message(const void *target, uint64_t conn, const char *data, size_t len,
+                                          int64_t budget, int64_t plain_max)
+{
+    return snow_abi_call_on_message((const SnowAbiTarget *)target, conn, data, len, budget, plain_max);
+}
+
+/* Hand that function to snow_rt_py.runtime._connection_core (through its C API table). 0; -1 if the module or its
+ * table is missing or of another version: the runtime then calls on_message the Python way. Python calls this once,
+ * without the GIL (cffi releases it). */
+static int snow_abi_register_native(void)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *module = PyImport_ImportModule("snow_rt_py.runtime._connection_core");
+    if (module != NULL) {
+        const SnowConnectionAPI *api = (const SnowConnectionAPI *)PyCapsule_Import(SNOW_CONNECTION_CAPSULE, 0);
+        if (api != NULL && api->version == SNOW_CONNECTION_API_VERSION)
+            rc = api->set_native_on_message(snow_abi_native_on_message);
+        Py_DECREF(module);
+    }
+    if (rc != 0)
+        PyErr_Clear();
+    PyGILState_Release(gil);
+    return rc;
 }
 
 /* A send to conn that goes the Python way: if the fast path was armed for conn, it is armed again afterwards

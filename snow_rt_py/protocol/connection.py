@@ -56,6 +56,7 @@ import enum
 from collections.abc import Sequence
 
 from snow_rt_py.protocol.close import CloseCode, build_close_payload, parse_close_payload
+from snow_rt_py.protocol.core import ProtocolCore, configure
 from snow_rt_py.protocol.deflate import Inflater
 from snow_rt_py.protocol.errors import HandshakeError, ProtocolError, UsageError
 from snow_rt_py.protocol.events import (
@@ -137,7 +138,7 @@ _KEEP = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
 _KEY_BITS = 0xFFFFFFFF
 
 
-class ServerProtocol:
+class ServerProtocol(ProtocolCore):
     """One server-side WebSocket connection, from the opening handshake to the end of the TCP stream.
 
     Args:
@@ -156,29 +157,22 @@ class ServerProtocol:
             many connections) appends them here too, so control frames and data always leave in order.
     """
 
-    __slots__ = (
-        "_buf",
+    __slots__ = (  # and the fields of ProtocolCore (core.py): state, close_sent, _buf, _stream, _msg_opcode, ...
         "_close_out",
         "_decoder",
         "_eof",
         "_held_close",
         "_http_method",
-        "_inflater",
-        "_max_message_size",
         "_msg_deflated",
-        "_msg_opcode",
         "_msg_size",
         "_parser",
         "_parts",
         "_pending",
         "_pending_http",
-        "_stream",
         "_stream_b0",
         "_stream_utf8",
         "close_received",
-        "close_sent",
         "outgoing",
-        "state",
     )
 
     def __init__(
@@ -780,3 +774,6 @@ def _bad_control(opcode: int, b0: int) -> str:
     if b0 < 0x80:
         return "fragmented control frame"
     return "control frame payload over 125 bytes"
+
+
+configure(State.OPEN)  # what the C part (core.py) compares a protocol's state with

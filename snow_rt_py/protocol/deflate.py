@@ -325,6 +325,13 @@ class Inflater:
         self._d: Any = None
 
     @property
+    def stateless_window_bits(self) -> int:
+        """The raw window every message is inflated with when the client keeps no context between messages (a
+        fresh decompressor per message: a whole compressed frame may be inflated in one step, as the protocol's C
+        part does), else 0."""
+        return 0 if self._context_takeover else -self._wbits
+
+    @property
     def holds_state(self) -> bool:
         """True while a decompressor (and its window) is held: during a message, or between messages when the
         client keeps its context."""

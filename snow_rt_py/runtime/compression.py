@@ -257,10 +257,9 @@ class ConnectionDeflate:
 
 
 @functools.lru_cache(maxsize=128)
-def _hot_path(params: DeflateParams, min_size: int) -> tuple[int, int, bool, int, int, int]:
+def _hot_path(params: DeflateParams, min_size: int) -> tuple[int, bool, int, int, int]:
     """:attr:`ConnectionDeflate.hot_path` (one tuple for every connection with the same parameters)."""
     return (
-        max(params.client_window_bits, 9) if params.client_no_context_takeover else 0,  # 9: as Inflater does
         params.server_window_bits if params.server_no_context_takeover else 0,
         params.rle,
         SHARED_LEVEL,

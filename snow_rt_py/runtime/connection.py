@@ -27,7 +27,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import enum
 import logging
 import socket
 import threading
@@ -42,9 +41,25 @@ from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime import static
 from snow_rt_py.runtime.compression import OFFLOAD_FROM, ConnectionDeflate, compressed_frame, worth_compressing
+from snow_rt_py.runtime.connection_base import (
+    ABORTED,
+    C_CONNECTION,
+    FLUSH_NOW,
+    HANDLER_CRASH,
+    KEEPALIVE_TIMEOUT,
+    LINGER_BYTES,
+    MOVES,
+    SEPARATE_PAYLOAD_MIN,
+    SEPARATE_TEXT_MIN,
+    SERVER_SHUTDOWN,
+    SLOW_CONSUMER,
+    ConnectionCore,
+    Phase,
+    configure,
+    move_lock,
+)
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
 from snow_rt_py.runtime.handler import Reject
-from snow_rt_py.runtime.hotpath import C_HOT_PATH, ConnectionCore
 from snow_rt_py.runtime.presence import PresenceEvent
 from snow_rt_py.runtime.scheduler import Actor, Tag
 
@@ -55,49 +70,14 @@ log = logging.getLogger("snow_rt_py.connection")
 
 _NO_ROOMS: set[str] = set()  # shared empty placeholder; rooms.py gives a connection its own set on first join
 
-KEEPALIVE_TIMEOUT = (int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
-SERVER_SHUTDOWN = (int(CloseCode.GOING_AWAY), "server shutting down")
-HANDLER_CRASH = (int(CloseCode.INTERNAL_ERROR), "internal error")
-SLOW_CONSUMER = (int(CloseCode.POLICY_VIOLATION), "slow consumer")
-ABORTED = (int(CloseCode.ABNORMAL_CLOSURE), "")
-SEPARATE_PAYLOAD_MIN = 64 << 10
-"""From this size on, a message is queued as its frame header plus its payload, and written with writelines: the
-payload is never copied into a frame (nor into a joined write)."""
-LINGER_BYTES = 64 << 10
-"""After an HTTP error response, at most this much of what the client still sends is read and dropped before the
-connection is closed (see ``Connection._linger``)."""
-_FLUSH_NOW = 64  # frames queued by one read from which they are written at once, not at the end of the iteration
-_SEPARATE_TEXT_MIN = SEPARATE_PAYLOAD_MIN // 4  # characters: a str this long may encode to SEPARATE_PAYLOAD_MIN
-
-
-class Phase(enum.Enum):
-    """Where a connection is in its life (see the module docstring)."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 _CONNECTING = Phase.CONNECTING
 _OPEN = Phase.OPEN
 _CLOSING = Phase.CLOSING
 _CLOSED = Phase.CLOSED
-
-_MOVES: frozenset[tuple[Phase, Phase]] = frozenset(
-    {
-        (_CONNECTING, _OPEN),
-        (_CONNECTING, _CLOSING),
-        (_CONNECTING, _CLOSED),
-        (_OPEN, _CLOSING),
-        (_OPEN, _CLOSED),
-        (_CLOSING, _CLOSED),
-    }
-)
-
-# Moves out of OPEN can race (close() on one thread, the peer's Close on the loop): this lock makes the check and
-# the move one step. It is taken once or twice in a connection's life, never per message.
-_move_lock = threading.Lock()
+_MOVES = MOVES
+_move_lock = move_lock
+_FLUSH_NOW = FLUSH_NOW
+_SEPARATE_TEXT_MIN = SEPARATE_TEXT_MIN
 
 
 class _Held:
@@ -126,7 +106,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
             keeps an idle connection small), so keep per-connection state here or in a dict keyed by ``conn.id``.
     """
 
-    __slots__ = (  # and the fields of ConnectionCore (hotpath.py)
+    __slots__ = (  # and the fields of ConnectionCore (connection_base.py)
         "__weakref__",
         "_admitted",
         "_end",
@@ -165,7 +145,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._loop_thread = server.loop_thread_id
         self._handler = server.handler
         self._on_text_bytes = server.on_text_bytes
-        self._native: tuple[int, int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
+        self._native: tuple[int, bytearray, bool] | None = None  # set by the C ABI's handler (CHandler)
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
@@ -506,11 +486,17 @@ class Connection(ConnectionCore, asyncio.Protocol):
         """
         if self.phase is not _OPEN:
             return -1
-        queued = self._out_bytes
+        return max(0, self.max_queue_bytes - self._queued_now())
+
+    def _queued_now(self) -> int:
+        """Bytes queued and not yet accepted by the kernel: ours plus the transport's buffer."""
         transport = self._transport
-        if transport is not None:
-            queued += transport.get_write_buffer_size()
-        return max(0, self.max_queue_bytes - queued)
+        return self._out_bytes if transport is None else self._out_bytes + transport.get_write_buffer_size()
+
+    def _admits(self, queued: int, size: int) -> bool:
+        """The outbound queue bound (the C part's snow_queue_admits): a frame always fits an empty queue, so one
+        message of any allowed size can go out; otherwise only within ``max_queue_bytes``."""
+        return queued == 0 or queued + size <= self.max_queue_bytes
 
     def _offer_py(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
@@ -530,12 +516,8 @@ class Connection(ConnectionCore, asyncio.Protocol):
             return False
         if self._held is not None and self._hold(("frame", frame, count, payload)):
             return True  # behind a message being compressed off the loop
-        queued = self._out_bytes
-        transport = self._transport
-        if transport is not None:
-            queued += transport.get_write_buffer_size()
         size = len(frame) if payload is None else len(frame) + len(payload)
-        if queued and queued + size > self.max_queue_bytes:
+        if not self._admits(self._queued_now(), size):
             self.drops += 1
             if self.server.options.slow_consumer == "close" and self._close_from_runtime(*SLOW_CONSUMER):
                 self.server.slow_consumer_closes += 1
@@ -1044,7 +1026,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
             self._handler_state = "crashed"
             self._close_from_runtime(*HANDLER_CRASH)
 
-    if not C_HOT_PATH:  # no C base class (hotpath.py): the Python methods serve under the public names
+    if not C_CONNECTION:  # no C base class (connection_base.py): the Python methods serve under the public names
         data_received = _receive
         send = _send_any
         send_text = _send_text_py
@@ -1054,8 +1036,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
         _flush = _flush_py
 
 
-# What the C hot path compares with and builds (its configure() is absent without it).
-if C_HOT_PATH:
-    from snow_rt_py.runtime import _hotpath  # type: ignore[attr-defined]
+configure(Tag.TEXT, Tag.BINARY, ev.TextMessage)  # what the C part compares with and builds (connection_base.py)
 
-    _hotpath.configure(_OPEN, _CLOSED, State.OPEN, Tag.TEXT, Tag.BINARY, ev.TextMessage, ServerProtocol, Actor)
+__all__ = ["SERVER_SHUTDOWN", "Connection", "Phase"]

@@ -36,8 +36,8 @@ from snow_rt_py.protocol.errors import ProtocolError, UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, parse_frame
 from snow_rt_py.protocol.utf8 import utf8_error
 from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
+from snow_rt_py.runtime.connection_base import offer_all as _c_offer_all
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
-from snow_rt_py.runtime.hotpath import fanout as _fanout
 from snow_rt_py.runtime.presence import META_MAX_BYTES, Member, PresenceEvent
 
 if TYPE_CHECKING:
@@ -428,14 +428,17 @@ def _offer_all(
     """Queue the same ``frame`` (and ``payload``, a large frame's, queued apart) on every member but ``excluded``;
     the failures. ``count``: how many messages ``frame`` holds (joined frames). ``write_now``: the C loop writes
     each member's queue at once instead of leaving it to the flush at the end of the loop iteration."""
-    if payload is None and _fanout is not None and type(frame) is bytes:
-        return _fanout(members, frame, excluded, count, write_now)  # the same loop in C (runtime/_hotpath.c)
+    if payload is None and _c_offer_all is not None and type(frame) is bytes:
+        return _c_offer_all(members, frame, excluded, count, write_now)  # the same loop in C (_connection_out.c)
     failures = 0
+    me = threading.get_ident()
     for conn in members:
         if conn is excluded:
             continue
         if not (conn.offer_frame(frame, count) if payload is None else conn.offer_frame(frame, count, payload)):
             failures += 1
+        elif write_now and conn._loop_thread == me:
+            conn._flush()  # written now, not at the end of the loop iteration
     return failures
 
 

@@ -34,7 +34,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from snow_rt_py import speedups
 
 log = logging.getLogger("snow_rt_py.scheduler")
 
@@ -69,37 +71,130 @@ class ExitSignal:
 Behaviour = Callable[[Tag, Any], None]
 
 
-class Actor:
+DEAD = 0
+"""offer: the actor has exited, the message is dropped."""
+QUEUED = 1
+"""offer: in the mailbox; the actor is already scheduled or running."""
+SCHEDULE = 2
+"""offer: in the mailbox and the actor marked running: the caller schedules a run."""
+INLINE = 3
+"""offer with ``inline_ok``: not queued; the idle actor is marked running and the caller runs the message now, then
+calls ``settle()``."""
+
+
+class PyActorCore:
+    """An actor's mailbox, its alive / running marks and the lock that guards them, with the rules that change them.
+
+    The reference implementation of ``_scheduler_core.ActorCore`` (its C twin, the base class of :class:`Actor` when
+    the compiled parts are used). Lock discipline, the same in both: the lock is held for each check-and-set below
+    and for nothing else; no behaviour ever runs under it.
+    """
+
+    __slots__ = ("_lock", "alive", "mailbox", "running")
+
+    def __init__(self) -> None:
+        self.mailbox: deque[tuple[Tag, Any]] | None = None  # created on first queued message (saves memory)
+        self.alive = True
+        self.running = False  # on the run queue, being run, or running a message inline
+        self._lock = threading.Lock()
+
+    def offer(self, tag: Tag, payload: Any, inline_ok: bool) -> int:
+        """Put a message in the mailbox, or claim the actor to run it inline.
+
+        Args:
+            inline_ok: the caller may run the message at once (no workers, on the loop thread).
+
+        Returns:
+            :data:`DEAD`, :data:`QUEUED`, :data:`SCHEDULE` or (with ``inline_ok``, for an idle actor with an empty
+            mailbox) :data:`INLINE`.
+        """
+        with self._lock:
+            if not self.alive:
+                return DEAD
+            if inline_ok and not self.running and not self.mailbox:
+                self.running = True
+                return INLINE
+            if self.mailbox is None:
+                self.mailbox = deque()
+            self.mailbox.append((tag, payload))
+            if self.running:
+                return QUEUED
+            self.running = True
+            return SCHEDULE
+
+    def settle(self) -> bool:
+        """After a message run inline: True if the actor is idle again, False if messages arrived meanwhile (the
+        caller runs them)."""
+        with self._lock:
+            if self.mailbox:
+                return False
+            self.running = False
+            return True
+
+    def take(self, stop: bool) -> tuple[Tag, Any] | bool | None:
+        """The next message of a run: ``(tag, payload)``; None when there is none (the actor is idle again; an
+        exited actor's mailbox is dropped); False when ``stop`` and messages remain (reschedule)."""
+        with self._lock:
+            if not self.alive:
+                self.mailbox = None
+            if not self.mailbox:
+                self.running = False
+                return None
+            if stop:
+                return False
+            return self.mailbox.popleft()
+
+    def kill(self) -> bool:
+        """The actor exits: no more messages are taken, the mailbox is dropped. True if it was alive."""
+        with self._lock:
+            if not self.alive:
+                return False
+            self.alive = False
+            self.mailbox = None
+            return True
+
+    def pending(self) -> int:
+        """Messages in the mailbox."""
+        with self._lock:
+            return len(self.mailbox) if self.mailbox else 0
+
+
+_c = speedups.load("snow_rt_py.runtime._scheduler_core")
+if TYPE_CHECKING:
+    ActorCore = PyActorCore
+else:
+    ActorCore = PyActorCore if _c is None else _c.ActorCore
+    if _c is not None:
+        assert (DEAD, QUEUED, SCHEDULE, INLINE) == (_c.DEAD, _c.QUEUED, _c.SCHEDULE, _c.INLINE)
+
+C_SCHEDULER: bool = _c is not None
+"""True when Actor's base class is the C one."""
+
+
+class Actor(ActorCore):
     """One actor: pid, mailbox, sequential behaviour, links. Created by :meth:`Scheduler.spawn`."""
 
-    __slots__ = (
+    __slots__ = (  # and the fields of ActorCore: mailbox, alive, running, their lock
         "__weakref__",
-        "_lock",
-        "alive",
         "behaviour",
         "links",
-        "mailbox",
         "on_crash",
         "pid",
-        "running",
         "scheduler",
     )
 
     def __init__(
         self, pid: int, scheduler: Scheduler, behaviour: Behaviour, on_crash: Callable[[BaseException], None] | None
     ) -> None:
+        super().__init__()
         self.pid = pid
         self.scheduler = scheduler
         self.behaviour = behaviour
         self.on_crash = on_crash
-        self.mailbox: deque[tuple[Tag, Any]] | None = None  # created on first queued message (saves memory)
         self.links: set[int] | None = None
-        self.alive = True
-        self.running = False  # on the run queue or being run
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Actor pid={self.pid} alive={self.alive} queued={len(self.mailbox or ())}>"
+        return f"<Actor pid={self.pid} alive={self.alive} queued={self.pending()}>"
 
 
 class ActorTable:
@@ -163,11 +258,8 @@ class ActorTable:
         actor = self._actors.get(pid)
         if actor is None:
             return False
-        with actor._lock:
-            if not actor.alive:
-                return False
-            actor.alive = False
-            actor.mailbox = None
+        if not actor.kill():
+            return False
         with self._lock:
             self._actors.pop(pid, None)
             links, actor.links = actor.links or set(), None
@@ -241,31 +333,15 @@ class Scheduler:
         Returns:
             False if the actor has exited (the message is dropped), else True.
         """
-        with actor._lock:
-            if not actor.alive:
-                return False
-            # Inline fast path: an idle actor with an empty mailbox, on the loop thread, runs at once.
-            direct = (
-                not actor.running
-                and not actor.mailbox
-                and not self.workers
-                and threading.get_ident() == self._loop_thread_id
-            )
-            if not direct:
-                if actor.mailbox is None:
-                    actor.mailbox = deque()
-                actor.mailbox.append((tag, payload))
-                if actor.running:
-                    return True
-            actor.running = True
-        if direct:
+        inline_ok = not self.workers and threading.get_ident() == self._loop_thread_id
+        verdict = actor.offer(tag, payload, inline_ok)
+        if verdict == INLINE:  # an idle actor with an empty mailbox, on the loop thread: run it now
             self._call(actor, tag, payload)
-            with actor._lock:
-                if not actor.mailbox:  # the usual case: nothing arrived meanwhile
-                    actor.running = False
-                    return True
-            self._run(actor, None)  # whatever arrived meanwhile (e.g. a message to itself); then idle
+            if not actor.settle():
+                self._run(actor, None)  # whatever arrived meanwhile (e.g. a message to itself); then idle
             return True
+        if verdict != SCHEDULE:
+            return verdict == QUEUED
         if self.workers:
             self._runq.put(actor)
         elif threading.get_ident() == self._loop_thread_id:
@@ -280,17 +356,15 @@ class Scheduler:
         handled = 0
         deadline = 0.0 if limit is None else time.monotonic() + _SLICE
         while True:
-            with actor._lock:
-                if not actor.alive:
-                    actor.mailbox = None
-                if not actor.mailbox:
-                    actor.running = False
-                    return False
-                if limit is not None and handled and (handled >= limit or time.monotonic() >= deadline):
-                    return True
-                tag, payload = actor.mailbox.popleft()
+            stop = limit is not None and handled > 0 and (handled >= limit or time.monotonic() >= deadline)
+            message = actor.take(stop)
+            if message is None:
+                return False
+            if message is False:
+                return True
+            assert message is not True
             handled += 1
-            self._call(actor, tag, payload)
+            self._call(actor, *message)
 
     @staticmethod
     def _call(actor: Actor, tag: Tag, payload: Any) -> None:
@@ -301,7 +375,7 @@ class Scheduler:
 
     @staticmethod
     def _crashed(actor: Actor, exc: Exception) -> None:
-        """``actor``'s behaviour raised ``exc`` (also called by the C hot path, runtime/_hotpath.c)."""
+        """``actor``'s behaviour raised ``exc`` (also called by the connection's C part, runtime/_connection_core.c)."""
         if actor.on_crash is not None:
             try:
                 actor.on_crash(exc)

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from snow_rt_py.runtime.admission import Admission
 from snow_rt_py.runtime.allocator import release_free_memory, tune_for_large_messages
 from snow_rt_py.runtime.compression import CompressorPool, ConnectionDeflate, negotiate_for
-from snow_rt_py.runtime.connection import ABORTED, SERVER_SHUTDOWN, Connection, Phase
+from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.connection_base import ABORTED, SERVER_SHUTDOWN, Phase
+from snow_rt_py.runtime.connection_base import flush_all as _flush_all
 from snow_rt_py.runtime.errors import ConnectionClosedError, ServerStartError
 from snow_rt_py.runtime.handler import Handler, handler_wants_presence
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
-from snow_rt_py.runtime.hotpath import flush_all as _flush_all
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
 from snow_rt_py.runtime.tls import server_context
@@ -220,7 +221,7 @@ class Server:
         self._flush_scheduled = False  # first: a connection marked from now on schedules another run
         dirty = self._dirty
         if _flush_all is not None:
-            _flush_all(dirty)  # the loop below, in C (runtime/_hotpath.c)
+            _flush_all(dirty)  # the loop below, in C (runtime/_connection_out.c)
             return
         while dirty:
             dirty.popleft()._flush()

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
+from snow_rt_py.runtime.connection_base import C_CONNECTION as C_HOT_PATH
 from snow_rt_py.runtime.errors import InvalidUtf8Error
 from snow_rt_py.runtime.handler import Handler
-from snow_rt_py.runtime.hotpath import C_HOT_PATH
 from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.runtime import Runtime
@@ -321,7 +321,7 @@ def test_a_crashing_handler_closes_with_1011_on_the_c_path() -> None:
 def test_the_pure_python_switch_is_read_at_import() -> None:
     assert os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") in ("", "0")  # else this module is skipped
     assert type(Connection.__mro__[1]).__module__ == "builtins"
-    assert Connection.__mro__[1].__module__ == "snow_rt_py.runtime._hotpath"
+    assert Connection.__mro__[1].__module__ == "snow_rt_py.runtime._connection_core"
 
 
 def test_a_compressed_echo_stays_on_the_c_path(monkeypatch: pytest.MonkeyPatch) -> None:
