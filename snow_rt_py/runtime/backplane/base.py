@@ -23,7 +23,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from snow_rt_py.runtime.presence import Member
 
@@ -49,8 +49,9 @@ class Position(NamedTuple):
     offset: int
 
 
+@runtime_checkable
 class Backplane(Protocol):
-    """What a room registry talks to. See the module rules."""
+    """What a room registry talks to. See the module rules. (``isinstance`` checks that the methods exist.)"""
 
     @property
     def node(self) -> int:
