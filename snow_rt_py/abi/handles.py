@@ -24,7 +24,7 @@ from typing import Any
 
 from snow_rt_py.abi.errors import BAD_HANDLE, BAD_SERVER, AbiError
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.runtime.cluster import ID_NODE_SHIFT
+from snow_rt_py.runtime.backplane.base import ID_NODE_SHIFT
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.runtime import RunningServer, default_runtime
 

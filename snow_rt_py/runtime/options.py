@@ -45,7 +45,7 @@ class ServerOptions:
         reuse_port: set SO_REUSEPORT on the listening socket, so several processes can listen on one port (the
             kernel spreads new connections over them).
         cluster_url: ``redis://HOST:PORT/DB``: rooms and presence span every process started with the same URL
-            (runtime/cluster.py; needs ``snow_rt_py[cluster]``). None (default): rooms are in-process.
+            (runtime/backplane/redis_backplane.py; needs ``snow_rt_py[cluster]``). None (default): rooms are in-process.
         cluster_presence_ttl: seconds after which the members of a node that died disappear from the others'
             presence (its liveness key lives 3/4 of it, refreshed every ttl/4; the others check it every ttl/8).
         backlog: listen() backlog.

@@ -22,9 +22,11 @@ every function is safe from any thread, any actor, at once):
 * Presence: a member can be given a short ``meta`` string at join (a user name, say); :meth:`presence` lists the
   members (id, node, meta). Handlers that define ``on_presence`` are told, for every room their connection is in,
   who joins and leaves (the joiner included, as the room's newest member).
-* With a cluster (``cluster_url``, runtime/cluster.py) a backplane is attached: joins, leaves and broadcasts are
-  also carried to the other nodes, ``broadcast`` reaches their members too (its return value still counts local
-  members only), and :meth:`presence` is cluster-wide. Without one, nothing of that costs anything.
+* The registry serves its local members itself and tells its backplane (runtime/backplane/base.py: one call per
+  join, leave and broadcast) what the members of other nodes must hear, whichever backplane it is: in-process
+  (the default) has nobody else to tell; Redis (``cluster_url``) carries them to the other nodes, so
+  ``broadcast`` reaches their members too (its return value still counts local members only) and
+  :meth:`presence` is cluster-wide.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from typing import TYPE_CHECKING
 from snow_rt_py.protocol.errors import ProtocolError, UsageError
 from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, parse_frame
 from snow_rt_py.protocol.utf8 import utf8_error
+from snow_rt_py.runtime.backplane.base import Backplane, Position
+from snow_rt_py.runtime.backplane.local import InProcessBackplane
 from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
 from snow_rt_py.runtime.connection_base import offer_all as _c_offer_all
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
 from snow_rt_py.runtime.presence import META_MAX_BYTES, Member, PresenceEvent
 
 if TYPE_CHECKING:
-    from snow_rt_py.runtime.cluster import RedisBackplane
     from snow_rt_py.runtime.connection import Connection
 
 
@@ -57,8 +60,9 @@ class RoomRegistry:
         self.broadcasts = 0
         self.deliveries = 0
         self._meta: dict[str, dict[int, str]] = {}  # room -> connection id -> meta, only for members that have one
-        self.backplane: RedisBackplane | None = None
-        self.node = 0  # the backplane's node number (0: not in a cluster)
+        self._in_process = InProcessBackplane()
+        self.backplane: Backplane = self._in_process  # changed only by attach/detach, under the lock
+        self.node = 0  # the backplane's node number, put in Members (0: in-process)
         self.rooms_version = 0  # grows whenever a room gets its first member or loses its last one
         self.presence_watchers = 0  # servers whose handler has on_presence: events are only made when > 0
         # Members with permessage-deflate, per room: a room with none broadcasts through broadcast_frame alone.
@@ -97,8 +101,7 @@ class RoomRegistry:
                 conn.rooms_joined = set()  # replaces the shared empty placeholder
             conn.rooms_joined.add(room)
             member = Member(conn.id, self.node, meta or "")
-            if self.backplane is not None:
-                self.backplane.member_changed(True, room, member)
+            self.backplane.member_changed(True, room, member)
         if self.presence_watchers:
             self.notify(PresenceEvent(room, "join", member))
 
@@ -147,8 +150,7 @@ class RoomRegistry:
                 del self._rooms[room]
                 self.rooms_version += 1
             left = Member(conn.id, self.node, meta)
-            if self.backplane is not None:
-                self.backplane.member_changed(False, room, left)
+            self.backplane.member_changed(False, room, left)
         if room in conn.rooms_joined:
             conn.rooms_joined.discard(room)
         return left
@@ -318,9 +320,9 @@ class RoomRegistry:
     def presence(self, room: str) -> list[Member]:
         """The members of ``room``, cluster-wide with a cluster, sorted by id.
 
-        This node's members are exact; other nodes' are as this node last heard (their joins and leaves arrive as
-        events on the room's channel, and are re-read from Redis every TTL). For a room with no member on this
-        node the list is read from Redis (a round trip, so not from the event loop thread).
+        This node's members are exact; other nodes' are as the backplane knows them (with Redis: as this node last
+        heard, and for a room with no member on this node read from Redis, a round trip, so not from the event
+        loop thread).
 
         Raises:
             InvalidArgumentError: ``room`` is not a str.
@@ -329,14 +331,7 @@ class RoomRegistry:
         _check_room(room)
         with self._lock:
             local = self._local_members(room)
-        backplane = self.backplane
-        if backplane is None:
-            return local
-        remote = backplane.remote_members(room)
-        if remote is None:
-            # With local members we are subscribing right now: what we know so far.
-            remote = [] if local else [m for m in backplane.query_presence(room) if m.node != self.node]
-        return sorted(local + remote, key=lambda m: m.id)
+        return self.backplane.presence(room, local)
 
     def presence_count(self, room: str) -> int:
         """``len(presence(room))``: the room's member count, cluster-wide with a cluster."""
@@ -352,6 +347,17 @@ class RoomRegistry:
         for conn in targets:
             if conn.server.wants_presence:
                 conn.runtime.actors.send(conn.pid, event)
+
+    def attach(self, backplane: Backplane) -> None:
+        """Report to ``backplane`` from now on (it has started), and give members its node number."""
+        with self._lock:
+            self.node = backplane.node
+            self.backplane = backplane
+
+    def detach(self) -> None:
+        """Back to the in-process backplane (the one attached is being taken down)."""
+        with self._lock:
+            self.backplane = self._in_process
 
     def local_room_set(self) -> set[str]:
         """The rooms with at least one member on this node."""
@@ -384,17 +390,16 @@ class RoomRegistry:
         self.deliveries += part.size - (excluded is not None) - failures
         return failures
 
-    def _publish(self, room: str, frame: bytes, except_conn: Connection | int | None) -> None:
-        """With a cluster: one publish of ``frame`` to the other nodes' members of ``room``."""
-        backplane = self.backplane
-        if backplane is not None:
-            if except_conn is None:
-                except_id = 0
-            elif isinstance(except_conn, int):
-                except_id = except_conn
-            else:
-                except_id = except_conn.id
-            backplane.publish(room, frame, except_id)
+    def _publish(self, room: str, frame: bytes, except_conn: Connection | int | None) -> Position | None:
+        """The one call of a broadcast to the backplane: ``frame`` for the other nodes' members of ``room``
+        (with a cluster, one publish); the broadcast's position in the room's history, or None (no history)."""
+        if except_conn is None:
+            except_id = 0
+        elif isinstance(except_conn, int):
+            except_id = except_conn
+        else:
+            except_id = except_conn.id
+        return self.backplane.broadcast(room, frame, except_id)
 
     def rooms_of(self, conn: Connection) -> list[str]:
         """The rooms ``conn`` is in, sorted."""

@@ -26,7 +26,8 @@ from snow_rt_py.runtime.rooms import RoomRegistry
 from snow_rt_py.runtime.scheduler import ActorTable, Scheduler, Tag
 
 if TYPE_CHECKING:
-    from snow_rt_py.runtime.cluster import RedisBackplane
+    from snow_rt_py.runtime.backplane.base import Backplane
+    from snow_rt_py.runtime.backplane.redis_backplane import RedisBackplane
     from snow_rt_py.runtime.handler import Handler
     from snow_rt_py.runtime.server import Server
 
@@ -133,8 +134,9 @@ class Runtime:
     # -- cluster -------------------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> RedisBackplane | None:
-        """The Redis backplane, while a server started with ``cluster_url`` runs (else None)."""
+    def cluster(self) -> Backplane | None:
+        """The cluster's backplane, while a server started with ``cluster_url`` runs (else None: the rooms' own
+        in-process backplane)."""
         return self._cluster
 
     async def attach_cluster(self, url: str, ttl: float) -> None:
@@ -145,7 +147,9 @@ class Runtime:
             ServerStartError: Redis unreachable (naming the URL), the redis package missing, or another cluster
                 URL or event loop than the servers already in the cluster.
         """
-        from snow_rt_py.runtime.cluster import ID_NODE_SHIFT, RedisBackplane
+        # The one place that chooses a backplane other than the rooms' in-process default.
+        from snow_rt_py.runtime.backplane.base import ID_NODE_SHIFT
+        from snow_rt_py.runtime.backplane.redis_backplane import RedisBackplane
 
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -168,12 +172,10 @@ class Runtime:
             backplane = RedisBackplane(url, self.rooms, ttl)
             await backplane.start()
             self._id_base = backplane.node << ID_NODE_SHIFT
-            with self.rooms._lock:
-                self.rooms.node = backplane.node
-                self.rooms.backplane = backplane
+            self.rooms.attach(backplane)
             self._cluster = backplane
             self._cluster_users = 1
-            backplane._poke()  # rooms that had members before: subscribe them
+            backplane.catch_up()  # rooms that had members before: subscribe them
 
     async def detach_cluster(self) -> None:
         """A cluster server stopped; the last one takes the backplane down (its presence leaves Redis)."""
@@ -185,8 +187,7 @@ class Runtime:
             if self._cluster_users > 0 or self._cluster is None:
                 return
             backplane, self._cluster = self._cluster, None
-            with self.rooms._lock:
-                self.rooms.backplane = None
+            self.rooms.detach()
             await backplane.close()
             with self._lock:
                 self._cluster_loop = None

@@ -1,4 +1,4 @@
-"""Rooms and presence across processes on a real Redis (runtime/cluster.py), with real server processes: the
+"""Rooms and presence across processes on a real Redis (runtime/backplane/), with real server processes: the
 Python API (tests/cluster/node_api.py), the CLI (`snow-ws serve --cluster`) and the C chat server
 (examples/chat_server.c through libsnow_ws.so), all speaking ChatApp's line protocol."""
 

@@ -110,7 +110,8 @@ def test_presence_read_that_predates_a_join_does_not_lose_it(redis: Redis) -> No
     with two_nodes(redis) as (rt1, h1, s1, _rt2, h2, s2):
         backplane = rt1.cluster
         assert backplane is not None
-        read_presence = backplane._read_presence
+        directory = backplane.directory  # the Redis backplane's presence directory (runtime/backplane/)
+        read_presence = directory.read_presence
         answered = threading.Event()  # node 1 has its (early) answer
         release = threading.Event()  # the test has made node 2's member join meanwhile
         returned = threading.Event()  # node 1 has the older answer (and applies it in the same step)
@@ -124,7 +125,7 @@ def test_presence_read_that_predates_a_join_does_not_lose_it(redis: Redis) -> No
                 returned.set()
             return found
 
-        backplane._read_presence = late_answer  # type: ignore[method-assign]
+        directory.read_presence = late_answer
 
         async def run() -> None:
             a, ca, b, cb = await one_on_each(s1, h1, s2, h2)

@@ -1,4 +1,4 @@
-"""The connection that carries a cluster node's PUBLISH commands (runtime/cluster.py).
+"""The connection that carries a cluster node's PUBLISH commands (one of the three of a redis_session.py session).
 
 redis-py's commands are coroutines: a broadcast made on the event loop would reach Redis only after some awaits,
 that is after the local members' frames were flushed (a 10,000-member room then reached the other nodes tens of
@@ -28,7 +28,7 @@ class Publisher(asyncio.Protocol):
     ``send`` writes a command straight onto the transport: no await, so a broadcast made on the event loop leaves
     for Redis before the local members' frames are flushed, and costs one ``write`` of a few bytes more. Redis'
     replies (``:N`` subscriber counts) are only counted; an error reply is logged once. Its loss ends the session
-    (the backplane reconnects).
+    (the session reconnects).
     """
 
     def __init__(self) -> None:
