@@ -1,9 +1,10 @@
 /* mesh_ws_serve (Mesh's name) does not block: it binds the port, returns the server's id at once, and the server
  * accepts while main goes on. A second mesh_ws_serve on the same port, or on port -1, fails at once with the error;
- * from a callback on the event-loop thread it is refused. snow_ws_shutdown() does not stop the server: main's
- * snow_ws_wait_shutdown() returns and the server still echoes; snow_ws_stop() stops it. argv[1]: a free port.
- * Text "shutdown" calls snow_ws_shutdown() from the callback, "serve here" calls mesh_ws_serve from it, "last" lets
- * main stop the server; anything else is echoed with mesh_ws_send. */
+ * from a callback on the event-loop thread it is refused; it leaves a pending snow_ws_shutdown() request pending.
+ * snow_ws_shutdown() does not stop the server: main's snow_ws_wait_shutdown() returns and the server still echoes;
+ * snow_ws_stop() stops it. argv[1]: a free port. Text "shutdown" calls snow_ws_shutdown() from the callback,
+ * "serve here" calls mesh_ws_serve from it, "last" lets main stop the server; anything else is echoed with
+ * mesh_ws_send. */
 #include "testlib.h"
 
 static int64_t woken = -1;
@@ -60,8 +61,10 @@ int main(int argc, char **argv)
     out("its port is the given one: %s", snow_ws_server_port(server) == port ? "yes" : "no");
     result("mesh_ws_serve on the same port", mesh_ws_serve(NULL, NULL, NULL, NULL, NULL, NULL, port));
     result("mesh_ws_serve on port -1", mesh_ws_serve(NULL, NULL, NULL, NULL, NULL, NULL, -1));
+    result("shutdown with nobody blocked", snow_ws_shutdown());
     ephemeral = mesh_ws_serve(NULL, NULL, NULL, NULL, NULL, NULL, 0);
     out("port 0 binds an ephemeral port: %s", ephemeral > 0 && snow_ws_server_port(ephemeral) > 0 ? "yes" : "no");
+    result("wait_shutdown: mesh_ws_serve left the request pending", snow_ws_wait_shutdown());
     result("stop the ephemeral server", snow_ws_stop(ephemeral, 1000));
 
     out("main goes on: waiting for snow_ws_shutdown");

@@ -35,7 +35,9 @@ def test_mesh_ws_serve_returns_at_once_and_the_server_accepts_meanwhile(run: Run
         "mesh_ws_serve on the same port -> -1 SNOW_WS_E_SERVER_START: "
         "cannot listen on 127.0.0.1:PORT: address already in use",
         "mesh_ws_serve on port -1 -> -1 SNOW_WS_E_INVALID_ARGUMENT: port must be between 0 and 65535, got -1",
+        "shutdown with nobody blocked -> 0",
         "port 0 binds an ephemeral port: yes",
+        "wait_shutdown: mesh_ws_serve left the request pending -> 0",
         "stop the ephemeral server -> 0",
         "main goes on: waiting for snow_ws_shutdown",
     )
@@ -191,3 +193,23 @@ def test_mesh_ws_serve_tls_blocks_and_serves_wss(run: Run, tls_files: tuple[Path
         "message 'stop'", "shutdown woke 1", "on_close 1001 'server shutting down'", "mesh_ws_serve_tls returned"
     )
     assert prog.finish() == 0
+
+
+@pytest.mark.parametrize("asan", ASAN)
+def test_mesh_names_fail_with_the_reason_when_the_runtime_cannot_start(run: Run, asan: bool) -> None:
+    prog = run("mesh_init_fail", asan=asan, env={"SNOW_RT_PY_ABI_FAIL_IMPORT": "1"})
+    reason = (
+        "SNOW_WS_E_INIT: the embedded runtime could not start: ImportError: "
+        "simulated failure to import snow_rt_py (test hook SNOW_RT_PY_ABI_FAIL_IMPORT=1)"
+    )
+    prog.expect(
+        f"mesh_ws_serve -> -1 {reason}",
+        f"mesh_ws_serve_tls returned: {reason}",
+        *[
+            f"mesh_ws_{name} -> -1 {reason}"
+            for name in ["send", "send_binary", "join", "leave", "broadcast", "broadcast_except"]
+        ],
+        "done",
+    )
+    assert prog.finish() == 0
+    assert "CALLBACK" not in "".join(prog.lines)
