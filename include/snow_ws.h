@@ -9,8 +9,10 @@
  * after the build makes the runtime fail to start (see "Start-up" below); rebuild after moving it.
  *
  * The first section mirrors snow-rt v4.0's WebSocket entry points (same symbols, argument order and return
- * conventions), so Snow-compiled binaries link against this library unchanged. The second section holds the
- * extensions, which the Snow ABI cannot express.
+ * conventions), so Snow-compiled binaries link against this library unchanged. The second gives the same eight
+ * functions under the names of Mesh (Snow's new name: mesh_ws_*, MeshString), with mesh-rt's one difference, a
+ * mesh_ws_serve that does not block, so Mesh-compiled binaries link too. The third section holds the extensions,
+ * which neither ABI can express.
  *
  * ---------------------------------------------------------------------------------------------------------------
  * Rules that hold for every function below
@@ -18,8 +20,8 @@
  *
  * Errors. A function that fails returns -1 (functions returning int64_t) or NULL (functions returning a pointer)
  *   and leaves a message for snow_ws_last_error() and a code (enum SnowWsError) for snow_ws_last_error_code(),
- *   on the calling thread. A void function (snow_ws_serve, snow_ws_serve_tls) that fails returns at once and
- *   leaves the same. NULL pointers and negative lengths are errors (-1), never a crash. A call that fails never
+ *   on the calling thread. A void function (snow_ws_serve, snow_ws_serve_tls, mesh_ws_serve_tls) that fails
+ *   returns at once and leaves the same. NULL pointers and negative lengths are errors (-1), never a crash. A call that fails never
  *   fires a callback. No Python exception ever crosses into C.
  *
  * Start-up. The embedded runtime starts on the first call of any function that needs it (or on snow_ws_init()).
@@ -28,7 +30,8 @@
  *   looks like success. Functions marked "(no runtime)" work without it.
  *   When the library starts the interpreter itself (a C program), it sets SIGPIPE to "ignore" if it was at its
  *   default (a peer closing its socket must not kill the process); it installs no other signal handler, except
- *   during snow_ws_serve / snow_ws_wait_shutdown (see there).
+ *   during snow_ws_serve, snow_ws_serve_tls, mesh_ws_serve_tls and snow_ws_wait_shutdown (see there; never
+ *   during mesh_ws_serve, which does not block).
  *   Test hook: with SNOW_RT_PY_ABI_FAIL_IMPORT=1 in the environment at start-up, the runtime simulates a failed
  *   import of snow_rt_py (used by the test suite to prove the failure path).
  *
@@ -38,8 +41,8 @@
  *   Callbacks for one connection never run concurrently and arrive in order: on_connect, then on_message /
  *   on_binary for each message, then on_close. Callbacks of different connections may run concurrently when
  *   workers >= 2.
- *   Exceptions: snow_ws_start and snow_ws_stop wait for the event-loop thread, so from a callback running on that
- *   thread (workers == 0) they return -1 (SNOW_WS_E_INTERNAL) instead of deadlocking; use snow_ws_shutdown, or
+ *   Exceptions: snow_ws_start, mesh_ws_serve and snow_ws_stop wait for the event-loop thread, so from a callback
+ *   running on that thread (workers == 0) they return -1 (SNOW_WS_E_INTERNAL) instead of deadlocking; use snow_ws_shutdown, or
  *   call them from another thread. snow_ws_stop from a callback running on a worker of the server being stopped
  *   returns, but only after waiting up to timeout_ms for that worker (itself) to finish.
  *
@@ -239,6 +242,73 @@ SNOW_WS_API int64_t snow_ws_join(void *conn, const SnowString *room);
 SNOW_WS_API int64_t snow_ws_leave(void *conn, const SnowString *room);
 SNOW_WS_API int64_t snow_ws_broadcast(const SnowString *room, const SnowString *msg);
 SNOW_WS_API int64_t snow_ws_broadcast_except(const SnowString *room, const SnowString *msg, void *except_conn);
+
+/* ===============================================================================================================
+ * Mesh-compatible entry points (mesh-rt: Snow renamed itself Mesh)
+ * ===============================================================================================================
+ * Mesh-compiled programs call these. Each is the snow_ws_ function of the same suffix under another name: the same
+ * arguments in the same order, the same (fn, env) callbacks (the Snow callback types above, called on the same
+ * threads, with the same borrowed strings), the same return values and error codes; error messages name the mesh_
+ * function. Connections, rooms and servers are shared with the Snow names: a handle given to an on_connect works
+ * with mesh_ws_send and snow_ws_send alike, and a room is one room under both names. The one difference is
+ * mesh-rt's: mesh_ws_serve does not block (mesh_ws_serve_tls still does). */
+
+/* Mesh's string: the same type as SnowString (a length followed directly by that many bytes, no NUL), so
+ * SNOW_STRING_DATA, snow_string_new and snow_string_free apply to it. */
+typedef SnowString MeshString;
+
+/* Serve ws:// as snow_ws_serve does (same address: 127.0.0.1 or SNOW_WS_HOST; same environment variables:
+ * SNOW_WS_CLUSTER, SNOW_WS_CLUSTER_PRESENCE_TTL_MS, SNOW_WS_REUSE_PORT, SNOW_WS_COMPRESSION; same callbacks), but
+ * without blocking, as mesh-rt's does: bind the port during the call, then return at once while the runtime's
+ * event-loop thread (not the calling thread) accepts connections; the callbacks then run on that thread.
+ * port: 0 to 65535 (0 binds an ephemeral port: snow_ws_server_port(id) reports it).
+ * Returns the server's id (> 0, never reused, as snow_ws_start's), or -1 without firing a callback: the port cannot
+ * be bound (in use, an address from SNOW_WS_HOST that cannot be bound...: SNOW_WS_E_SERVER_START, with the address
+ * in snow_ws_last_error()), port out of range or a bad SNOW_WS_COMPRESSION (SNOW_WS_E_INVALID_ARGUMENT), the
+ * runtime could not start (SNOW_WS_E_INIT), a call from a callback on the event-loop thread (SNOW_WS_E_INTERNAL).
+ * (Mesh-compiled code declares it as returning nothing and never reads the value; that is safe, the value is
+ * returned in a register.)
+ * The server runs until snow_ws_stop(id, timeout_ms) or snow_ws_drain(id, timeout_ms) stops it (every connection
+ * closed with 1001, their on_close run, before the call returns) or the process exits (connections are then
+ * dropped without a close frame). snow_ws_shutdown() and SIGINT/SIGTERM do not stop it: mesh_ws_serve installs no
+ * signal handler, and leaves a pending snow_ws_shutdown() request pending. A program that wants snow_ws_serve's
+ * way of waiting calls snow_ws_wait_shutdown() after mesh_ws_serve, then snow_ws_stop(id, timeout_ms). */
+SNOW_WS_API int64_t mesh_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                  void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port);
+
+/* snow_ws_serve_tls under Mesh's name: it blocks, as mesh-rt's does, until snow_ws_shutdown() is called or the
+ * process receives SIGINT or SIGTERM (caught while it blocks, then restored), then closes every connection with
+ * 1001 and returns; cert_path and key_path (PEM files) are copied before it blocks. A file that is missing,
+ * unreadable or invalid, or a key that does not match the certificate, returns at once with SNOW_WS_E_SERVER_START
+ * naming the file; a port in use returns at once with SNOW_WS_E_SERVER_START; NULL paths:
+ * SNOW_WS_E_INVALID_ARGUMENT ("mesh_ws_serve_tls: cert_path is NULL"). */
+SNOW_WS_API void mesh_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                   void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
+                                   const MeshString *cert_path, const MeshString *key_path);
+
+/* snow_ws_send: queue msg as one text frame to conn (msg is read before the call returns; the caller keeps it).
+ * Returns 0, or -1: NULL conn or msg, msg not UTF-8 (nothing is sent), unknown/ended handle, connection closing,
+ * outbound queue over its bound (see snow_ws_send). */
+SNOW_WS_API int64_t mesh_ws_send(void *conn, const MeshString *msg);
+
+/* snow_ws_send_binary: queue len bytes from data as one binary frame to conn (data may be NULL only when
+ * len == 0; copied before the call returns). Returns 0, or -1 as snow_ws_send_binary (negative len:
+ * SNOW_WS_E_INVALID_ARGUMENT). */
+SNOW_WS_API int64_t mesh_ws_send_binary(void *conn, const uint8_t *data, int64_t len);
+
+/* snow_ws_join / snow_ws_leave (= snow_room_join / snow_room_leave): add conn to room, or remove it (room is
+ * copied). Both idempotent. Returns 0, or -1: NULL argument, room not UTF-8, unknown/ended handle, or (join only)
+ * a connection that is closing. */
+SNOW_WS_API int64_t mesh_ws_join(void *conn, const MeshString *room);
+SNOW_WS_API int64_t mesh_ws_leave(void *conn, const MeshString *room);
+
+/* snow_ws_broadcast / snow_ws_broadcast_except (= snow_room_broadcast / snow_room_broadcast_except): queue msg as
+ * one text frame to every member of room (room first), but except_conn (NULL excludes nobody). Never waits for a
+ * socket; in a cluster it reaches the other processes' members too. Returns the number of this process's members
+ * it could not be queued for (0 for an empty or unknown room), or -1: NULL room or msg, room or msg not UTF-8,
+ * (broadcast_except) a made-up except_conn. */
+SNOW_WS_API int64_t mesh_ws_broadcast(const MeshString *room, const MeshString *msg);
+SNOW_WS_API int64_t mesh_ws_broadcast_except(const MeshString *room, const MeshString *msg, void *except_conn);
 
 /* ===============================================================================================================
  * Extensions

@@ -74,7 +74,7 @@ static int snow_abi_fast_send(uint64_t conn, int opcode, const char *data, uint6
 static int64_t snow_abi_slow_send(uint64_t conn, int opcode, const char *data, int64_t len);
 static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
                               void *on_close_fn, void *on_close_env, int64_t port, const char *host,
-                              const char *cert, const char *key);
+                              const char *cert, const char *key, int block);
 
 /* -- last error: per thread -------------------------------------------------------------------------------------- */
 
@@ -359,7 +359,8 @@ static int snow_abi_call_on_presence(void *fn, void *env, uint64_t conn, const c
 
 /* -- connections and rooms --------------------------------------------------------------------------------------- */
 
-SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg)
+/* snow_ws_send and mesh_ws_send (func names the caller in error messages). */
+static inline int64_t snow_abi_send_text(void *conn, const SnowString *msg, const char *func)
 {
     if (msg != NULL && snow_abi_fast_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), msg->len))
         return 0;
@@ -367,14 +368,16 @@ SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg)
         if (snow_abi_enter() != 0)
             return -1;
         if (conn == NULL)
-            return snow_abi_null("snow_ws_send", "conn");
-        return snow_abi_check_string(msg, "snow_ws_send", "msg");
+            return snow_abi_null(func, "conn");
+        return snow_abi_check_string(msg, func, "msg");
     }
     return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x1, SNOW_STRING_DATA(msg), (int64_t)msg->len);
 }
 
-SNOW_WS_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
+/* snow_ws_send_binary and mesh_ws_send_binary. */
+static inline int64_t snow_abi_send_bytes(void *conn, const uint8_t *data, int64_t len, const char *func)
 {
+    char msg[160];
     if (len >= 0 && (data != NULL || len == 0) &&
         snow_abi_fast_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", (uint64_t)len))
         return 0;
@@ -382,12 +385,24 @@ SNOW_WS_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t
         if (snow_abi_enter() != 0)
             return -1;
         if (conn == NULL)
-            return snow_abi_null("snow_ws_send_binary", "conn");
-        if (len < 0)
-            return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, "snow_ws_send_binary: len is negative");
-        return snow_abi_null("snow_ws_send_binary", "data");
+            return snow_abi_null(func, "conn");
+        if (len < 0) {
+            snprintf(msg, sizeof msg, "%s: len is negative", func);
+            return snow_abi_fail(SNOW_WS_E_INVALID_ARGUMENT, msg);
+        }
+        return snow_abi_null(func, "data");
     }
     return snow_abi_slow_send(SNOW_ABI_ID(conn), 0x2, data != NULL ? (const char *)data : "", len);
+}
+
+SNOW_WS_API int64_t snow_ws_send(void *conn, const SnowString *msg)
+{
+    return snow_abi_send_text(conn, msg, "snow_ws_send");
+}
+
+SNOW_WS_API int64_t snow_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
+{
+    return snow_abi_send_bytes(conn, data, len, "snow_ws_send_binary");
 }
 
 SNOW_WS_API int64_t snow_ws_close(void *conn, int64_t code, const SnowString *reason)
@@ -623,23 +638,25 @@ static char *snow_abi_path(const SnowString *s, const char *func, const char *wh
     return p;
 }
 
-/* snow_ws_serve / snow_ws_serve_tls: their address is SNOW_WS_HOST when it is set and not empty (read at each call,
- * so a deployed program can serve elsewhere without recompiling), else the default, 127.0.0.1. A failure to start
- * there says where the address came from. */
-static void snow_abi_serve_env_host(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
-                                    void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
-                                    const char *cert, const char *key)
+/* snow_ws_serve / snow_ws_serve_tls / mesh_ws_serve(_tls): their address is SNOW_WS_HOST when it is set and not
+ * empty (read at each call, so a deployed program can serve elsewhere without recompiling), else the default,
+ * 127.0.0.1. A failure to start there says where the address came from. Returns what snow_abi_serve does. */
+static int64_t snow_abi_serve_env_host(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                       void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
+                                       const char *cert, const char *key, int block)
 {
     char msg[SNOW_ABI_ERR_MAX + 64];
+    int64_t rc;
     const char *host = getenv("SNOW_WS_HOST");
     if (host != NULL && host[0] == '\0')
         host = NULL;
-    if (snow_abi_serve(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
-                       host, cert, key) != 0 &&
-        host != NULL && snow_abi_err_code == SNOW_WS_E_SERVER_START) {
+    rc = snow_abi_serve(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
+                        host, cert, key, block);
+    if (rc < 0 && host != NULL && snow_abi_err_code == SNOW_WS_E_SERVER_START) {
         snprintf(msg, sizeof msg, "%s (the address is SNOW_WS_HOST's)", snow_abi_err_msg);
         snow_abi_set_error(SNOW_WS_E_SERVER_START, msg);
     }
+    return rc;
 }
 
 SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
@@ -648,24 +665,85 @@ SNOW_WS_API void snow_ws_serve(void *on_connect_fn, void *on_connect_env, void *
     if (snow_abi_enter() != 0)
         return;
     snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env,
-                            port, NULL, NULL);
+                            port, NULL, NULL, 1);
+}
+
+/* snow_ws_serve_tls and mesh_ws_serve_tls (func names the caller in error messages): both block. */
+static void snow_abi_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                               void *on_close_fn, void *on_close_env, int64_t port, const SnowString *cert_path,
+                               const SnowString *key_path, const char *func)
+{
+    char *cert, *key;
+    if (snow_abi_enter() != 0)
+        return;
+    if ((cert = snow_abi_path(cert_path, func, "cert_path")) == NULL)
+        return;
+    if ((key = snow_abi_path(key_path, func, "key_path")) == NULL) {
+        free(cert);
+        return;
+    }
+    snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env,
+                            port, cert, key, 1);
+    free(cert);
+    free(key);
 }
 
 SNOW_WS_API void snow_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
                                 void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
                                 const SnowString *cert_path, const SnowString *key_path)
 {
-    char *cert, *key;
+    snow_abi_serve_tls(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
+                       cert_path, key_path, "snow_ws_serve_tls");
+}
+
+/* -- Mesh's names (mesh-rt) -----------------------------------------------------------------------------------------
+ *
+ * Thin aliases of the Snow functions above: the same helpers, with the mesh_ name in error messages. The one
+ * difference of behaviour is mesh-rt's: mesh_ws_serve does not block (it returns its server's id). */
+
+SNOW_WS_API int64_t mesh_ws_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
+                                  void *on_close_fn, void *on_close_env, int64_t port)
+{
     if (snow_abi_enter() != 0)
-        return;
-    if ((cert = snow_abi_path(cert_path, "snow_ws_serve_tls", "cert_path")) == NULL)
-        return;
-    if ((key = snow_abi_path(key_path, "snow_ws_serve_tls", "key_path")) == NULL) {
-        free(cert);
-        return;
-    }
-    snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env,
-                            port, cert, key);
-    free(cert);
-    free(key);
+        return -1;
+    return snow_abi_serve_env_host(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn,
+                                   on_close_env, port, NULL, NULL, 0);
+}
+
+SNOW_WS_API void mesh_ws_serve_tls(void *on_connect_fn, void *on_connect_env, void *on_message_fn,
+                                   void *on_message_env, void *on_close_fn, void *on_close_env, int64_t port,
+                                   const MeshString *cert_path, const MeshString *key_path)
+{
+    snow_abi_serve_tls(on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn, on_close_env, port,
+                       cert_path, key_path, "mesh_ws_serve_tls");
+}
+
+SNOW_WS_API int64_t mesh_ws_send(void *conn, const MeshString *msg)
+{
+    return snow_abi_send_text(conn, msg, "mesh_ws_send");
+}
+
+SNOW_WS_API int64_t mesh_ws_send_binary(void *conn, const uint8_t *data, int64_t len)
+{
+    return snow_abi_send_bytes(conn, data, len, "mesh_ws_send_binary");
+}
+
+SNOW_WS_API int64_t mesh_ws_join(void *conn, const MeshString *room)
+{
+    return snow_abi_join_or_leave(conn, room, 1, "mesh_ws_join");
+}
+
+SNOW_WS_API int64_t mesh_ws_leave(void *conn, const MeshString *room)
+{
+    return snow_abi_join_or_leave(conn, room, 0, "mesh_ws_leave");
+}
+
+SNOW_WS_API int64_t mesh_ws_broadcast(const MeshString *room, const MeshString *msg)
+{
+    return snow_abi_broadcast(room, msg, 0, NULL, "mesh_ws_broadcast");
+}
+
+SNOW_WS_API int64_t mesh_ws_broadcast_except(const MeshString *room, const MeshString *msg, void *except_conn)
+{
+    return snow_abi_broadcast(room, msg, 1, except_conn, "mesh_ws_broadcast_except");
 }

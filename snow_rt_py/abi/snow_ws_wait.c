@@ -178,11 +178,15 @@ SNOW_WS_API int64_t snow_ws_wait_shutdown(void)
     return reason;
 }
 
-/* snow_ws_serve's server, run until snow_ws_shutdown() or a signal (host NULL: the default address). Returns -1 if
- * it could not start (the error is set), else 0 (including a pending shutdown request: nothing started). */
+/* The server of snow_ws_serve / snow_ws_serve_tls / mesh_ws_serve (host NULL: the default address), with the options
+ * the arguments give and the rest from the environment (read at each call).
+ * block = 1 (snow_ws_serve, both serve_tls): run it until snow_ws_shutdown() or a signal, then stop it. Returns -1
+ *   if it could not start (the error is set), else 0 (including a pending shutdown request: nothing started).
+ * block = 0 (mesh_ws_serve): start it and return its id (> 0), or -1 if it could not start (the error is set). No
+ *   wait, no signal handlers; a pending shutdown request stays pending. */
 static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *on_message_fn, void *on_message_env,
                               void *on_close_fn, void *on_close_env, int64_t port, const char *host,
-                              const char *cert, const char *key)
+                              const char *cert, const char *key, int block)
 {
     SnowWsOptions opts;
     SnowAbiWaiter w;
@@ -195,7 +199,7 @@ static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *o
     opts.port = port;
     opts.tls_cert_path = cert;
     opts.tls_key_path = key;
-    /* What snow_ws_serve cannot take as arguments comes from the environment (read at each call). */
+    /* What the serve functions cannot take as arguments comes from the environment (read at each call). */
     cluster = getenv("SNOW_WS_CLUSTER");
     if (cluster != NULL && cluster[0] != '\0')
         opts.cluster_url = cluster;
@@ -204,6 +208,9 @@ static int64_t snow_abi_serve(void *on_connect_fn, void *on_connect_env, void *o
         opts.cluster_presence_ttl_ms = strtoll(ttl, NULL, 10);
     reuse = getenv("SNOW_WS_REUSE_PORT");
     opts.reuse_port = reuse != NULL && reuse[0] != '\0' && strcmp(reuse, "0") != 0;
+    if (!block)
+        return snow_abi_py_start(&opts, on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn,
+                                 on_close_env);
     if (snow_abi_wait_begin(&w))
         return 0; /* a pending snow_ws_shutdown() */
     server = snow_abi_py_start(&opts, on_connect_fn, on_connect_env, on_message_fn, on_message_env, on_close_fn,

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def header_functions(text: str) -> set[str]:
     """Names of the functions the header declares."""
-    return set(re.findall(r"^[A-Za-z][\w ]*?\**\b(snow_\w+)\(", text, re.MULTILINE))
+    return set(re.findall(r"^[A-Za-z][\w ]*?\**\b((?:snow|mesh)_\w+)\(", text, re.MULTILINE))
 
 
 def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType) -> None:
@@ -31,8 +31,8 @@ def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType)
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
     declared = header_functions(build_ffi.HEADER.read_text())
     # issue 15 added snow_ws_drain, snow_ws_server_stats, snow_ws_subprotocol; issue 14 snow_room_join_meta,
-    # snow_room_presence, snow_room_presence_count
-    assert len(declared) == 35
+    # snow_room_presence, snow_room_presence_count; issue 22 Mesh's eight mesh_ws_* names
+    assert len(declared) == 43
     # cffi's module init function is the only other symbol (the init code's extern "Python" helpers are static)
     assert exported == declared | {"PyInit__snow_ws_abi"}
 

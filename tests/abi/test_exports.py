@@ -8,6 +8,7 @@ is the Python API's state (same connection ids, same rooms), i.e. that the ABI i
 from __future__ import annotations
 
 import importlib
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import snow_rt_py
 from snow_rt_py.abi import exports, handles
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.testing import RawClient
+from tests.abi.conftest import LIBRARY
 from tests.support import CallLog
 
 pytestmark = pytest.mark.timeout(30)
@@ -250,3 +252,55 @@ def test_heartbeat_timeout_reaches_on_close_within_a_second(abi: tuple[Any, Any]
         assert client.expect_close() == (1011, "keepalive ping timeout")
     assert (code, reason) == (1011, b"keepalive ping timeout")
     assert closed - connected < 1.0, closed - connected
+
+
+# -- Mesh's names ------------------------------------------------------------------------------------------------
+
+MESH_NAMES = {
+    "mesh_ws_serve",
+    "mesh_ws_serve_tls",
+    "mesh_ws_send",
+    "mesh_ws_send_binary",
+    "mesh_ws_join",
+    "mesh_ws_leave",
+    "mesh_ws_broadcast",
+    "mesh_ws_broadcast_except",
+}
+"""The WebSocket symbols a Mesh-compiled program links against (mesh-rt's names of snow-rt's eight)."""
+
+
+def test_every_mesh_name_is_exported_and_declared_like_its_snow_name(abi: tuple[Any, Any]) -> None:
+    ffi, lib = abi
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(LIBRARY)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
+    assert {name for name in exported if name.startswith("mesh_")} == MESH_NAMES
+    assert ffi.typeof("MeshString") is ffi.typeof("SnowString")
+    for name in MESH_NAMES:
+        mesh, snow = ffi.typeof(getattr(lib, name)), ffi.typeof(getattr(lib, "snow" + name[len("mesh") :]))
+        assert mesh.args == snow.args, name
+        # the one difference: mesh_ws_serve does not block, and returns its server's id
+        assert mesh.result == (ffi.typeof("int64_t") if name == "mesh_ws_serve" else snow.result), name
+
+
+def test_mesh_ws_serve_returns_a_server_of_the_shared_runtime(abi: tuple[Any, Any], servers: list[int]) -> None:
+    ffi, lib = abi
+    events = CallLog()
+
+    @ffi.callback(MESSAGE)
+    def on_message(conn: Any, msg: Any) -> Any:
+        events.record("message", handle(ffi, conn), text(ffi, msg), threading.current_thread().name)
+        assert lib.mesh_ws_send(conn, msg) == 0
+        return ffi.NULL
+
+    server = lib.mesh_ws_serve(ffi.NULL, ffi.NULL, on_message, ffi.NULL, ffi.NULL, ffi.NULL, 0)
+    assert server > 0, last_error(ffi, lib)  # it returned: the server is accepting on the loop thread
+    servers.append(server)
+    assert handles.server(server).port == lib.snow_ws_server_port(server) > 0
+    with connect(f"ws://127.0.0.1:{lib.snow_ws_server_port(server)}/", open_timeout=10) as ws:
+        ws.send("mesh")
+        assert ws.recv(timeout=10) == "mesh"
+        [(_, conn_id, message, thread)] = events.wait_count("message", timeout=10)
+        assert handles.connection(conn_id).path == "/"  # the handle is the Python API's Connection.id
+    assert (message, thread) == (b"mesh", "snow-loop")
