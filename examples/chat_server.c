@@ -8,7 +8,9 @@
  *
  * Chat protocol (text messages; binary messages are echoed as binary):
  *     /join ROOM       -> "joined ROOM"          /leave ROOM     -> "left ROOM"
- *     /joinas ROOM META -> "joined ROOM", META (the rest of the line) shown in presence
+ *     /joinas ROOM NAME -> "joined ROOM", NAME (the rest of the line) shown in presence, also when already in
+ *                        ROOM (it leaves and joins again with the new name); a NAME over 256 bytes of UTF-8 ->
+ *                        "not joined ROOM: a name is at most 256 bytes of UTF-8"
  *     /say ROOM TEXT   -> TEXT to the other members of ROOM
  *     /all ROOM TEXT   -> TEXT to every member of ROOM, sender included
  *     /rooms           -> the JSON array of the sender's rooms, sorted, e.g. ["lobby", "news"]
@@ -18,7 +20,10 @@
  * Bench protocol: every connection joins room "bench"; a text message starting with 'B' is broadcast to the room
  * (sender included); every other message is echoed with its type.
  *
- * Prints `listening on ws://HOST:PORT/` when ready; SIGINT/SIGTERM close every connection with 1001, exit 0.
+ * --help prints the usage line. Prints `listening on ws://HOST:PORT/` when ready; SIGINT/SIGTERM close every
+ * connection with 1001, exit 0; a bad option prints one line naming it and what is wrong
+ * (`chat_server: error: --app: nosuch is not chat or bench`) and exits 2; an address that cannot be bound (or a
+ * cluster that cannot be reached) prints one error line and exits 1.
  */
 
 #include <errno.h>
@@ -64,16 +69,18 @@ static SnowString *string_of(Slice s)
     return snow_string_new(s.data, s.len);
 }
 
-static void send_text(void *conn, const char *prefix, Slice s)
+/* Send the text prefix + s + suffix. */
+static void send_text(void *conn, const char *prefix, Slice s, const char *suffix)
 {
-    size_t n = strlen(prefix);
-    char *buf = malloc(n + s.len + 1);
+    size_t n = strlen(prefix), m = strlen(suffix);
+    char *buf = malloc(n + s.len + m + 1);
     SnowString *msg;
     if (buf == NULL)
         return;
     memcpy(buf, prefix, n);
     memcpy(buf + n, s.data, s.len);
-    msg = snow_string_new(buf, n + s.len);
+    memcpy(buf + n + s.len, suffix, m);
+    msg = snow_string_new(buf, n + s.len + m);
     free(buf);
     snow_ws_send(conn, msg);
     snow_string_free(msg);
@@ -256,23 +263,28 @@ static void *chat_on_message(void *conn, const SnowString *msg)
     if (slice_is(command, "/join") && rest.len > 0) {
         SnowString *name = string_of(rest);
         if (snow_room_join(conn, name) == 0)
-            send_text(conn, "joined ", rest);
+            send_text(conn, "joined ", rest, "");
         snow_string_free(name);
     }
     else if (slice_is(command, "/joinas") && rest.len > 0) {
         SnowString *name, *meta;
         partition(rest, &room, &text);
+        if (text.len > 256) { /* snow_room_join_meta's bound, checked before leaving anything */
+            send_text(conn, "not joined ", room, ": a name is at most 256 bytes of UTF-8");
+            return NULL;
+        }
         name = string_of(room);
         meta = text.len > 0 ? string_of(text) : NULL;
+        snow_room_leave(conn, name); /* a no-op unless a member: joining again replaces the name in presence */
         if (snow_room_join_meta(conn, name, meta) == 0)
-            send_text(conn, "joined ", room);
+            send_text(conn, "joined ", room, "");
         snow_string_free(name);
         snow_string_free(meta);
     }
     else if (slice_is(command, "/leave") && rest.len > 0) {
         SnowString *name = string_of(rest);
         if (snow_room_leave(conn, name) == 0)
-            send_text(conn, "left ", rest);
+            send_text(conn, "left ", rest, "");
         snow_string_free(name);
     }
     else if ((slice_is(command, "/say") || slice_is(command, "/all")) && rest.len > 0) {
@@ -337,24 +349,36 @@ static void *on_binary(void *conn, const uint8_t *data, int64_t len)
 
 /* -- main -------------------------------------------------------------------------------------------------------- */
 
-static int parse_int(const char *text, long long min, long long max, long long *out)
+#define USAGE                                                                                                \
+    "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] [--ping-interval S] "  \
+    "[--workers N] [--static-dir DIR] [--static-index FILE] [--cluster URL] [--cluster-presence-ttl-ms N] "    \
+    "[--reuse-port 0|1] [--help]"
+
+/* A bad command line gets one line naming the option and what is wrong with it, and exit status 2. */
+static void bad_option(const char *option, const char *text, const char *what)
+{
+    fprintf(stderr, "chat_server: error: %s: %s%s\n", option, text, what);
+    exit(2);
+}
+
+/* The value after option argv[*i] (moving *i to it). */
+static const char *value_of(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc)
+        bad_option(argv[*i], "", "needs a value");
+    return argv[++*i];
+}
+
+/* text as an integer from min to max; else the error "OPTION: TEXT is not EXPECTED". */
+static long long int_option(const char *option, const char *text, long long min, long long max, const char *expected)
 {
     char *end;
     long long v;
     errno = 0;
     v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] "
-                    "[--ping-interval S] [--workers N] [--static-dir DIR] [--static-index FILE] "
-                    "[--cluster URL] [--cluster-presence-ttl-ms N] [--reuse-port 0|1]\n");
-    exit(2);
+        bad_option(option, text, expected);
+    return v;
 }
 
 int main(int argc, char **argv)
@@ -371,44 +395,60 @@ int main(int argc, char **argv)
     opts.port = 8765;
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (i + 1 >= argc)
-            usage();
-        if (strcmp(arg, "--app") == 0)
-            app = argv[++i];
-        else if (strcmp(arg, "--host") == 0)
-            host = argv[++i];
-        else if (strcmp(arg, "--port") == 0 && parse_int(argv[++i], 0, 65535, &value) == 0)
-            opts.port = value;
-        else if (strcmp(arg, "--max-message-size") == 0 && parse_int(argv[++i], 1, INT64_MAX, &value) == 0)
-            opts.max_message_size = value;
-        else if (strcmp(arg, "--ping-interval") == 0 && parse_int(argv[++i], 0, INT64_MAX / 1000, &value) == 0)
-            opts.ping_interval_ms = value == 0 ? -1 : value * 1000;
-        else if (strcmp(arg, "--workers") == 0 && parse_int(argv[++i], 0, 1024, &value) == 0)
-            opts.workers = value;
-        else if (strcmp(arg, "--static-dir") == 0)
-            opts.static_dir = argv[++i];
-        else if (strcmp(arg, "--static-index") == 0)
-            opts.static_index = argv[++i];
-        else if (strcmp(arg, "--cluster") == 0)
-            opts.cluster_url = argv[++i];
-        else if (strcmp(arg, "--cluster-presence-ttl-ms") == 0 && parse_int(argv[++i], 1, INT64_MAX, &value) == 0)
-            opts.cluster_presence_ttl_ms = value;
-        else if (strcmp(arg, "--reuse-port") == 0 && parse_int(argv[++i], 0, 1, &value) == 0)
-            opts.reuse_port = value;
-        else
-            usage();
+        if (strcmp(arg, "--help") == 0) {
+            puts(USAGE);
+            return 0;
+        }
+        else if (strcmp(arg, "--app") == 0) {
+            app = value_of(argc, argv, &i);
+            if (strcmp(app, "chat") != 0 && strcmp(app, "bench") != 0)
+                bad_option(arg, app, " is not chat or bench");
+        }
+        else if (strcmp(arg, "--host") == 0) {
+            host = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--port") == 0) {
+            opts.port = int_option(arg, value_of(argc, argv, &i), 0, 65535, " is not a port number (0-65535)");
+        }
+        else if (strcmp(arg, "--max-message-size") == 0) {
+            opts.max_message_size = int_option(arg, value_of(argc, argv, &i), 1, INT64_MAX,
+                                               " is not a number of bytes >= 1");
+        }
+        else if (strcmp(arg, "--ping-interval") == 0) {
+            value = int_option(arg, value_of(argc, argv, &i), 0, INT64_MAX / 1000,
+                               " is not a whole number of seconds >= 0");
+            opts.ping_interval_ms = value == 0 ? -1 : value * 1000; /* 0 = off; in the struct 0 = default */
+        }
+        else if (strcmp(arg, "--workers") == 0) {
+            opts.workers = int_option(arg, value_of(argc, argv, &i), 0, 1024, " is not a number of threads (0-1024)");
+        }
+        else if (strcmp(arg, "--static-dir") == 0) {
+            opts.static_dir = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--static-index") == 0) {
+            opts.static_index = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--cluster") == 0) {
+            opts.cluster_url = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--cluster-presence-ttl-ms") == 0) {
+            opts.cluster_presence_ttl_ms = int_option(arg, value_of(argc, argv, &i), 200, 86400000,
+                                                      " is not a number of milliseconds from 200 to 86400000");
+        }
+        else if (strcmp(arg, "--reuse-port") == 0) {
+            opts.reuse_port = int_option(arg, value_of(argc, argv, &i), 0, 1, " is not 0 or 1");
+        }
+        else {
+            bad_option(arg, "", "unknown option (see chat_server --help)");
+        }
     }
     if (strcmp(app, "chat") == 0) {
         on_message = (void *)chat_on_message;
     }
-    else if (strcmp(app, "bench") == 0) {
+    else { /* "bench": --app takes nothing else */
         bench_room = snow_string_new("bench", 5);
         on_connect = (void *)bench_on_connect;
         on_message = (void *)bench_on_message;
-    }
-    else {
-        usage();
-        return 2;
     }
     opts.host = host;
     opts.on_binary_fn = (void *)on_binary;

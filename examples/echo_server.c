@@ -6,8 +6,10 @@
  * Options: --host H (127.0.0.1), --port N (8765; 0 picks a free port), --max-message-size N (16 MiB),
  * --ping-interval S (30; 0 disables the heartbeat), --workers N (0: callbacks on the event loop),
  * --compression shared|dedicated|off (permessage-deflate; default: $SNOW_WS_COMPRESSION, else shared).
- * When ready it prints exactly one line, `listening on ws://HOST:PORT/`, and flushes it. SIGINT or SIGTERM close
- * every connection with 1001 and exit 0; a bad option exits 2, a port in use prints one error line and exits 1.
+ * --help prints the usage line. When ready it prints exactly one line, `listening on ws://HOST:PORT/`, and flushes
+ * it. SIGINT or SIGTERM close every connection with 1001 and exit 0; a bad option prints one line naming it and what
+ * is wrong (`echo_server: error: --port: 99999 is not a port number (0-65535)`) and exits 2; a port in use prints
+ * one error line and exits 1.
  */
 
 #include <errno.h>
@@ -32,23 +34,35 @@ static void *on_binary(void *conn, const uint8_t *data, int64_t len)
     return NULL;
 }
 
-static int parse_int(const char *text, long long min, long long max, long long *out)
+#define USAGE                                                                                                \
+    "usage: echo_server [--host H] [--port N] [--max-message-size N] [--ping-interval S] [--workers N] "       \
+    "[--compression shared|dedicated|off] [--help]"
+
+/* A bad command line gets one line naming the option and what is wrong with it, and exit status 2. */
+static void bad_option(const char *option, const char *text, const char *what)
+{
+    fprintf(stderr, "echo_server: error: %s: %s%s\n", option, text, what);
+    exit(2);
+}
+
+/* The value after option argv[*i] (moving *i to it). */
+static const char *value_of(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc)
+        bad_option(argv[*i], "", "needs a value");
+    return argv[++*i];
+}
+
+/* text as an integer from min to max; else the error "OPTION: TEXT is not EXPECTED". */
+static long long int_option(const char *option, const char *text, long long min, long long max, const char *expected)
 {
     char *end;
     long long v;
     errno = 0;
     v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: echo_server [--host H] [--port N] [--max-message-size N] [--ping-interval S] "
-                    "[--workers N] [--compression shared|dedicated|off]\n");
-    exit(2);
+        bad_option(option, text, expected);
+    return v;
 }
 
 int main(int argc, char **argv)
@@ -64,28 +78,27 @@ int main(int argc, char **argv)
     opts.port = 8765;
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (i + 1 >= argc)
-            usage();
-        if (strcmp(arg, "--host") == 0) {
-            host = argv[++i];
+        if (strcmp(arg, "--help") == 0) {
+            puts(USAGE);
+            return 0;
+        }
+        else if (strcmp(arg, "--host") == 0) {
+            host = value_of(argc, argv, &i);
         }
         else if (strcmp(arg, "--port") == 0) {
-            if (parse_int(argv[++i], 0, 65535, &value) != 0)
-                usage();
-            opts.port = value;
+            opts.port = int_option(arg, value_of(argc, argv, &i), 0, 65535, " is not a port number (0-65535)");
         }
         else if (strcmp(arg, "--max-message-size") == 0) {
-            if (parse_int(argv[++i], 1, INT64_MAX, &value) != 0)
-                usage();
-            opts.max_message_size = value;
+            opts.max_message_size = int_option(arg, value_of(argc, argv, &i), 1, INT64_MAX,
+                                               " is not a number of bytes >= 1");
         }
         else if (strcmp(arg, "--ping-interval") == 0) {
-            if (parse_int(argv[++i], 0, INT64_MAX / 1000, &value) != 0)
-                usage();
+            value = int_option(arg, value_of(argc, argv, &i), 0, INT64_MAX / 1000,
+                               " is not a whole number of seconds >= 0");
             opts.ping_interval_ms = value == 0 ? -1 : value * 1000; /* 0 = off; in the struct 0 = default */
         }
         else if (strcmp(arg, "--compression") == 0) {
-            const char *mode = argv[++i];
+            const char *mode = value_of(argc, argv, &i);
             if (strcmp(mode, "shared") == 0)
                 opts.compression = SNOW_WS_COMPRESSION_SHARED;
             else if (strcmp(mode, "dedicated") == 0)
@@ -93,15 +106,13 @@ int main(int argc, char **argv)
             else if (strcmp(mode, "off") == 0)
                 opts.compression = SNOW_WS_COMPRESSION_OFF;
             else
-                usage();
+                bad_option(arg, mode, " is not shared, dedicated or off");
         }
         else if (strcmp(arg, "--workers") == 0) {
-            if (parse_int(argv[++i], 0, 1024, &value) != 0)
-                usage();
-            opts.workers = value;
+            opts.workers = int_option(arg, value_of(argc, argv, &i), 0, 1024, " is not a number of threads (0-1024)");
         }
         else {
-            usage();
+            bad_option(arg, "", "unknown option (see echo_server --help)");
         }
     }
     opts.host = host;

@@ -11,6 +11,7 @@ from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.errors import ConnectionClosedError
 from snow_rt_py.runtime.handler import Handler
+from snow_rt_py.runtime.presence import META_MAX_BYTES
 
 
 class EchoApp(Handler):
@@ -23,13 +24,13 @@ class EchoApp(Handler):
 class ChatApp(Handler):
     """Rooms through a line protocol on text messages, usable from any client:
 
-    ``/join ROOM`` -> ``joined ROOM``; ``/joinas ROOM META`` -> ``joined ROOM``, META (the rest of the line) shown
-    in presence; ``/leave ROOM`` -> ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM;
-    ``/all ROOM TEXT`` -> TEXT to every member, sender included; ``/rooms`` -> the JSON array of the sender's
-    rooms, sorted;
-    ``/who ROOM`` -> ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a
-    cluster; ``/id`` -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one
-    word (no spaces).
+    ``/join ROOM`` -> ``joined ROOM``; ``/joinas ROOM NAME`` -> ``joined ROOM``, NAME (the rest of the line) shown
+    in presence, also when the sender is in ROOM already (it leaves and joins again with the new name); a NAME over
+    256 bytes of UTF-8 -> ``not joined ROOM: a name is at most 256 bytes of UTF-8``; ``/leave ROOM`` ->
+    ``left ROOM``; ``/say ROOM TEXT`` -> TEXT to the other members of ROOM; ``/all ROOM TEXT`` -> TEXT to every
+    member, sender included; ``/rooms`` -> the JSON array of the sender's rooms, sorted; ``/who ROOM`` ->
+    ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a cluster; ``/id``
+    -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one word (no spaces).
     """
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
@@ -41,8 +42,12 @@ class ChatApp(Handler):
             join(conn, rest)
             conn.send_text(f"joined {rest}")
         elif command == "/joinas" and rest:
-            room, _, meta = rest.partition(" ")
-            join(conn, room, meta or None)
+            room, _, name = rest.partition(" ")
+            if len(name.encode()) > META_MAX_BYTES:
+                conn.send_text(f"not joined {room}: a name is at most {META_MAX_BYTES} bytes of UTF-8")
+                return
+            leave(conn, room)  # a no-op unless a member: joining again is how the new name replaces the old one
+            join(conn, room, name or None)
             conn.send_text(f"joined {room}")
         elif command == "/leave" and rest:
             leave(conn, rest)

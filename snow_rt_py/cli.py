@@ -3,44 +3,100 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
+from snow_rt_py import __version__
 from snow_rt_py.api import serve
 from snow_rt_py.apps import APPS
 from snow_rt_py.runtime.errors import ServerStartError
 from snow_rt_py.runtime.options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
 from snow_rt_py.runtime.server import Server
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+PROG = "snow-ws"
+"""The one program name every error line starts with (``snow-ws: error: ...``), whichever subcommand failed."""
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+class UsageError(Exception):
+    """A bad command line: the message names the option and says what is wrong with it (one line)."""
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < math.inf:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line, ``snow-ws: error: --OPTION: what is wrong``, not the usage and then
+    the error under the subcommand's name: ``error()`` raises :class:`UsageError` for :func:`main` to print."""
+
+    def error(self, message: str) -> NoReturn:
+        named = re.fullmatch(r"argument ([^:]+): (.*)", message, re.DOTALL)
+        if named is None:
+            raise UsageError(message)
+        what = "needs a value" if named.group(2) == "expected one argument" else named.group(2)
+        raise UsageError(f"{named.group(1)}: {what}")
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < math.inf:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
+def _integer(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (None: no upper bound), else "TEXT is not WHAT"."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
+
+
+def _number(what: str, low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` (excluded if ``above``) to ``high``, else "TEXT is not WHAT"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not (low < value if above else low <= value) or value > high:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
+
+
+def _choice(*names: str) -> Callable[[str], str]:
+    """An argparse type: one of ``names``, else "TEXT is not A, B or C" (the same words in every Python)."""
+    what = f"{', '.join(names[:-1])} or {names[-1]}"
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return text
+
+    return parse
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(f"{text} is not debug, info, warning, error or critical")
+    return text.upper()
+
+
+def _path(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text} is not a path starting with /")
+    return text
+
+
+_PORT = _integer(0, 65535, "a port number (0-65535)")
+_COUNT = _integer(0, None, "an integer >= 0")
+_BYTES = _integer(1, None, "a number of bytes >= 1")
+_SECONDS = _number("a number of seconds >= 0", 0)
+_POSITIVE_SECONDS = _number("a number of seconds > 0", 0, above=True)
 
 
 class _ConnectionId(logging.Filter):
@@ -68,15 +124,18 @@ def min_level(level: str, at_most: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="snow-ws", description="Snow WebSocket runtime server")
+    parser = _Parser(prog=PROG, description="Snow WebSocket runtime server")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run a WebSocket server")
-    s.add_argument("--app", choices=sorted(APPS), default="echo", help="handler to serve (default: echo)")
+    s.add_argument(
+        "--app", type=_choice(*APPS), metavar="|".join(APPS), default="echo", help="handler to serve (default: echo)"
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
+    s.add_argument("--port", type=_PORT, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
     s.add_argument(
         "--max-message-size",
-        type=_positive_int,
+        type=_BYTES,
         default=DEFAULT_MAX_MESSAGE_SIZE,
         help="largest message in bytes; bigger ones are closed with 1009 (default: 16 MiB)",
     )
@@ -84,54 +143,64 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", help="PEM private key for --tls-cert")
     s.add_argument(
         "--ping-interval",
-        type=_seconds,
+        type=_SECONDS,
         default=30.0,
         help="seconds between server pings, 0 disables the heartbeat (default: 30)",
     )
     s.add_argument(
         "--pong-timeout",
-        type=_positive_seconds,
+        type=_POSITIVE_SECONDS,
         default=10.0,
         help="seconds (> 0) a pong has to arrive before close 1011 (default: 10)",
     )
     s.add_argument(
         "--workers",
-        type=int,
+        type=_COUNT,
         default=0,
         help="0: handlers run on the event loop; N: on N worker threads (default: 0)",
     )
     s.add_argument(
         "--max-queue-bytes",
-        type=_positive_int,
+        type=_integer(1024, None, "a number of bytes >= 1024"),
         default=1024 * 1024,
         help="bound of each connection's outbound queue (default: 1 MiB)",
     )
     s.add_argument(
         "--slow-consumer",
-        choices=["close", "drop"],
+        type=_choice("close", "drop"),
+        metavar="close|drop",
         default="close",
         help="full queue: close the member with 1008 (default) or drop the message for it",
     )
     s.add_argument(
         "--compression",
-        choices=["shared", "dedicated", "off"],
+        type=_choice("shared", "dedicated", "off"),
+        metavar="shared|dedicated|off",
         default="shared",
         help="permessage-deflate when a client offers it: shared (default: no per-connection zlib state), "
         "dedicated (a context per connection, within --compression-memory-budget) or off",
     )
     s.add_argument(
         "--compression-min-size",
-        type=int,
+        type=_COUNT,
         default=128,
         help="messages shorter than this (bytes) are sent uncompressed (default: 128)",
     )
     s.add_argument(
-        "--compression-window-bits", type=int, default=12, help="dedicated: compressor window, 8-15 (default: 12)"
+        "--compression-window-bits",
+        type=_integer(8, 15, "a window size in bits (8-15)"),
+        default=12,
+        help="dedicated: compressor window, 8-15 (default: 12)",
     )
-    s.add_argument("--compression-mem-level", type=int, default=5, help="dedicated: zlib memLevel, 1-9 (default: 5)")
+    s.add_argument(
+        "--compression-mem-level",
+        type=_integer(1, 9, "a zlib memLevel (1-9)"),
+        default=5,
+        help="dedicated: zlib memLevel, 1-9 (default: 5)",
+    )
     s.add_argument(
         "--compression-memory-budget",
-        type=int,
+        type=_COUNT,
         default=64 * 1024 * 1024,
         help="dedicated: bytes of zlib state all connections may hold; beyond, shared mode (default: 64 MiB)",
     )
@@ -162,23 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--require-subprotocol", action="store_true", help="refuse (400) clients offering none of --subprotocol"
     )
-    s.add_argument("--max-connections", type=_count, default=0, help="open connections cap, 0 = none (503 over it)")
-    s.add_argument("--max-connections-per-ip", type=_count, default=0, help="per client IP cap, 0 = none (503)")
+    s.add_argument("--max-connections", type=_COUNT, default=0, help="open connections cap, 0 = none (503 over it)")
+    s.add_argument("--max-connections-per-ip", type=_COUNT, default=0, help="per client IP cap, 0 = none (503)")
     s.add_argument(
-        "--handshake-rate", type=_seconds, default=0.0, help="handshakes per second per client IP, 0 = no limit (429)"
-    )
-    s.add_argument("--handshake-burst", type=_positive_int, default=10, help="handshakes at once per IP (default: 10)")
-    s.add_argument(
-        "--handshake-timeout", type=_positive_seconds, default=10.0, help="seconds to complete a handshake (408)"
-    )
-    s.add_argument(
-        "--drain-window", type=_seconds, default=2.0, help="SIGTERM: spread the 1001 closes over S seconds (2)"
+        "--handshake-rate",
+        type=_number("a number of handshakes per second >= 0", 0),
+        default=0.0,
+        help="handshakes per second per client IP, 0 = no limit (429)",
     )
     s.add_argument(
-        "--drain-timeout", type=_positive_seconds, default=10.0, help="SIGTERM: abort what is left after S seconds"
+        "--handshake-burst",
+        type=_integer(1, None, "an integer >= 1"),
+        default=10,
+        help="handshakes at once per IP (default: 10)",
     )
-    s.add_argument("--metrics-path", help="serve OpenMetrics at this path on the same port (e.g. /metrics)")
-    s.add_argument("--metrics-port", type=int, help="serve OpenMetrics on this separate port")
+    s.add_argument(
+        "--handshake-timeout", type=_POSITIVE_SECONDS, default=10.0, help="seconds to complete a handshake (408)"
+    )
+    s.add_argument(
+        "--drain-window", type=_SECONDS, default=2.0, help="SIGTERM: spread the 1001 closes over S seconds (2)"
+    )
+    s.add_argument(
+        "--drain-timeout", type=_POSITIVE_SECONDS, default=10.0, help="SIGTERM: abort what is left after S seconds"
+    )
+    s.add_argument("--metrics-path", type=_path, help="serve OpenMetrics at this path on the same port (e.g. /metrics)")
+    s.add_argument("--metrics-port", type=_PORT, help="serve OpenMetrics on this separate port")
     s.add_argument("--access-log", action="store_true", help="log one INFO line per connection when it ends")
     s.add_argument(
         "--cluster",
@@ -187,18 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--cluster-presence-ttl",
-        type=_positive_seconds,
+        type=_number("a number of seconds from 0.2 to 86400", 0.2, 86400),
         default=10.0,
         help="seconds after which a dead node's members leave presence (default: 10)",
     )
     s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (several processes, one port)")
     s.add_argument(
         "--processes",
-        type=_positive_int,
+        type=_integer(1, None, "a number of processes >= 1"),
         default=1,
         help="N server processes on the port (SO_REUSEPORT), supervised by this one (default: 1)",
     )
-    s.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    s.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
     return parser
 
 
@@ -209,8 +286,15 @@ ROOM_APPS = frozenset({"chat", "bench"})
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(raw)
-    configure_logging(args.log_level.upper() if not args.access_log else min_level(args.log_level, "INFO"))
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(raw)
+        if extra:
+            what = "unknown option" if extra[0].startswith("-") else "unexpected argument"
+            raise UsageError(f"{extra[0]}: {what} (see {PROG} {args.command} --help)")
+    except UsageError as exc:
+        return _error(str(exc), 2)
+    configure_logging(args.log_level if not args.access_log else min_level(args.log_level, "INFO"))
     options = ServerOptions(
         host=args.host,
         port=args.port,
@@ -251,16 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options.validate()
     except ValueError as exc:
-        print(f"snow-ws: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(_cli_words(str(exc)), 2)
     if args.processes > 1:
         if args.app in ROOM_APPS and args.cluster is None:
-            print(
-                f"snow-ws: error: --processes {args.processes} with --app {args.app} needs --cluster URL "
+            return _error(
+                f"--processes {args.processes} with --app {args.app} needs --cluster URL "
                 "(its rooms would otherwise be split between the processes)",
-                file=sys.stderr,
+                2,
             )
-            return 2
         from snow_rt_py.supervisor import supervise
 
         scheme = "wss" if args.tls_cert else "ws"
@@ -274,9 +356,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(APPS[args.app](), options, ready=ready)
     except ServerStartError as exc:
-        print(f"snow-ws: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(_cli_words(str(exc)), 1)
     return 0
+
+
+def _error(message: str, status: int) -> int:
+    """Print the one error line every mistake gets, ``snow-ws: error: MESSAGE``; return the exit status."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
+
+
+_FIELD_OPTIONS = {
+    "cluster_url": "--cluster",
+    "tune_malloc": "--no-tune-malloc",
+    "allowed_origins": "--allowed-origin",
+    "subprotocols": "--subprotocol",
+}
+"""The ServerOptions fields whose option is not named after them (the others are: ``tls_cert`` -> ``--tls-cert``)."""
+
+
+def _cli_words(message: str) -> str:
+    """A message of ServerOptions.validate() or of a start error, with each option's field name (``tls_cert``)
+    replaced by its command-line option (``--tls-cert``)."""
+    # Only names with an underscore (or renamed): "port" or "host" are also plain words of a message.
+    fields = {f.name for f in dataclasses.fields(ServerOptions) if "_" in f.name} | set(_FIELD_OPTIONS)
+    names = sorted(fields, key=len, reverse=True)
+
+    def option(match: re.Match[str]) -> str:
+        field = match.group(1)
+        return _FIELD_OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+    return re.sub(rf"(?<![\w/.'-])({'|'.join(names)})(?![\w/.'-])", option, message)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -139,19 +141,71 @@ def test_missing_tls_file_is_a_one_line_error(tmp_path) -> None:
     assert proc.stderr.count("\n") == 1 and "none.pem" in proc.stderr and "does not exist" in proc.stderr
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan"])
-def test_pong_timeout_must_be_positive_exit_2_naming_the_option_and_range(value: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "snow_rt_py", "serve", "--port", "0", f"--pong-timeout={value}"],
-        capture_output=True,
-        text=True,
-        timeout=20,
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snow_rt_py", *args], capture_output=True, text=True, timeout=20, env=env
     )
-    assert proc.returncode == 2
-    assert proc.stdout == ""  # never got as far as listening
-    assert "Traceback" not in proc.stderr
-    error = f"snow-ws serve: error: argument --pong-timeout: must be a number of seconds > 0, got {value}"
-    assert proc.stderr.splitlines()[-1] == error, proc.stderr  # argparse style: the usage, then this one line
+
+
+BAD_OPTIONS = [
+    (["--port", "99999"], "--port: 99999 is not a port number (0-65535)"),
+    (["--port", "abc"], "--port: abc is not a port number (0-65535)"),
+    (["--port"], "--port: needs a value"),
+    (["--max-message-size", "-1"], "--max-message-size: -1 is not a number of bytes >= 1"),
+    (["--max-message-size=1.5"], "--max-message-size: 1.5 is not a number of bytes >= 1"),
+    (["--app", "nosuch"], "--app: nosuch is not echo, chat or bench"),
+    (["--bogus", "1"], "--bogus: unknown option (see snow-ws serve --help)"),
+    (["stray"], "stray: unexpected argument (see snow-ws serve --help)"),
+    (["--pong-timeout", "0"], "--pong-timeout: 0 is not a number of seconds > 0"),
+    (["--pong-timeout=-1"], "--pong-timeout: -1 is not a number of seconds > 0"),
+    (["--pong-timeout", "nan"], "--pong-timeout: nan is not a number of seconds > 0"),
+    (["--drain-timeout", "inf"], "--drain-timeout: inf is not a number of seconds > 0"),
+    (["--ping-interval", "-1"], "--ping-interval: -1 is not a number of seconds >= 0"),
+    (["--workers", "-1"], "--workers: -1 is not an integer >= 0"),
+    (["--max-queue-bytes", "100"], "--max-queue-bytes: 100 is not a number of bytes >= 1024"),
+    (["--compression", "zip"], "--compression: zip is not shared, dedicated or off"),
+    (["--compression-window-bits", "16"], "--compression-window-bits: 16 is not a window size in bits (8-15)"),
+    (["--slow-consumer", "wait"], "--slow-consumer: wait is not close or drop"),
+    (["--metrics-path", "metrics"], "--metrics-path: metrics is not a path starting with /"),
+    (["--metrics-port", "-5"], "--metrics-port: -5 is not a port number (0-65535)"),
+    (["--log-level", "loud"], "--log-level: loud is not debug, info, warning, error or critical"),
+    (["--cluster-presence-ttl", "0.1"], "--cluster-presence-ttl: 0.1 is not a number of seconds from 0.2 to 86400"),
+    (["--processes", "0"], "--processes: 0 is not a number of processes >= 1"),
+    # Checked by ServerOptions.validate(), with its field names put as the options they come from:
+    (["--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
+    (["--require-subprotocol"], "--require-subprotocol needs --subprotocol"),
+    (["--cluster", "localhost"], "--cluster must look like redis://HOST:PORT/DB, got 'localhost'"),
+]
+
+
+@pytest.mark.parametrize(("args", "error"), BAD_OPTIONS, ids=[" ".join(args) for args, _ in BAD_OPTIONS])
+def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], error: str) -> None:
+    proc = run_cli("serve", "--port", "0", *args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"snow-ws: error: {error}\n")
+
+
+def test_version_prints_the_package_version() -> None:
+    import snow_rt_py
+
+    script = os.path.join(os.path.dirname(sys.executable), "snow-ws")
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=20)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"snow-ws {snow_rt_py.__version__}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", snow_rt_py.__version__)
+
+
+@pytest.mark.parametrize("option", [["--metrics-path", "/metrics"], ["--metrics-port", "0"]])
+def test_metrics_without_prometheus_client_is_one_line_and_exit_1(tmp_path: Path, option: list[str]) -> None:
+    """As after a plain ``pip install`` without the [metrics] extra: ``import prometheus_client`` fails."""
+    blocker = tmp_path / "prometheus_client"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text('raise ImportError("prometheus_client is blocked by the test")\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    proc = run_cli("serve", "--port", "0", *option, env=env)
+    error = (
+        "snow-ws: error: --metrics-path / --metrics-port need the prometheus_client library: "
+        "pip install 'snow_rt_py[metrics]'\n"
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", error)
 
 
 def test_sigterm_drains_with_going_away_spread_over_the_window() -> None:

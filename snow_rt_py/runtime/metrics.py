@@ -16,14 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from snow_rt_py.runtime.errors import ServerStartError
+
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.exposition import choose_encoder, start_http_server
     from prometheus_client.registry import Collector, CollectorRegistry
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ValueError(
+except ImportError:  # depends on the installation (tests/test_cli.py blocks the import to see this)
+    # A start error, as a missing redis package for cluster_url is: the options are fine, the installation is not.
+    raise ServerStartError(
         "metrics_path / metrics_port need the prometheus_client library: pip install 'snow_rt_py[metrics]'"
-    ) from exc
+    ) from None
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.server import Server

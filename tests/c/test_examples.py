@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import re
 import signal
 import subprocess
@@ -199,11 +200,85 @@ def test_echo_server_port_in_use_and_bad_options(run: Callable[..., Program], tm
     second = run("echo_server", "--port", str(port))
     assert second.finish() == 1
     assert second.stderr == [f"echo_server: error: cannot listen on 127.0.0.1:{port}: address already in use\n"]
-    for args in (["--port", "70000"], ["--max-message-size", "0"], ["--bogus", "1"], ["--port"]):
-        bad = run("echo_server", *args)
-        assert bad.finish() == 2
-        assert bad.stderr[0].startswith("usage: echo_server")
     assert first.finish(signal.SIGTERM) == 0
+
+
+BAD_OPTIONS = [
+    ("echo_server", ["--port", "99999"], "--port: 99999 is not a port number (0-65535)"),
+    ("echo_server", ["--port", "abc"], "--port: abc is not a port number (0-65535)"),
+    ("echo_server", ["--port", "80x"], "--port: 80x is not a port number (0-65535)"),
+    ("echo_server", ["--port"], "--port: needs a value"),
+    ("echo_server", ["--bogus", "1"], "--bogus: unknown option (see echo_server --help)"),
+    ("echo_server", ["--max-message-size", "0"], "--max-message-size: 0 is not a number of bytes >= 1"),
+    ("echo_server", ["--ping-interval", "-1"], "--ping-interval: -1 is not a whole number of seconds >= 0"),
+    ("echo_server", ["--workers", "2000"], "--workers: 2000 is not a number of threads (0-1024)"),
+    ("echo_server", ["--compression", "zip"], "--compression: zip is not shared, dedicated or off"),
+    ("chat_server", ["--app", "nosuch"], "--app: nosuch is not chat or bench"),
+    ("chat_server", ["--port", "99999"], "--port: 99999 is not a port number (0-65535)"),
+    ("chat_server", ["--bogus"], "--bogus: unknown option (see chat_server --help)"),
+    ("chat_server", ["--static-dir"], "--static-dir: needs a value"),
+    ("chat_server", ["--reuse-port", "yes"], "--reuse-port: yes is not 0 or 1"),
+    (
+        "chat_server",
+        ["--cluster-presence-ttl-ms", "100"],
+        "--cluster-presence-ttl-ms: 100 is not a number of milliseconds from 200 to 86400000",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "error"), BAD_OPTIONS, ids=[f"{name} {' '.join(args)}" for name, args, _ in BAD_OPTIONS]
+)
+def test_a_bad_option_is_one_line_naming_it_and_exit_2(
+    run: Callable[..., Program], name: str, args: list[str], error: str
+) -> None:
+    bad = run(name, "--ping-interval", "0", *args)
+    assert bad.finish() == 2
+    assert bad.stderr == [f"{name}: error: {error}\n"]
+
+
+def ask(ws: ClientConnection, message: str) -> str | bytes:
+    ws.send(message)
+    return ws.recv(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("server", ["python", "c"])
+def test_joinas_sets_the_name_also_for_a_member_and_who_and_id_show_it(
+    run: Callable[..., Program], python_server: Callable[..., int], server: str
+) -> None:
+    """``/joinas lobby alice`` after ``/join lobby`` renames the member (it once answered "joined lobby" and left
+    the name empty); a name over 256 bytes is refused with a line and changes nothing. The same in Python and C."""
+    port = python_server("chat") if server == "python" else start_c(run, "chat_server")[1]
+    with (
+        connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as a,
+        connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as b,
+    ):
+        ids = {}
+        for name, ws in (("a", a), ("b", b)):
+            reply = ask(ws, "/id")
+            assert isinstance(reply, str) and re.fullmatch(r"id \d+", reply), reply
+            ids[name] = int(reply.split()[1])
+
+        def who() -> dict[int, str]:
+            reply = ask(b, "/who lobby")
+            assert isinstance(reply, str) and reply.startswith("who lobby "), reply
+            members = json.loads(reply.removeprefix("who lobby "))
+            return {member[0]: member[2] for member in members}
+
+        assert ask(a, "/join lobby") == "joined lobby"
+        assert ask(b, "/joinas lobby bob") == "joined lobby"
+        assert who() == {ids["a"]: "", ids["b"]: "bob"}
+        assert ask(a, "/joinas lobby alice") == "joined lobby"
+        assert who() == {ids["a"]: "alice", ids["b"]: "bob"}
+        assert ask(a, "/joinas lobby alice smith") == "joined lobby"  # the rest of the line
+        assert who() == {ids["a"]: "alice smith", ids["b"]: "bob"}
+        assert ask(a, "/joinas lobby " + "é" * 129) == "not joined lobby: a name is at most 256 bytes of UTF-8"
+        assert ask(a, "/joinas lobby " + "é" * 128) == "joined lobby"  # 256 bytes: allowed
+        assert who() == {ids["a"]: "é" * 128, ids["b"]: "bob"}
+        assert ask(a, "/joinas lobby") == "joined lobby"  # no name: the name is cleared
+        assert who() == {ids["a"]: "", ids["b"]: "bob"}
+        b.send("/say lobby still a member")  # renaming kept a in the room
+        assert a.recv(timeout=TIMEOUT) == "still a member"
 
 
 def test_chat_server_serves_the_chat_page_on_the_same_port(run: Callable[..., Program]) -> None:
