@@ -99,3 +99,14 @@ def test_drain_ends_once_every_close_handshake_is_done(
     finally:
         for client in clients:
             client.close()
+
+
+def test_stop_runs_on_close_for_a_tls_peer_that_never_answers_the_close(
+    start_server, recorder: support.Recorder, tls: tuple[Path, Path, ssl.SSLContext]
+) -> None:
+    cert, key, ctx = tls
+    server = start_server(recorder, tls_cert=cert, tls_key=key)
+    with RawClient.connect(server.port, tls=ctx):
+        recorder.wait_count("connect")
+        server.stop(timeout=0.5)  # the client reads nothing: its connection is aborted after 0.5 s
+        assert recorder.closed == {recorder.newest().id: (1001, "server shutting down")}  # before stop returned
