@@ -61,10 +61,12 @@ lint: build
 typecheck: build
 	$(VENV)/bin/mypy
 
+# Then the pure-Python configuration (issue 21): the same tests without the compiled parts, C programs included.
 unit: build
 	bash tests/interop/setup.sh
 	bash tests/cluster/setup.sh
 	$(PY) -m pytest -q
+	SNOW_RT_PY_NO_SPEEDUPS=1 $(PY) -m pytest -q tests/protocol tests/runtime tests/conformance tests/abi tests/c tests/cluster
 
 test: lint typecheck unit
 

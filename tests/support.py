@@ -1,17 +1,23 @@
 """What the suite shares besides fixtures (import it as ``tests.support``): a thread-safe record of callbacks with
-bounded waits, the recording handler built on it, and the one way tests start a server through the Python API.
+bounded waits, the recording handler built on it, the one way tests start a server through the Python API, and
+TLS files with a client context for wss:// tests.
 
 The fixtures that use them (``start_server``, ``recorder``, ``server_options``) are in tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import trustme
 
 import snow_rt_py
 from snow_rt_py import Connection, Handler, Headers, RunningServer
+from snow_rt_py.testing import RawClient
 
 Call = tuple[Any, ...]
 
@@ -124,3 +130,33 @@ def start(handler: Handler | None = None, **options: Any) -> RunningServer:
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
     return snow_rt_py.start(handler if handler is not None else Recorder(), **options)
+
+
+def tls_files(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    """A certificate chain and key for 127.0.0.1 (PEM files in ``directory``, from a fresh trustme CA), and a
+    client context that trusts it: ``(cert, key, context)``."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key_path))
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return cert_path, key_path, ctx
+
+
+def answer_close_without_close_notify(client: RawClient) -> tuple[int | None, str]:
+    """Read the server's Close and answer it with the same code, as a raw TLS client does; then send nothing more:
+    no TLS close_notify, no FIN while the caller keeps ``client`` open. Returns the server's code and reason."""
+    code, reason = client.expect_close()
+    client.send_close(code)
+    return code, reason
+
+
+def server_close_notify(client: RawClient) -> bool:
+    """True if what the server sends next (bounded by the client's timeout) is a TLS close_notify: a clean end of
+    the TLS stream, not a TCP close without one (``SSLEOFError``) or more data."""
+    try:
+        return client.sock.recv(1) == b""
+    except ssl.SSLEOFError:
+        return False

@@ -62,6 +62,7 @@ from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentErro
 from snow_rt_py.runtime.handler import Reject
 from snow_rt_py.runtime.presence import PresenceEvent
 from snow_rt_py.runtime.scheduler import Actor, Tag
+from snow_rt_py.runtime.tls import close_transport
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.server import Server
@@ -912,7 +913,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._flush()
         self._cancel_timer()
         if self._transport is not None:
-            self._transport.close()
+            close_transport(self._transport)  # TLS: our close_notify, not waiting for theirs
 
     def _linger(self) -> None:
         """After an HTTP response that ends the connection (an error, a refusal, a page): send it and our FIN, then
@@ -925,7 +926,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         if transport is None:
             return
         if not transport.can_write_eof():  # TLS: no half-close
-            transport.close()
+            close_transport(transport)
             return
         transport.write_eof()
         self._linger_left = LINGER_BYTES
@@ -941,7 +942,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         if transport.get_write_buffer_size():
             transport.abort()  # the peer is not reading: what is left would never go out
         else:
-            transport.close()
+            close_transport(transport)
 
     def _arm_close_deadline(self) -> None:
         self._cancel_timer()

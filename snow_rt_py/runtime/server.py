@@ -150,6 +150,9 @@ class Server:
                 options.port,
                 ssl=ssl_ctx,
                 ssl_handshake_timeout=options.handshake_timeout if ssl_ctx is not None else None,
+                # A TLS close does not wait for the peer's close_notify (tls.close_transport); this only bounds a
+                # shutdown that cannot read the end of stream meanwhile (asyncio's default: 30 s).
+                ssl_shutdown_timeout=options.close_timeout if ssl_ctx is not None else None,
                 backlog=options.backlog,
                 reuse_address=True,
                 reuse_port=options.reuse_port or None,

@@ -1,8 +1,12 @@
-"""TLS (wss://) server context from PEM files, checked at start so errors name the file, not the first client."""
+"""TLS (wss://): the server context from PEM files, checked at start so errors name the file, not the first client;
+and how a TLS connection ends (:func:`close_transport`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -51,3 +55,27 @@ def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     except OSError as exc:
         raise ServerStartError(f"cannot read TLS files {str(cert_path)!r}, {str(key_path)!r}: {exc}") from None
     return ctx
+
+
+def close_transport(transport: asyncio.BaseTransport) -> None:
+    """Close ``transport`` once what it holds is written; a TLS one without waiting for the peer's close_notify.
+
+    A TLS transport's ``close()`` (asyncio's and uvloop's) writes what is queued and our close_notify, then keeps
+    reading until the peer's close_notify arrives -- up to ``ssl_shutdown_timeout`` -- before it closes TCP. The
+    callers end a connection whose WebSocket exchange is over, so nothing the peer sends can matter any more, and
+    many clients never send close_notify. So the reading side of the socket is shut down as well (no packet is sent
+    for that): the transport reads an end of stream at once, which completes the TLS shutdown, and it closes TCP
+    once the kernel has taken our bytes, close_notify included -- as a plain TCP transport's ``close()`` does.
+    """
+    sock = transport.get_extra_info("socket") if transport.get_extra_info("ssl_object") is not None else None
+    transport.close()
+    if sock is None:
+        return
+    # socket.fromfd duplicates the descriptor (uvloop's socket object offers no shutdown()); shutting the duplicate
+    # down shuts the connection down, and closing it leaves the transport's own descriptor open. OSError,
+    # ValueError: the socket is already closed (descriptor -1) or not connected.
+    with (
+        contextlib.suppress(OSError, ValueError),
+        socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup,
+    ):
+        dup.shutdown(socket.SHUT_RD)

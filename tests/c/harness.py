@@ -2,7 +2,8 @@
 
 Each program is compiled exactly as the README tells a user to (``gcc -Wall -Wextra -Werror -Iinclude prog.c
 -Lbuild -lsnow_ws -Wl,-rpath,<abs>/build``), optionally with AddressSanitizer, and run from a temporary working
-directory with an empty environment: no PYTHONPATH, no VIRTUAL_ENV, no PATH. Its stdout is read line by line as it
+directory with an empty environment: no PYTHONPATH, no VIRTUAL_ENV, no PATH (only the configuration under test,
+``SNOW_RT_PY_NO_SPEEDUPS``, passes through). Its stdout is read line by line as it
 comes (a reader thread), so a test can wait for a line with a bound instead of sleeping, and at the end the whole
 transcript has been compared, line for line.
 """
@@ -206,10 +207,17 @@ def signal_when_caught(proc: subprocess.Popen[str], sig: int, timeout: float = T
     proc.send_signal(sig)
 
 
+CONFIG_ENV = "SNOW_RT_PY_NO_SPEEDUPS"
+"""The configuration under test (the pure-Python runtime when set): a program's embedded interpreter runs the same
+one as the test process, so ``SNOW_RT_PY_NO_SPEEDUPS=1 pytest tests/c`` tests the C ABI on the pure-Python runtime."""
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """An environment with nothing but ``extra`` (no PYTHONPATH, VIRTUAL_ENV, PATH, HOME...)."""
+    """An environment with nothing but ``extra`` (no PYTHONPATH, VIRTUAL_ENV, PATH, HOME...), and the test
+    process's :data:`CONFIG_ENV` if it has one."""
     assert "PYTHONPATH" not in extra and "VIRTUAL_ENV" not in extra
-    return dict(extra)
+    config = os.environ.get(CONFIG_ENV)
+    return dict(extra) if config is None else {CONFIG_ENV: config, **extra}
 
 
 def library_missing() -> str | None:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from snow_rt_py.testing import RawClient
+from tests import support
 from tests.c.harness import Program, free_port, signal_when_caught, wait_listening
 
 pytestmark = pytest.mark.timeout(60)
@@ -468,17 +468,7 @@ def test_serve_with_an_unusable_snow_ws_host_fails_naming_it(run: Run) -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    out = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = out / "cert.pem", out / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert_path), append=True)
-    cert.private_key_pem.write_to_path(str(key_path))
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return cert_path, key_path, ctx
+    return support.tls_files(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_server(run: Run, tls_files: tuple[Path, Path, ssl.SSLContext]) -> None:
