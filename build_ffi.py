@@ -10,10 +10,11 @@ Targets:
   C UTF-8 check and frame header the tests compare with Python). The C source is the protocol layer's
   ``snow_rt_py/protocol/_codec.c`` (:data:`CODEC_SOURCE`); cffi writes its generated C and object files under
   ``build/`` and the finished ``_speedups.<abi>.so`` is moved into ``snow_rt_py/`` so the package imports it.
-* ``hotpath`` -- the extension module ``snow_rt_py.runtime._hotpath``: the C base class of
-  ``runtime.connection.Connection`` (one message's path: ``runtime/_hotpath.c``, with the protocol's
-  ``_codec.c``), written against the CPython C API and compiled with setuptools' ``build_ext``; installed into
-  ``snow_rt_py/runtime/``.
+* ``hotpath`` -- the C parts of :data:`EXTENSIONS`, one per Python class they speed up, each in that class's
+  folder: ``snow_rt_py.protocol._protocol_core`` (the base of ``ServerProtocol``, with the protocol's
+  ``_codec.c``), ``snow_rt_py.runtime._scheduler_core`` (the base of ``Actor``) and
+  ``snow_rt_py.runtime._connection_core`` (the base of ``Connection``); written against the CPython C API and
+  compiled with setuptools' ``build_ext``; each installed beside its Python module.
 * ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
   library that embeds the Python interpreter and runs this package. The header is the single source of truth:
   its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list

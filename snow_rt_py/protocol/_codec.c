@@ -1,7 +1,8 @@
 /* The C half of the protocol layer (snow_rt_py/protocol/): what mask.py, utf8.py and frames.py also do in Python,
- * for the paths where Python is too slow. Compiled into two objects by build_ffi.py:
+ * for the paths where Python is too slow. Compiled into three objects by build_ffi.py:
  *   - the extension module snow_rt_py._speedups (what mask.py calls, and what the tests compare against the Python
  *     implementations);
+ *   - the extension module snow_rt_py.protocol._protocol_core (included into _protocol_core.c: its fast receive);
  *   - build/libsnow_ws.so, whose reply fast path (snow_rt_py/abi/snow_ws_replies.c) encodes frames and checks
  *     UTF-8 with these functions instead of calling into Python.
  * No I/O, no state, no Python API. */
@@ -151,7 +152,7 @@ size_t snow_frame_header(char *out_, int opcode, uint64_t len)
     return head;
 }
 
-/* The common case of RFC 6455 §5.2 input, for the runtime's C fast path (snow_rt_py/runtime/_hotpath.c): how many
+/* The common case of RFC 6455 §5.2 input, for the protocol's C part (snow_rt_py/protocol/_protocol_core.c: take_simple): how many
  * whole "simple" client frames begin data[0..n), and where each one's payload is. A simple frame is a complete
  * unfragmented text or binary frame (FIN set, no RSV bit -- or RSV1 alone when rsv1 is nonzero: a compressed
  * message, RFC 7692 §6 -- opcode 1 or 2), masked, with a 7- or 16-bit length of at most max_payload octets. The scan stops at the first frame that is not simple or not complete: that frame and

@@ -28,9 +28,11 @@ and the connection holds whatever is sent after it until it is queued (``Connect
 order of messages never changes. Inflation runs on the loop thread, in ``receive_data``, 256 KiB of input at a
 time. BENCHMARKS.md measures how long the loop is held by a large message either way.
 
-The C hot path (``runtime/_hotpath.c``) does the common case of both itself, in each direction where no context is
-kept (:attr:`ConnectionDeflate.hot_path` tells it which, read once when the handshake sets ``Connection._deflate``):
-it inflates whole compressed frames as they are read (the loop thread), and compresses messages of
+The C parts do the common case of both, in each direction where no context is kept: the protocol's
+(``protocol/_protocol_core.c``) inflates whole compressed frames as they are read (the loop thread), when the
+protocol's inflater keeps no context (``Inflater.stateless_window_bits``); the connection's
+(``runtime/_connection_core.c``, told by :attr:`ConnectionDeflate.hot_path`, read once when the handshake sets
+``Connection._deflate``) has the protocol's C compress messages of
 ``compression_min_size`` bytes up to 64 KiB sent on the loop thread, with :data:`SHARED_LEVEL` and
 :data:`SHARED_MEM_LEVEL` like the pool -- the same bytes -- and its own zlib state (the process's, reset after each
 message, used under the GIL). Everything else (larger messages, other threads, dedicated contexts, anything
@@ -182,11 +184,10 @@ class ConnectionDeflate:
         inflater: the protocol's decompressor for this connection.
         shares_frames: our messages start from an empty context: one compressed frame fits every such connection
             with the same window (a broadcast compresses once for all of them).
-        hot_path: what the C hot path (``runtime/_hotpath.c``) reads once, when this object is set as a connection's
-            ``_deflate``: ``(inflate_window_bits, deflate_window_bits, rle, level, mem_level, min_size)``. The
-            first is the raw window of our decompressor when the client keeps no context (the C path may inflate
-            a whole compressed frame), else 0; the second our compressor's window when we keep none
-            (``shares_frames``: the C path may compress a send exactly as :meth:`compress_shared` does), else 0.
+        hot_path: what the connection's C part (``runtime/_connection_core.c``) reads once, when this object is set
+            as a connection's ``_deflate``: ``(deflate_window_bits, rle, level, mem_level, min_size)``; the first is
+            our compressor's window when we keep no context (``shares_frames``: the C path may compress a send
+            exactly as :meth:`compress_shared` does), else 0.
     """
 
     __slots__ = (

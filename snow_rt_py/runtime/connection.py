@@ -24,8 +24,6 @@ read is handled, or during one loop iteration, leave in one ``transport.write``:
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import contextlib
 import logging
 import socket
@@ -33,36 +31,31 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from snow_rt_py.protocol import events as ev
-from snow_rt_py.protocol.close import CloseCode, build_close_payload
-from snow_rt_py.protocol.connection import ServerProtocol, State
+from snow_rt_py.protocol.close import build_close_payload
+from snow_rt_py.protocol.connection import ServerProtocol
 from snow_rt_py.protocol.errors import UsageError
-from snow_rt_py.protocol.frames import Opcode, encode_binary, encode_frame, encode_text, frame_header
 from snow_rt_py.protocol.headers import Headers
-from snow_rt_py.protocol.utf8 import utf8_error
-from snow_rt_py.runtime import static
-from snow_rt_py.runtime.compression import OFFLOAD_FROM, ConnectionDeflate, compressed_frame, worth_compressing
+from snow_rt_py.runtime.compression import ConnectionDeflate
 from snow_rt_py.runtime.connection_base import (
     ABORTED,
     C_CONNECTION,
     FLUSH_NOW,
     HANDLER_CRASH,
-    KEEPALIVE_TIMEOUT,
-    LINGER_BYTES,
     MOVES,
-    SEPARATE_PAYLOAD_MIN,
     SEPARATE_TEXT_MIN,
     SERVER_SHUTDOWN,
-    SLOW_CONSUMER,
     ConnectionCore,
     Phase,
     configure,
     move_lock,
 )
-from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error, QueueFullError
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
+from snow_rt_py.runtime.frontdoor import FrontDoor
 from snow_rt_py.runtime.handler import Reject
+from snow_rt_py.runtime.outbound import Held, Outbound
 from snow_rt_py.runtime.presence import PresenceEvent
 from snow_rt_py.runtime.scheduler import Actor, Tag
-from snow_rt_py.runtime.tls import close_transport
+from snow_rt_py.runtime.teardown import Teardown
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.server import Server
@@ -81,17 +74,7 @@ _FLUSH_NOW = FLUSH_NOW
 _SEPARATE_TEXT_MIN = SEPARATE_TEXT_MIN
 
 
-class _Held:
-    """What a connection holds while a large message is compressed off the loop (see ``_send_off_loop``)."""
-
-    __slots__ = ("fast", "items")
-
-    def __init__(self, fast: bool) -> None:
-        self.fast = fast  # the connection's _fast, given back when nothing is held any more
-        self.items: collections.deque[tuple[Any, ...]] = collections.deque()
-
-
-class Connection(ConnectionCore, asyncio.Protocol):
+class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol):
     """A WebSocket connection. The program sees it in every callback.
 
     Attributes:
@@ -150,7 +133,7 @@ class Connection(ConnectionCore, asyncio.Protocol):
         self._scheduler = server.scheduler
         self._direct = not server.scheduler.workers  # an idle actor's message runs at once, on the loop
         self._fast = True  # the C hot path takes what it can (tests turn it off to compare)
-        self._held: _Held | None = None  # while a large message is compressed off the loop (_send_off_loop)
+        self._held: Held | None = None  # while a large message is compressed off the loop (_send_off_loop)
         self._max_message_size = server.options.max_message_size
         self._proto = ServerProtocol(
             max_message_size=server.options.max_message_size,
@@ -194,6 +177,10 @@ class Connection(ConnectionCore, asyncio.Protocol):
         # tests. With it, every data message goes through _send_deflated; received RSV1 frames are the protocol's.
         self._deflate: ConnectionDeflate | None = None
 
+    def as_connection(self) -> Connection:
+        """This connection, as its parts hand it to the server (the parts are typed as themselves)."""
+        return self
+
     # -- the state machine -------------------------------------------------------------------------------------
 
     def _enter(self, phase: Phase, end: tuple[int, str] | None = None) -> bool:
@@ -218,341 +205,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
         return self.phase is _OPEN
 
     # -- public API (any thread) ----------------------------------------------------------------------------
-
-    def _send_text_py(self, text: str) -> None:
-        """Queue a text message. Safe from any thread; returns at once (the write happens on the loop).
-
-        Raises:
-            ConnectionClosedError: the connection is closing or has ended.
-            InvalidArgumentError: ``text`` is not a str or contains lone surrogates (not valid UTF-8).
-        """
-        if not isinstance(text, str):
-            raise InvalidArgumentError(f"send_text needs str, got {type(text).__name__}")
-        if self._deflate is not None:  # permessage-deflate negotiated: the compression path (not the hot path)
-            try:
-                data = text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidArgumentError("text is not encodable as UTF-8") from None
-            self._send_deflated(Opcode.TEXT, data)
-            return
-        if len(text) < _SEPARATE_TEXT_MIN:  # short: under SEPARATE_PAYLOAD_MIN once encoded
-            try:
-                frame = encode_text(text)
-            except UsageError as exc:
-                raise InvalidArgumentError(str(exc)) from None
-            if not self.offer_frame(frame):  # send_frame, inlined: this is a handler's reply, the hot path
-                self._refused()
-            return
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError("text is not encodable as UTF-8") from None
-        self._send_encoded_text(data)
-
-    def _send_utf8_py(self, data: bytes) -> None:
-        """Queue a text message given as its UTF-8 bytes (checked, never decoded: what the C ABI sends). Safe from
-        any thread. (``send_utf8``: the C hot path's, or this one without it.)
-
-        Raises:
-            ConnectionClosedError: the connection is closing or has ended.
-            InvalidUtf8Error: ``data`` is not valid UTF-8 (an InvalidArgumentError; nothing is sent).
-        """
-        why = utf8_error(data)
-        if why is not None:
-            raise InvalidUtf8Error(f"not valid UTF-8: {why}")
-        self._send_encoded_text(data)
-
-    def _send_encoded_text(self, data: bytes) -> None:
-        if self._deflate is not None:
-            self._send_deflated(Opcode.TEXT, data)
-        elif len(data) >= SEPARATE_PAYLOAD_MIN:
-            self._send_parts(frame_header(Opcode.TEXT, len(data)), data)
-        else:
-            self.send_frame(encode_frame(Opcode.TEXT, data))
-
-    def _send_binary_py(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue a binary message. Safe from any thread.
-
-        Raises:
-            ConnectionClosedError: the connection is closing or has ended.
-        """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidArgumentError(f"send_binary needs bytes, got {type(data).__name__}")
-        if self._deflate is not None:
-            self._send_deflated(Opcode.BINARY, data if type(data) is bytes else bytes(data))
-            return
-        if len(data) >= SEPARATE_PAYLOAD_MIN:
-            payload = data if type(data) is bytes else bytes(data)  # a snapshot: the caller may reuse its buffer
-            self._send_parts(frame_header(Opcode.BINARY, len(payload)), payload)
-            return
-        self.send_frame(encode_binary(data))
-
-    def _send_deflated(self, opcode: int, data: bytes) -> None:
-        """Send a message on a connection with permessage-deflate: compressed if at least ``compression_min_size``
-        bytes (RSV1 set), else as a plain frame (RFC 7692 §6 allows either, per message). A large message sent from
-        the loop thread is compressed off the loop (:meth:`_send_off_loop`)."""
-        deflate = self._deflate
-        assert deflate is not None
-        if self.phase is not _OPEN:
-            self._refused()
-        if self._held is not None and self._hold(("data", opcode, data)):
-            return  # behind a message being compressed off the loop: compressed when its turn comes
-        if (
-            len(data) >= OFFLOAD_FROM
-            and threading.get_ident() == self._loop_thread
-            and worth_compressing(data)
-            and self._send_off_loop(deflate, opcode, data)
-        ):
-            return
-        with deflate.lock_ or contextlib.nullcontext():  # dedicated: compressed and queued in one step
-            frame, payload = self._deflated_frame(deflate, opcode, data)
-            if self.offer_frame(frame) if payload is None else self.offer_frame(frame, 1, payload):
-                return
-            deflate.forget_context()  # the client never gets this one: later ones must not refer to it
-        self._refused()
-
-    # -- large messages compressed off the loop -----------------------------------------------------------------
-    #
-    # A handler on the loop thread (workers=0) that sends a large compressible message would hold the loop for as
-    # long as zlib takes (~1 ms per 128 KiB at the default level; 60 ms for 16 MiB of JSON). Instead the message is
-    # compressed on a thread of the runtime's compression pool, and until its frame is queued the connection is
-    # "held": everything sent on it meanwhile, from any thread -- frames, messages still to compress, our Close --
-    # waits in ``_held.items`` and goes out after it, in order. The C fast path is off meanwhile (``_fast``), so
-    # every send passes through the Python methods that check ``_held``.
-
-    def _send_off_loop(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> bool:
-        """Start compressing ``data`` off the loop (loop thread); False if it cannot be (the caller compresses)."""
-        lock = deflate.lock_
-        if lock is not None and not lock.acquire(blocking=False):
-            return False  # another thread is compressing with our context right now: as usual, then
-        try:
-            with _move_lock:
-                if self._held is None:
-                    self._held = _Held(self._fast)
-                    self._fast = False
-            if lock is not None:
-                # Compressed with no context: the client will have it in its window and our context will not,
-                # so the context starts afresh after it (a new context's output is valid in any stream).
-                deflate.forget_context()
-        finally:
-            if lock is not None:
-                lock.release()
-        self._offload(deflate, opcode, data)
-        return True
-
-    def _offload(self, deflate: ConnectionDeflate, opcode: int, data: bytes) -> None:
-        future = self.server.compression.offload(deflate.compress_shared, data)
-        loop = self._loop
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._compressed_off_loop, opcode, f))
-
-    def _compressed_off_loop(self, opcode: int, future: concurrent.futures.Future[bytes]) -> None:
-        """The large message is compressed (loop thread): queue it, then what was held behind it, in order."""
-        try:
-            frame, payload = compressed_frame(opcode, future.result())
-        except Exception:  # the pool was closed, or zlib failed (out of memory): the connection cannot go on
-            log.exception("conn %d: compressing a message failed", self.id, extra={"conn_id": self.id})
-            self._release_held()
-            self._close_from_runtime(CloseCode.INTERNAL_ERROR, "internal error")
-            return
-        self._queue_held(frame, 1, payload)
-        self._drain_held()
-
-    def _hold(self, item: tuple[Any, ...]) -> bool:
-        """Put ``item`` behind the message being compressed (any thread); False if nothing is held any more."""
-        with _move_lock:
-            held = self._held
-            if held is None:
-                return False
-            held.items.append(item)
-            return True
-
-    def _drain_held(self) -> None:
-        """Send what was held, in order, until it is all out or another large message goes off the loop."""
-        while True:
-            with _move_lock:
-                held = self._held
-                if held is None:
-                    return
-                if not held.items:
-                    self._release_held()
-                    return
-                item = held.items.popleft()
-            kind = item[0]
-            if kind == "frame":
-                self._queue_held(item[1], item[2], item[3])
-            elif kind == "close":
-                self._send_close_now(item[1])
-            else:  # "data": a message to compress, in its turn
-                deflate = self._deflate
-                if deflate is None or self.phase is _CLOSED:
-                    continue
-                opcode, data = item[1], item[2]
-                if len(data) >= OFFLOAD_FROM and worth_compressing(data):
-                    self._offload(deflate, opcode, data)
-                    return  # the rest stays held behind this one
-                with deflate.lock_ or contextlib.nullcontext():
-                    frame, payload = self._deflated_frame(deflate, opcode, data)
-                self._queue_held(frame, 1, payload)
-
-    @staticmethod
-    def _deflated_frame(deflate: ConnectionDeflate, opcode: int, data: bytes) -> tuple[bytes, bytes | None]:
-        """The frame of a message as this connection sends it now: plain under ``compression_min_size`` or when
-        it does not compress (RFC 7692 §6 allows either, per message), else compressed -- from an empty context,
-        or with the connection's own (dedicated: the caller holds ``deflate.lock_``). A large payload comes apart
-        from its header: ``(header, payload)``; else ``(frame, None)``."""
-        if len(data) < deflate.min_size or not worth_compressing(data):
-            if len(data) >= SEPARATE_PAYLOAD_MIN:
-                return frame_header(opcode, len(data)), data
-            return encode_frame(opcode, data), None
-        if deflate.lock_ is None:  # no context of ours: any order of compression is fine
-            return compressed_frame(opcode, deflate.compress_shared(data))
-        return compressed_frame(opcode, deflate.compress_own(data))
-
-    def _release_held(self) -> None:
-        """(under _move_lock, or on the loop thread when nothing can be held any more)"""
-        held, self._held = self._held, None
-        if held is not None:
-            self._fast = held.fast
-
-    def _queue_held(self, frame: bytes, count: int, payload: bytes | None) -> None:
-        """Queue a frame that was accepted while the connection was held (loop thread): it goes out even if a
-        close was asked for since (the close was held behind it), unless the connection is gone."""
-        if self.phase is _CLOSED or self._transport is None or self._proto.close_sent:
-            return  # gone, or the protocol closed meanwhile (the peer's Close, a protocol error): nothing after it
-        if payload is None:
-            self._out.append(frame)
-        else:
-            self._out += (frame, payload)
-        self._queued(len(frame) if payload is None else len(frame) + len(payload), count, True)
-
-    def offer_deflated(
-        self, opcode: int, data: bytes, shared: dict[tuple[int, bool], tuple[bytes, bytes | None]]
-    ) -> bool:
-        """offer_frame for one member of a broadcast, on a connection with permessage-deflate: the frame compressed
-        once for every member whose messages start from an empty context (cached in ``shared`` by window), or this
-        connection's own compression (dedicated). Never raises; False if not queued."""
-        deflate = self._deflate
-        assert deflate is not None
-        if deflate.shares_frames:
-            key = deflate.key
-            made = shared.get(key)
-            if made is None:
-                made = shared[key] = compressed_frame(opcode, deflate.compress_shared(data))
-            return self.offer_frame(made[0], 1, made[1])
-        lock = deflate.lock_
-        assert lock is not None
-        with lock:
-            frame, payload = compressed_frame(opcode, deflate.compress_own(data))
-            if self.offer_frame(frame, 1, payload):
-                return True
-            deflate.forget_context()
-            return False
-
-    def _send_parts(self, header: bytes, payload: bytes) -> None:
-        """send_frame for a frame queued as its header and its payload (not copied into one object)."""
-        if not self.offer_frame(header, 1, payload):
-            self._refused()
-
-    def _send_any(self, message: str | bytes) -> None:
-        """``send_text`` for ``str``, ``send_binary`` for bytes-like."""
-        if isinstance(message, str):
-            self.send_text(message)
-        else:
-            self.send_binary(message)
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue an already encoded data frame (the same bytes may go to many connections: broadcast).
-
-        Raises:
-            ConnectionClosedError: the connection is closing or has ended (or was just closed as a slow consumer).
-            QueueFullError: the outbound queue is full and the policy is "drop": this message was dropped.
-        """
-        if not self.offer_frame(frame):
-            self._refused()
-
-    def _refused(self) -> None:
-        """Raise why offer_frame refused a message."""
-        if self.phase is not _OPEN:
-            raise ConnectionClosedError(f"connection {self.id} is closed")
-        raise QueueFullError(f"connection {self.id}: outbound queue full, message dropped")
-
-    def reply_budget(self) -> int:
-        """Bytes that can be queued right now without the queue-bound rule refusing anything, or -1 if the
-        connection cannot send (closing or ended).
-
-        ``max_queue_bytes`` minus what is queued (frames not yet written plus the transport's buffer), never
-        negative: 0 means any frame must go through :meth:`offer_frame`, which applies the rule itself. What the C
-        ABI's reply fast path compares its buffered replies with; exact only on the loop thread, and only until the
-        next send or write.
-        """
-        if self.phase is not _OPEN:
-            return -1
-        return max(0, self.max_queue_bytes - self._queued_now())
-
-    def _queued_now(self) -> int:
-        """Bytes queued and not yet accepted by the kernel: ours plus the transport's buffer."""
-        transport = self._transport
-        return self._out_bytes if transport is None else self._out_bytes + transport.get_write_buffer_size()
-
-    def _admits(self, queued: int, size: int) -> bool:
-        """The outbound queue bound (the C part's snow_queue_admits): a frame always fits an empty queue, so one
-        message of any allowed size can go out; otherwise only within ``max_queue_bytes``."""
-        return queued == 0 or queued + size <= self.max_queue_bytes
-
-    def _offer_py(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
-        """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
-
-        A frame always fits an empty queue (so one message of any allowed size can go out). When the queue holds
-        more than ``max_queue_bytes``, the slow-consumer policy applies: the frame is dropped, and with the default
-        policy "close" the connection is closed with 1008 "slow consumer" (what is already queued still goes out
-        first; ``close_timeout`` later the TCP connection is dropped if the peer never reads it).
-
-        ``frame`` may also be ``count`` encoded frames back to back, queued (or refused) as one; or, with
-        ``payload``, the header of a frame whose payload follows separately (both queued, or neither).
-
-        Returns:
-            True if queued, False if not.
-        """
-        if self.phase is not _OPEN:
-            return False
-        if self._held is not None and self._hold(("frame", frame, count, payload)):
-            return True  # behind a message being compressed off the loop
-        size = len(frame) if payload is None else len(frame) + len(payload)
-        if not self._admits(self._queued_now(), size):
-            self.drops += 1
-            if self.server.options.slow_consumer == "close" and self._close_from_runtime(*SLOW_CONSUMER):
-                self.server.slow_consumer_closes += 1
-            return False
-        on_loop = threading.get_ident() == self._loop_thread
-        if on_loop:
-            # The loop thread is the one that drains our Close: nothing it appends can end up behind it.
-            if payload is None:
-                self._out.append(frame)
-            else:
-                self._out += (frame, payload)  # one list operation: no other thread's frame can come in between
-        else:
-            with _move_lock:  # the phase cannot leave OPEN between the check and the append
-                if self.phase is not _OPEN:
-                    return False
-                if payload is None:
-                    self._out.append(frame)
-                else:
-                    self._out += (frame, payload)
-        self._queued(size, count, on_loop)
-        return True
-
-    def _queued(self, size: int, count: int, on_loop: bool) -> None:
-        """Count ``count`` messages of ``size`` bytes just appended to the FIFO, and have it flushed: at the end of
-        this loop iteration, or after the read being handled (which flushes), or from another thread."""
-        self._out_bytes += size
-        self.bytes_out += size
-        self.messages_out += count
-        if not self._flush_pending:
-            self._flush_pending = True
-            if not on_loop:
-                self.server.schedule_flush_threadsafe(self)
-            elif not self._in_read:
-                self.server.schedule_flush(self)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason``. Safe from any thread.
@@ -711,41 +363,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _flush_py(self) -> None:
-        """Hand every queued frame to the transport in one write (the loop thread only)."""
-        self._flush_pending = False  # first: a frame appended from now on schedules another flush
-        out = self._out
-        n = len(out)
-        if self._transport is None or self.phase is _CLOSED:
-            return
-        if self._proto.close_sent:  # our Close is due or gone: the protocol puts it last (take_outgoing)
-            items = self._proto.take_outgoing()
-            n = len(items)
-            if not n:
-                return
-        elif n == 1:
-            data = out[0]
-            del out[:1]
-            self._out_bytes = max(0, self._out_bytes - len(data))
-            self._transport.write(data)
-            return
-        elif not n:
-            return
-        else:
-            items = out[:n]
-            del out[:n]
-        if n == 1:
-            self._out_bytes = max(0, self._out_bytes - len(items[0]))
-            self._transport.write(items[0])
-            return
-        if self._out_bytes < SEPARATE_PAYLOAD_MIN:  # small frames (control frames are not counted: all small)
-            data = b"".join(items)  # one copy, one write
-            self._out_bytes = max(0, self._out_bytes - len(data))
-            self._transport.write(data)
-        else:  # large payloads: not copied (uvloop hands the objects to writev as they are)
-            self._out_bytes = max(0, self._out_bytes - sum(map(len, items)))
-            self._transport.writelines(items)
-
     def _handle(self, events: list[ev.Event]) -> None:
         actor = self._actor
         for event in events:
@@ -789,184 +406,6 @@ class Connection(ConnectionCore, asyncio.Protocol):
             elif kind is ev.ConnectionLost:
                 self._enter(_CLOSING)
                 self._finish()
-
-    def _on_request(self, request: ev.Request) -> None:
-        self._cancel_timer()
-        self.path = request.target
-        self.headers = request.headers
-        server = self.server
-        admission = server.admission
-        ip = self._peer_ip()
-        if server.closing:
-            refusal = admission.shutting_down(ip, self.id)
-            self._refuse(refusal.status, refusal.text, refusal.headers)
-            return
-        decision = admission.check(ip, request.headers, len(server._accepted), self.id)
-        if decision is not None and not isinstance(decision, str):
-            self._refuse(decision.status, decision.text, decision.headers)
-            return
-        try:
-            verdict = server.handler.on_upgrade(request.target, request.headers)
-        except Exception:
-            log.exception("on_upgrade raised; answering 500", extra={"conn_id": self.id})
-            verdict = Reject("internal error", status=500)
-        if verdict is not None:
-            admission.count("on_upgrade", ip, f"{verdict.status} {verdict.reason}", self.id)
-            self._refuse(verdict.status, verdict.reason)
-            return
-        self.subprotocol = decision
-        extensions: tuple[tuple[str, str], ...] = () if decision is None else (("Sec-WebSocket-Protocol", decision),)
-        offers = request.headers.get_all("Sec-WebSocket-Extensions")
-        if offers and server.options.compression != "off":
-            self._deflate = server.negotiate_deflate(offers)
-            if self._deflate is not None:
-                self._proto.enable_deflate(self._deflate.inflater)
-                extensions += (("Sec-WebSocket-Extensions", self._deflate.params.response),)
-        pipelined = self._proto.accept(extensions)  # the 101 is queued first: before anything on_connect sends
-        admission.opened(ip)
-        self._admitted = True
-        self._enter(_OPEN)
-        self._actor = actor = server.scheduler.spawn(self._behave, self._crash)
-        self.pid = actor.pid
-        server.connection_accepted(self)
-        server.scheduler.deliver(actor, Tag.CONNECT, None)
-        if server.heartbeat is not None:
-            server.heartbeat.start(self)
-        if pipelined:
-            self._handle(pipelined)
-
-    def _peer_ip(self) -> str:
-        address = self.remote_address
-        return address[0] if address is not None else ""
-
-    def _refuse(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self._proto.reject(status, reason, headers)
-        self._enter(_CLOSING)
-        self._linger()
-
-    def _on_http_request(self, request: ev.HttpRequest) -> None:
-        self._cancel_timer()
-        opts = self.server.options
-        if opts.metrics_path is not None and request.target.partition("?")[0] == opts.metrics_path:
-            self._proto.respond(*self.server.metrics_page(request.headers.get("Accept")))
-        elif opts.static_dir is None:
-            self._proto.reject(400, "Upgrade header must include websocket.")
-        else:
-            self._proto.respond(*static.lookup(opts.static_dir, opts.static_index, request.target))
-        self._enter(_CLOSING)
-        self._linger()
-
-    def send_heartbeat_ping(self, payload: bytes) -> None:
-        """Called by the heartbeat wheel (loop thread)."""
-        if self._proto.state is State.OPEN:
-            self._proto.send_ping(payload)
-            self._flush()
-
-    def heartbeat_expired(self) -> None:
-        """Called by the heartbeat wheel (loop thread) when a ping went unanswered: fail the connection (RFC 6455
-        §7.1.7). A peer that answers no ping will not answer a Close either: send ours if the protocol still can,
-        then drop TCP at once, so on_close (1011) runs now, not ``close_timeout`` later."""
-        if self._enter(_CLOSING, KEEPALIVE_TIMEOUT):
-            self.server.heartbeat_timeouts += 1
-        if self._proto.state is State.OPEN:
-            self._proto.send_close(*KEEPALIVE_TIMEOUT)
-        self._drop_transport()
-
-    def _send_close(self, payload: bytes) -> None:
-        """Send our Close (validated by the caller) and arm the close deadline; after the messages held behind a
-        message being compressed off the loop, if any."""
-        if self._held is not None and self._hold(("close", payload)):
-            return
-        self._send_close_now(payload)
-
-    def _send_close_now(self, payload: bytes) -> None:
-        if self.phase is _CLOSED:
-            return
-        if self._proto.state is State.OPEN:  # else the peer's Close or a failure got there first: nothing to send
-            self._proto.send_close_payload(payload)
-            self._flush()
-            self._arm_close_deadline()
-
-    def _close_from_runtime(self, code: int, reason: str) -> bool:
-        """Close from inside the runtime (reject, crash, slow consumer, server shutdown): never raises.
-
-        Returns:
-            True if this call started the close (False: the connection was already closing or ended).
-        """
-        if self._enter(_CLOSING, (code, reason)):
-            self._call_on_loop(self._send_close, build_close_payload(code, reason))
-            return True
-        return False
-
-    def _half_close(self) -> None:
-        """After failing the connection: our Close is queued; send it, then EOF, and wait (bounded) for theirs."""
-        self._flush()
-        transport = self._transport
-        if transport is not None and transport.can_write_eof():
-            transport.write_eof()
-            self._arm_close_deadline()
-        else:
-            self._finish()
-
-    def _finish(self) -> None:
-        """The exchange is over: flush what is queued and close TCP (the server closes first, RFC 6455 §7.1.1)."""
-        self._flush()
-        self._cancel_timer()
-        if self._transport is not None:
-            close_transport(self._transport)  # TLS: our close_notify, not waiting for theirs
-
-    def _linger(self) -> None:
-        """After an HTTP response that ends the connection (an error, a refusal, a page): send it and our FIN, then
-        read and drop what the client may still be sending -- up to LINGER_BYTES, for at most ``close_timeout`` --
-        and close once it closes. Closing with its input unread would reset the connection, and the client would
-        see "connection reset" instead of our answer (a 431 to a request head still being sent, say)."""
-        self._flush()
-        self._cancel_timer()
-        transport = self._transport
-        if transport is None:
-            return
-        if not transport.can_write_eof():  # TLS: no half-close
-            close_transport(transport)
-            return
-        transport.write_eof()
-        self._linger_left = LINGER_BYTES
-        self._timer = self._loop.call_later(self.server.options.close_timeout, self._finish)
-
-    def _drop_transport(self) -> None:
-        """Write what is queued if the socket takes it now, and close TCP at once either way (loop thread)."""
-        self._flush()
-        self._cancel_timer()
-        transport = self._transport
-        if transport is None:
-            return
-        if transport.get_write_buffer_size():
-            transport.abort()  # the peer is not reading: what is left would never go out
-        else:
-            close_transport(transport)
-
-    def _arm_close_deadline(self) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(self.server.options.close_timeout, self._abort_transport)
-
-    def _handshake_expired(self) -> None:
-        """The client did not complete its handshake in ``handshake_timeout``: answer 408 and close (a slowloris
-        client gets an answer, not a silent drop)."""
-        self._timer = None
-        if self._proto.state is State.HANDSHAKE and self._transport is not None:
-            self.server.admission.count("handshake_timeout", self._peer_ip(), "handshake not complete in time", self.id)
-            self._proto.fail_handshake(408, "Request timeout: the opening handshake took too long.")
-            self._enter(_CLOSING)
-            self._linger()
-
-    def _abort_transport(self) -> None:
-        self._timer = None
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     # -- the connection's actor (loop thread or a worker) ------------------------------------------------------
 
@@ -1029,12 +468,12 @@ class Connection(ConnectionCore, asyncio.Protocol):
 
     if not C_CONNECTION:  # no C base class (connection_base.py): the Python methods serve under the public names
         data_received = _receive
-        send = _send_any
-        send_text = _send_text_py
-        send_binary = _send_binary_py
-        send_utf8 = _send_utf8_py
-        offer_frame = _offer_py
-        _flush = _flush_py
+        send = Outbound._send_any
+        send_text = Outbound._send_text_py
+        send_binary = Outbound._send_binary_py
+        send_utf8 = Outbound._send_utf8_py
+        offer_frame = Outbound._offer_py
+        _flush = Outbound._flush_py
 
 
 configure(Tag.TEXT, Tag.BINARY, ev.TextMessage)  # what the C part compares with and builds (connection_base.py)

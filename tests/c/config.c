@@ -13,14 +13,16 @@ typedef int (*RunStringFn)(const char *);
 static const char REPORT[] =
     "import sys\n"
     "from snow_rt_py.protocol import mask, utf8\n"
-    "from snow_rt_py.runtime import connection, hotpath, rooms, server\n"
+    "from snow_rt_py.protocol import core\n"
+    "from snow_rt_py.runtime import connection_base, scheduler\n"
     "print('runtime loaded by init:', 'snow_rt_py.abi.exports' in sys.modules)\n"
-    "print('C_HOT_PATH:', hotpath.C_HOT_PATH)\n"
-    "print('Connection base:', connection.Connection.__mro__[1].__name__)\n"
+    "print('C protocol:', core.C_PROTOCOL)\n"
+    "print('C scheduler:', scheduler.C_SCHEDULER)\n"
+    "print('C connection:', connection_base.C_CONNECTION)\n"
     "print('masking accelerator:', mask.HAVE_SPEEDUPS)\n"
     "print('UTF-8 accelerator:', utf8._lib is not None)\n"
-    "print('C fan-out:', rooms._fanout is not None)\n"
-    "print('C flush:', server._flush_all is not None)\n"
+    "print('C fan-out:', connection_base.offer_all is not None)\n"
+    "print('C flush:', connection_base.flush_all is not None)\n"
     "sys.stdout.flush()\n";
 
 int main(void)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from snow_rt_py.protocol import mask, utf8
-from snow_rt_py.runtime import connection, hotpath, rooms, server
+from snow_rt_py.protocol import core, mask, utf8
+from snow_rt_py.runtime import connection_base, scheduler
 
 PACKAGE = Path(__file__).resolve().parents[2] / "snow_rt_py"
 PURE_PYTHON = os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") not in ("", "0")
@@ -23,32 +23,35 @@ PURE_PYTHON = os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") not in ("", "0")
 
 def built() -> bool:
     """True if both compiled modules exist (``make build``)."""
-    return bool(list(PACKAGE.glob("_speedups*.so"))) and bool(list((PACKAGE / "runtime").glob("_hotpath*.so")))
+    return bool(list(PACKAGE.glob("_speedups*.so"))) and len(list(PACKAGE.glob("*/_*_core*.so"))) == 3
 
 
 def in_use() -> dict[str, object]:
     """What the imported modules chose."""
     return {
-        "C_HOT_PATH": hotpath.C_HOT_PATH,
-        "Connection base": connection.Connection.__mro__[1].__name__,
+        "C protocol": core.C_PROTOCOL,
+        "C scheduler": scheduler.C_SCHEDULER,
+        "C connection": connection_base.C_CONNECTION,
         "masking accelerator": mask.HAVE_SPEEDUPS,
         "UTF-8 accelerator": utf8._lib is not None,
-        "C fan-out": rooms._fanout is not None,
-        "C flush": server._flush_all is not None,
+        "C fan-out": connection_base.offer_all is not None,
+        "C flush": connection_base.flush_all is not None,
     }
 
 
 PYTHON_CONFIG = {
-    "C_HOT_PATH": False,
-    "Connection base": "PyConnectionCore",
+    "C protocol": False,
+    "C scheduler": False,
+    "C connection": False,
     "masking accelerator": False,
     "UTF-8 accelerator": False,
     "C fan-out": False,
     "C flush": False,
 }
 C_CONFIG = {
-    "C_HOT_PATH": True,
-    "Connection base": "ConnectionCore",
+    "C protocol": True,
+    "C scheduler": True,
+    "C connection": True,
     "masking accelerator": True,
     "UTF-8 accelerator": True,
     "C fan-out": True,

@@ -320,8 +320,25 @@ def test_a_crashing_handler_closes_with_1011_on_the_c_path() -> None:
 
 def test_the_pure_python_switch_is_read_at_import() -> None:
     assert os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") in ("", "0")  # else this module is skipped
-    assert type(Connection.__mro__[1]).__module__ == "builtins"
-    assert Connection.__mro__[1].__module__ == "snow_rt_py.runtime._connection_core"
+    from snow_rt_py.protocol.connection import ServerProtocol
+    from snow_rt_py.runtime.scheduler import Actor
+
+    # each C part is the base class of its layer's class (DESIGN: one C part per Python class, in its folder)
+    heap_type = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on classes defined in Python, not on static C types
+    bases = {
+        cls.__name__: next(b.__module__ for b in cls.__mro__ if not b.__flags__ & heap_type)
+        for cls in (Connection, ServerProtocol, Actor)
+    }
+    assert bases == {
+        "Connection": "snow_rt_py.runtime._connection_core",
+        "ServerProtocol": "snow_rt_py.protocol._protocol_core",
+        "Actor": "snow_rt_py.runtime._scheduler_core",
+    }
+    assert bases == {
+        "Connection": "snow_rt_py.runtime._connection_core",
+        "ServerProtocol": "snow_rt_py.protocol._protocol_core",
+        "Actor": "snow_rt_py.runtime._scheduler_core",
+    }
 
 
 def test_a_compressed_echo_stays_on_the_c_path(monkeypatch: pytest.MonkeyPatch) -> None:
