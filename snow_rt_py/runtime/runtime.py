@@ -2,7 +2,12 @@
 
 A :class:`Runtime` owns the event-loop thread that runs its servers, the table of actors (pids, links), the rooms,
 the counter that gives connections their ids, and the state of the front doors built on it (the C ABI's handle
-tables live in :meth:`Runtime.component`). Nothing else in the package keeps state at module level.
+tables live in :meth:`Runtime.component`). What else is kept at module level is process-wide by nature and holds
+no program state: the default runtime itself (:func:`default_runtime`), the lock that makes moves out of OPEN
+atomic (``connection_base.move_lock``), the C ABI's per-thread reply buffers and its one registration of its
+on_message caller (``abi/callbacks.py``), reusable scratch buffers (masking's pool in ``protocol/mask.py``, the
+protocol C part's zlib state and scratch), malloc tuning done once (``allocator.py``), and caches of values
+derived from constants (negotiated compression parameters, ``lru_cache``).
 
 The Python API (``snow_rt_py.start``, ``join``, ``spawn``...) and the C ABI share one default instance,
 :func:`default_runtime`, so C keeps its process-wide semantics: a room joined from C is the room a Python caller
