@@ -481,6 +481,54 @@ static const SnowProtocolAPI API = {
     SNOW_PROTOCOL_API_VERSION, &CoreType, take_simple, close_sent, encode, encode_deflated, utf8_valid,
 };
 
+/* -- large payloads arriving in pieces (protocol/mask.py: MaskedPayload) ------------------------------------ */
+
+/* payload_buffer(n): a new bytes object of n bytes, not initialised. Only the protocol's MaskedPayload makes one,
+ * and it fills every byte with mask_into before the object is handed to anyone: the payload is unmasked straight
+ * into the message's own object, with no scratch buffer and no final copy. */
+static PyObject *payload_buffer(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "payload_buffer: negative length");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(NULL, n);
+}
+
+/* mask_into(dst, offset, src, start, count, key): unmask src[start:start+count] into dst[offset:offset+count] with
+ * the 4-byte key, rotated by offset (the payload's position of that octet). dst must come from payload_buffer. */
+static PyObject *mask_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 6 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[5]) || PyBytes_GET_SIZE(args[5]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "mask_into(dst: bytes, offset, src, start, count, key: 4 bytes)");
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]), start = PyLong_AsSsize_t(args[3]), count = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer src;
+    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *dst = args[0];
+    if (offset < 0 || start < 0 || count < 0 || offset > PyBytes_GET_SIZE(dst) - count || start > src.len - count) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "mask_into: out of bounds");
+        return NULL;
+    }
+    const char *k = PyBytes_AS_STRING(args[5]);
+    char key[4];
+    for (int i = 0; i < 4; i++)
+        key[i] = k[(offset + i) & 3];
+    snow_mask_copy((const char *)src.buf + start, (size_t)count, key, PyBytes_AS_STRING(dst) + offset);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
 /* -- module ------------------------------------------------------------------------------------------------- */
 
 static PyObject *configure(PyObject *module, PyObject *state_open)
@@ -491,6 +539,9 @@ static PyObject *configure(PyObject *module, PyObject *state_open)
 }
 
 static PyMethodDef module_methods[] = {
+    {"payload_buffer", payload_buffer, METH_O, "payload_buffer(n): n bytes to fill with mask_into (see above)."},
+    {"mask_into", (PyCFunction)(void (*)(void))mask_into, METH_FASTCALL,
+     "mask_into(dst, offset, src, start, count, key): unmask into a payload_buffer."},
     {"configure", configure, METH_O,
      "configure(State.OPEN): the state take_simple compares with (called once by protocol/connection.py)."},
     {NULL, NULL, 0, NULL},

@@ -20,8 +20,9 @@ offset: ``mask[offset % 4:] + mask[:offset % 4]``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from snow_rt_py import speedups
 
 __all__ = ["C_THRESHOLD", "HAVE_SPEEDUPS", "MaskedPayload", "apply_mask", "apply_mask_inplace", "apply_mask_py"]
 
@@ -31,14 +32,10 @@ the pure-Python XOR only exceeds from ~150 bytes on; see ``bench/bench_parser.py
 
 _ffi: Any
 _lib: Any
-try:  # pragma: no cover - depends on whether the accelerator was built and on the environment
-    if os.environ.get("SNOW_RT_PY_NO_SPEEDUPS", "") not in ("", "0"):
-        raise ImportError("disabled by SNOW_RT_PY_NO_SPEEDUPS")
-    import snow_rt_py._speedups as _speedups
-
-    _ffi, _lib = _speedups.ffi, _speedups.lib
-except ImportError:  # pragma: no cover
-    _ffi = _lib = None
+_speedups = speedups.load("snow_rt_py._speedups")
+_ffi, _lib = (None, None) if _speedups is None else (_speedups.ffi, _speedups.lib)
+# The protocol's C part: a large payload is unmasked straight into its message's bytes (MaskedPayload).
+_core: Any = speedups.load("snow_rt_py.protocol._protocol_core")
 
 HAVE_SPEEDUPS: bool = _lib is not None
 """True when :func:`apply_mask` and :func:`apply_mask_inplace` use the C accelerator."""
@@ -190,8 +187,15 @@ class MaskedPayload:
         self.length = length
         self.filled = 0
         self._key = _key(key)
-        # Small payloads (a text frame split over reads, say) get a buffer of their own size, not a pooled one.
-        self._buf: Any = _take_scratch(length) if _lib is not None and length >= _SCRATCH_MIN else bytearray(length)
+        # Small payloads (a text frame split over reads, say) get a buffer of their own size, not a pooled one. A
+        # large one is unmasked into its own bytes object when the protocol's C part is there: no final copy.
+        self._buf: Any
+        if length < _SCRATCH_MIN or _lib is None:
+            self._buf = bytearray(length)
+        elif _core is not None:
+            self._buf = _core.payload_buffer(length)
+        else:
+            self._buf = _take_scratch(length)
 
     @property
     def complete(self) -> bool:
@@ -215,7 +219,9 @@ class MaskedPayload:
         phase = filled & 3
         key = self._key if not phase else self._key[phase:] + self._key[:phase]
         buf = self._buf
-        if type(buf) is bytearray:
+        if type(buf) is bytes:
+            _core.mask_into(buf, filled, data, start, count, self._key)
+        elif type(buf) is bytearray:
             with memoryview(data) as view:
                 buf[filled : filled + count] = apply_mask(view[start : start + count], key)
         else:
@@ -227,6 +233,8 @@ class MaskedPayload:
     def peek(self, start: int, end: int) -> bytes:
         """A copy of the unmasked octets ``start:end`` received so far (``end <= filled``)."""
         buf = self._buf
+        if type(buf) is bytes:
+            return buf[start:end]
         if type(buf) is bytearray:
             return bytes(buf[start:end])
         return _ffi.unpack(buf + start, end - start)  # type: ignore[no-any-return]
@@ -240,6 +248,8 @@ class MaskedPayload:
         if self.filled != self.length:
             raise ValueError(f"payload incomplete: {self.filled} of {self.length} octets")
         buf, self._buf = self._buf, None
+        if type(buf) is bytes:
+            return buf  # filled in place: the message's own object
         if type(buf) is bytearray:
             return bytes(buf)
         try:
@@ -250,5 +260,5 @@ class MaskedPayload:
     def discard(self) -> None:
         """Give the buffer back without producing the payload (the connection failed or ended). Idempotent."""
         buf, self._buf = self._buf, None
-        if buf is not None and type(buf) is not bytearray:
+        if buf is not None and type(buf) is not bytearray and type(buf) is not bytes:
             _give_scratch(buf)

@@ -314,7 +314,28 @@ def test_masked_payload_accepts_bytearray_and_memoryview_pieces(implementation: 
 
 
 @needs_speedups
-def test_masked_payload_buffers_are_pooled_and_the_pool_is_bounded() -> None:
+def test_a_large_payload_is_unmasked_into_its_own_bytes() -> None:
+    """With the protocol's C part, a large masked payload arriving in pieces is unmasked straight into the bytes
+    object take() returns (no scratch buffer, no final copy), with the key rotated at each piece's offset."""
+    if mask_module._core is None:
+        pytest.skip("the protocol's C part is not built")
+    payload = bytes(range(256)) * 400 + b"xyz"  # 102,403 octets: not a multiple of 4
+    key = b"\x11\x22\x33\x44"
+    masked = apply_mask_py(payload, key)
+    p = MaskedPayload(len(payload), key)
+    buf = p._buf
+    assert type(buf) is bytes
+    cuts = [0, 1, 7, 70_001, 102_000, len(payload)]
+    for a, b in itertools.pairwise(cuts):
+        assert p.feed(b"pad" + masked[a:b] + b"tail", 3, 3 + (b - a)) == b - a
+    taken = p.take()
+    assert taken is buf  # the message's own object
+    assert taken == payload
+
+
+@needs_speedups
+def test_masked_payload_buffers_are_pooled_and_the_pool_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mask_module, "_core", None)  # the cffi accelerator alone: pooled scratch buffers
     mask_module._scratch_pool.clear()
     payloads = [MaskedPayload(100_000, b"abcd") for _ in range(mask_module._POOL_MAX + 5)]
     for p in payloads:
