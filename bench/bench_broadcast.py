@@ -60,6 +60,11 @@ def server_specs(max_queue_bytes: int) -> dict[str, be.ServerSpec]:
     snow = [PYTHON, "-m", "snow_rt_py", "serve", "--app", "bench", "--host", "127.0.0.1", "--port", "0"]
     specs = [
         be.ServerSpec("snow (Python CLI)", [*snow, "--ping-interval", "0", "--max-queue-bytes", str(max_queue_bytes)]),
+        be.ServerSpec(  # issue 21: the pure-Python configuration
+            "snow pure-Python",
+            [*snow, "--ping-interval", "0", "--max-queue-bytes", str(max_queue_bytes)],
+            {"SNOW_RT_PY_NO_SPEEDUPS": "1"},
+        ),
         be.ServerSpec(
             "snow (C chat_server)", [str(CHAT_SERVER), "--app", "bench", "--port", "0", "--ping-interval", "0"]
         ),

@@ -327,6 +327,12 @@ def server_specs(asyncio_loop: bool) -> dict[str, ServerSpec]:
     snow_env = {"SNOW_RT_PY_NO_UVLOOP": "1"} if asyncio_loop else {}
     specs = [
         ServerSpec("snow workers=0", [*snow, "--workers", "0", "--ping-interval", "0"], snow_env),
+        # issue 21: the same server in the pure-Python configuration (no compiled part)
+        ServerSpec(
+            "snow pure-Python",
+            [*snow, "--workers", "0", "--ping-interval", "0"],
+            {**snow_env, "SNOW_RT_PY_NO_SPEEDUPS": "1"},
+        ),
         # issue 12: the bench app (a room join per connection, a prefix check per message) against the echo app
         ServerSpec(
             "snow app=bench",

@@ -58,6 +58,7 @@ def server_specs(ping_interval: float, asyncio_loop: bool) -> dict[str, ServerSp
     ping = ["--ping-interval", f"{ping_interval:g}"]
     specs = [
         ServerSpec("snow workers=0", [*snow, "--workers", "0", *ping], snow_env),
+        ServerSpec("snow pure-Python", [*snow, "--workers", "0", *ping], {**snow_env, "SNOW_RT_PY_NO_SPEEDUPS": "1"}),
         ServerSpec("snow workers=2", [*snow, "--workers", "2", *ping], snow_env),
         ServerSpec("websockets", [PYTHON, str(SERVERS_DIR / "websockets_echo.py")]),
         ServerSpec("websockets ping=" + f"{ping_interval:g}", [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), *ping]),
