@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(prog="snow-ws", description="Snow WebSocket runtime server")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="print what a C build needs: snow-ws config --cflags --libs (see --help)")
     s = sub.add_parser("serve", help="run a WebSocket server")
     s.add_argument("--app", choices=sorted(APPS), default="echo", help="handler to serve (default: echo)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -209,6 +210,10 @@ ROOM_APPS = frozenset({"chat", "bench"})
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["config"]:  # `snow-ws config --cflags ...`: what a C build needs (config_cmd.py)
+        from snow_rt_py import config_cmd
+
+        return config_cmd.main(raw[1:])
     args = build_parser().parse_args(raw)
     configure_logging(args.log_level.upper() if not args.access_log else min_level(args.log_level, "INFO"))
     options = ServerOptions(

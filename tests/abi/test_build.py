@@ -20,21 +20,25 @@ def header_functions(text: str) -> set[str]:
     return set(re.findall(r"^[A-Za-z][\w ]*?\**\b(snow_\w+)\(", text, re.MULTILINE))
 
 
-def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType) -> None:
+def exported_functions(library: Path) -> set[str]:
+    """The functions a shared library exports (``nm -D``)."""
     out = subprocess.run(
-        ["nm", "-D", "--defined-only", str(REPO / "build" / "libsnow_ws.so")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
+        ["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True, check=True, timeout=30
     ).stdout
-    exported = {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
+    return {line.split()[-1] for line in out.splitlines() if line.split()[1] == "T"}
+
+
+def test_the_library_exports_exactly_the_header_functions(build_ffi: ModuleType) -> None:
     declared = header_functions(build_ffi.HEADER.read_text())
     # issue 15 added snow_ws_drain, snow_ws_server_stats, snow_ws_subprotocol; issue 14 snow_room_join_meta,
     # snow_room_presence, snow_room_presence_count
     assert len(declared) == 35
-    # cffi's module init function is the only other symbol (the init code's extern "Python" helpers are static)
-    assert exported == declared | {"PyInit__snow_ws_abi"}
+    # the loader a program links: the header's functions and nothing else (issue 22)
+    assert exported_functions(REPO / "build" / "libsnow_ws.so") == declared
+    # the runtime's library beside it: the same, cffi's module init and the loader's hand-over (the init code's
+    # extern "Python" helpers are static)
+    embed = REPO / "snow_rt_py" / "lib" / "_snow_ws_embed.so"
+    assert exported_functions(embed) == declared | {"PyInit__snow_ws_abi", "snow_abi_configure"}
 
 
 def test_header_version_is_the_package_version(build_ffi: ModuleType, abi: tuple[Any, Any]) -> None:
