@@ -1,10 +1,12 @@
 """setuptools entry point of the PEP 517 build (``pip install .``, ``pip wheel .``): the metadata is in
 pyproject.toml; the C parts and the command that compiles them are build_ffi.py's (the same build ``make build``
-runs in place). setuptools' own intermediate files go to a folder of the system's temporary directory, not to the
-project's ``build/`` (which holds the Makefile's outputs)."""
+runs in place). setuptools' own intermediate files (build/lib, build/bdist.*, the egg-info) go to a temporary folder
+of this process, removed when it ends: not to the project's ``build/`` (the Makefile's outputs), and never reused by
+a later build."""
 
-import hashlib
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -14,10 +16,8 @@ from setuptools import setup
 
 import build_ffi
 
-_scratch = os.path.join(
-    tempfile.gettempdir(), "snow_rt_py-build-" + hashlib.sha256(str(build_ffi.ROOT).encode()).hexdigest()[:12]
-)
-os.makedirs(_scratch, exist_ok=True)
+_scratch = tempfile.mkdtemp(prefix="snow_rt_py-build-")
+atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
 
 setup(
     **build_ffi.setup_kwargs(),

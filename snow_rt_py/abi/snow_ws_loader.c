@@ -348,6 +348,14 @@ SNOW_WS_API int64_t snow_ws_version_number(void)
     return SNOW_LD_VERSION_NUMBER;
 }
 
+/* Never fails: without a runtime no snow_ws_serve or snow_ws_wait_shutdown can be blocked (0 woken). */
+SNOW_WS_API int64_t snow_ws_shutdown(void)
+{
+    if (snow_ld_try())
+        return snow_fw_snow_ws_shutdown();
+    return 0;
+}
+
 /* The runtime's own strings when it is loaded; plain malloc/free (the same as the runtime's) when it cannot be. */
 SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len)
 {

@@ -29,5 +29,6 @@ extern const char *(*snow_fw_snow_ws_last_error)(void);
 extern int64_t (*snow_fw_snow_ws_last_error_code)(void);
 extern SnowString *(*snow_fw_snow_string_new)(const char *data, uint64_t len);
 extern void (*snow_fw_snow_string_free)(SnowString *s);
+extern int64_t (*snow_fw_snow_ws_shutdown)(void);
 
 #endif /* SNOW_WS_LOADER_H */

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 import snow_rt_py
+from tests.c.harness import Program
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,3 +95,127 @@ def test_the_header_compiles_as_c_and_cplusplus(tmp_path: Path) -> None:
             check=True,
             timeout=60,
         )
+
+
+# -- issue 22: a library that finds its runtime from where it is -------------------------------------------------
+
+LIB_DIR = REPO / "snow_rt_py" / "lib"
+
+
+def test_the_c_abi_names_no_path_and_links_no_libpython(tmp_path: Path) -> None:
+    for library in (LIB_DIR / "libsnow_ws.so", LIB_DIR / "_snow_ws_embed.so"):
+        dynamic = subprocess.run(
+            ["readelf", "-d", str(library)], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+        assert "RPATH" not in dynamic and "RUNPATH" not in dynamic, dynamic
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]", dynamic)
+        assert needed and not [name for name in needed if "python" in name], needed
+        # what the loader reads at run time (debug information aside, which may name Python's include dirs)
+        stripped = tmp_path / library.name
+        subprocess.run(["objcopy", "--strip-debug", str(library), str(stripped)], check=True, timeout=30)
+        data = stripped.read_bytes()
+        for path in {str(REPO), sys.prefix, sys.base_prefix}:
+            assert path.encode() not in data, f"{library.name} holds {path}"
+    soname = subprocess.run(
+        ["readelf", "-d", str(LIB_DIR / "libsnow_ws.so")], capture_output=True, text=True, timeout=30
+    )
+    assert "Library soname: [libsnow_ws.so]" in soname.stdout
+
+
+def compile_against(tmp_path: Path, lib_dir: Path, source: Path) -> Path:
+    """``source`` compiled and linked with the libsnow_ws.so in ``lib_dir`` (rpath to it)."""
+    exe = tmp_path / source.stem
+    subprocess.run(
+        ["gcc", "-Wall", "-Wextra", "-Werror", f"-I{REPO / 'include'}", str(source), f"-L{lib_dir}", "-lsnow_ws",
+         f"-Wl,-rpath,{lib_dir}", "-o", str(exe)],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return exe
+
+
+@pytest.fixture
+def lonely_lib(tmp_path: Path) -> Path:
+    """The two libraries copied into a folder with no package and no Python around them."""
+    lib_dir = tmp_path / "somewhere" / "lib"
+    lib_dir.mkdir(parents=True)
+    for name in ("libsnow_ws.so", "_snow_ws_embed.so"):
+        shutil.copy2(LIB_DIR / name, lib_dir / name)
+    return lib_dir
+
+
+def test_a_library_far_from_its_runtime_says_what_it_looked_for(tmp_path: Path, lonely_lib: Path) -> None:
+    exe = compile_against(tmp_path, lonely_lib, REPO / "tests" / "c" / "init_fail.c")
+    prog = Program(exe, [], cwd=tmp_path, env={})
+    package = lonely_lib.parent
+    looked = f"the package snow_rt_py at {package} (not there); SNOW_WS_PYTHON (not set)"
+    tree_python = _tree_python()
+    if tree_python:  # an in-place build (make build) also tries its venv's python, relative to the library
+        looked += f"; the build tree's {lonely_lib}/{tree_python} (missing)"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    reason = (
+        f"SNOW_WS_E_INIT: libsnow_ws.so could not find its Python runtime; looked for: {looked}. "
+        f"Set SNOW_WS_PYTHON to the python{version} of an environment where snow_rt_py is installed"
+    )
+    calls = ["send", "send_binary", "close", "join", "leave", "broadcast", "broadcast_except", "member_count"]
+    calls += ["rooms_of", "start", "server_port", "stop"]
+    try:
+        prog.expect(
+            "version_number 100, header 100: match; last error code 0",
+            f"init -> -1 {reason}",
+            f"init again -> -1 {reason}",
+            f"version -> NULL {reason}",
+            *[f"{call} -> -1 {reason}" for call in calls],
+            f"header_get -> NULL {reason}",
+            f"serve returned: {reason}",
+            "serve_tls returned: SNOW_WS_E_INIT",
+            "other thread, before any call: ''",
+            f"other thread: send -> -1 {reason}",
+            "-- without the runtime",
+            "shutdown -> 0",  # nothing can be blocked
+            f"wait_shutdown (pending request) -> -1 {reason}",  # it would wait for servers that cannot start
+            "strerror(SNOW_WS_E_INIT): the embedded runtime could not start",
+            "version_number -> 100",
+            "string: 1 bytes 'x'",
+            "done",
+        )
+        assert prog.finish() == 0
+        assert prog.stderr == []  # no crash, no abort inside Python's start-up, nothing printed
+    finally:
+        prog.kill()
+
+
+def _tree_python() -> str:
+    config = REPO / "build" / "c" / "temp" / "generated" / "snow_ws_loader_config.h"
+    match = re.search(r'SNOW_LD_TREE_PYTHON "([^"]*)"', config.read_text()) if config.exists() else None
+    return match.group(1) if match else ""
+
+
+INIT_PROGRAM = r"""
+#include <stdio.h>
+#include "snow_ws.h"
+int main(void)
+{
+    int64_t rc = snow_ws_init();
+    printf("init %lld %s\n", (long long)rc, rc == 0 ? snow_ws_version() : snow_ws_last_error());
+    return rc == 0 ? 0 : 1;
+}
+"""
+
+
+def test_snow_ws_python_names_the_runtime(tmp_path: Path, lonely_lib: Path) -> None:
+    source = tmp_path / "init.c"
+    source.write_text(INIT_PROGRAM)
+    exe = compile_against(tmp_path, lonely_lib, source)
+
+    def run(env: dict[str, str]) -> tuple[int, str]:
+        done = subprocess.run([str(exe)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = run({"SNOW_WS_PYTHON": str(tmp_path / "no-python")})
+    assert code == 1
+    assert f"looked for: the package snow_rt_py at {lonely_lib.parent} (not there); SNOW_WS_PYTHON=" in out
+    assert f"SNOW_WS_PYTHON={tmp_path / 'no-python'} (not an executable). Set SNOW_WS_PYTHON" in out
+    # the venv's python and the package from SNOW_WS_PYTHONPATH: the runtime starts
+    code, out = run({"SNOW_WS_PYTHON": sys.executable, "SNOW_WS_PYTHONPATH": str(REPO)})
+    assert (code, out) == (0, f"init 0 {snow_rt_py.__version__}\n")
