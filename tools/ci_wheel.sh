@@ -65,9 +65,10 @@ case "$(basename "$wheel")" in
     snow_rt_py-*-"$tag"-"$tag"-linux_x86_64.whl) echo "wheel: $(basename "$wheel")" ;;
     *) echo "ci_wheel: not a $tag linux_x86_64 wheel: $(basename "$wheel")" >&2; exit 1 ;;
 esac
+members="$(unzip -Z1 "$wheel")"
 for member in snow_rt_py/lib/libsnow_ws.so snow_rt_py/lib/_snow_ws_embed.so snow_rt_py/include/snow_ws.h \
         snow_rt_py/lib/pkgconfig/snow_ws.pc; do
-    unzip -l "$wheel" | grep -q " $member\$" || { echo "ci_wheel: $member is not in the wheel" >&2; exit 1; }
+    grep -qx "$member" <<< "$members" || { echo "ci_wheel: $member is not in the wheel" >&2; exit 1; }
 done
 
 step "install it into a fresh venv outside the repository (and websockets into another, for the client)"
