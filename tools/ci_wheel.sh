@@ -29,8 +29,9 @@ run_echo() {  # run_echo WORK EXE: start it with an empty environment, talk to i
     wait "$pid" || true
 }
 
-if [ "${1:-}" = "--as-c-user" ]; then  # steps 2 and 3, inside the mount namespace
+if [ "${1:-}" = "--as-c-user" ]; then  # steps 2 and 3, inside the mount namespace (a copy of this script)
     work=$2
+    root=$3
     if [ -n "$(ls -A "$root")" ]; then echo "ci_wheel: the repository is still in reach" >&2; exit 1; fi
     cd "$work"
     for venv in "$work/venv" "$work/venv-moved"; do
@@ -38,7 +39,7 @@ if [ "${1:-}" = "--as-c-user" ]; then  # steps 2 and 3, inside the mount namespa
             step "move the venv ($work/venv -> $venv) and do it again"
             mv "$work/venv" "$venv"
         fi
-        config="$venv/bin/python -m snow_rt_py config"
+        config="$venv/bin/python -I -m snow_rt_py config"
         step "compile echo_server.c with: cc ... $($config --cflags) $($config --libs)"
         # shellcheck disable=SC2046
         cc -O2 -Wall -Wextra -Werror echo_server.c $($config --cflags) $($config --libs) -o "$work/echo_config"
@@ -80,7 +81,7 @@ cp "$root/examples/echo_server.c" "$root/tools/ws_echo_check.py" "$work/"
 step "the repository out of reach: a private mount namespace with an empty tmpfs over $root"
 cp "$0" "$work/ci_wheel.sh"
 unshare --mount --propagation private bash -c \
-    'mount -t tmpfs snow-out-of-reach "$1" && bash "$2/ci_wheel.sh" --as-c-user "$2"' _ "$root" "$work"
+    'mount -t tmpfs snow-out-of-reach "$1" && bash "$2/ci_wheel.sh" --as-c-user "$2" "$1"' _ "$root" "$work"
 
 step "make install PREFIX=$work/prefix"
 make -C "$root" -s install PREFIX="$work/prefix"
@@ -91,10 +92,11 @@ if readelf -d "$work/echo_prefix" | grep -F "$root"; then echo "ci_wheel: echo_p
 run_echo "$work" "$work/echo_prefix"
 "$work/prefix/bin/snow-ws" config --modversion
 
+cd "$work"  # nothing below may import the tree's own package from the working directory
 step "without a C compiler: pip install . gives the pure-Python package"
 "$python" -m venv "$work/venv-nocc"
 CC=/bin/false "$work/venv-nocc/bin/python" -m pip install -q "$root"
-"$work/venv-nocc/bin/python" -c 'import snow_rt_py.runtime.hotpath as h; assert not h.C_HOT_PATH; print("pure Python: ok")'
+"$work/venv-nocc/bin/python" -I -c 'import snow_rt_py.runtime.hotpath as h; assert not h.C_HOT_PATH; print("pure Python: ok")'
 if "$work/venv-nocc/bin/snow-ws" config --libs 2> "$work/nocc.err"; then
     echo "ci_wheel: snow-ws config --libs succeeded without a library" >&2; exit 1
 fi
