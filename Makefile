@@ -17,11 +17,14 @@ VENV_STALE := FORCE
 endif
 .PHONY: FORCE
 
+# PYTHON=python3.12 also finds pyenv's 3.12 when pyenv has not put it on PATH (tools/find_python.sh).
+PYTHON_EXE = $(shell bash tools/find_python.sh '$(PYTHON)')
+
 # The build requirements (pyproject's [build-system]: setuptools, which cffi needs on Python >= 3.12, and cffi)
 # go in first: the editable install then builds with them, without an isolated build environment.
 $(STAMP): pyproject.toml setup.py snow_rt_py/__init__.py $(VENV_STALE)  # the version is read from __init__.py
 	$(if $(VENV_STALE),rm -rf $(VENV))
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON_EXE) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $$($(PY) tools/build_requires.py)
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev,cluster]'

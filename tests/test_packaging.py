@@ -175,7 +175,7 @@ def test_a_moved_tree_runs_c_programs(tmp_path: Path) -> None:
 
 def test_make_notices_a_moved_tree(tmp_path: Path) -> None:
     """issue 25: the venv records the tree it was made for; in a moved tree `make build` makes it again."""
-    for name in ("Makefile", "pyproject.toml", "setup.py", "snow_rt_py/__init__.py"):
+    for name in ("Makefile", "pyproject.toml", "setup.py", "snow_rt_py/__init__.py", "tools/find_python.sh"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, tmp_path / name)
     (tmp_path / ".venv").mkdir()

@@ -2,22 +2,16 @@
 # CI: the package on each other supported Python (3.12 and 3.13, from pyenv): a copy of the tree outside it,
 # `make build PYTHON=...` there (a venv of that Python, its C parts built), then the protocol, runtime, ABI and
 # C-program tests. The suite as a whole runs on 3.11 in `make test`.
-# Usage: tools/ci_pythons.sh [VERSION...]   (default: the newest pyenv 3.12 and 3.13)
+# Usage: tools/ci_pythons.sh [X.Y...]   (default: 3.12 3.13; each is `make build PYTHON=pythonX.Y`, found by
+# tools/find_python.sh on PATH or under pyenv)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-pyenv_root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
 versions=("$@")
-if [ ${#versions[@]} -eq 0 ]; then
-    for minor in 3.12 3.13; do
-        found="$(ls -d "$pyenv_root"/versions/"$minor".* 2>/dev/null | sort -V | tail -1 || true)"
-        [ -n "$found" ] || { echo "ci_pythons: no Python $minor under $pyenv_root/versions" >&2; exit 1; }
-        versions+=("$(basename "$found")")
-    done
-fi
+[ ${#versions[@]} -gt 0 ] || versions=(3.12 3.13)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for version in "${versions[@]}"; do
-    python="$pyenv_root/versions/$version/bin/python${version%.*}"
+    python="python$version"
     tree="$work/snow-$version"
     mkdir -p "$tree"
     # the files of the tree as git sees them (tracked, and new ones not ignored): no venv, no build outputs
