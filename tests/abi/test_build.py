@@ -218,3 +218,27 @@ def test_snow_ws_python_names_the_runtime(tmp_path: Path, lonely_lib: Path) -> N
     # the venv's python and the package from SNOW_WS_PYTHONPATH: the runtime starts
     code, out = run({"SNOW_WS_PYTHON": sys.executable, "SNOW_WS_PYTHONPATH": str(REPO)})
     assert (code, out) == (0, f"init 0 {snow_rt_py.__version__}\n")
+
+
+def test_a_function_the_header_gains_is_forwarded_by_the_loader(build_ffi: ModuleType) -> None:
+    cdef = (
+        "typedef struct MeshString { uint64_t len; } MeshString;\n"
+        "int64_t mesh_ws_send(void *conn, const MeshString *msg);\n"
+        "void mesh_ws_serve(void *, int64_t port);\n"
+        "MeshString *mesh_string(void);\n"
+    )
+    source = build_ffi.build_loader.forwarders_source(cdef)
+    assert "int64_t (*snow_fw_mesh_ws_send)(void *a0, const MeshString *a1);\n" in source
+    assert '    if ((*(void **)&snow_fw_mesh_string = dlsym(handle, "mesh_string")) == NULL)\n' in source
+    assert (
+        "SNOW_WS_API int64_t mesh_ws_send(void *a0, const MeshString *a1)\n{\n    if (snow_ld_load() != 0)\n"
+        "        return -1;\n    return snow_fw_mesh_ws_send(a0, a1);\n}\n"
+    ) in source
+    assert (
+        "SNOW_WS_API void mesh_ws_serve(void *a0, int64_t a1)\n{\n    if (snow_ld_load() != 0)\n        return;\n"
+        "    snow_fw_mesh_ws_serve(a0, a1);\n}\n"
+    ) in source
+    assert (
+        "SNOW_WS_API MeshString *mesh_string(void)\n{\n    if (snow_ld_load() != 0)\n        return NULL;\n"
+        "    return snow_fw_mesh_string();\n}\n"
+    ) in source
