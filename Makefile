@@ -86,7 +86,7 @@ test: lint typecheck unit
 # C callbacks on 1 and 2 workers (bench_workers.py), memory under hostile clients (bench_abuse.py, issue 11), and
 # permessage-deflate (bench_deflate.py, issue 13: idle memory, broadcast, echo, bytes on the wire, loop stall).
 bench: build
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,bench]'
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
 	$(PY) bench/bench_cost.py
@@ -103,7 +103,7 @@ bench: build
 # (tests/protocol/test_fuzz.py replays both directories on every `make test`).
 FUZZ_SECONDS ?= 30
 fuzz: build
-	$(PY) -m pip install -q -e '.[dev,fuzz]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,fuzz]'
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
