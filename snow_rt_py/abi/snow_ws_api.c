@@ -192,8 +192,8 @@ static void snow_abi_boot(void)
 
     if (snow_abi_program[0] == '\0') {
         snprintf(snow_abi_boot_error, sizeof snow_abi_boot_error,
-                 "the embedded Python interpreter could not start: no python to configure it as (load this library "
-                 "through libsnow_ws.so)");
+                 "the embedded Python interpreter could not start: libsnow_ws.so found no python to configure it as "
+                 "(set SNOW_WS_PYTHON)");
         return;
     }
     PyConfig_InitIsolatedConfig(&config);
