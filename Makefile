@@ -8,37 +8,50 @@ PORT   ?= 8765
 
 .PHONY: build run cluster test lint typecheck unit bench clean fuzz
 
-$(STAMP): pyproject.toml snow_rt_py/__init__.py  # the package's version is read from __init__.py
-	$(PYTHON) -m venv $(VENV)
+# The venv remembers the tree and the python it was made for: after the tree moved (its scripts and editable install
+# name the old path) or with another PYTHON, it is made again (issue 25). The C parts depend on no path at all.
+ORIGIN_FILE := $(VENV)/.origin
+ORIGIN      := $(CURDIR) $(PYTHON)
+ifneq ($(shell cat $(ORIGIN_FILE) 2>/dev/null),$(ORIGIN))
+VENV_STALE := FORCE
+endif
+.PHONY: FORCE
+
+# PYTHON=python3.12 also finds pyenv's 3.12 when pyenv has not put it on PATH (tools/find_python.sh).
+PYTHON_EXE = $(shell bash tools/find_python.sh '$(PYTHON)')
+
+# The build requirements (pyproject's [build-system]: setuptools, which cffi needs on Python >= 3.12, and cffi)
+# go in first: the editable install then builds with them, without an isolated build environment.
+$(STAMP): pyproject.toml setup.py snow_rt_py/__init__.py $(VENV_STALE)  # the version is read from __init__.py
+	$(if $(VENV_STALE),rm -rf $(VENV))
+	$(PYTHON_EXE) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cluster]'
+	$(PY) -m pip install -q $$($(PY) tools/build_requires.py)
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,cluster]'
+	echo '$(ORIGIN)' > $(ORIGIN_FILE)
 	touch $(STAMP)
 
-# C accelerator (masking) compiled with cffi; see build_ffi.py.
-SPEEDUPS_STAMP := build/.speedups
-$(SPEEDUPS_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c
-	$(PY) build_ffi.py speedups
-	mkdir -p build && touch $(SPEEDUPS_STAMP)
-
-# The C parts of the protocol, the scheduler and the connection (base classes of ServerProtocol, Actor and
-# Connection; build_ffi.py's EXTENSIONS).
-HOTPATH_STAMP := build/.hotpath
-$(HOTPATH_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c $(wildcard snow_rt_py/protocol/_protocol_core.[ch]) \
-		$(wildcard snow_rt_py/runtime/_*_core.[ch] snow_rt_py/runtime/_connection_*.[ch])
-	$(PY) build_ffi.py hotpath
-	mkdir -p build && touch $(HOTPATH_STAMP)
-
-# The C ABI: build/libsnow_ws.so (cffi embedding mode, include/snow_ws.h), then the C examples linked to it.
+# Every C part (build_ffi.py's table: the speed-ups, the hot path, the C ABI's libraries in snow_rt_py/lib/), in place,
+# by the same build as `pip install .`; it skips what is up to date. build/libsnow_ws.so links to the package's.
 ABI_LIB      := build/libsnow_ws.so
 C_EXAMPLES   := build/echo_server build/chat_server
-C_LINK_FLAGS := -Lbuild -lsnow_ws -Wl,-rpath,$(CURDIR)/build
-$(ABI_LIB): $(STAMP) $(SPEEDUPS_STAMP) build_ffi.py include/snow_ws.h snow_rt_py/abi/snow_ws_api.c \
-		snow_rt_py/abi/snow_ws_replies.c snow_rt_py/abi/snow_ws_wait.c snow_rt_py/protocol/_codec.c
-	$(PY) build_ffi.py embedding
-build/%: examples/%.c include/snow_ws.h $(ABI_LIB)
+C_LINK_FLAGS := -Lbuild -lsnow_ws -Wl,-rpath,'$$ORIGIN'
+.PHONY: c-parts
+c-parts: $(STAMP)
+	$(PY) build_ffi.py
+	@mkdir -p build && ln -sfn ../snow_rt_py/lib/libsnow_ws.so $(ABI_LIB)
+build/%: examples/%.c include/snow_ws.h | c-parts
 	$(CC) -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(C_LINK_FLAGS)
 
-build: $(STAMP) $(SPEEDUPS_STAMP) $(HOTPATH_STAMP) $(ABI_LIB) $(C_EXAMPLES)
+build: $(STAMP) c-parts $(C_EXAMPLES)
+
+# System-wide use from C (README "Use it from C"): a private venv in PREFIX/lib/snow_ws holding the package, then
+# PREFIX/include/snow_ws.h, PREFIX/lib/libsnow_ws.so (a relative link into that venv) and
+# PREFIX/lib/pkgconfig/snow_ws.pc. PREFIX defaults to /usr/local.
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	bash tools/install_prefix.sh '$(PREFIX)' '$(PY)'
 
 # The chat server in C (examples/chat_server.c); the Python CLI serves the same protocol with --app chat.
 run: build
@@ -61,7 +74,8 @@ lint: build
 typecheck: build
 	$(VENV)/bin/mypy
 
-# Then the pure-Python configuration (issue 21): the same tests without the compiled parts, C programs included.
+# The whole suite, then the protocol, runtime, conformance, ABI, C-program and cluster tests again in the pure-Python
+# configuration (SNOW_RT_PY_NO_SPEEDUPS=1: no compiled part, also in the C ABI's embedded interpreter).
 unit: build
 	bash tests/interop/setup.sh
 	bash tests/cluster/setup.sh
@@ -75,7 +89,7 @@ test: lint typecheck unit
 # C callbacks on 1 and 2 workers (bench_workers.py), memory under hostile clients (bench_abuse.py, issue 11), and
 # permessage-deflate (bench_deflate.py, issue 13: idle memory, broadcast, echo, bytes on the wire, loop stall).
 bench: build
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,bench]'
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
 	$(PY) bench/bench_cost.py
@@ -92,7 +106,7 @@ bench: build
 # (tests/protocol/test_fuzz.py replays both directories on every `make test`).
 FUZZ_SECONDS ?= 30
 fuzz: build
-	$(PY) -m pip install -q -e '.[dev,fuzz]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev,fuzz]'
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
@@ -103,4 +117,5 @@ autobahn: build
 	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)') $(if $(MODES),--modes '$(MODES)')
 
 clean:
-	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/*/_*_core*.so tests/interop/node_modules artifacts .autobahn
+	rm -rf build $(VENV) snow_rt_py/_speedups*.so snow_rt_py/*/_*_core*.so snow_rt_py/lib snow_rt_py/include \
+		tests/interop/node_modules artifacts .autobahn

@@ -1,53 +1,113 @@
-"""Build the C parts of snow_rt_py with cffi (out-of-line API mode).
+"""Build the C parts of snow_rt_py: one build, used by the PEP 517 backend (``pip install .``, ``pip wheel .``, via
+setup.py) and by ``make build`` (``python build_ffi.py``, in place).
 
-Usage::
+Every C part is one entry of :data:`EXTENSIONS` (Python extension modules) or :data:`LIBRARIES` (the C ABI's two
+shared libraries); setuptools' ``build_ext`` with the :class:`BuildC` command compiles them all, skipping what is up
+to date. Adding an extension module is one :class:`CPart` entry: its dotted name, its C sources (relative to the
+repository), include dirs and libraries; the headers in its sources' folders are its dependencies.
 
-    python build_ffi.py [TARGET ...]      # default: all
+* ``snow_rt_py._speedups`` -- RFC 6455 §5.3 masking at C speed and the C UTF-8 check and frame header the tests
+  compare with Python (cffi, out-of-line API mode); its C is the protocol layer's ``protocol/_codec.c``.
+* the C parts of the layers, one per Python class they speed up, each in that class's folder, against the CPython
+  C API: ``snow_rt_py.protocol._protocol_core`` (the base of ``ServerProtocol``, with ``_codec.c`` included and
+  zlib), ``snow_rt_py.runtime._scheduler_core`` (the base of ``Actor``) and ``snow_rt_py.runtime._connection_core``
+  (the base of ``Connection``); each one's C API for the next layer is its internal header beside it.
+* ``snow_rt_py/lib/_snow_ws_embed.so`` -- the C ABI of ``include/snow_ws.h`` (cffi embedding mode): the C wrappers of
+  ``snow_rt_py/abi/*.c`` (:data:`EMBED_C_SOURCES`) and the embedded interpreter running this package. The header is
+  the single source of truth: its declarations (minus preprocessor lines and comments) are the cdef, and its
+  ``SNOW_WS_ERRORS`` list becomes the error enum seen by Python. Not linked with libpython.
+* ``snow_rt_py/lib/libsnow_ws.so`` -- what a C program links: the loader (``abi/snow_ws_loader.c``) that finds the
+  Python runtime and the package from its own location at run time, loads libpython and ``_snow_ws_embed.so``, and
+  forwards every header function to it (forwarders generated from the header by build_loader.py). No path is
+  baked into either library; an in-place build (``make build``) only records where its venv's python is *relative*
+  to the library.
 
-Targets:
-
-* ``speedups`` -- the extension module ``snow_rt_py._speedups`` (RFC 6455 §5.3 masking at C speed, and the
-  C UTF-8 check and frame header the tests compare with Python). The C source is the protocol layer's
-  ``snow_rt_py/protocol/_codec.c`` (:data:`CODEC_SOURCE`); cffi writes its generated C and object files under
-  ``build/`` and the finished ``_speedups.<abi>.so`` is moved into ``snow_rt_py/`` so the package imports it.
-* ``hotpath`` -- the C parts of :data:`EXTENSIONS`, one per Python class they speed up, each in that class's
-  folder: ``snow_rt_py.protocol._protocol_core`` (the base of ``ServerProtocol``, with the protocol's
-  ``_codec.c``), ``snow_rt_py.runtime._scheduler_core`` (the base of ``Actor``) and
-  ``snow_rt_py.runtime._connection_core`` (the base of ``Connection``); written against the CPython C API and
-  compiled with setuptools' ``build_ext``; each installed beside its Python module.
-* ``embedding`` -- ``build/libsnow_ws.so``, the C ABI of ``include/snow_ws.h`` (cffi embedding mode): a shared
-  library that embeds the Python interpreter and runs this package. The header is the single source of truth:
-  its declarations (minus preprocessor lines and comments) are the cdef, and its ``SNOW_WS_ERRORS`` list
-  becomes the error enum seen by Python. The C wrappers live in three files of ``snow_rt_py/abi/``
-  (:data:`EMBED_C_SOURCES`, concatenated in that order), the Python skin in ``snow_rt_py/abi/*.py``. The
-  absolute paths of this repository, of the venv's python and of its site-packages are baked into the library,
-  so C programs find the runtime with no PYTHONPATH or VIRTUAL_ENV; rebuild after moving the repository.
-* ``all`` -- every target above, in order.
-
-Each target is one function in :data:`TARGETS`; ``main()`` and ``all`` pick a new one up without further
-changes.
+Beside the libraries the build writes ``snow_rt_py/include/snow_ws.h`` (a copy of ``include/snow_ws.h``) and
+``snow_rt_py/lib/pkgconfig/snow_ws.pc`` (paths relative to itself), so the package carries what a C build needs
+(``snow-ws config``). Without a working C compiler each part that fails is skipped with a warning: the package is
+then the pure-Python one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from cffi import FFI
+from setuptools import Distribution, Extension
+from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # build_loader.py, beside this file, however this file was loaded
+import build_loader  # noqa: E402
+
 BUILD_DIR = ROOT / "build"
 PACKAGE_DIR = ROOT / "snow_rt_py"
 
 # Appended after Python's own CFLAGS, so these win (gcc and clang keep the last -O).
-EXTRA_COMPILE_ARGS = ["-O3", "-std=c99", "-Wall", "-Wextra"]
+EXTRA_COMPILE_ARGS = ("-O3", "-std=c99", "-Wall", "-Wextra")
+C_API_COMPILE_ARGS = ("-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers")
+
+
+class CPart(NamedTuple):
+    """One compiled part of the package.
+
+    Attributes:
+        name: the dotted module name (for a library: its place in the package, e.g. ``snow_rt_py.lib.libsnow_ws``).
+        sources: C sources relative to the repository.
+        include_dirs: include directories relative to the repository.
+        libraries: libraries to link (``z`` for zlib).
+        compile_args: compiler arguments after Python's own.
+        link_args: linker arguments.
+        generate: writes one more C source into the given directory (only when its content changed) and returns it:
+            cffi's generated C, or the loader's forwarders.
+        filename: for a shared library that is not a Python module, its path in the package (``libsnow_ws.so``).
+        extra_depends: more files it is rebuilt after (a C file it includes).
+    """
+
+    name: str
+    sources: tuple[str, ...] = ()
+    include_dirs: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()
+    compile_args: tuple[str, ...] = EXTRA_COMPILE_ARGS
+    link_args: tuple[str, ...] = ()
+    generate: Callable[[BuildC, Path], Path] | None = None
+    filename: str | None = None
+    extra_depends: tuple[str, ...] = ()
+
+    def depends(self) -> list[str]:
+        """What the part is rebuilt after: the headers beside its sources, and this file."""
+        dirs = {ROOT / Path(src).parent for src in self.sources} | {ROOT / d for d in self.include_dirs}
+        headers = sorted(str(h.relative_to(ROOT)) for d in dirs for h in d.glob("*.h"))
+        return [*headers, *self.extra_depends, "build_ffi.py"]
+
+
+def write_if_changed(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` unless it holds it already (so an unchanged source keeps its time stamp)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _cffi_source(builder: Callable[[], FFI], filename: str) -> Callable[[BuildC, Path], Path]:
+    def generate(cmd: BuildC, out_dir: Path) -> Path:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # cffi's "generating"
+            emitted = Path(tmp) / filename
+            builder().emit_c_code(str(emitted))
+            return write_if_changed(out_dir / filename, emitted.read_text())
+
+    return generate
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -74,111 +134,12 @@ def speedups_ffi() -> FFI:
     """The cffi builder of ``snow_rt_py._speedups`` (declarations and C source, not yet compiled)."""
     ffibuilder = FFI()
     ffibuilder.cdef(SPEEDUPS_CDEF)
-    ffibuilder.set_source(SPEEDUPS_MODULE, CODEC_SOURCE.read_text(), extra_compile_args=EXTRA_COMPILE_ARGS)
+    ffibuilder.set_source(SPEEDUPS_MODULE, CODEC_SOURCE.read_text())
     return ffibuilder
 
 
-def build_speedups(verbose: bool) -> Path:
-    """Compile ``snow_rt_py._speedups`` under ``build/`` and install the shared object into the package.
-
-    Args:
-        verbose: echo the compiler commands.
-
-    Returns:
-        The path of the installed extension module.
-    """
-    BUILD_DIR.mkdir(exist_ok=True)
-    built = Path(speedups_ffi().compile(tmpdir=str(BUILD_DIR), verbose=verbose))
-    return _install(built, PACKAGE_DIR / built.name)
-
-
-def _install(built: Path, dest: Path) -> Path:
-    """Copy ``built`` to ``dest`` atomically.
-
-    A process that has the old shared object loaded keeps its mapping intact: the old file is replaced by a
-    rename, never overwritten in place.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(built, tmp_name)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return dest
-
-
 # ----------------------------------------------------------------------------------------------------------
-# hotpath: the C parts of the protocol, the scheduler and the connection (EXTENSIONS)
-# ----------------------------------------------------------------------------------------------------------
-
-# The C parts written against the CPython C API (cffi cannot define a Python class), one per Python class they
-# speed up, each in that class's folder: (module, sources, libraries). Each C part's internal header (its C API
-# for the next layer up, a capsule) sits beside it; sources include them as "protocol/..." and "runtime/...".
-EXTENSIONS: tuple[tuple[str, tuple[Path, ...], tuple[str, ...]], ...] = (
-    # ServerProtocol's base: the fast receive (frame scan, unmasking, UTF-8, bounded inflate; _codec.c is
-    # included into it) and the encoding of replies, with zlib (permessage-deflate, RFC 7692)
-    ("snow_rt_py.protocol._protocol_core", (PACKAGE_DIR / "protocol" / "_protocol_core.c",), ("z",)),
-    # Actor's base: the mailbox, its marks and lock, and the rules that change them
-    ("snow_rt_py.runtime._scheduler_core", (PACKAGE_DIR / "runtime" / "_scheduler_core.c",), ()),
-    # Connection's base: one message's path through the connection, and its outbound queue
-    (
-        "snow_rt_py.runtime._connection_core",
-        (PACKAGE_DIR / "runtime" / "_connection_core.c", PACKAGE_DIR / "runtime" / "_connection_out.c"),
-        (),
-    ),
-)
-EXTENSION_COMPILE_ARGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
-
-
-def build_hotpath(verbose: bool) -> Path:
-    """Compile every module of :data:`EXTENSIONS` with setuptools' ``build_ext`` under ``build/`` and install each
-    into its package folder.
-
-    Args:
-        verbose: echo the compiler commands.
-
-    Returns:
-        The path of the last installed extension module.
-    """
-    from setuptools import Distribution, Extension
-    from setuptools.command.build_ext import build_ext
-
-    tmpdir = BUILD_DIR / "hotpath"
-    # a changed header (a C API table, the fields) rebuilds too
-    headers = sorted(str(h.relative_to(ROOT)) for h in PACKAGE_DIR.glob("*/_*.h"))
-    exts = [
-        Extension(
-            name,
-            [str(src.relative_to(ROOT)) for src in sources],
-            include_dirs=[str(PACKAGE_DIR.relative_to(ROOT))],
-            depends=[*headers, str(CODEC_SOURCE.relative_to(ROOT))],
-            extra_compile_args=EXTENSION_COMPILE_ARGS,
-            libraries=list(libraries),
-        )
-        for name, sources, libraries in EXTENSIONS
-    ]
-    cmd = build_ext(Distribution({"name": "snow_rt_py_c_parts", "ext_modules": exts}))
-    cmd.build_lib = str(tmpdir / "lib")
-    cmd.build_temp = str(tmpdir / "temp")
-    cmd.verbose = verbose  # type: ignore[assignment]
-    cmd.ensure_finalized()
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # the sources are given relative to the repository (object paths stay under build_temp)
-    try:
-        cmd.run()
-    finally:
-        os.chdir(cwd)
-    installed = PACKAGE_DIR
-    for name, _, _ in EXTENSIONS:
-        built = Path(cmd.get_ext_fullpath(name))
-        installed = _install(built, PACKAGE_DIR.parent.joinpath(*name.split(".")[:-1]) / built.name)
-    return installed
-
-
-# ----------------------------------------------------------------------------------------------------------
-# embedding: build/libsnow_ws.so
+# embedding: snow_rt_py/lib/_snow_ws_embed.so, and its loader snow_rt_py/lib/libsnow_ws.so
 # ----------------------------------------------------------------------------------------------------------
 
 HEADER = ROOT / "include" / "snow_ws.h"
@@ -187,8 +148,8 @@ HEADER = ROOT / "include" / "snow_ws.h"
 # fast path; waiting for snow_ws_shutdown() or a signal.
 EMBED_C_SOURCES = tuple(PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c"))
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
-EMBED_LIBRARY = BUILD_DIR / "libsnow_ws.so"
-EMBED_COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+EMBED_FILE = "_snow_ws_embed.so"  # the runtime's library, beside the loader libsnow_ws.so in snow_rt_py/lib/
+EMBED_COMPILE_ARGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden")
 
 # Internal declarations, not part of the header: the ``extern "Python"`` functions the C wrappers call (static in
 # the library, not exported; implemented in snow_rt_py/abi/exports.py) and the C helpers Python calls.
@@ -226,6 +187,7 @@ void snow_abi_set_reply_buffer(char *buf, size_t cap);
 int snow_abi_register_native(void);
 
 void snow_abi_set_error(int64_t code, const char *msg);
+const char *snow_abi_sys_path(void);
 void snow_abi_init_failed(const char *reason);
 void snow_abi_mark_ready(const char *version);
 int snow_abi_call_on_connect(void *fn, void *env, uint64_t conn, const char *path, size_t path_len,
@@ -250,7 +212,9 @@ import sys
 from {module} import ffi, lib
 
 try:
-    for _path in reversed({paths!r}):
+    # where the loader (libsnow_ws.so) found the package, then $SNOW_WS_PYTHONPATH: first on sys.path
+    _paths = ffi.string(lib.snow_abi_sys_path()).decode("utf-8", "surrogateescape").split(":")
+    for _path in reversed([_p for _p in _paths if _p]):
         if _path not in sys.path:
             sys.path.insert(0, _path)
     if os.environ.get("SNOW_RT_PY_ABI_FAIL_IMPORT") == "1":  # test hook: prove the failure path
@@ -335,7 +299,7 @@ def package_version() -> str:
 
 
 def embedding_ffi() -> FFI:
-    """The cffi builder of ``libsnow_ws.so`` (declarations, C source and init code, not yet compiled)."""
+    """The cffi builder of ``_snow_ws_embed.so`` (declarations, C source and init code, not yet compiled)."""
     header = HEADER.read_text()
     if header_version(header) != package_version():
         raise SystemExit(
@@ -347,28 +311,40 @@ def embedding_ffi() -> FFI:
             f"include/snow_ws.h says SNOW_WS_VERSION_NUMBER {header_version_number(header)} but the package "
             f"{package_version()!r} is {version_number(package_version())}: update the header"
         )
-    python = sys.executable  # not resolved: a venv's python is a symlink, and the venv is found from its path
-    paths = [str(ROOT), sysconfig.get_paths()["purelib"]]
-    libdir = sysconfig.get_config_var("LIBDIR")
-    baked = (
-        f"#define SNOW_ABI_PYTHON {_c_string(python)}\n"
-        f"#define SNOW_ABI_VERSION_NUMBER {version_number(package_version())}\n\n"
-    )
+    baked = f"#define SNOW_ABI_VERSION_NUMBER {version_number(package_version())}\n\n"
 
     ffibuilder = FFI()
     ffibuilder.cdef(header_cdef(header))
     ffibuilder.cdef(EMBED_INTERNAL_CDEF)
-    ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE, paths=paths))
+    ffibuilder.embedding_init_code(EMBED_INIT_CODE.format(module=EMBED_MODULE))
     ffibuilder.set_source(
         EMBED_MODULE,
         baked + CODEC_SOURCE.read_text() + "".join(source.read_text() for source in EMBED_C_SOURCES),
-        include_dirs=[str(ROOT / "include"), str(PACKAGE_DIR)],  # and runtime/_connection_core.h
-        extra_compile_args=EMBED_COMPILE_ARGS,
-        # libpython is a shared library: find it where it was at build time, whatever the program's rpath.
-        library_dirs=[libdir] if libdir else [],
-        extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir and sysconfig.get_config_var("Py_ENABLE_SHARED") else [],
     )
     return ffibuilder
+
+
+def loader_config(cmd: BuildC) -> str:
+    """``snow_ws_loader_config.h``: the names the loader needs (no paths; see snow_ws_loader.c)."""
+    shared = sysconfig.get_config_var("Py_ENABLE_SHARED")
+    soname = sysconfig.get_config_var("INSTSONAME") if shared else ""
+    tree_python = ""
+    if cmd.inplace or cmd.editable_mode:  # a build tree: its venv's python, relative to snow_rt_py/lib
+        tree_python = os.path.relpath(sys.executable, PACKAGE_DIR / "lib")  # not resolved: the venv is its path
+    return (
+        "/* Generated by build_ffi.py (do not edit). */\n"
+        f'#define SNOW_LD_PY_VERSION "{sys.version_info.major}.{sys.version_info.minor}"\n'
+        f"#define SNOW_LD_LIBPYTHON {_c_string(soname or '')}\n"
+        f"#define SNOW_LD_IMPL {_c_string(EMBED_FILE)}\n"
+        f"#define SNOW_LD_TREE_PYTHON {_c_string(tree_python)}\n"
+        f"#define SNOW_LD_VERSION_NUMBER {version_number(package_version())}\n"
+    )
+
+
+def _loader_sources(cmd: BuildC, out_dir: Path) -> Path:
+    write_if_changed(out_dir / "snow_ws_loader_config.h", loader_config(cmd))
+    forwarders = build_loader.forwarders_source(header_cdef(HEADER.read_text()))
+    return write_if_changed(out_dir / "snow_ws_forward.c", forwarders)
 
 
 def _c_string(text: str) -> str:
@@ -376,56 +352,240 @@ def _c_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def build_embedding(verbose: bool) -> Path:
-    """Compile ``build/libsnow_ws.so`` (cffi embedding mode) from include/snow_ws.h and snow_rt_py/abi/.
+PKGCONFIG = """\
+# snow_ws: the C interface of snow_rt_py. Every path is relative to this file, so it moves with the package.
+prefix=${{pcfiledir}}/../..
+libdir=${{prefix}}/lib
+includedir=${{prefix}}/include
 
-    Args:
-        verbose: echo the compiler commands.
-
-    Returns:
-        The path of the library.
-    """
-    tmpdir = BUILD_DIR / "embedding"
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    built = Path(embedding_ffi().compile(tmpdir=str(tmpdir), target="libsnow_ws.*", verbose=verbose))
-    return _install(built, EMBED_LIBRARY)
+Name: snow_ws
+Description: WebSocket server runtime (RFC 6455) with a C ABI, running snow_rt_py
+Version: {version}
+Cflags: -I${{includedir}}
+Libs: -L${{libdir}} -lsnow_ws -Wl,-rpath,${{libdir}}
+"""
 
 
 # ----------------------------------------------------------------------------------------------------------
-# command line
+# the table of C parts, and the build command
 # ----------------------------------------------------------------------------------------------------------
 
-TARGETS: dict[str, Callable[[bool], Path]] = {
-    "speedups": build_speedups,
-    "hotpath": build_hotpath,
-    "embedding": build_embedding,
-}
+EXTENSIONS: tuple[CPart, ...] = (
+    CPart(SPEEDUPS_MODULE, generate=_cffi_source(speedups_ffi, "_speedups.c"), include_dirs=("snow_rt_py/protocol",)),
+    # The C parts of the layers, written against the CPython C API (cffi cannot define a Python class), one per
+    # Python class they speed up; their sources include each other's internal headers as "protocol/..." and
+    # "runtime/...". ServerProtocol's base: the fast receive (frame scan, unmasking, UTF-8, bounded inflate;
+    # _codec.c is included into it) and the encoding of replies, with zlib (permessage-deflate, RFC 7692).
+    CPart(
+        "snow_rt_py.protocol._protocol_core",
+        sources=("snow_rt_py/protocol/_protocol_core.c",),
+        include_dirs=("snow_rt_py",),
+        libraries=("z",),
+        compile_args=C_API_COMPILE_ARGS,
+        extra_depends=("snow_rt_py/protocol/_codec.c",),
+    ),
+    # Actor's base: the mailbox, its marks and lock, and the rules that change them.
+    CPart(
+        "snow_rt_py.runtime._scheduler_core",
+        sources=("snow_rt_py/runtime/_scheduler_core.c",),
+        include_dirs=("snow_rt_py",),
+        compile_args=C_API_COMPILE_ARGS,
+    ),
+    # Connection's base: one message's path through the connection, and its outbound queue.
+    CPart(
+        "snow_rt_py.runtime._connection_core",
+        sources=("snow_rt_py/runtime/_connection_core.c", "snow_rt_py/runtime/_connection_out.c"),
+        include_dirs=("snow_rt_py",),
+        compile_args=C_API_COMPILE_ARGS,
+    ),
+)
+"""The Python extension modules: one entry each."""
+
+LIBRARIES: tuple[CPart, ...] = (
+    CPart(
+        "snow_rt_py.lib._snow_ws_embed",
+        generate=_cffi_source(embedding_ffi, "_snow_ws_abi.c"),
+        include_dirs=("include", "snow_rt_py/abi", "snow_rt_py"),  # and runtime/_connection_core.h
+        compile_args=EMBED_COMPILE_ARGS,
+        link_args=("-Wl,-Bsymbolic",),  # its own calls to its exported functions stay inside it
+        filename=f"snow_rt_py/lib/{EMBED_FILE}",
+    ),
+    CPart(
+        "snow_rt_py.lib.libsnow_ws",
+        sources=("snow_rt_py/abi/snow_ws_loader.c",),
+        generate=_loader_sources,
+        include_dirs=("include", "snow_rt_py/abi"),
+        libraries=("dl", "pthread"),
+        compile_args=("-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"),
+        link_args=("-Wl,-soname,libsnow_ws.so",),
+        filename="snow_rt_py/lib/libsnow_ws.so",
+    ),
+)
+"""The C ABI: the runtime's library, then the loader a C program links (built only if the first one was)."""
+
+PARTS = {part.name: part for part in (*EXTENSIONS, *LIBRARIES)}
+HEADER_IN_PACKAGE = "snow_rt_py/include/snow_ws.h"
+PKGCONFIG_IN_PACKAGE = "snow_rt_py/lib/pkgconfig/snow_ws.pc"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the requested targets (``all`` when none is named).
+def extensions() -> list[Extension]:
+    """Every :class:`CPart` as a setuptools extension (sources generated later, by :class:`BuildC`)."""
+    return [
+        Extension(
+            part.name,
+            list(part.sources),
+            include_dirs=list(part.include_dirs),
+            libraries=list(part.libraries),
+            extra_compile_args=list(part.compile_args),
+            extra_link_args=list(part.link_args),
+            depends=part.depends(),
+            optional=True,  # without a compiler: the pure-Python package (BuildC says so)
+        )
+        for part in PARTS.values()
+    ]
+
+
+class BuildC(build_ext):
+    """setuptools' ``build_ext`` for :data:`EXTENSIONS` and :data:`LIBRARIES`: generates their C, names the
+    libraries, links them without any rpath, and installs the header and the pkg-config file beside them."""
+
+    def run(self) -> None:
+        """Generate the sources, build every part (a failed one is skipped with a warning), add the C files."""
+        self.failed: list[str] = []
+        generated = Path(self.build_temp) / "generated"
+        for ext in self.extensions:
+            part = PARTS[ext.name]
+            ext.sources = list(part.sources)
+            if part.generate is not None:
+                ext.sources.append(os.path.relpath(part.generate(self, generated), ROOT))
+                ext.include_dirs = [*part.include_dirs, os.path.relpath(generated, ROOT)]
+        cwd = os.getcwd()
+        os.chdir(ROOT)  # sources are relative to the repository (object paths stay under build_temp)
+        try:
+            super().run()
+            self._write_c_files()
+        finally:
+            os.chdir(cwd)
+        if self.failed:
+            rule = "=" * 100
+            self.warn(
+                f"\n{rule}\nWARNING: snow_rt_py is built WITHOUT {', '.join(self.failed)}: the C compiler failed (see "
+                "above).\nThe pure-Python runtime runs instead of the C parts, and without libsnow_ws.so there is no "
+                f"C ABI.\nInstall gcc (and zlib's headers) and build again to get them.\n{rule}"
+            )
+
+    def build_extension(self, ext: Any) -> None:
+        """Build one part; on a compiler error, record it and go on."""
+        part = PARTS[ext.name]
+        if part.name == "snow_rt_py.lib.libsnow_ws" and "snow_rt_py.lib._snow_ws_embed" in self.failed:
+            self.failed.append(part.name)
+            return
+        linker = list(self.compiler.linker_so)
+        if part.filename is not None:  # no rpath of Python's own (LDSHARED) in the C ABI: found at run time
+            self.compiler.linker_so = [arg for arg in linker if not arg.startswith("-Wl,-rpath")]
+        # not even in the debug information: the compile directory is written as "."
+        ext.extra_compile_args = [*part.compile_args, f"-ffile-prefix-map={ROOT}=."]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # CompileError, LinkError, DistutilsExecError, OSError: the compiler failed
+            self.warn(f"could not build {part.name}: {exc}")
+            self.failed.append(part.name)
+        finally:
+            self.compiler.linker_so = linker
+
+    def get_ext_filename(self, fullname: str) -> str:
+        """A library's own name (``libsnow_ws.so``) instead of a module's."""
+        for part in LIBRARIES:
+            if fullname == part.name and part.filename:
+                return part.filename
+            if fullname == part.name.rsplit(".", 1)[-1] and part.filename:
+                return os.path.basename(part.filename)
+        return str(super().get_ext_filename(fullname))
+
+    def copy_extensions_to_source(self) -> None:
+        """In place: replace a changed file by a rename (a process that has the old one loaded keeps it intact)."""
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            inplace_file, regular_file = self._get_inplace_equivalent(build_py, ext)
+            if ext.name in self.failed or not os.path.exists(regular_file):
+                continue
+            _install(Path(regular_file), Path(inplace_file))
+
+    def initialize_options(self) -> None:
+        """setuptools' options, and no part failed yet."""
+        super().initialize_options()
+        self.failed = []
+
+    def get_outputs(self) -> list[str]:
+        """The files built (not those of a part that failed), and the header and pkg-config file."""
+        if self.inplace:
+            return list(super().get_outputs())
+        outputs = [self.get_ext_fullpath(ext.name) for ext in self.extensions if ext.name not in self.failed]
+        if "snow_rt_py.lib.libsnow_ws" not in self.failed:
+            outputs += [os.path.join(self.build_lib, name) for name in (HEADER_IN_PACKAGE, PKGCONFIG_IN_PACKAGE)]
+        return outputs
+
+    def _write_c_files(self) -> None:
+        if "snow_rt_py.lib.libsnow_ws" in self.failed:
+            return
+        roots = [Path(self.build_lib)]
+        if self.inplace or self.editable_mode:
+            roots.append(ROOT)
+        for root in roots:
+            write_if_changed(root / HEADER_IN_PACKAGE, HEADER.read_text())
+            write_if_changed(root / PKGCONFIG_IN_PACKAGE, PKGCONFIG.format(version=package_version()))
+
+
+def _install(built: Path, dest: Path) -> Path:
+    """Copy ``built`` to ``dest`` atomically, unless it holds the same bytes already."""
+    if dest.exists() and dest.read_bytes() == built.read_bytes():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copy2(built, tmp_name)
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def setup_kwargs() -> dict[str, Any]:
+    """What setup.py passes to ``setuptools.setup()``: the C parts and the command that builds them."""
+    return {"ext_modules": extensions(), "cmdclass": {"build_ext": BuildC}}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line: make build
+# ----------------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build every C part in place (what is up to date is skipped), as ``pip install -e .`` does.
 
     Returns:
-        The process exit status (0 on success).
+        The process exit status: 0, or 1 when a part could not be built.
     """
-    parser = argparse.ArgumentParser(description="Build the C parts of snow_rt_py with cffi.")
-    known = [*TARGETS, "all"]
-    parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(known)} (default: all)")
+    parser = argparse.ArgumentParser(description="Build the C parts of snow_rt_py in place (make build).")
     parser.add_argument("-v", "--verbose", action="store_true", help="echo the compiler commands")
+    parser.add_argument("-f", "--force", action="store_true", help="rebuild everything")
     args = parser.parse_args(argv)
-    # Checked here rather than with choices=: argparse (3.11) rejects an empty list for nargs="*" + choices.
-    unknown = [target for target in args.targets if target not in known]
-    if unknown:
-        parser.error(f"unknown target {unknown[0]!r} (choose from {', '.join(known)})")
-
-    names: list[str] = []
-    for target in args.targets or ["all"]:
-        for name in TARGETS if target == "all" else [target]:
-            if name not in names:
-                names.append(name)
-    for name in names:
-        path = TARGETS[name](args.verbose)
-        print(f"built {name}: {path.relative_to(ROOT)}")
+    dist = Distribution({"name": "snow_rt_py", "ext_modules": extensions(), "cmdclass": {"build_ext": BuildC}})
+    dist.verbose = args.verbose  # type: ignore[attr-defined]
+    cmd = BuildC(dist)
+    cmd.inplace = True
+    cmd.force = args.force
+    cmd.build_temp = str(BUILD_DIR / "c" / "temp")
+    cmd.build_lib = str(BUILD_DIR / "c" / "lib")
+    cmd.ensure_finalized()
+    cmd.run()
+    if cmd.failed:
+        print(f"build_ffi.py: could not build {', '.join(cmd.failed)}", file=sys.stderr)
+        return 1
+    for part in PARTS.values():
+        print(f"{part.name}: {Path(cmd.get_ext_fullpath(part.name)).relative_to(ROOT)}")
     return 0
 
 

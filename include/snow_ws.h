@@ -1,12 +1,18 @@
 /* snow_ws.h -- the C ABI of snow_rt_py, Snow's WebSocket runtime (libsnow_ws.so).
  *
- * Build and link:
- *     make build        (builds build/libsnow_ws.so)
- *     gcc -Wall -Wextra -Iinclude prog.c -Lbuild -lsnow_ws -Wl,-rpath,$PWD/build
+ * Build and link (after `pip install snow_rt_py`, or `make build` in a clone):
+ *     cc -Wall -Wextra prog.c $(snow-ws config --cflags) $(snow-ws config --libs)
+ *     cc -Wall -Wextra prog.c $(pkg-config --cflags --libs snow_ws)
+ *         (with PKG_CONFIG_PATH=$(snow-ws config --pkgconfig-dir), or after `make install`)
  * The library embeds a Python interpreter running the snow_rt_py package. It finds the interpreter, the package
- * and its dependencies by itself (their absolute paths are baked in at build time): a program linked with it runs
- * from any working directory with no PYTHONPATH or VIRTUAL_ENV. Moving or deleting the repository or its .venv
- * after the build makes the runtime fail to start (see "Start-up" below); rebuild after moving it.
+ * and its dependencies by itself, from where the library is (nothing is baked in at build time): the package is the
+ * one the library sits in (snow_rt_py/lib/), the Python the one of the venv or installation that holds it. A
+ * program linked with it runs from any working directory with no PYTHONPATH or VIRTUAL_ENV, and a moved clone or
+ * venv keeps working. Two environment variables, read at start-up, override what it finds:
+ *     SNOW_WS_PYTHON      the python executable to run as (e.g. a venv's bin/python)
+ *     SNOW_WS_PYTHONPATH  more sys.path entries (':'-separated), after the package's own folder
+ * If no Python can be found, the first call fails with SNOW_WS_E_INIT and snow_ws_last_error() names what was
+ * looked for (see "Start-up" below).
  *
  * The first section mirrors snow-rt v4.0's WebSocket entry points (same symbols, argument order and return
  * conventions), so Snow-compiled binaries link against this library unchanged. The second gives the same eight
@@ -28,6 +34,8 @@
  *   If it cannot start (the interpreter, the snow_rt_py package or a dependency cannot be loaded), every such
  *   call returns its error value with code SNOW_WS_E_INIT and the reason in snow_ws_last_error(); nothing ever
  *   looks like success. Functions marked "(no runtime)" work without it.
+ *   If the library cannot even find its Python (a broken install: see SNOW_WS_PYTHON above), the same holds, with
+ *   two differences: snow_ws_wait_shutdown fails too (-1, SNOW_WS_E_INIT), and snow_ws_shutdown returns 0.
  *   When the library starts the interpreter itself (a C program), it sets SIGPIPE to "ignore" if it was at its
  *   default (a peer closing its socket must not kill the process); it installs no other signal handler, except
  *   during snow_ws_serve, snow_ws_serve_tls, mesh_ws_serve_tls and snow_ws_wait_shutdown (see there; never

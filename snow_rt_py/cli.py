@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Snow WebSocket runtime server")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="print what a C build needs: snow-ws config --cflags --libs (see --help)")
     s = sub.add_parser("serve", help="run a WebSocket server")
     s.add_argument(
         "--app", type=_choice(*APPS), metavar="|".join(APPS), default="echo", help="handler to serve (default: echo)"
@@ -286,6 +287,10 @@ ROOM_APPS = frozenset({"chat", "bench"})
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["config"]:  # `snow-ws config --cflags ...`: what a C build needs (config_cmd.py)
+        from snow_rt_py import config_cmd
+
+        return config_cmd.main(raw[1:])
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(raw)

@@ -7,10 +7,12 @@
  *   snow_ws_replies.c  the reply fast path: replies sent from inside on_message / on_binary (SnowAbiReplies)
  *   snow_ws_wait.c     waiting for snow_ws_shutdown() or SIGINT/SIGTERM (snow_ws_serve's waiting)
  * They come after cffi's own support code (so Python.h and cffi_start_python() are available), after the
- * protocol layer's C (protocol/_codec.c) and after a few #define lines build_ffi.py bakes in:
- *   SNOW_ABI_PYTHON        absolute path of the venv's python: the embedded interpreter is configured as if it
- *                          were that program, so it finds the venv's site-packages and the base stdlib
+ * protocol layer's C (protocol/_codec.c) and after a #define line build_ffi.py bakes in:
  *   SNOW_ABI_VERSION_NUMBER  the package version as major * 10000 + minor * 100 + patch
+ * They make the runtime's library, snow_rt_py/lib/_snow_ws_embed.so. A C program links the loader beside it,
+ * libsnow_ws.so (snow_ws_loader.c), which finds the Python to run as and the package from its own location, loads
+ * libpython and this library, hands them over with snow_abi_configure() and forwards every call here. No path is
+ * written into either library at build time.
  *
  * Why wrappers in C rather than exporting Python functions directly: when the embedded interpreter or the package
  * cannot start, cffi makes an ``extern "Python"`` function return 0, which would look like success. Every public
@@ -38,6 +40,7 @@
 
 #define SNOW_WS_BUILDING /* on Windows, SNOW_WS_API then exports rather than imports */
 #include "snow_ws.h"
+#include "snow_ws_common.h"
 
 #define SNOW_ABI_ID(conn) ((uint64_t)(uintptr_t)(conn))
 #define SNOW_ABI_ERR_MAX 1024
@@ -115,15 +118,7 @@ SNOW_WS_API int64_t snow_ws_last_error_code(void)
 
 SNOW_WS_API const char *snow_ws_strerror(int64_t code)
 {
-    switch (code) {
-#define SNOW_ABI_ERROR_CASE_(name, value, message) \
-    case value:                                    \
-        return message;
-        SNOW_WS_ERRORS(SNOW_ABI_ERROR_CASE_)
-#undef SNOW_ABI_ERROR_CASE_
-    default:
-        return "unknown error code";
-    }
+    return snow_common_strerror(code);
 }
 
 /* -- start-up ---------------------------------------------------------------------------------------------------- */
@@ -145,6 +140,24 @@ static void snow_abi_copy(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
+static char snow_abi_program[4096];     /* the python to configure the interpreter as (from the loader) */
+static char snow_abi_search_path[8200]; /* ':'-separated sys.path entries the init code puts first */
+
+/* Called once by the loader (libsnow_ws.so) before any other call: the python it found ("" when the process runs
+ * Python already) and the sys.path entries that hold the package. Exported for the loader, not in the header. */
+__attribute__((visibility("default"))) int snow_abi_configure(const char *program, const char *search_path)
+{
+    snow_abi_copy(snow_abi_program, sizeof snow_abi_program, program);
+    snow_abi_copy(snow_abi_search_path, sizeof snow_abi_search_path, search_path);
+    return 0;
+}
+
+/* For the init code: the entries given to snow_abi_configure(). */
+static const char *snow_abi_sys_path(void)
+{
+    return snow_abi_search_path;
+}
+
 /* Called by the init code when it caught an exception (nothing else will be called after it). */
 static void snow_abi_init_failed(const char *reason)
 {
@@ -160,8 +173,8 @@ static void snow_abi_mark_ready(const char *version)
 
 /* Start the interpreter ourselves unless the host already runs one (a Python process that loaded us). cffi would
  * call Py_InitializeEx(0), which locates the standard library from the program's name and PATH: from a C program
- * that finds whatever python3 is on PATH, or nothing. Instead it is configured as the venv's own python
- * (isolated from PYTHON* variables), which is what the package was installed and tested with. */
+ * that finds whatever python3 is on PATH, or nothing. Instead it is configured as the python the loader found (the
+ * venv's own, isolated from PYTHON* variables), which is what the package was installed with. */
 static void snow_abi_boot(void)
 {
     struct sigaction old;
@@ -177,15 +190,21 @@ static void snow_abi_boot(void)
     if (sigaction(SIGPIPE, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
 
+    if (snow_abi_program[0] == '\0') {
+        snprintf(snow_abi_boot_error, sizeof snow_abi_boot_error,
+                 "the embedded Python interpreter could not start: libsnow_ws.so found no python to configure it as "
+                 "(set SNOW_WS_PYTHON)");
+        return;
+    }
     PyConfig_InitIsolatedConfig(&config);
     config.install_signal_handlers = 0; /* the host owns its signals */
-    status = PyConfig_SetBytesString(&config, &config.program_name, SNOW_ABI_PYTHON);
+    status = PyConfig_SetBytesString(&config, &config.program_name, snow_abi_program);
     if (!PyStatus_Exception(status))
         status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status)) {
         snprintf(snow_abi_boot_error, sizeof snow_abi_boot_error,
-                 "the embedded Python interpreter could not start (configured as %s): %s%s%s", SNOW_ABI_PYTHON,
+                 "the embedded Python interpreter could not start (configured as %.600s): %s%s%s", snow_abi_program,
                  status.func != NULL ? status.func : "", status.func != NULL ? ": " : "",
                  status.err_msg != NULL ? status.err_msg : "unknown error");
         return;
@@ -231,24 +250,7 @@ SNOW_WS_API int64_t snow_ws_version_number(void)
 
 SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len)
 {
-    SnowString *s;
-    if (data == NULL && len > 0) {
-        snow_abi_set_error(SNOW_WS_E_INVALID_ARGUMENT, "snow_string_new: data is NULL");
-        return NULL;
-    }
-    if (len > (uint64_t)INT64_MAX - sizeof(SnowString)) {
-        snow_abi_set_error(SNOW_WS_E_INVALID_ARGUMENT, "snow_string_new: len is too large");
-        return NULL;
-    }
-    s = malloc(sizeof(SnowString) + (size_t)len);
-    if (s == NULL) {
-        snow_abi_set_error(SNOW_WS_E_INTERNAL, "snow_string_new: out of memory");
-        return NULL;
-    }
-    s->len = len;
-    if (len > 0)
-        memcpy(s + 1, data, (size_t)len);
-    return s;
+    return snow_common_string_new(data, len, snow_abi_set_error);
 }
 
 SNOW_WS_API void snow_string_free(SnowString *s)
