@@ -354,14 +354,11 @@ def test_sends_from_program_threads(run: Run, asan: bool) -> None:
     for tag in "ab":
         assert [m for m in got if m.startswith(tag)] == [f"{tag} {i}" for i in range(100)]
     assert len(got) == 200
-    prog.expect(
-        "thread a: 100 sent, 0 failed",
-        "thread b: 100 sent, 0 failed",
-        "close from main -> 0",
-        "close 1000 'done'",
-        "stop -> 0",
-        "done",
-    )
+    prog.expect("thread a: 100 sent, 0 failed", "thread b: 100 sent, 0 failed")
+    # snow_ws_close returns once the Close is queued; on_close runs on the loop thread when the client's answer
+    # arrives, which on a loaded machine can be before the main thread prints what snow_ws_close returned
+    assert sorted([prog.line(), prog.line()]) == ["close 1000 'done'", "close from main -> 0"]
+    prog.expect("stop -> 0", "done")
     assert prog.finish() == 0
 
 
