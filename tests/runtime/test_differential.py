@@ -48,6 +48,7 @@ from tests.runtime.test_hotpath import (
     deflated,
     frame,
     offering,
+    run,
     texts,
 )
 
@@ -298,6 +299,23 @@ def test_a_member_on_the_python_path_is_written_at_once_by_a_remote_broadcast() 
     same(c_side, python_side)
 
 
+@needs_c
+@SETTINGS
+@given(
+    st.lists(
+        st.sampled_from([frame(0x81, b"twice"), frame(0x82, b"b"), frame(0x89, b"p"), frame(0x81, b"hi")]), max_size=150
+    ),
+    st.sampled_from([HANDSHAKE, HANDSHAKE_DEFLATE]),
+)
+def test_a_read_of_many_frames_is_written_at_once_or_at_the_end_of_the_iteration_alike(
+    parts: list[bytes], head: bytes
+) -> None:
+    """From FLUSH_NOW frames queued by one read on, they are written at once; fewer wait for the end of the loop
+    iteration (the read's events counted the same way on both paths)."""
+    stream = head + b"".join(parts)
+    same(run(stream, [len(head)], fast=True, buffered=0), run(stream, [len(head)], fast=False, buffered=0))
+
+
 # -- (c) the end-of-iteration flush ------------------------------------------------------------------------------
 
 sends = st.lists(
@@ -310,17 +328,20 @@ sends = st.lists(
 ending = st.sampled_from(["", "close", "close-queued", "lost", "full"])
 
 
-def run_flush(plan: list[tuple[list[tuple[str, int]], str]], rounds: int, fast: bool) -> list[dict[str, Any]]:
+Plan = list[tuple[list[tuple[str, int]], str, bool]]
+
+
+def run_flush(plan: Plan, rounds: int, fast: bool) -> list[dict[str, Any]]:
     handler = Scripted()
 
     async def go(loop: asyncio.AbstractEventLoop) -> list[dict[str, Any]]:
         options = ServerOptions(ping_interval=0, max_queue_bytes=1 << 20)
         server = Server(handler, options, loop, Runtime())
-        conns = [opened(server, HANDSHAKE, fast) for _ in plan]
+        conns = [opened(server, HANDSHAKE_DEFLATE if compressed else HANDSHAKE, fast) for _, _, compressed in plan]
         server._flush_dirty()
         refused: list[list[str]] = [[] for _ in plan]
         for _ in range(rounds):
-            for i, ((conn, transport), (items, end)) in enumerate(zip(conns, plan, strict=True)):
+            for i, ((conn, transport), (items, end, _)) in enumerate(zip(conns, plan, strict=True)):
                 for kind, size in items:
                     try:
                         if kind == "text":
@@ -355,8 +376,10 @@ def run_flush(plan: list[tuple[list[tuple[str, int]], str]], rounds: int, fast: 
 
 @needs_c
 @SETTINGS
-@given(st.lists(st.tuples(sends, ending), min_size=1, max_size=6), st.integers(1, 2))
-def test_the_end_of_iteration_flush_writes_the_same(plan: list[tuple[list[tuple[str, int]], str]], rounds: int) -> None:
+@given(st.lists(st.tuples(sends, ending, st.booleans()), min_size=1, max_size=6), st.integers(1, 2))
+def test_the_end_of_iteration_flush_writes_the_same(plan: Plan, rounds: int) -> None:
+    """Sends from the loop thread outside a read (each queued for the flush at the end of the iteration), on
+    connections with and without permessage-deflate (sends of 128 bytes or more compressed)."""
     same(run_flush(plan, rounds, fast=True), run_flush(plan, rounds, fast=False))
 
 
