@@ -434,7 +434,7 @@ def test_threaded_actors_lose_nothing_run_nothing_twice_and_keep_each_senders_or
     actors = [_core(c) for _ in range(3)]
     runq: queue.SimpleQueue[Any] = queue.SimpleQueue()
     got: list[list[tuple[int, int]]] = [[] for _ in actors]
-    per_sender = 2000
+    per_sender = 20_000
     all_taken = threading.Event()
     taken = [0]
     count_lock = threading.Lock()

@@ -1,6 +1,6 @@
-"""The C hot path (runtime/_hotpath.c) and the Python methods it stands in for give the same results.
+"""The connection's C part (runtime/_connection_core.c) and the Python methods it stands in for give the same results.
 
-Two connections of two servers get the same client bytes, cut into the same chunks: one with the C hot path
+Two connections of two servers get the same client bytes, cut into the same chunks: one with the C part
 (``conn._fast`` True, the default), one with every method on the Python path (``_fast`` False, what
 ``SNOW_RT_PY_NO_SPEEDUPS=1`` runs). The handler's callbacks (and their arguments), every write on the transport,
 the phase and the message counters must be identical -- for any mix of simple frames, fragments, control frames,
