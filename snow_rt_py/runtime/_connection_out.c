@@ -364,21 +364,19 @@ PyObject *snow_core_offer_all(PyObject *cls, PyObject *const *args, Py_ssize_t n
             continue;
         int r = 2;
         Py_INCREF(conn);
-        if (PyObject_TypeCheck(conn, &CoreType)) {
-            Core *core = (Core *)conn;
-            if (core->fast && core->loop_thread == me) {
-                r = snow_offer_fast(core, frame, count);
-                if (r == 1 && write_now) { /* written now, not at the end of the loop iteration */
-                    PyObject *done = snow_core_flush(core, NULL);
-                    r = done == NULL ? -1 : 1;
-                    Py_XDECREF(done);
-                }
-            }
-        }
-        if (r == 2) {
+        Core *core = PyObject_TypeCheck(conn, &CoreType) ? (Core *)conn : NULL;
+        if (core != NULL && core->fast && core->loop_thread == me)
+            r = snow_offer_fast(core, frame, count);
+        if (r == 2) { /* the Python path: a full queue, another thread, a member with _fast off */
             PyObject *ok = PyObject_CallMethodObjArgs(conn, s_offer_frame, frame, count_obj, NULL);
             r = ok == NULL ? -1 : PyObject_IsTrue(ok);
             Py_XDECREF(ok);
+        }
+        /* written now, not at the end of the loop iteration: whichever path queued it (rooms._offer_all's rule) */
+        if (r == 1 && write_now && core != NULL && core->loop_thread == me) {
+            PyObject *done = snow_core_flush(core, NULL);
+            r = done == NULL ? -1 : 1;
+            Py_XDECREF(done);
         }
         Py_DECREF(conn);
         if (r < 0)
