@@ -32,8 +32,8 @@ $(HOTPATH_STAMP): $(STAMP) build_ffi.py snow_rt_py/protocol/_codec.c $(wildcard 
 ABI_LIB      := build/libsnow_ws.so
 C_EXAMPLES   := build/echo_server build/chat_server
 C_LINK_FLAGS := -Lbuild -lsnow_ws -Wl,-rpath,$(CURDIR)/build
-$(ABI_LIB): $(STAMP) $(SPEEDUPS_STAMP) build_ffi.py include/snow_ws.h snow_rt_py/abi/snow_ws_api.c \
-		snow_rt_py/abi/snow_ws_replies.c snow_rt_py/abi/snow_ws_wait.c snow_rt_py/protocol/_codec.c
+$(ABI_LIB): $(STAMP) $(SPEEDUPS_STAMP) build_ffi.py include/snow_ws.h $(wildcard snow_rt_py/abi/*.c) \
+		snow_rt_py/protocol/_codec.c
 	$(PY) build_ffi.py embedding
 build/%: examples/%.c include/snow_ws.h $(ABI_LIB)
 	$(CC) -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(C_LINK_FLAGS)
