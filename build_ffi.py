@@ -144,9 +144,19 @@ def speedups_ffi() -> FFI:
 
 HEADER = ROOT / "include" / "snow_ws.h"
 # The C half of the library, by job, concatenated in this order (later files use what earlier ones define; the first
-# declares what it uses from the later ones): the public wrappers, the last error, start-up and strings; the reply
-# fast path; waiting for snow_ws_shutdown() or a signal.
-EMBED_C_SOURCES = tuple(PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c"))
+# declares what it uses from the later ones; snow_ws_api.c's header comment says what each holds).
+EMBED_C_SOURCES = tuple(
+    PACKAGE_DIR / "abi" / name
+    for name in (
+        "snow_ws_api.c",  # the last error, start-up, strings, argument checks
+        "snow_ws_callbacks.c",  # calling the host's on_connect / on_close / on_presence
+        "snow_ws_connections.c",  # the public wrappers for connections and rooms
+        "snow_ws_servers.c",  # the public wrappers for servers
+        "snow_ws_mesh.c",  # Mesh's names
+        "snow_ws_replies.c",  # the reply fast path
+        "snow_ws_wait.c",  # waiting for snow_ws_shutdown() or a signal
+    )
+)
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
 EMBED_FILE = "_snow_ws_embed.so"  # the runtime's library, beside the loader libsnow_ws.so in snow_rt_py/lib/
 EMBED_COMPILE_ARGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden")

@@ -346,19 +346,6 @@ def server_specs(asyncio_loop: bool) -> dict[str, ServerSpec]:
             "websockets+uvloop",
             [PYTHON, str(SERVERS_DIR / "websockets_echo.py"), "--ping-interval", "0", "--uvloop"],
         ),
-        ServerSpec(
-            "snow w0 deferred (exp.)",
-            [
-                PYTHON,
-                str(SERVERS_DIR / "snow_deferred_flush.py"),
-                *snow[4:],
-                "--workers",
-                "0",
-                "--ping-interval",
-                "0",
-            ],
-            snow_env,
-        ),
         ServerSpec("raw TCP echo (ceiling)", [PYTHON, str(SERVERS_DIR / "tcp_echo_uvloop.py")], {}, ["-M"]),
         # issue 6: our server through a C program on libsnow_ws, and the other peers
         ServerSpec(

@@ -589,26 +589,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if "broadcast" in steps:
         script = BENCH / "bench_broadcast.py"
-        if not script.exists():
-            # TODO(issue 6): bench_broadcast.py is written separately; until it exists this step is skipped.
-            print("\n=== step broadcast: SKIPPED, bench/bench_broadcast.py does not exist yet", flush=True)
-            status["broadcast"] = "skipped (no bench_broadcast.py)"
+        path = Path(f"{stem}.broadcast.json")
+        path.unlink(missing_ok=True)
+        runs = opts.broadcast_runs or opts.runs
+        argv_ = [PY, str(script), "--members", str(opts.broadcast_members), "--runs", str(runs)]
+        argv_ += ["--servers", ",".join(BROADCAST_SERVERS), "--json", str(path)]
+        if opts.quick:
+            argv_ += ["--duration", "2", "--warmup", "0.5", "--retries", "0", "--quiet-wait", "5"]
         else:
-            path = Path(f"{stem}.broadcast.json")
-            path.unlink(missing_ok=True)
-            runs = opts.broadcast_runs or opts.runs
-            argv_ = [PY, str(script), "--members", str(opts.broadcast_members), "--runs", str(runs)]
-            argv_ += ["--servers", ",".join(BROADCAST_SERVERS), "--json", str(path)]
-            if opts.quick:
-                argv_ += ["--duration", "2", "--warmup", "0.5", "--retries", "0", "--quiet-wait", "5"]
-            else:
-                argv_ += ["--duration", "3", "--warmup", "1", "--retries", "1", "--quiet-wait", "10"]
-            rc = run_step("broadcast", argv_, 60 * 40, Path(f"{stem}.broadcast.log"))
-            status["broadcast"] = "ok" if rc == 0 else f"exit {rc}"
-            if path.exists():
-                bversions, bcast = broadcast_medians(path)
-                for k, v in bversions.items():
-                    versions.setdefault(k, v)
+            argv_ += ["--duration", "3", "--warmup", "1", "--retries", "1", "--quiet-wait", "10"]
+        rc = run_step("broadcast", argv_, 60 * 40, Path(f"{stem}.broadcast.log"))
+        status["broadcast"] = "ok" if rc == 0 else f"exit {rc}"
+        if path.exists():
+            bversions, bcast = broadcast_medians(path)
+            for k, v in bversions.items():
+                versions.setdefault(k, v)
 
     sizes = [int(x) for x in str(opts.broadcast_members).split(",") if x.strip()]
     text = summary(opts, versions, echo, bulk, idle, bcast, sizes, status, stem)

@@ -1,4 +1,4 @@
-/* libsnow_ws.so, part 2 of 3: the reply fast path (see snow_ws_api.c for the three files and their order). */
+/* libsnow_ws.so, part 6 of 7: the reply fast path (see snow_ws_api.c for the seven files and their order). */
 
 #include "runtime/_connection_core.h"
 

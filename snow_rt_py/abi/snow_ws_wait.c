@@ -1,4 +1,4 @@
-/* libsnow_ws.so, part 3 of 3: waiting for snow_ws_shutdown() or a signal (see snow_ws_api.c for the three files
+/* libsnow_ws.so, part 7 of 7: waiting for snow_ws_shutdown() or a signal (see snow_ws_api.c for the seven files
  * and their order). */
 
 /* -- waiting for snow_ws_shutdown() or SIGINT/SIGTERM -------------------------------------------------------------

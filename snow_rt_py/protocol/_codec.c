@@ -156,7 +156,7 @@ size_t snow_frame_header(char *out_, int opcode, uint64_t len)
  * whole "simple" client frames begin data[0..n), and where each one's payload is. A simple frame is a complete
  * unfragmented text or binary frame (FIN set, no RSV bit -- or RSV1 alone when rsv1 is nonzero: a compressed
  * message, RFC 7692 §6 -- opcode 1 or 2), masked, with a 7- or 16-bit length of at most max_payload octets. The scan stops at the first frame that is not simple or not complete: that frame and
- * everything after it are left to the full parser (protocol/connection.py), which then sees a stream that starts on
+ * everything after it are left to the full parser (protocol/framing.py), which then sees a stream that starts on
  * a frame boundary -- so the events are the same as if the full parser had read everything. Called only while the
  * connection is at rest (open, nothing buffered, no message in progress); text payloads are not checked here.
  *

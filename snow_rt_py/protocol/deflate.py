@@ -331,12 +331,6 @@ class Inflater:
         part does), else 0."""
         return 0 if self._context_takeover else -self._wbits
 
-    @property
-    def holds_state(self) -> bool:
-        """True while a decompressor (and its window) is held: during a message, or between messages when the
-        client keeps its context."""
-        return self._d is not None
-
     def feed(self, data: bytes, limit: int, fin: bool) -> bytes:
         """Inflate the next frame payload of the current compressed message.
 

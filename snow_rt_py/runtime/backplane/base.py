@@ -31,11 +31,6 @@ ID_NODE_SHIFT = 40
 """Connection ids are ``node << ID_NODE_SHIFT | n``: 2**40 connections per node, node numbers below 2**23."""
 
 
-def node_of(connection_id: int) -> int:
-    """The node number in a connection id (0: a runtime that is not in a cluster)."""
-    return connection_id >> ID_NODE_SHIFT
-
-
 class Position(NamedTuple):
     """Where a broadcast stands in its room's history.
 

@@ -203,10 +203,6 @@ class RedisBackplane:
         out["subscriptions"] = len(self.session.subscribed)
         return out
 
-    def subscriptions(self) -> list[str]:
-        """The rooms whose channel this node is subscribed to, sorted."""
-        return sorted(self.session.subscribed)
-
     # -- the session's life (redis_session.SessionUser) --------------------------------------------------
 
     def session_opened(self) -> None:
