@@ -7,6 +7,7 @@ receives is compared.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect as asyncio_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -206,11 +208,15 @@ def test_echo_server_serves_wss_with_tls_cert_and_key(run: Callable[..., Program
     match = re.fullmatch(r"listening on wss://127\.0\.0\.1:(\d+)/", raw)
     assert match is not None, raw
     url = f"wss://127.0.0.1:{match.group(1)}/"
-    with connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
-        ws.send("over TLS ✓")
-        assert ws.recv(timeout=10) == "over TLS ✓"
-        ws.send(b"\x00\x01" * 40)
-        assert ws.recv(timeout=10) == b"\x00\x01" * 40
+
+    async def exchange() -> list[str | bytes]:  # asyncio's client: see tests/runtime/test_tls.py on the threaded one
+        async with asyncio_connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
+            await ws.send("over TLS ✓")
+            text = await asyncio.wait_for(ws.recv(), 10)
+            await ws.send(b"\x00\x01" * 40)
+            return [text, await asyncio.wait_for(ws.recv(), 10)]
+
+    assert asyncio.run(exchange()) == ["over TLS ✓", b"\x00\x01" * 40]
     with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=10) as plain:  # no TLS: no upgrade
         plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
         answer = b""
@@ -218,11 +224,15 @@ def test_echo_server_serves_wss_with_tls_cert_and_key(run: Callable[..., Program
             while chunk := plain.recv(4096):
                 answer += chunk
         assert b"101" not in answer
-    with connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
-        prog.proc.send_signal(signal.SIGTERM)
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=10)
-        assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
+
+    async def stopped() -> tuple[int | None, str | None]:
+        async with asyncio_connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
+            prog.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code, ws.close_reason
+
+    assert asyncio.run(stopped()) == (1001, "server shutting down")
     assert prog.finish() == 0
     assert prog.stderr == []
 
