@@ -93,6 +93,7 @@ bench: build
 	bash tests/interop/setup.sh
 	$(PY) bench/run_all.py
 	$(PY) bench/bench_cost.py
+	$(PY) bench/bench_churn.py
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_abi.py
 	$(PY) bench/bench_workers.py

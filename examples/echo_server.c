@@ -5,9 +5,10 @@
  *
  * Options: --host H (127.0.0.1), --port N (8765; 0 picks a free port), --max-message-size N (16 MiB),
  * --ping-interval S (30; 0 disables the heartbeat), --workers N (0: callbacks on the event loop),
- * --compression shared|dedicated|off (permessage-deflate; default: $SNOW_WS_COMPRESSION, else shared).
- * --help prints the usage line. When ready it prints exactly one line, `listening on ws://HOST:PORT/`, and flushes
- * it. SIGINT or SIGTERM close every connection with 1001 and exit 0; a bad option prints one line naming it and what
+ * --compression shared|dedicated|off (permessage-deflate; default: $SNOW_WS_COMPRESSION, else shared),
+ * --tls-cert FILE and --tls-key FILE (PEM certificate chain and private key: serve wss://; give both or neither).
+ * --help prints the usage line. When ready it prints exactly one line, `listening on ws://HOST:PORT/` (wss:// with
+ * TLS), and flushes it. SIGINT or SIGTERM close every connection with 1001 and exit 0; a bad option prints one line naming it and what
  * is wrong (`echo_server: error: --port: 99999 is not a port number (0-65535)`) and exits 2; a port in use prints
  * one error line and exits 1.
  */
@@ -36,7 +37,7 @@ static void *on_binary(void *conn, const uint8_t *data, int64_t len)
 
 #define USAGE                                                                                                \
     "usage: echo_server [--host H] [--port N] [--max-message-size N] [--ping-interval S] [--workers N] "       \
-    "[--compression shared|dedicated|off] [--help]"
+    "[--compression shared|dedicated|off] [--tls-cert FILE --tls-key FILE] [--help]"
 
 /* A bad command line gets one line naming the option and what is wrong with it, and exit status 2. */
 static void bad_option(const char *option, const char *text, const char *what)
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
     long long value;
     int64_t server;
     const char *host = "127.0.0.1";
+    const char *scheme;
     int i;
 
     memset(&opts, 0, sizeof opts);
@@ -108,6 +110,12 @@ int main(int argc, char **argv)
             else
                 bad_option(arg, mode, " is not shared, dedicated or off");
         }
+        else if (strcmp(arg, "--tls-cert") == 0) {
+            opts.tls_cert_path = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--tls-key") == 0) {
+            opts.tls_key_path = value_of(argc, argv, &i);
+        }
         else if (strcmp(arg, "--workers") == 0) {
             opts.workers = int_option(arg, value_of(argc, argv, &i), 0, 1024, " is not a number of threads (0-1024)");
         }
@@ -115,6 +123,9 @@ int main(int argc, char **argv)
             bad_option(arg, "", "unknown option (see echo_server --help)");
         }
     }
+    if ((opts.tls_cert_path == NULL) != (opts.tls_key_path == NULL))
+        bad_option(opts.tls_cert_path == NULL ? "--tls-key" : "--tls-cert", "",
+                   opts.tls_cert_path == NULL ? "needs --tls-cert too" : "needs --tls-key too");
     opts.host = host;
     opts.on_binary_fn = (void *)on_binary;
 
@@ -123,10 +134,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo_server: error: %s\n", snow_ws_last_error());
         return 1;
     }
+    scheme = opts.tls_cert_path != NULL ? "wss" : "ws";
     if (strchr(host, ':') != NULL)
-        printf("listening on ws://[%s]:%lld/\n", host, (long long)snow_ws_server_port(server));
+        printf("listening on %s://[%s]:%lld/\n", scheme, host, (long long)snow_ws_server_port(server));
     else
-        printf("listening on ws://%s:%lld/\n", host, (long long)snow_ws_server_port(server));
+        printf("listening on %s://%s:%lld/\n", scheme, host, (long long)snow_ws_server_port(server));
     fflush(stdout);
 
     snow_ws_wait_shutdown();      /* until SIGINT, SIGTERM or snow_ws_shutdown() */

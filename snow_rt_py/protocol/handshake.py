@@ -73,12 +73,19 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 WEBSOCKET_VERSION = "13"  # RFC 6455 §4.1, §11.6
 DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 §5.6.2
-_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")  # RFC 9112 §3
+# The head is matched as text decoded from Latin-1 (each byte one character, so the classes below are byte ranges).
+_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 §5.6.2
+_REQUEST_LINE = re.compile("(" + _TCHAR + r"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")  # RFC 9112 §3
 # RFC 9112 §5: no whitespace before the colon; optional whitespace around the value; the value holds visible
 # ASCII, spaces, tabs and obs-text, never a control character.
-_HEADER_LINE = re.compile(rb"(" + _TCHAR + rb"+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
-_TOKEN = re.compile(_TCHAR.decode() + "+")
+_HEADER_LINE = re.compile("(" + _TCHAR + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+# The same rule for a whole header block, matched in one go when every line is well formed (the common case; a
+# block that does not match is parsed line by line to say which rule it breaks). The value is written as words
+# between runs of whitespace and each line is atomic, so a match never backtracks and takes linear time.
+_VALUE = r"((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)"
+_HEADER_FIELDS = re.compile("(" + _TCHAR + r"+):[ \t]*" + _VALUE + r"[ \t]*\r?\n")
+_HEADER_BLOCK = re.compile("(?>" + _TCHAR + r"+:[ \t]*" + _VALUE.replace("((", "(?:(", 1) + r"[ \t]*\r?\n)*")
+_TOKEN = re.compile(_TCHAR + "+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
@@ -112,7 +119,7 @@ class PlainRequest(NamedTuple):
     headers: Headers
 
 
-_PLAIN_METHODS = (b"GET", b"HEAD")
+_PLAIN_METHODS = ("GET", "HEAD")
 _NO_UPGRADE = "Upgrade header must include websocket."
 
 
@@ -125,8 +132,12 @@ def accept_key(key: str) -> str:
     Returns:
         base64(SHA-1(key + GUID)).
     """
+    return _accept_bytes(key).decode("ascii")
+
+
+def _accept_bytes(key: str) -> bytes:
     digest = hashlib.sha1((key + WEBSOCKET_GUID).encode("ascii"), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return base64.b64encode(digest)
 
 
 class RequestParser:
@@ -165,6 +176,13 @@ class RequestParser:
         """
         if self._done:
             raise UsageError("the request head was already parsed")
+        if not self._scanned and not self._buffer and type(data) is bytes:
+            # The usual case: the whole head in the first read. Parsed from the bytes as they are; the same checks
+            # in the same order as below (the request line first), so the outcome is the same.
+            end = _head_end(data, 0)
+            if 0 <= end <= self._max_size:
+                self._done = True
+                return self._request(data[:end], data[end:])
         buf = self._buffer
         buf += data
         if not self._line_checked:
@@ -174,20 +192,13 @@ class RequestParser:
             if eol >= 0:
                 self._line_checked = True
                 try:
-                    _parse_request_line(bytes(buf[: eol - 1 if buf[eol - 1 : eol] == b"\r" else eol]))
+                    _parse_request_line(buf[: eol - 1 if buf[eol - 1 : eol] == b"\r" else eol].decode("latin-1"))
                 except HandshakeError:
                     self._done = True
                     self._buffer = bytearray()
                     raise
         # The head ends with an empty line; start 2 bytes back in case the terminator straddles two feeds.
-        start = max(0, self._scanned - 2)
-        end = -1
-        crlf = buf.find(b"\n\r\n", start)
-        if crlf >= 0:
-            end = crlf + 3
-        lf = buf.find(b"\n\n", start, None if crlf < 0 else crlf + 2)
-        if lf >= 0:
-            end = lf + 2
+        end = _head_end(buf, max(0, self._scanned - 2))
         if end < 0:
             self._scanned = len(buf)
             if len(buf) > self._max_size:
@@ -199,6 +210,10 @@ class RequestParser:
         head = bytes(buf[:end])
         rest = bytes(buf[end:])
         self._buffer = bytearray()
+        return self._request(head, rest)
+
+    @staticmethod
+    def _request(head: bytes, rest: bytes) -> ParsedRequest | PlainRequest:
         request = _parse_head(head)
         if isinstance(request, PlainRequest):
             return request
@@ -231,40 +246,54 @@ def parse_request(head: bytes) -> tuple[str, Headers, str]:
     return request
 
 
+def _head_end(buf: bytes | bytearray, start: int) -> int:
+    """Where the head in ``buf`` ends (just after the empty line; the first one from ``start``), or -1."""
+    crlf = buf.find(b"\n\r\n", start)
+    end = -1 if crlf < 0 else crlf + 3
+    lf = buf.find(b"\n\n", start, None if crlf < 0 else crlf + 2)
+    return lf + 2 if lf >= 0 else end
+
+
 def _parse_head(head: bytes) -> tuple[str, Headers, str] | PlainRequest:
     """:func:`parse_request`, except that a well-formed plain GET or HEAD is returned as a PlainRequest."""
-    # The head ends with an empty line, so the split ends with two empty items.
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]]
-    if not lines:
+    text = head.decode("latin-1")
+    eol = text.find("\n")
+    if eol < 0:
         raise _bad_request("Malformed request line.")
-    method, target = _parse_request_line(lines[0])
-    headers = Headers()
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
-            raise _bad_request("Obsolete line folding is not allowed.")
-        match = _HEADER_LINE.fullmatch(line)
-        if match is None:
-            raise _bad_request("Malformed header line.")
-        headers.add(match.group(1).decode("ascii"), match.group(2).decode("latin-1"))
+    method, target = _parse_request_line(text[: eol - 1 if text[eol - 1 : eol] == "\r" else eol])
+    # The head ends with an empty line: the header block lies between the request line and it.
+    block = text[eol + 1 : len(text) - (2 if text.endswith("\n\r\n") else 1)] if text.endswith("\n") else None
+    if block is not None and _HEADER_BLOCK.fullmatch(block) is not None:
+        items: list[tuple[str, str]] = _HEADER_FIELDS.findall(block)
+    else:
+        items = _header_items(text)
+    by_name: dict[str, list[str]] = {}  # lower-case name -> values: every check below is one lookup
+    for name, value in items:
+        values = by_name.get(name.lower())
+        if values is None:
+            by_name[name.lower()] = [value]
+        else:
+            values.append(value)
+    headers = Headers(items)
 
-    plain = "Upgrade" not in headers and method in _PLAIN_METHODS
-    if method != b"GET" and not plain:
+    plain = "upgrade" not in by_name and method in _PLAIN_METHODS
+    if method != "GET" and not plain:
         raise _method_not_allowed()
-    if len(headers.get_all("Host")) != 1:
+    if len(by_name.get("host", ())) != 1:
         raise _bad_request("Missing or repeated Host header.")
-    if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+    length = by_name.get("content-length")
+    if "transfer-encoding" in by_name or (length is not None and ", ".join(length) != "0"):
         raise _bad_request("A WebSocket handshake request has no body.")
     if plain:  # not a handshake: the caller may answer it (e.g. serve a page)
-        return PlainRequest(method.decode("ascii"), target, headers)
-    if not _has_token(headers, "Upgrade", "websocket"):
+        return PlainRequest(method, target, headers)
+    if not _has_token(by_name.get("upgrade", ()), "websocket"):
         raise _bad_request(_NO_UPGRADE)
-    if not _has_token(headers, "Connection", "upgrade"):
+    if not _has_token(by_name.get("connection", ()), "upgrade"):
         raise _bad_request("Connection header must include upgrade.")
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = by_name.get("sec-websocket-key", ())
     if len(keys) != 1 or not _is_valid_key(keys[0]):
         raise _bad_request("Missing or invalid Sec-WebSocket-Key header.")
-    versions = headers.get_all("Sec-WebSocket-Version")
-    if versions != [WEBSOCKET_VERSION]:
+    if by_name.get("sec-websocket-version") != [WEBSOCKET_VERSION]:
         raise HandshakeError(
             HTTPStatus.UPGRADE_REQUIRED,
             "Unsupported WebSocket version.",
@@ -273,15 +302,29 @@ def _parse_head(head: bytes) -> tuple[str, Headers, str] | PlainRequest:
     return target, headers, keys[0]
 
 
-def _parse_request_line(line: bytes) -> tuple[bytes, str]:
+def _header_items(text: str) -> list[tuple[str, str]]:
+    """The header lines of the head ``text`` one by one: the first malformed one raises its 400."""
+    # The head ends with an empty line, so the split ends with two empty items; the first is the request line.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")[1:-2]]
+    items = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            raise _bad_request("Obsolete line folding is not allowed.")
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:
+            raise _bad_request("Malformed header line.")
+        items.append((match.group(1), match.group(2)))
+    return items
+
+
+def _parse_request_line(line: str) -> tuple[str, str]:
     """Check the request line (without its line ending); return the method and the request-target."""
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         raise _bad_request("Malformed request line.")
-    method, raw_target, major, minor = match.groups()
+    method, target, major, minor = match.groups()
     if (int(major), int(minor)) < (1, 1):
         raise _bad_request("HTTP/1.1 or later required.")
-    target = raw_target.decode("ascii")
     # origin-form or absolute-form (RFC 9112 §3.2); a GET has no authority-form or asterisk-form.
     if not (target.startswith("/") or "://" in target):
         raise _bad_request("Invalid request target.")
@@ -296,9 +339,9 @@ def _method_not_allowed() -> HandshakeError:
     return HandshakeError(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed.", (("Allow", "GET"),))
 
 
-def _has_token(headers: Headers, name: str, token: str) -> bool:
-    """Whether a comma-separated token list header (RFC 9110 §5.6.1) holds ``token``, ignoring case."""
-    return any(item.strip(" \t").lower() == token for value in headers.get_all(name) for item in value.split(","))
+def _has_token(values: Sequence[str], token: str) -> bool:
+    """Whether the values of a comma-separated token list header (RFC 9110 §5.6.1) hold ``token``, ignoring case."""
+    return any(item.strip(" \t").lower() == token for value in values for item in value.split(","))
 
 
 def _is_valid_key(key: str) -> bool:
@@ -323,14 +366,13 @@ def build_response_101(key: str, extra_headers: Sequence[tuple[str, str]] = ()) 
         UsageError: if an extra header name is not a token or a value holds CR, LF or another control
             character.
     """
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept_key(key)}",
-    ]
-    lines += _header_lines(extra_headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if not extra_headers:
+        return _HEAD_101 + _accept_bytes(key) + b"\r\n\r\n"
+    extra = "".join(line + "\r\n" for line in _header_lines(extra_headers)).encode("latin-1")
+    return _HEAD_101 + _accept_bytes(key) + b"\r\n" + extra + b"\r\n"
+
+
+_HEAD_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
 
 
 def build_error_response(status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:

@@ -24,9 +24,7 @@ read is handled, or during one loop iteration, leave in one ``transport.write``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
@@ -268,10 +266,8 @@ class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         # pause_writing() once more than max_queue_bytes wait in the transport (data or control frames).
         self._transport.set_write_buffer_limits(high=self.max_queue_bytes)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):  # not a TCP socket
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: uvloop's and asyncio's TCP transports set it on every socket they make (one system
+        # call, and for uvloop a socket object and a getsockname, fewer per connection).
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.remote_address = (peer[0], peer[1])

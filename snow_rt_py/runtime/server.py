@@ -16,6 +16,7 @@ import contextlib
 import errno
 import logging
 import math
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from snow_rt_py.runtime.handler import Handler, handler_wants_presence
 from snow_rt_py.runtime.heartbeat import HeartbeatWheel
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.scheduler import Scheduler
-from snow_rt_py.runtime.tls import server_context
+from snow_rt_py.runtime.tls import reload_certificate, server_context
 
 if TYPE_CHECKING:
     from snow_rt_py.runtime.runtime import Runtime
@@ -107,6 +108,7 @@ class Server:
         self._ended_drops = 0
         self.metrics: Any = None  # runtime/metrics.py's ServerMetrics when metrics_path or metrics_port is set
         self.compression = runtime.component("compression", CompressorPool)  # shared by the runtime's servers
+        self._ssl_ctx: ssl.SSLContext | None = None
         self._deflate_counts = {"shared": 0, "dedicated": 0, "fallbacks": 0}
 
     @classmethod
@@ -142,7 +144,7 @@ class Server:
             self._in_cluster = True
         ssl_ctx = None
         if options.tls_cert is not None and options.tls_key is not None:
-            ssl_ctx = server_context(options.tls_cert, options.tls_key)
+            ssl_ctx = self._ssl_ctx = server_context(options.tls_cert, options.tls_key)
         try:
             self._server = await self.loop.create_server(
                 lambda: Connection(self),
@@ -198,6 +200,20 @@ class Server:
         if ":" in host:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{self.port}/"
+
+    def reload_tls(self, cert: str | None = None, key: str | None = None) -> None:
+        """Take up a renewed certificate without a restart (loop thread; e.g. from a SIGHUP handler added with
+        ``loop.add_signal_handler``): the PEM files ``cert`` and ``key`` (default: the ``tls_cert`` and
+        ``tls_key`` options, read again) serve every handshake from now on; open connections and session tickets
+        are kept (runtime/tls.py).
+
+        Raises:
+            ServerStartError: the files are unusable (the message names the file); the old certificate stays.
+            RuntimeError: the server does not serve wss://.
+        """
+        if self._ssl_ctx is None or self.options.tls_cert is None or self.options.tls_key is None:
+            raise RuntimeError("reload_tls: this server does not serve wss:// (no tls_cert / tls_key)")
+        reload_certificate(self._ssl_ctx, cert or self.options.tls_cert, key or self.options.tls_key)
 
     def connections(self) -> list[Connection]:
         """The accepted connections still open or closing."""

@@ -1,5 +1,13 @@
 """TLS (wss://): the server context from PEM files, checked at start so errors name the file, not the first client;
-and how a TLS connection ends (:func:`close_transport`)."""
+a renewed certificate taken up without a restart (:func:`reload_certificate`); and how a TLS connection ends
+(:func:`close_transport`).
+
+Session resumption: the context issues TLS 1.3 session tickets (OpenSSL's default, two per full handshake), so a
+client that reconnects with its ticket skips the certificate signature, the costly part of a full handshake (about
+half the server's time per connection: BENCHMARKS.md, issue 26). The ticket keys are the context's own, made at
+start: tickets stay valid across :func:`reload_certificate`, but not across a restart, nor from one process of
+``processes``/``reuse_port`` to another (a ticket another process issued falls back to a full handshake).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +63,18 @@ def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     except OSError as exc:
         raise ServerStartError(f"cannot read TLS files {str(cert_path)!r}, {str(key_path)!r}: {exc}") from None
     return ctx
+
+
+def reload_certificate(ctx: ssl.SSLContext, cert: str | Path, key: str | Path) -> None:
+    """Load a renewed certificate chain and key into the server context ``ctx`` (loop thread: the loop makes the
+    connections' TLS sessions from it). Handshakes from now on present the new certificate; open connections keep
+    theirs; the session ticket keys are kept, so clients still resume.
+
+    Raises:
+        ServerStartError: the files are unusable (as at start, naming the file); ``ctx`` is left as it was.
+    """
+    server_context(cert, key)  # every check first, on a context of its own: a bad file changes nothing
+    ctx.load_cert_chain(Path(cert), Path(key))
 
 
 def close_transport(transport: asyncio.BaseTransport) -> None:

@@ -7,21 +7,25 @@ receives is compared.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect as asyncio_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.c.harness import REPO, TIMEOUT, Program
+from tests.support import tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -195,6 +199,54 @@ def test_echo_server_many_clients_get_only_their_own_replies(run: Callable[..., 
     assert prog.stderr == []
 
 
+def test_echo_server_serves_wss_with_tls_cert_and_key(run: Callable[..., Program], tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: the listening line says wss://, a client that trusts the CA gets its echoes over TLS
+    (and a plain ws:// client gets no WebSocket), SIGTERM still closes with 1001."""
+    cert, key, client_ctx = tls_files(tmp_path)
+    prog = run("echo_server", "--port", "0", "--ping-interval", "0", "--tls-cert", str(cert), "--tls-key", str(key))
+    raw = prog.line(normalized=False)
+    match = re.fullmatch(r"listening on wss://127\.0\.0\.1:(\d+)/", raw)
+    assert match is not None, raw
+    url = f"wss://127.0.0.1:{match.group(1)}/"
+
+    async def exchange() -> list[str | bytes]:  # asyncio's client: see tests/runtime/test_tls.py on the threaded one
+        async with asyncio_connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
+            await ws.send("over TLS ✓")
+            text = await asyncio.wait_for(ws.recv(), 10)
+            await ws.send(b"\x00\x01" * 40)
+            return [text, await asyncio.wait_for(ws.recv(), 10)]
+
+    assert asyncio.run(exchange()) == ["over TLS ✓", b"\x00\x01" * 40]
+    with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=10) as plain:  # no TLS: no upgrade
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := plain.recv(4096):
+                answer += chunk
+        assert b"101" not in answer
+
+    async def stopped() -> tuple[int | None, str | None]:
+        async with asyncio_connect(url, ssl=client_ctx, open_timeout=10, close_timeout=10) as ws:
+            prog.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code, ws.close_reason
+
+    assert asyncio.run(stopped()) == (1001, "server shutting down")
+    assert prog.finish() == 0
+    assert prog.stderr == []
+
+
+def test_echo_server_tls_files_are_checked_at_start(run: Callable[..., Program], tmp_path: Path) -> None:
+    """A missing TLS file is one error line naming it, and exit status 1."""
+    _, key, _ = tls_files(tmp_path)
+    missing = run("echo_server", "--port", "0", "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(key))
+    assert missing.finish() == 1
+    assert missing.stderr == [
+        f"echo_server: error: TLS certificate file {str(tmp_path / 'nope.pem')!r} does not exist\n"
+    ]
+
+
 def test_echo_server_port_in_use_and_bad_options(run: Callable[..., Program], tmp_path: Path) -> None:
     first, port = start_c(run, "echo_server")
     second = run("echo_server", "--port", str(port))
@@ -213,6 +265,9 @@ BAD_OPTIONS = [
     ("echo_server", ["--ping-interval", "-1"], "--ping-interval: -1 is not a whole number of seconds >= 0"),
     ("echo_server", ["--workers", "2000"], "--workers: 2000 is not a number of threads (0-1024)"),
     ("echo_server", ["--compression", "zip"], "--compression: zip is not shared, dedicated or off"),
+    ("echo_server", ["--tls-cert", "c.pem"], "--tls-cert: needs --tls-key too"),
+    ("echo_server", ["--tls-key", "k.pem"], "--tls-key: needs --tls-cert too"),
+    ("echo_server", ["--tls-key"], "--tls-key: needs a value"),
     ("chat_server", ["--app", "nosuch"], "--app: nosuch is not chat or bench"),
     ("chat_server", ["--port", "99999"], "--port: 99999 is not a port number (0-65535)"),
     ("chat_server", ["--bogus"], "--bogus: unknown option (see chat_server --help)"),

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snow_rt_py.protocol.errors import HandshakeError, UsageError
-from snow_rt_py.protocol.handshake import (
+from snow_rt_py.protocol.handshake import (  # the private rules: the fast path is checked against them
+    _HEADER_BLOCK,
+    _HEADER_FIELDS,
     PlainRequest,
     RequestParser,
+    _header_items,
     accept_key,
     build_error_response,
     build_response,
@@ -378,3 +383,43 @@ def test_request_line_longer_than_max_size_is_431_not_400() -> None:
     with pytest.raises(HandshakeError) as info:
         RequestParser(max_size=10).feed(b"garbage garbage\r\n\r\n")
     assert info.value.status == 431
+
+
+# -- the header block in one match (issue 26) against the line-by-line rule ----------------------------------
+
+_LINE_PIECES = st.sampled_from(["Host", "X-A", "a", ":", " ", "\t", "\r", "v", "é", "\x7f", "\x01", ";", "=", "ab c"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_LINE_PIECES, max_size=8).map("".join), max_size=6), st.sampled_from(["\r\n", "\n"]))
+def test_a_head_parses_the_same_whole_or_line_by_line(lines: list[str], eol: str) -> None:
+    """Every header block gets the same verdict from the one-match fast path as from the line-by-line rule: the same
+    headers, or the same 400; and the same in any chunking of the request."""
+    valid = ["Host: x", "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}"]
+    lines = [*valid[:2], *lines, *valid[2:], "Sec-WebSocket-Version: 13"]
+    head = ("GET / HTTP/1.1" + eol + "".join(line + eol for line in lines) + eol).encode("latin-1")
+
+    def outcome(feed_chunks: list[bytes]) -> object:
+        parser = RequestParser()
+        try:
+            for chunk in feed_chunks:
+                got = parser.feed(chunk)
+                if got is not None:
+                    return (type(got).__name__, got.headers.items())
+        except HandshakeError as exc:
+            return ("error", exc.status, exc.reason)
+        return None
+
+    whole = outcome([head])
+    assert whole == outcome([head[i : i + 1] for i in range(len(head))])
+    try:
+        expected: object = ("items", _header_items(head.decode("latin-1")))
+    except HandshakeError as exc:
+        expected = ("error", exc.status, exc.reason)
+    block = "".join(line + eol for line in lines)
+    match = _HEADER_BLOCK.fullmatch(block)
+    fast: object = ("items", _HEADER_FIELDS.findall(block)) if match is not None else None
+    if fast is not None:
+        assert fast == expected
+    else:
+        assert expected[0] == "error"

@@ -112,3 +112,48 @@ def test_cert_without_key_is_rejected(pem_files) -> None:
     cert, _ = pem_files
     with pytest.raises(ValueError, match="together"):
         snow_rt_py.start(port=0, tls_cert=cert)
+
+
+def test_reload_tls_serves_the_renewed_certificate_and_keeps_open_connections(start_server, ca, tmp_path) -> None:
+    """Server.reload_tls (issue 26): new handshakes get the new certificate, an open connection keeps working, and
+    an unusable file is refused with its name while the current certificate stays."""
+    first = ca.issue_cert("127.0.0.1", organization_name="first")
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(b"".join(blob.bytes() for blob in first.cert_chain_pems))
+    first.private_key_pem.write_to_path(str(key_path))
+    running = start_server(tls_cert=cert_path, tls_key=key_path)
+
+    def on_loop(fn, *args) -> None:
+        async def call() -> None:
+            fn(*args)
+
+        running._loop_thread.run(call(), timeout=10)
+
+    def served_organization() -> str:
+        with (
+            socket.create_connection(("127.0.0.1", running.port), timeout=10) as raw,
+            client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            subject = dict(item[0] for item in tls.getpeercert()["subject"])
+            return str(subject["organizationName"])
+
+    assert served_organization() == "first"
+
+    async def reload_while_open() -> tuple[object, object]:
+        async with asyncio_connect(running.url, ssl=client_context(ca), open_timeout=5, close_timeout=5) as ws:
+            await ws.send("before")
+            before = await asyncio.wait_for(ws.recv(), 5)
+            renewed = ca.issue_cert("127.0.0.1", organization_name="renewed")
+            cert_path.write_bytes(b"".join(blob.bytes() for blob in renewed.cert_chain_pems))
+            renewed.private_key_pem.write_to_path(str(key_path))
+            await asyncio.to_thread(on_loop, running.server.reload_tls)  # the options' files, read again
+            await ws.send("after")
+            return before, await asyncio.wait_for(ws.recv(), 5)
+
+    assert asyncio.run(reload_while_open()) == ("before", "after")
+    assert served_organization() == "renewed"
+    missing = str(tmp_path / "nope.pem")
+    with pytest.raises(ServerStartError) as refused:
+        on_loop(running.server.reload_tls, missing, str(key_path))
+    assert str(refused.value) == f"TLS certificate file {missing!r} does not exist"
+    assert served_organization() == "renewed"
