@@ -356,7 +356,7 @@ typedef enum SnowWsSlowConsumer {
 
 /* Values of SnowWsOptions.compression: permessage-deflate (RFC 7692) for clients that offer it (browsers do). */
 typedef enum SnowWsCompression {
-    SNOW_WS_COMPRESSION_DEFAULT = 0,   /* SNOW_WS_COMPRESSION's mode if the variable is set, else SHARED */
+    SNOW_WS_COMPRESSION_DEFAULT = 0,   /* = SNOW_WS_COMPRESSION_SHARED, unless SNOW_WS_COMPRESSION names a mode */
     SNOW_WS_COMPRESSION_SHARED = 1,    /* no zlib state outlives a message; a broadcast is compressed once */
     SNOW_WS_COMPRESSION_DEDICATED = 2, /* a compression context per connection, within compression_memory_budget */
     SNOW_WS_COMPRESSION_OFF = 3        /* never negotiated */
@@ -431,10 +431,10 @@ typedef enum SnowWsCompression {
  *   on_presence_env:  told who joins and leaves the rooms of its connections (SnowWsOnPresenceFn /
  *                     SnowWsOnPresenceEnvFn); NULL fn = not told.
  *   compression:      permessage-deflate mode (SnowWsCompression); any other value is SNOW_WS_E_INVALID_ARGUMENT.
- *                     0 = the mode named by the environment variable SNOW_WS_COMPRESSION ("shared", "dedicated" or
- *                     "off", read at each start; another value fails the start with SNOW_WS_E_INVALID_ARGUMENT
- *                     naming the variable), else SHARED. snow_ws_serve / snow_ws_serve_tls read the variable too, so
- *                     a Snow-compiled binary can change its mode without recompiling.
+ *                     0 = SNOW_WS_COMPRESSION_SHARED, unless the environment variable SNOW_WS_COMPRESSION names
+ *                     a mode ("shared", "dedicated" or "off", read at each start; another value fails the start with
+ *                     SNOW_WS_E_INVALID_ARGUMENT naming the variable). snow_ws_serve / snow_ws_serve_tls read the
+ *                     variable too, so a Snow-compiled binary can change its mode without recompiling.
  *   compression_min_size: messages shorter than this many bytes are sent uncompressed; 0 = 128.
  *   compression_window_bits: DEDICATED: window of each connection's compressor (and of the client's, when it lets
  *                     the server choose), 8 to 15; 0 = 12.

@@ -9,13 +9,13 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from snow_rt_py import __version__
 from snow_rt_py.api import serve
 from snow_rt_py.apps import APPS
 from snow_rt_py.runtime.errors import ServerStartError
-from snow_rt_py.runtime.options import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
+from snow_rt_py.runtime.options import Cli, ServerOptions, cli_options, show_default
 from snow_rt_py.runtime.server import Server
 
 PROG = "snow-ws"
@@ -93,10 +93,23 @@ def _path(text: str) -> str:
 
 
 _PORT = _integer(0, 65535, "a port number (0-65535)")
-_COUNT = _integer(0, None, "an integer >= 0")
-_BYTES = _integer(1, None, "a number of bytes >= 1")
-_SECONDS = _number("a number of seconds >= 0", 0)
-_POSITIVE_SECONDS = _number("a number of seconds > 0", 0, above=True)
+
+VALUES: dict[str, Callable[[str], object]] = {
+    "text": str,
+    "port": _PORT,
+    "count": _integer(0, None, "an integer >= 0"),
+    "bytes": _integer(1, None, "a number of bytes >= 1"),
+    "queue_bytes": _integer(1024, None, "a number of bytes >= 1024"),
+    "seconds": _number("a number of seconds >= 0", 0),
+    "positive_seconds": _number("a number of seconds > 0", 0, above=True),
+    "ttl": _number("a number of seconds from 0.2 to 86400", 0.2, 86400),
+    "rate": _number("a number of handshakes per second >= 0", 0),
+    "burst": _integer(1, None, "an integer >= 1"),
+    "window_bits": _integer(8, 15, "a window size in bits (8-15)"),
+    "mem_level": _integer(1, 9, "a zlib memLevel (1-9)"),
+    "path": _path,
+}
+"""The parsers of the values of the options in ServerOptions' table (``Cli.value``), each with its one error."""
 
 
 class _ConnectionId(logging.Filter):
@@ -132,144 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--app", type=_choice(*APPS), metavar="|".join(APPS), default="echo", help="handler to serve (default: echo)"
     )
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    s.add_argument("--port", type=_PORT, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
-    s.add_argument(
-        "--max-message-size",
-        type=_BYTES,
-        default=DEFAULT_MAX_MESSAGE_SIZE,
-        help="largest message in bytes; bigger ones are closed with 1009 (default: 16 MiB)",
-    )
-    s.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (needs --tls-key)")
-    s.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    s.add_argument(
-        "--ping-interval",
-        type=_SECONDS,
-        default=30.0,
-        help="seconds between server pings, 0 disables the heartbeat (default: 30)",
-    )
-    s.add_argument(
-        "--pong-timeout",
-        type=_POSITIVE_SECONDS,
-        default=10.0,
-        help="seconds (> 0) a pong has to arrive before close 1011 (default: 10)",
-    )
-    s.add_argument(
-        "--workers",
-        type=_COUNT,
-        default=0,
-        help="0: handlers run on the event loop; N: on N worker threads (default: 0)",
-    )
-    s.add_argument(
-        "--max-queue-bytes",
-        type=_integer(1024, None, "a number of bytes >= 1024"),
-        default=1024 * 1024,
-        help="bound of each connection's outbound queue (default: 1 MiB)",
-    )
-    s.add_argument(
-        "--slow-consumer",
-        type=_choice("close", "drop"),
-        metavar="close|drop",
-        default="close",
-        help="full queue: close the member with 1008 (default) or drop the message for it",
-    )
-    s.add_argument(
-        "--compression",
-        type=_choice("shared", "dedicated", "off"),
-        metavar="shared|dedicated|off",
-        default="shared",
-        help="permessage-deflate when a client offers it: shared (default: no per-connection zlib state), "
-        "dedicated (a context per connection, within --compression-memory-budget) or off",
-    )
-    s.add_argument(
-        "--compression-min-size",
-        type=_COUNT,
-        default=128,
-        help="messages shorter than this (bytes) are sent uncompressed (default: 128)",
-    )
-    s.add_argument(
-        "--compression-window-bits",
-        type=_integer(8, 15, "a window size in bits (8-15)"),
-        default=12,
-        help="dedicated: compressor window, 8-15 (default: 12)",
-    )
-    s.add_argument(
-        "--compression-mem-level",
-        type=_integer(1, 9, "a zlib memLevel (1-9)"),
-        default=5,
-        help="dedicated: zlib memLevel, 1-9 (default: 5)",
-    )
-    s.add_argument(
-        "--compression-memory-budget",
-        type=_COUNT,
-        default=64 * 1024 * 1024,
-        help="dedicated: bytes of zlib state all connections may hold; beyond, shared mode (default: 64 MiB)",
-    )
-    s.add_argument("--static-dir", help="serve this directory's files to plain HTTP GETs and HEADs (e.g. a web page)")
-    s.add_argument("--static-index", default="index.html", help="file served at / from --static-dir")
-    s.add_argument(
-        "--no-tune-malloc",
-        action="store_true",
-        help="leave glibc's malloc thresholds alone (by default they are raised for large messages)",
-    )
-    s.add_argument(
-        "--allowed-origin",
-        action="append",
-        dest="allowed_origins",
-        metavar="ORIGIN",
-        help="allow pages of this origin (repeat; https://*.example.com for subdomains); others get 403. "
-        "Default: no Origin check",
-    )
-    s.add_argument("--require-origin", action="store_true", help="refuse (403) requests without an Origin header")
-    s.add_argument(
-        "--subprotocol",
-        action="append",
-        dest="subprotocols",
-        default=[],
-        metavar="NAME",
-        help="a subprotocol the server speaks (repeat, in order of preference)",
-    )
-    s.add_argument(
-        "--require-subprotocol", action="store_true", help="refuse (400) clients offering none of --subprotocol"
-    )
-    s.add_argument("--max-connections", type=_COUNT, default=0, help="open connections cap, 0 = none (503 over it)")
-    s.add_argument("--max-connections-per-ip", type=_COUNT, default=0, help="per client IP cap, 0 = none (503)")
-    s.add_argument(
-        "--handshake-rate",
-        type=_number("a number of handshakes per second >= 0", 0),
-        default=0.0,
-        help="handshakes per second per client IP, 0 = no limit (429)",
-    )
-    s.add_argument(
-        "--handshake-burst",
-        type=_integer(1, None, "an integer >= 1"),
-        default=10,
-        help="handshakes at once per IP (default: 10)",
-    )
-    s.add_argument(
-        "--handshake-timeout", type=_POSITIVE_SECONDS, default=10.0, help="seconds to complete a handshake (408)"
-    )
-    s.add_argument(
-        "--drain-window", type=_SECONDS, default=2.0, help="SIGTERM: spread the 1001 closes over S seconds (2)"
-    )
-    s.add_argument(
-        "--drain-timeout", type=_POSITIVE_SECONDS, default=10.0, help="SIGTERM: abort what is left after S seconds"
-    )
-    s.add_argument("--metrics-path", type=_path, help="serve OpenMetrics at this path on the same port (e.g. /metrics)")
-    s.add_argument("--metrics-port", type=_PORT, help="serve OpenMetrics on this separate port")
-    s.add_argument("--access-log", action="store_true", help="log one INFO line per connection when it ends")
-    s.add_argument(
-        "--cluster",
-        metavar="URL",
-        help="redis://HOST:PORT/DB: rooms and presence span every server started with this URL (default: off)",
-    )
-    s.add_argument(
-        "--cluster-presence-ttl",
-        type=_number("a number of seconds from 0.2 to 86400", 0.2, 86400),
-        default=10.0,
-        help="seconds after which a dead node's members leave presence (default: 10)",
-    )
-    s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (several processes, one port)")
+    for spec, cli in cli_options():
+        _add_option(s, spec.name, spec.default, cli)
     s.add_argument(
         "--processes",
         type=_integer(1, None, "a number of processes >= 1"),
@@ -278,6 +155,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
     return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, name: str, default: Any, cli: Cli) -> None:
+    """The argument of the ServerOptions field ``name`` (with ``default``), as its table entry ``cli`` says."""
+    if cli.default is not ...:
+        default = cli.default
+    help_text = cli.help.format(default=show_default(default))
+    if cli.value == "flag":  # the option turns the field's default around
+        action = "store_false" if default else "store_true"
+        parser.add_argument(cli.flag, dest=name, action=action, default=default, help=help_text)
+        return
+    kind = _choice(*cli.choices) if cli.choices else VALUES[cli.value]
+    metavar = "|".join(cli.choices) if cli.choices else cli.metavar
+    if cli.repeat:
+        default = None if default is None else list(default)  # appended to: a list of its own each time
+    action = "append" if cli.repeat else "store"
+    parser.add_argument(cli.flag, dest=name, type=kind, action=action, default=default, metavar=metavar, help=help_text)
+
+
+def options_from(args: argparse.Namespace) -> ServerOptions:
+    """The ServerOptions the parsed command line asks for (unchecked: see ``validate()``)."""
+    values: dict[str, Any] = {}
+    for spec, cli in cli_options():
+        value = getattr(args, spec.name)
+        values[spec.name] = None if cli.zero_is_none and value == 0 else value
+    return ServerOptions(**values)
 
 
 ROOM_APPS = frozenset({"chat", "bench"})
@@ -300,49 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return _error(str(exc), 2)
     configure_logging(args.log_level if not args.access_log else min_level(args.log_level, "INFO"))
-    options = ServerOptions(
-        host=args.host,
-        port=args.port,
-        max_message_size=args.max_message_size,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        ping_interval=args.ping_interval or None,
-        pong_timeout=args.pong_timeout,
-        workers=args.workers,
-        max_queue_bytes=args.max_queue_bytes,
-        slow_consumer=args.slow_consumer,
-        static_dir=args.static_dir,
-        static_index=args.static_index,
-        tune_malloc=not args.no_tune_malloc,
-        allowed_origins=args.allowed_origins,
-        require_origin=args.require_origin,
-        subprotocols=args.subprotocols,
-        require_subprotocol=args.require_subprotocol,
-        max_connections=args.max_connections,
-        max_connections_per_ip=args.max_connections_per_ip,
-        handshake_rate=args.handshake_rate,
-        handshake_burst=args.handshake_burst,
-        handshake_timeout=args.handshake_timeout,
-        drain_window=args.drain_window,
-        drain_timeout=args.drain_timeout,
-        metrics_path=args.metrics_path,
-        metrics_port=args.metrics_port,
-        access_log=args.access_log,
-        reuse_port=args.reuse_port,
-        cluster_url=args.cluster,
-        cluster_presence_ttl=args.cluster_presence_ttl,
-        compression=args.compression,
-        compression_min_size=args.compression_min_size,
-        compression_window_bits=args.compression_window_bits,
-        compression_mem_level=args.compression_mem_level,
-        compression_memory_budget=args.compression_memory_budget,
-    )
+    options = options_from(args)
     try:
         options.validate()
     except ValueError as exc:
         return _error(_cli_words(str(exc)), 2)
     if args.processes > 1:
-        if args.app in ROOM_APPS and args.cluster is None:
+        if args.app in ROOM_APPS and args.cluster_url is None:
             return _error(
                 f"--processes {args.processes} with --app {args.app} needs --cluster URL "
                 "(its rooms would otherwise be split between the processes)",
@@ -371,13 +238,9 @@ def _error(message: str, status: int) -> int:
     return status
 
 
-_FIELD_OPTIONS = {
-    "cluster_url": "--cluster",
-    "tune_malloc": "--no-tune-malloc",
-    "allowed_origins": "--allowed-origin",
-    "subprotocols": "--subprotocol",
-}
-"""The ServerOptions fields whose option is not named after them (the others are: ``tls_cert`` -> ``--tls-cert``)."""
+_FIELD_OPTIONS = {spec.name: cli.flag for spec, cli in cli_options() if cli.flag != "--" + spec.name.replace("_", "-")}
+"""The ServerOptions fields whose option is not named after them (``cluster_url``: ``--cluster``; the others are,
+``tls_cert``: ``--tls-cert``)."""
 
 
 def _cli_words(message: str) -> str:

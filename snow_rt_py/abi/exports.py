@@ -21,7 +21,7 @@ from snow_rt_py import api
 from snow_rt_py.abi import handles
 from snow_rt_py.abi.callbacks import CHandler, current_input
 from snow_rt_py.abi.errors import BAD_HANDLE, INVALID_ARGUMENT, NOT_FOUND, AbiError, ErrorMap
-from snow_rt_py.runtime.options import ServerOptions
+from snow_rt_py.runtime.options import ServerOptions, c_fields
 from snow_rt_py.runtime.runtime import default_runtime
 
 VERSION = snow_rt_py.__version__
@@ -337,12 +337,14 @@ SLOW_CONSUMER_POLICIES = {"SNOW_WS_SLOW_CONSUMER_CLOSE": "close", "SNOW_WS_SLOW_
 """The header's SnowWsSlowConsumer constants -> ServerOptions.slow_consumer (their values come from the header)."""
 
 
-def _slow_consumer(ffi: Any, value: int) -> str:
-    """The ServerOptions.slow_consumer named by a nonzero SnowWsOptions.slow_consumer.
+def _slow_consumer(ffi: Any, value: int) -> str | None:
+    """The ServerOptions.slow_consumer named by SnowWsOptions.slow_consumer (0: None, for the default).
 
     Raises:
         AbiError: not one of the header's SNOW_WS_SLOW_CONSUMER_* policies.
     """
+    if value == 0:
+        return None
     constants: dict[str, int] = ffi.typeof("SnowWsSlowConsumer").relements
     for name, policy in SLOW_CONSUMER_POLICIES.items():
         if constants[name] == value:
@@ -383,84 +385,51 @@ def _compression(ffi: Any, value: int) -> str | None:
     raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.compression is {value}: use 0 (default), {choices}")
 
 
+ENUMS = {"slow_consumer": _slow_consumer, "compression": _compression}
+"""The converters of the SnowWsOptions fields of kind "enum" (0 included: each says what 0 means)."""
+
+
+def _option_value(ffi: Any, name: str, kind: str, negative: Any, value: Any) -> Any:
+    """The ServerOptions value of a set (nonzero, non-NULL) SnowWsOptions field of ``kind`` (see ``CField``)."""
+    if kind == "ms":
+        return negative if value < 0 and negative != () else value / 1000
+    if kind == "text":
+        return ffi.string(value).decode("utf-8")
+    if kind == "path":
+        return os.fsdecode(ffi.string(value))
+    if kind == "list":
+        return _csv(ffi, value)
+    if kind == "bool":
+        return True
+    if kind == "float":
+        return float(value)
+    if kind == "enum":
+        return ENUMS[name](ffi, int(value))
+    return int(value)
+
+
 def _options(
     ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]
 ) -> tuple[ServerOptions, tuple[Any, Any], tuple[Any, Any]]:
     """ServerOptions from a ``SnowWsOptions *`` (NULL = defaults), and the on_binary and on_presence ``(fn, env)``
     pairs.
 
-    The ABI's conventions only: 0/NULL fields are left out so ServerOptions' own defaults apply; fields past
-    struct_size count as 0; a negative ping interval means "no heartbeat" (C has no None). Range checks are
-    ServerOptions.validate's.
+    The ABI's conventions only, each field converted as ServerOptions' table says (``CField``): 0/NULL fields are
+    left out so ServerOptions' own defaults apply (an "enum" field's converter says what its 0 means); fields past
+    struct_size count as 0; a negative ``*_ms`` may mean something of its own (ping interval: no heartbeat; C has no
+    None). Range checks are ServerOptions.validate's.
     """
     null = ffi.NULL
-    if opts == null:
-        mode = _compression(ffi, 0)
-        return (ServerOptions() if mode is None else ServerOptions(compression=mode)), (null, null), (null, null)
-    size = int(opts.struct_size)
-    if size < 8:
+    size = 0 if opts == null else int(opts.struct_size)
+    if opts != null and size < 8:
         raise AbiError(INVALID_ARGUMENT, f"SnowWsOptions.struct_size is {size}: set it to sizeof(SnowWsOptions)")
     v = {name: (getattr(opts, name) if end <= size else (null if ptr else 0)) for name, end, ptr in fields}
-    kwargs: dict[str, Any] = {"port": int(v["port"])}
-    if v["host"] != null:
-        kwargs["host"] = ffi.string(v["host"]).decode("utf-8")
-    if v["tls_cert_path"] != null:
-        kwargs["tls_cert"] = os.fsdecode(ffi.string(v["tls_cert_path"]))
-    if v["tls_key_path"] != null:
-        kwargs["tls_key"] = os.fsdecode(ffi.string(v["tls_key_path"]))
-    if v["ping_interval_ms"] < 0:
-        kwargs["ping_interval"] = None
-    elif v["ping_interval_ms"] > 0:
-        kwargs["ping_interval"] = v["ping_interval_ms"] / 1000
-    if v["pong_timeout_ms"]:
-        kwargs["pong_timeout"] = v["pong_timeout_ms"] / 1000
-    if v["max_message_size"]:
-        kwargs["max_message_size"] = int(v["max_message_size"])
-    if v["workers"]:
-        kwargs["workers"] = int(v["workers"])
-    if v["static_dir"] != null:
-        kwargs["static_dir"] = os.fsdecode(ffi.string(v["static_dir"]))
-    if v["static_index"] != null:
-        kwargs["static_index"] = os.fsdecode(ffi.string(v["static_index"]))
-    if v["max_queue_bytes"]:
-        kwargs["max_queue_bytes"] = int(v["max_queue_bytes"])
-    if v["slow_consumer"]:
-        kwargs["slow_consumer"] = _slow_consumer(ffi, int(v["slow_consumer"]))
-    if v["allowed_origins"] != null:
-        kwargs["allowed_origins"] = _csv(ffi, v["allowed_origins"])
-    kwargs["require_origin"] = bool(v["require_origin"])
-    if v["subprotocols"] != null:
-        kwargs["subprotocols"] = _csv(ffi, v["subprotocols"])
-    kwargs["require_subprotocol"] = bool(v["require_subprotocol"])
-    for name in ("max_connections", "max_connections_per_ip", "handshake_burst"):
-        if v[name]:
-            kwargs[name] = int(v[name])
-    if v["handshake_rate"]:
-        kwargs["handshake_rate"] = float(v["handshake_rate"])
-    if v["handshake_timeout_ms"]:
-        kwargs["handshake_timeout"] = v["handshake_timeout_ms"] / 1000
-    if v["drain_window_ms"] < 0:
-        kwargs["drain_window"] = 0.0
-    elif v["drain_window_ms"] > 0:
-        kwargs["drain_window"] = v["drain_window_ms"] / 1000
-    if v["metrics_path"] != null:
-        kwargs["metrics_path"] = ffi.string(v["metrics_path"]).decode("utf-8")
-    if v["metrics_port"]:
-        kwargs["metrics_port"] = int(v["metrics_port"])
-    kwargs["access_log"] = bool(v["access_log"])
-    if v["reuse_port"]:
-        kwargs["reuse_port"] = True
-    if v["cluster_url"] != null:
-        kwargs["cluster_url"] = ffi.string(v["cluster_url"]).decode("utf-8")
-    if v["cluster_presence_ttl_ms"]:
-        kwargs["cluster_presence_ttl"] = v["cluster_presence_ttl_ms"] / 1000
-    mode = _compression(ffi, int(v["compression"]))
-    if mode is not None:
-        kwargs["compression"] = mode
-    for name in ("compression_min_size", "compression_window_bits", "compression_mem_level"):
-        if v[name]:
-            kwargs[name] = int(v[name])
-    if v["compression_memory_budget"]:
-        kwargs["compression_memory_budget"] = int(v["compression_memory_budget"])
+    kwargs: dict[str, Any] = {}
+    for spec, c in c_fields():
+        value = v[c.name]
+        if c.kind == "enum" or (value != null if isinstance(value, ffi.CData) else value != 0):
+            converted = _option_value(ffi, c.name, c.kind, c.negative, value)
+            if converted is not None or c.kind != "enum":
+                kwargs[spec.name] = converted
     binary = (v["on_binary_fn"], v["on_binary_env"])
     return ServerOptions(**kwargs), binary, (v["on_presence_fn"], v["on_presence_env"])

@@ -1,19 +1,69 @@
 """Events produced by :class:`snow_rt_py.protocol.connection.ServerProtocol`.
 
 ``ServerProtocol.receive_data(data)`` returns a list of these, in the order the bytes produced them. What the
-caller must do after each one is written in its docstring. Events are plain slotted objects (cheap to create:
-the runtime makes one per message on its hot path).
+caller must do after each one is written in its docstring.
+
+Events are immutable: each field is a read-only property (assigning to it raises ``AttributeError``), and two
+events are equal when they are of the same class with equal fields. They are built as cheaply as a plain slotted
+object, because the runtime makes one per message on its hot path (the connection's C calls
+``TextMessage(text, raw)``): ``__init__`` stores into private slots with plain attribute stores, which a frozen
+dataclass cannot do (its ``__init__`` goes through ``object.__setattr__``, 2.7 times the cost), and each
+property reads its slot through a C getter (``operator.attrgetter``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from snow_rt_py.protocol.headers import Headers
 
+_T = TypeVar("_T")
 
-@dataclass(slots=True)
-class Request:
+if TYPE_CHECKING:
+
+    class _Field(Generic[_T]):
+        """What mypy sees of a field: an attribute of type ``_T`` that cannot be assigned."""
+
+        @overload
+        def __get__(self, obj: None, owner: type) -> _Field[_T]: ...
+        @overload
+        def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+        def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+
+
+def _field(slot: str, kind: type[_T]) -> _Field[_T]:
+    """The read-only attribute that reads the private slot ``slot`` (``kind`` is its type, for mypy)."""
+    del kind
+    return property(attrgetter(slot))  # type: ignore[return-value]
+
+
+class _Event:
+    """What every event shares: equality, hash and repr over its fields (``__match_args__``)."""
+
+    __slots__ = ()
+    __match_args__: ClassVar[tuple[str, ...]] = ()
+    _compared: ClassVar[tuple[str, ...]] = ()
+    """The fields equality and hash look at (by default all of them)."""
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in (self._compared or self.__match_args__))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Event)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Request(_Event):
     """A valid opening handshake arrived (RFC 6455 §4.2.1).
 
     Next: call ``accept()`` (queues the 101 response) or ``reject(status, reason)`` (queues an HTTP error), then
@@ -25,12 +75,17 @@ class Request:
         headers: the request headers, case-insensitive lookup, repeated headers preserved.
     """
 
-    target: str
-    headers: Headers
+    __slots__ = ("_headers", "_target")
+    __match_args__ = ("target", "headers")
+    target = _field("_target", str)
+    headers = _field("_headers", Headers)
+
+    def __init__(self, target: str, headers: Headers) -> None:
+        self._target = target
+        self._headers = headers
 
 
-@dataclass(slots=True)
-class HttpRequest:
+class HttpRequest(_Event):
     """A well-formed plain HTTP GET or HEAD (no ``Upgrade`` header): not a WebSocket handshake.
 
     Next: answer it with ``respond(status, body, content_type)`` (e.g. serve a page; for a HEAD it sends the
@@ -43,24 +98,39 @@ class HttpRequest:
         headers: the request headers.
     """
 
-    method: str
-    target: str
-    headers: Headers
+    __slots__ = ("_headers", "_method", "_target")
+    __match_args__ = ("method", "target", "headers")
+    method = _field("_method", str)
+    target = _field("_target", str)
+    headers = _field("_headers", Headers)
+
+    def __init__(self, method: str, target: str, headers: Headers) -> None:
+        self._method = method
+        self._target = target
+        self._headers = headers
 
 
-@dataclass(slots=True)
-class HandshakeFailure:
+class HandshakeFailure(_Event):
     """The opening handshake was invalid. The HTTP error response is already queued in ``data_to_send()``.
 
     Next: write ``data_to_send()``, then close the TCP connection.
+
+    Attributes:
+        status: the HTTP status of that response.
+        reason: why (also in the response body).
     """
 
-    status: int
-    reason: str
+    __slots__ = ("_reason", "_status")
+    __match_args__ = ("status", "reason")
+    status = _field("_status", int)
+    reason = _field("_reason", str)
+
+    def __init__(self, status: int, reason: str) -> None:
+        self._status = status
+        self._reason = reason
 
 
-@dataclass(slots=True)
-class TextMessage:
+class TextMessage(_Event):
     """A complete (reassembled, UTF-8 validated) text message.
 
     Attributes:
@@ -69,33 +139,77 @@ class TextMessage:
             makes no str -> bytes round trip on its way through). Not part of equality.
     """
 
-    data: str
-    raw: bytes = field(default=b"", compare=False)
+    __slots__ = ("_data", "_raw")
+    __match_args__ = ("data", "raw")
+    _compared = ("data",)
+    data = _field("_data", str)
+    raw = _field("_raw", bytes)
+
+    def __init__(self, data: str, raw: bytes = b"") -> None:
+        self._data = data
+        self._raw = raw
 
 
-@dataclass(slots=True)
-class BinaryMessage:
-    """A complete (reassembled) binary message."""
+class BinaryMessage(_Event):
+    """A complete (reassembled) binary message.
 
-    data: bytes
+    Attributes:
+        data: the message.
+    """
 
+    __slots__ = ("_data",)
+    __match_args__ = ("data",)
+    data = _field("_data", bytes)
 
-@dataclass(slots=True)
-class Ping:
-    """The peer sent a Ping. The Pong with the same payload is already queued in ``data_to_send()``."""
-
-    payload: bytes
-
-
-@dataclass(slots=True)
-class Pong:
-    """The peer sent a Pong (solicited or not). The protocol layer does nothing else with it."""
-
-    payload: bytes
+    def __init__(self, data: bytes) -> None:
+        self._data = data
 
 
-@dataclass(slots=True)
-class CloseReceived:
+class _Control(_Event):
+    """A Ping or a Pong: the frame's application data (at most 125 bytes)."""
+
+    __slots__ = ("_payload",)
+    __match_args__ = ("payload",)
+    payload = _field("_payload", bytes)
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+
+class Ping(_Control):
+    """The peer sent a Ping. The Pong with the same payload is already queued in ``data_to_send()``.
+
+    Attributes:
+        payload: the Ping's application data.
+    """
+
+    __slots__ = ()
+
+
+class Pong(_Control):
+    """The peer sent a Pong (solicited or not). The protocol layer does nothing else with it.
+
+    Attributes:
+        payload: the Pong's application data.
+    """
+
+    __slots__ = ()
+
+
+class _Close(_Event):
+    """A close code and its reason."""
+
+    __slots__ = ("_code", "_reason")
+    __match_args__ = ("code", "reason")
+    code = _field("_code", int)
+    reason = _field("_reason", str)
+
+    def __init__(self, code: int, reason: str) -> None:
+        self._code = code
+        self._reason = reason
+
+
+class CloseReceived(_Close):
     """The peer sent a valid Close frame.
 
     If we had not sent a Close yet, our reply (same code, RFC 6455 §5.5.1; 1000 when the peer sent no code) is
@@ -107,12 +221,10 @@ class CloseReceived:
         reason: the peer's reason ("" if none).
     """
 
-    code: int
-    reason: str
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class ProtocolFailure:
+class ProtocolFailure(_Close):
     """The peer broke the protocol. Our Close frame with ``code`` is already queued in ``data_to_send()``
     (unless we had already sent a Close, in which case nothing more is queued).
 
@@ -124,19 +236,22 @@ class ProtocolFailure:
         reason: the reason we sent.
     """
 
-    code: int
-    reason: str
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class ConnectionLost:
+class ConnectionLost(_Event):
     """The peer closed the TCP stream (``receive_data(b"")``).
 
     Attributes:
         clean: True if the Close handshake had completed (we got the peer's Close) before the EOF.
     """
 
-    clean: bool
+    __slots__ = ("_clean",)
+    __match_args__ = ("clean",)
+    clean = _field("_clean", bool)
+
+    def __init__(self, clean: bool) -> None:
+        self._clean = clean
 
 
 Event = (

@@ -1,16 +1,98 @@
-"""Server options shared by the Python API, the CLI and the C ABI (one place for every default)."""
+"""Server options shared by the Python API, the CLI and the C ABI: the one table of every option and its default.
+
+Each field of :class:`ServerOptions` has its default and, in its metadata (:func:`surfaces`), how it appears outside
+Python: its command-line option (:class:`Cli`, from which ``snow-ws serve`` builds its argument, its default and the
+default shown in its help) and its ``SnowWsOptions`` field (:class:`CField`, from which the C ABI converts a set
+field; a 0 or NULL field is left out, so the default here applies). tests/test_defaults.py checks the defaults
+include/snow_ws.h and README.md document against this table.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from snow_rt_py.protocol.connection import DEFAULT_MAX_MESSAGE_SIZE  # snow-rt's MAX_PAYLOAD_SIZE
+from snow_rt_py.protocol.handshake import DEFAULT_MAX_HANDSHAKE_SIZE
 from snow_rt_py.protocol.negotiation import OriginPolicy, check_subprotocol_names
 
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # snow-rt's MAX_PAYLOAD_SIZE
-DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
+__all__ = [
+    "DEFAULT_MAX_HANDSHAKE_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "CField",
+    "Cli",
+    "ServerOptions",
+    "c_fields",
+    "cli_options",
+    "show_default",
+    "surfaces",
+]
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Cli:
+    """How an option appears on ``snow-ws serve``'s command line.
+
+    Attributes:
+        flag: the option (``"--max-message-size"``); its value goes to the field of the same name.
+        value: the name of the parser of its value in cli.py's ``VALUES`` (``"port"``, ``"bytes"``, ...);
+            ``"choice"``: one of ``choices``; ``"flag"``: an option without a value, that turns the field's
+            default (a bool) around.
+        help: its ``--help`` line; ``{default}`` stands for the default, as :func:`show_default` writes it.
+        choices: the only values it takes (the field's value is one of them).
+        metavar: the name of its value in ``--help`` (default: argparse's).
+        repeat: each use adds one item to a list (the field is a sequence).
+        default: the command line's own default, where it differs from the field's (``--port``: 8765).
+        zero_is_none: a value of 0 means None (``--ping-interval 0``: no heartbeat).
+    """
+
+    flag: str
+    value: str
+    help: str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    repeat: bool = False
+    default: Any = ...
+    zero_is_none: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CField:
+    """How an option appears in the C ABI's ``SnowWsOptions`` (include/snow_ws.h).
+
+    Attributes:
+        name: the struct's field (``"ping_interval_ms"``).
+        kind: what a set (nonzero, non-NULL) value becomes: ``"int"``, ``"float"``, ``"bool"``, ``"ms"``
+            (milliseconds, given as seconds), ``"text"`` (a UTF-8 string), ``"path"`` (a file name), ``"list"``
+            (comma-separated), ``"enum"`` (one of the header's constants, named after the field).
+        negative: for ``"ms"``: what a negative value means (``()``: nothing special, the number is passed on, and
+            ServerOptions.validate says what is wrong with it).
+    """
+
+    name: str
+    kind: str = "int"
+    negative: Any = ()
+
+
+def surfaces(*, cli: Cli | None = None, c: CField | None = None) -> dict[str, Any]:
+    """The metadata of a field of :class:`ServerOptions`: its CLI option and its C field, if it has them."""
+    return {"cli": cli, "c": c}
+
+
+def show_default(value: object) -> str:
+    """A default as --help, README.md and include/snow_ws.h write it: ``16 MiB``, ``30``, ``0.5``, ``close``."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int) and value >= MIB and value % MIB == 0:
+        return f"{value // MIB} MiB"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(slots=True)
@@ -83,46 +165,325 @@ class ServerOptions:
             hold together; a connection that would go over it is served in "shared" mode.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    host: str = field(
+        default="127.0.0.1",
+        metadata=surfaces(cli=Cli("--host", "text", "address to bind (default: {default})"), c=CField("host", "text")),
+    )
+    port: int = field(
+        default=0,
+        metadata=surfaces(
+            cli=Cli("--port", "port", "TCP port; 0 picks a free one (default: {default})", default=8765),
+            c=CField("port"),
+        ),
+    )
+    max_message_size: int = field(
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metadata=surfaces(
+            cli=Cli(
+                "--max-message-size",
+                "bytes",
+                "largest message in bytes; bigger ones are closed with 1009 (default: {default})",
+            ),
+            c=CField("max_message_size"),
+        ),
+    )
     max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = field(
+        default=10.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--handshake-timeout", "positive_seconds", "seconds to complete a handshake (408; default: {default})"
+            ),
+            c=CField("handshake_timeout_ms", "ms"),
+        ),
+    )
     close_timeout: float = 5.0
-    ping_interval: float | None = 30.0
-    pong_timeout: float = 10.0
-    workers: int = 0
-    tls_cert: str | Path | None = None
-    tls_key: str | Path | None = None
-    max_queue_bytes: int = 1024 * 1024
-    max_inbox_bytes: int = 1024 * 1024
-    slow_consumer: str = "close"
-    static_dir: str | Path | None = None
-    static_index: str = "index.html"
-    tune_malloc: bool = True
-    reuse_port: bool = False
+    ping_interval: float | None = field(
+        default=30.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--ping-interval",
+                "seconds",
+                "seconds between server pings, 0 disables the heartbeat (default: {default})",
+                zero_is_none=True,
+            ),
+            c=CField("ping_interval_ms", "ms", negative=None),
+        ),
+    )
+    pong_timeout: float = field(
+        default=10.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--pong-timeout",
+                "positive_seconds",
+                "seconds (> 0) a pong has to arrive before close 1011 (default: {default})",
+            ),
+            c=CField("pong_timeout_ms", "ms"),
+        ),
+    )
+    workers: int = field(
+        default=0,
+        metadata=surfaces(
+            cli=Cli(
+                "--workers", "count", "0: handlers run on the event loop; N: on N worker threads (default: {default})"
+            ),
+            c=CField("workers"),
+        ),
+    )
+    tls_cert: str | Path | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli("--tls-cert", "text", "PEM certificate chain: serve wss:// (needs --tls-key)"),
+            c=CField("tls_cert_path", "path"),
+        ),
+    )
+    tls_key: str | Path | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli("--tls-key", "text", "PEM private key for --tls-cert"), c=CField("tls_key_path", "path")
+        ),
+    )
+    max_queue_bytes: int = field(
+        default=MIB,
+        metadata=surfaces(
+            cli=Cli(
+                "--max-queue-bytes", "queue_bytes", "bound of each connection's outbound queue (default: {default})"
+            ),
+            c=CField("max_queue_bytes"),
+        ),
+    )
+    max_inbox_bytes: int = MIB
+    slow_consumer: str = field(
+        default="close",
+        metadata=surfaces(
+            cli=Cli(
+                "--slow-consumer",
+                "choice",
+                "full queue: close the member with 1008, or drop the message for it (default: {default})",
+                choices=("close", "drop"),
+            ),
+            c=CField("slow_consumer", "enum"),
+        ),
+    )
+    static_dir: str | Path | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli(
+                "--static-dir", "text", "serve this directory's files to plain HTTP GETs and HEADs (e.g. a web page)"
+            ),
+            c=CField("static_dir", "path"),
+        ),
+    )
+    static_index: str = field(
+        default="index.html",
+        metadata=surfaces(
+            cli=Cli("--static-index", "text", "file served at / from --static-dir (default: {default})"),
+            c=CField("static_index", "path"),
+        ),
+    )
+    tune_malloc: bool = field(
+        default=True,
+        metadata=surfaces(
+            cli=Cli(
+                "--no-tune-malloc",
+                "flag",
+                "leave glibc's malloc thresholds alone (by default they are raised for large messages)",
+            )
+        ),
+    )
+    reuse_port: bool = field(
+        default=False,
+        metadata=surfaces(
+            cli=Cli("--reuse-port", "flag", "bind with SO_REUSEPORT (several processes, one port)"),
+            c=CField("reuse_port", "bool"),
+        ),
+    )
     backlog: int = 1024
-    allowed_origins: Sequence[str] | None = None
-    require_origin: bool = False
-    subprotocols: Sequence[str] = ()
-    require_subprotocol: bool = False
-    max_connections: int = 0
-    max_connections_per_ip: int = 0
-    handshake_rate: float = 0.0
-    handshake_burst: int = 10
+    allowed_origins: Sequence[str] | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli(
+                "--allowed-origin",
+                "text",
+                "allow pages of this origin (repeat; https://*.example.com for subdomains); others get 403. "
+                "Default: no Origin check",
+                metavar="ORIGIN",
+                repeat=True,
+            ),
+            c=CField("allowed_origins", "list"),
+        ),
+    )
+    require_origin: bool = field(
+        default=False,
+        metadata=surfaces(
+            cli=Cli("--require-origin", "flag", "refuse (403) requests without an Origin header"),
+            c=CField("require_origin", "bool"),
+        ),
+    )
+    subprotocols: Sequence[str] = field(
+        default=(),
+        metadata=surfaces(
+            cli=Cli(
+                "--subprotocol",
+                "text",
+                "a subprotocol the server speaks (repeat, in order of preference)",
+                metavar="NAME",
+                repeat=True,
+            ),
+            c=CField("subprotocols", "list"),
+        ),
+    )
+    require_subprotocol: bool = field(
+        default=False,
+        metadata=surfaces(
+            cli=Cli("--require-subprotocol", "flag", "refuse (400) clients offering none of --subprotocol"),
+            c=CField("require_subprotocol", "bool"),
+        ),
+    )
+    max_connections: int = field(
+        default=0,
+        metadata=surfaces(
+            cli=Cli("--max-connections", "count", "open connections cap, 0 = none (503 over it; default: {default})"),
+            c=CField("max_connections"),
+        ),
+    )
+    max_connections_per_ip: int = field(
+        default=0,
+        metadata=surfaces(
+            cli=Cli("--max-connections-per-ip", "count", "per client IP cap, 0 = none (503; default: {default})"),
+            c=CField("max_connections_per_ip"),
+        ),
+    )
+    handshake_rate: float = field(
+        default=0.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--handshake-rate",
+                "rate",
+                "handshakes per second per client IP, 0 = no limit (429; default: {default})",
+            ),
+            c=CField("handshake_rate", "float"),
+        ),
+    )
+    handshake_burst: int = field(
+        default=10,
+        metadata=surfaces(
+            cli=Cli("--handshake-burst", "burst", "handshakes at once per IP (default: {default})"),
+            c=CField("handshake_burst"),
+        ),
+    )
     retry_after: int = 1
-    drain_window: float = 2.0
-    drain_timeout: float = 10.0
-    metrics_path: str | None = None
-    metrics_port: int | None = None
-    access_log: bool = False
-    cluster_url: str | None = None
-    cluster_presence_ttl: float = 10.0
-    compression: str = "shared"
-    compression_min_size: int = 128
-    compression_window_bits: int = 12
-    compression_mem_level: int = 5
-    compression_memory_budget: int = 64 * 1024 * 1024
+    drain_window: float = field(
+        default=2.0,
+        metadata=surfaces(
+            cli=Cli("--drain-window", "seconds", "SIGTERM: spread the 1001 closes over S seconds (default: {default})"),
+            c=CField("drain_window_ms", "ms", negative=0.0),
+        ),
+    )
+    drain_timeout: float = field(
+        default=10.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--drain-timeout",
+                "positive_seconds",
+                "SIGTERM: abort what is left after S seconds (default: {default})",
+            )
+        ),
+    )
+    metrics_path: str | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli("--metrics-path", "path", "serve OpenMetrics at this path on the same port (e.g. /metrics)"),
+            c=CField("metrics_path", "text"),
+        ),
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli("--metrics-port", "port", "serve OpenMetrics on this separate port"), c=CField("metrics_port")
+        ),
+    )
+    access_log: bool = field(
+        default=False,
+        metadata=surfaces(
+            cli=Cli("--access-log", "flag", "log one INFO line per connection when it ends"),
+            c=CField("access_log", "bool"),
+        ),
+    )
+    cluster_url: str | None = field(
+        default=None,
+        metadata=surfaces(
+            cli=Cli(
+                "--cluster",
+                "text",
+                "redis://HOST:PORT/DB: rooms and presence span every server started with this URL (default: off)",
+                metavar="URL",
+            ),
+            c=CField("cluster_url", "text"),
+        ),
+    )
+    cluster_presence_ttl: float = field(
+        default=10.0,
+        metadata=surfaces(
+            cli=Cli(
+                "--cluster-presence-ttl",
+                "ttl",
+                "seconds after which a dead node's members leave presence (default: {default})",
+            ),
+            c=CField("cluster_presence_ttl_ms", "ms"),
+        ),
+    )
+    compression: str = field(
+        default="shared",
+        metadata=surfaces(
+            cli=Cli(
+                "--compression",
+                "choice",
+                "permessage-deflate when a client offers it: shared (no per-connection zlib state), dedicated "
+                "(a context per connection, within --compression-memory-budget) or off (default: {default})",
+                choices=("shared", "dedicated", "off"),
+            ),
+            c=CField("compression", "enum"),
+        ),
+    )
+    compression_min_size: int = field(
+        default=128,
+        metadata=surfaces(
+            cli=Cli(
+                "--compression-min-size",
+                "count",
+                "messages shorter than this (bytes) are sent uncompressed (default: {default})",
+            ),
+            c=CField("compression_min_size"),
+        ),
+    )
+    compression_window_bits: int = field(
+        default=12,
+        metadata=surfaces(
+            cli=Cli(
+                "--compression-window-bits", "window_bits", "dedicated: compressor window, 8-15 (default: {default})"
+            ),
+            c=CField("compression_window_bits"),
+        ),
+    )
+    compression_mem_level: int = field(
+        default=5,
+        metadata=surfaces(
+            cli=Cli("--compression-mem-level", "mem_level", "dedicated: zlib memLevel, 1-9 (default: {default})"),
+            c=CField("compression_mem_level"),
+        ),
+    )
+    compression_memory_budget: int = field(
+        default=64 * MIB,
+        metadata=surfaces(
+            cli=Cli(
+                "--compression-memory-budget",
+                "count",
+                "dedicated: bytes of zlib state all connections may hold; beyond, shared mode (default: {default})",
+            ),
+            c=CField("compression_memory_budget"),
+        ),
+    )
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an impossible combination."""
@@ -201,3 +562,17 @@ class ServerOptions:
     def heartbeat_enabled(self) -> bool:
         """True when the server pings its clients."""
         return bool(self.ping_interval)
+
+
+def _table(kind: str) -> list[tuple[Field[Any], Any]]:
+    return [(f, f.metadata[kind]) for f in fields(ServerOptions) if f.metadata.get(kind) is not None]
+
+
+def cli_options() -> list[tuple[Field[Any], Cli]]:
+    """The fields that have a command-line option, with it, in the order of the table."""
+    return _table("cli")
+
+
+def c_fields() -> list[tuple[Field[Any], CField]]:
+    """The fields that have a ``SnowWsOptions`` field, with it, in the order of the table."""
+    return _table("c")

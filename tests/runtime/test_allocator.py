@@ -42,12 +42,12 @@ def test_tuning_removes_the_page_faults_of_large_buffers() -> None:
 
 
 def test_cli_and_options_expose_the_switch() -> None:
-    from snow_rt_py.cli import build_parser
+    from snow_rt_py.cli import build_parser, options_from
     from snow_rt_py.runtime.options import ServerOptions
 
     assert ServerOptions().tune_malloc is True
-    args = build_parser().parse_args(["serve", "--no-tune-malloc"])
-    assert args.no_tune_malloc is True
+    assert options_from(build_parser().parse_args(["serve"])).tune_malloc is True
+    assert options_from(build_parser().parse_args(["serve", "--no-tune-malloc"])).tune_malloc is False
 
 
 TRIM_PROBE = """
