@@ -36,11 +36,13 @@ from snow_rt_py.runtime.history import (
     PendingPosition,
     RoomConfig,
     check_position,
+    envelope_frame,
     open_envelope,
 )
 from snow_rt_py.runtime.room_delivery import RoomPolicy
 
 if TYPE_CHECKING:
+    from snow_rt_py.runtime.backplane.redis_history import HistoryMessage
     from snow_rt_py.runtime.connection import Connection
     from snow_rt_py.runtime.rooms import RoomRegistry
 
@@ -197,6 +199,21 @@ class HistoryRooms:
             failures = _offer_all(targets, frame, None, excluded)
         registry.deliveries += len(targets) - (excluded is not None and excluded in targets) - failures
         return failures
+
+    def deliver_ordered(self, message: HistoryMessage) -> None:
+        """A broadcast to a room with history as Redis ordered it (any node's, this one's too): its envelope is
+        built once here and handed to the local members in the channel's order (redis_history.py)."""
+        room, position = message.room, message.position
+        frame = envelope_frame(room, position.epoch, position.offset, message.opcode, message.data)
+        state = self._states.get(room)
+        if state is None:  # not configured on this node: its members get the envelope all the same
+            from snow_rt_py.runtime.rooms import _offer_all
+
+            targets, excluded = self.registry._snapshot(room, message.except_id, count=False)
+            _offer_all(targets, frame, None, excluded)
+            return
+        with state.lock:
+            self.deliver(room, state, position.offset, frame, message.except_id, message.key)
 
     def member_left(self, room: str, conn_id: int) -> None:
         """(under the registry's lock) ``conn_id`` left ``room``: its pending messages go."""
