@@ -146,7 +146,9 @@ HEADER = ROOT / "include" / "snow_ws.h"
 # The C half of the library, by job, concatenated in this order (later files use what earlier ones define; the first
 # declares what it uses from the later ones): the public wrappers, the last error, start-up and strings; the reply
 # fast path; waiting for snow_ws_shutdown() or a signal.
-EMBED_C_SOURCES = tuple(PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c"))
+EMBED_C_SOURCES = tuple(
+    PACKAGE_DIR / "abi" / name for name in ("snow_ws_api.c", "snow_ws_replies.c", "snow_ws_wait.c", "snow_ws_history.c")
+)
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
 EMBED_FILE = "_snow_ws_embed.so"  # the runtime's library, beside the loader libsnow_ws.so in snow_rt_py/lib/
 EMBED_COMPILE_ARGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden")
@@ -177,6 +179,16 @@ extern "Python" {
     int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
                                   int64_t meta_len);
     int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
+    int64_t snow_abi_py_room_configure(const char *room, int64_t room_len, int64_t size, int64_t ttl_ms,
+                                       int64_t policy);
+    int64_t snow_abi_py_room_publish(const char *room, int64_t room_len, const char *msg, int64_t msg_len,
+                                     int64_t has_except, uint64_t except_conn, const char *key, int64_t key_len,
+                                     int64_t has_key, SnowWsPosition *out);
+    int64_t snow_abi_py_room_position(const char *room, int64_t room_len, SnowWsPosition *out);
+    int64_t snow_abi_py_room_join_from(uint64_t conn, const char *room, int64_t room_len, const char *epoch,
+                                       int64_t offset, int64_t *replayed);
+    int64_t snow_abi_py_conn_rtt_us(uint64_t conn);
+    int64_t snow_abi_py_room_stats(SnowWsRoomStats *out);
 }
 
 typedef struct SnowAbiTarget {
