@@ -13,6 +13,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # snow-rt's MAX_PAYLOAD_SIZE
 DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
 
 
+CHAT_HISTORY_MAX = 100_000
+"""The chat app's ``--history N`` at most (its own option, not a server's)."""
+
+
 @dataclass(slots=True)
 class ServerOptions:
     """How a server listens and treats its connections.

@@ -250,3 +250,30 @@ def test_latest_per_key_replaces_pending_messages(start_server) -> None:
     assert prices == ["price-a 49", "price-b 49"]  # only the latest of each key
     assert handler.of("close") == []
     slow.close()
+
+
+def test_chat_app_with_history_join_shows_the_last_messages_and_rejoin_recovers(start_server) -> None:
+    from snow_rt_py.apps import ChatApp
+
+    server = start_server(ChatApp(history=3))
+    room = f"chat-{next(_rooms)}"
+    with RawClient.connect(server.port) as alice:
+        alice.send_text(f"/join {room}")
+        assert alice.recv_message() == f"joined {room}"
+        for i in range(5):
+            alice.send_text(f"/all {room} line {i}")
+        got = [open_envelope(alice.recv_message()) for _ in range(5)]
+        assert [(p.offset, m) for _, p, m in got] == [(i + 1, f"line {i}") for i in range(5)]
+        epoch = got[0][1].epoch
+        with RawClient.connect(server.port) as bob:
+            bob.send_text(f"/join {room}")
+            assert bob.recv_message() == f"joined {room}"
+            assert [open_envelope(bob.recv_message())[2] for _ in range(3)] == ["line 2", "line 3", "line 4"]
+        with RawClient.connect(server.port) as carol:
+            carol.send_text(f"/rejoin {room} {epoch} 3")
+            assert [open_envelope(carol.recv_message())[2] for _ in range(2)] == ["line 3", "line 4"]
+            assert carol.recv_message() == f"recovered {room} 2"
+            carol.send_text(f"/rejoin {room} {epoch} 0")  # trimmed: offsets 1 and 2 are gone
+            assert carol.recv_message() == f"unrecoverable {room}"
+            carol.send_text(f"/rejoin {room} {epoch} 99")
+            assert carol.recv_message() == f"not joined {room}: offset 99 is in the future: room {room!r} is at 5"

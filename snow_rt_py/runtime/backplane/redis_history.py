@@ -39,13 +39,19 @@ META_TTL = 31 * 24 * 3600
 READY_TIMEOUT = 5.0
 """Seconds a recovery waits for this node's subscription to the room."""
 
-PUBLISH_SCRIPT = b"""
+_EPOCH = b"""
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
-  epoch = ARGV[4]
+  epoch = ARGV[%d]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'e', epoch, 's', 0)
 end
+"""
+# The room's epoch, or a new one (the candidate ARGV[n]) with an empty stream: both scripts start with it.
+
+PUBLISH_SCRIPT = (
+    (_EPOCH % 4)
+    + b"""
 local offset = redis.call('HINCRBY', KEYS[2], 's', 1)
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -55,15 +61,12 @@ redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('PUBLISH', ARGV[1], ARGV[5] .. epoch .. ' ' .. offset .. ' ' .. ARGV[8] .. '\\n' .. ARGV[6])
 return {ok = epoch .. ':' .. offset}
 """
+)
 
-READ_SCRIPT = b"""
-local epoch = redis.call('HGET', KEYS[2], 'e')
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', epoch, 's', 0)
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
+READ_SCRIPT = (
+    (_EPOCH % 3)
+    + b"""
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 local top = tonumber(redis.call('HGET', KEYS[2], 's'))
 local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local first = 0
@@ -74,6 +77,7 @@ if tonumber(ARGV[2]) > 0 and tonumber(ARGV[1]) < top then
 end
 return {epoch, top, first, entries}
 """
+)
 
 _SEQ = struct.Struct(">cQQ")
 
