@@ -49,6 +49,8 @@ class ChatApp(Handler):
     ``not joined ROOM: WHY``.
     """
 
+    history = 0  # a class default too: subclasses that define their own __init__ keep working
+
     def __init__(self, history: int = 0) -> None:
         self.history = history
 
