@@ -155,6 +155,7 @@ EMBED_C_SOURCES = tuple(
         "snow_ws_mesh.c",  # Mesh's names
         "snow_ws_replies.c",  # the reply fast path
         "snow_ws_wait.c",  # waiting for snow_ws_shutdown() or a signal
+        "snow_ws_history.c",  # room history, positions, delivery policies, round-trip time
     )
 )
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
@@ -187,6 +188,16 @@ extern "Python" {
     int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
                                   int64_t meta_len);
     int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
+    int64_t snow_abi_py_room_configure(const char *room, int64_t room_len, int64_t size, int64_t ttl_ms,
+                                       int64_t policy);
+    int64_t snow_abi_py_room_publish(const char *room, int64_t room_len, const char *msg, int64_t msg_len,
+                                     int64_t has_except, uint64_t except_conn, const char *key, int64_t key_len,
+                                     int64_t has_key, SnowWsPosition *out);
+    int64_t snow_abi_py_room_position(const char *room, int64_t room_len, SnowWsPosition *out);
+    int64_t snow_abi_py_room_join_from(uint64_t conn, const char *room, int64_t room_len, const char *epoch,
+                                       int64_t offset, int64_t *replayed);
+    int64_t snow_abi_py_conn_rtt_us(uint64_t conn);
+    int64_t snow_abi_py_room_stats(SnowWsRoomStats *out);
 }
 
 typedef struct SnowAbiTarget {

@@ -252,6 +252,58 @@ static void send_who(void *conn, Slice room)
 
 /* -- the chat app ------------------------------------------------------------------------------------------------ */
 
+/* --history N: every room keeps its last N messages (as ChatApp(history=N)). /join ROOM -> "joined ROOM", then
+ * its last N messages in their envelopes; /rejoin ROOM EPOCH OFFSET -> what was missed, then "recovered ROOM N"
+ * or "unrecoverable ROOM"; a bad position (or, on a cluster, this callback being on the event loop thread: run
+ * with --workers 1) -> "not joined ROOM: WHY". */
+static int64_t history = 0;
+
+static void join_history(void *conn, int plain_join, Slice rest)
+{
+    Slice room, position, epoch, offset;
+    SnowWsPosition at;
+    int64_t replayed = 0, rc;
+    char number[32];
+    partition(rest, &room, &position);
+    SnowString *name = string_of(room);
+    rc = snow_room_configure(name, history, 0, SNOW_WS_POLICY_DEFAULT);
+    if (rc == 0 && plain_join) {
+        rc = snow_room_position(name, &at);
+        if (rc == 0) {
+            send_text(conn, "joined ", room, "");
+            at.offset = at.offset > history ? at.offset - history : 0;
+            rc = snow_room_join_from(conn, name, &at, &replayed) < 0 ? -1 : 0;
+        }
+    }
+    else if (rc == 0) {
+        partition(position, &epoch, &offset);
+        memset(&at, 0, sizeof at);
+        if (epoch.len == 0 || epoch.len > 32 || offset.len == 0 || offset.len > 18 ||
+            strspn(offset.data, "0123456789") < offset.len) {
+            send_text(conn, "not joined ", room, ": /rejoin ROOM EPOCH OFFSET");
+            snow_string_free(name);
+            return;
+        }
+        memcpy(at.epoch, epoch.data, epoch.len);
+        memcpy(number, offset.data, offset.len);
+        number[offset.len] = '\0';
+        at.offset = strtoll(number, NULL, 10);
+        rc = snow_room_join_from(conn, name, &at, &replayed);
+        if (rc == 1) {
+            snprintf(number, sizeof number, " %lld", (long long)replayed);
+            send_text(conn, "recovered ", room, number);
+        }
+        else if (rc == 0)
+            send_text(conn, "unrecoverable ", room, "");
+    }
+    if (rc < 0) {
+        char suffix[1100];
+        snprintf(suffix, sizeof suffix, ": %s", snow_ws_last_error());
+        send_text(conn, "not joined ", room, suffix);
+    }
+    snow_string_free(name);
+}
+
 static void *chat_on_message(void *conn, const SnowString *msg)
 {
     Slice all = {SNOW_STRING_DATA(msg), (size_t)msg->len}, command, rest, room, text;
@@ -260,7 +312,10 @@ static void *chat_on_message(void *conn, const SnowString *msg)
         return NULL;
     }
     partition(all, &command, &rest);
-    if (slice_is(command, "/join") && rest.len > 0) {
+    if (history > 0 && (slice_is(command, "/join") || slice_is(command, "/rejoin")) && rest.len > 0) {
+        join_history(conn, slice_is(command, "/join"), rest);
+    }
+    else if (slice_is(command, "/join") && rest.len > 0) {
         SnowString *name = string_of(rest);
         if (snow_room_join(conn, name) == 0)
             send_text(conn, "joined ", rest, "");
@@ -351,7 +406,7 @@ static void *on_binary(void *conn, const uint8_t *data, int64_t len)
 
 #define USAGE                                                                                                \
     "usage: chat_server [--app chat|bench] [--host H] [--port N] [--max-message-size N] [--ping-interval S] "  \
-    "[--workers N] [--static-dir DIR] [--static-index FILE] [--cluster URL] [--cluster-presence-ttl-ms N] "    \
+    "[--workers N] [--static-dir DIR] [--static-index FILE] [--history N] [--cluster URL] [--cluster-presence-ttl-ms N] "    \
     "[--reuse-port 0|1] [--help]"
 
 /* A bad command line gets one line naming the option and what is wrong with it, and exit status 2. */
@@ -427,6 +482,9 @@ int main(int argc, char **argv)
         }
         else if (strcmp(arg, "--static-index") == 0) {
             opts.static_index = value_of(argc, argv, &i);
+        }
+        else if (strcmp(arg, "--history") == 0) {
+            history = int_option(arg, value_of(argc, argv, &i), 0, 100000, " is not a number of messages (0-100000)");
         }
         else if (strcmp(arg, "--cluster") == 0) {
             opts.cluster_url = value_of(argc, argv, &i);

@@ -628,6 +628,83 @@ SNOW_WS_API int64_t snow_room_presence_count(const SnowString *room);
  * capacity > 0, unknown/ended handle. */
 SNOW_WS_API int64_t snow_ws_rooms_of(void *conn, SnowString **out, int64_t capacity);
 
+/* -- Rooms that remember: history, positions, join-from, delivery policies; round-trip time (extension) ----------
+ *
+ * A room configured with history (snow_room_configure, history_size > 0) numbers its broadcasts: each gets a
+ * position, an offset (1, 2, 3, ...) within an epoch (a short name of one life of the room's history: a restart of
+ * this process, or on a cluster a Redis stream that expired or a Redis restarted empty, starts a new one). Its
+ * members get every message inside an envelope that carries room, epoch and offset, built once per broadcast:
+ * text as the JSON object {"room":R,"epoch":E,"offset":N,"data":TEXT}; binary as the byte 0x01, one byte len(E),
+ * E, the offset (8 bytes, big-endian), len(R) (2 bytes, big-endian), R, then the message. A client keeps the last
+ * position it saw and, after a reconnect, is joined with snow_room_join_from: it gets exactly what it missed, then
+ * the live messages (no gap, no duplicate), or is told it is unrecoverable. Rooms never configured cost nothing. */
+
+/* A room's position. epoch is NUL-terminated (at most 32 characters of [0-9a-zA-Z_-]); offset 0 = none yet. */
+typedef struct SnowWsPosition {
+    int64_t offset;
+    char epoch[33];
+} SnowWsPosition;
+
+/* Delivery policies for a room's members whose outbound queue is full (snow_room_configure). */
+typedef enum SnowWsRoomPolicy {
+    SNOW_WS_POLICY_DEFAULT = 0,        /* each connection's slow_consumer (close with 1008, or drop) */
+    SNOW_WS_POLICY_DROP_OLDEST = 1,    /* keep the newest: the member's oldest pending messages are dropped */
+    SNOW_WS_POLICY_LATEST_PER_KEY = 2  /* a message published with a key replaces the pending one with that key */
+} SnowWsRoomPolicy;
+
+/* The rooms' counters (process-wide), filled by snow_room_stats. Set struct_size = sizeof(SnowWsRoomStats).
+ *   policy_drops: messages dropped by drop_oldest / latest_per_key; policy_replacements: pending messages replaced
+ *   by a newer one with the same key; recoveries / unrecoverable: snow_room_join_from outcomes. */
+typedef struct SnowWsRoomStats {
+    uint64_t struct_size;
+    int64_t policy_drops;
+    int64_t policy_replacements;
+    int64_t recoveries;
+    int64_t unrecoverable;
+} SnowWsRoomStats;
+
+/* Set room's options (copied): keep the last history_size messages (0: no history, at most 1000000) for at most
+ * history_ttl_ms milliseconds (0: no age bound; at most 30 days), and the delivery policy (SnowWsRoomPolicy).
+ * Configure a room before its first broadcast, the same way on every node of a cluster. Any thread.
+ * Returns 0, or -1: NULL room, room not UTF-8, a bound negative or too large, an unknown policy
+ * (SNOW_WS_E_INVALID_ARGUMENT; nothing changed). */
+SNOW_WS_API int64_t snow_room_configure(const SnowString *room, int64_t history_size, int64_t history_ttl_ms,
+                                        int64_t policy);
+
+/* snow_room_broadcast_except of msg (text, copied) with a position and an optional key. except_conn NULL
+ * excludes nobody; key NULL = none (a key needs a latest_per_key room). out may be NULL; else it receives the
+ * position. Any thread. Returns the number of local members it could not be queued for (>= 0, as
+ * snow_room_broadcast), with *out filled for a room with history (offset 0 for a room without); on a cluster the
+ * position is Redis' one round trip later: called from the event loop thread (a callback of a server with
+ * workers = 0) *out keeps offset 0, from any other thread the call waits for it (at most 10 s). -1: NULL room or
+ * msg, not UTF-8, a key for a room without latest_per_key (SNOW_WS_E_INVALID_ARGUMENT), Redis unreachable
+ * (SNOW_WS_E_INTERNAL). */
+SNOW_WS_API int64_t snow_room_publish(const SnowString *room, const SnowString *msg, void *except_conn,
+                                      const SnowString *key, SnowWsPosition *out);
+
+/* Fill *out with room's current position. Any thread but, on a cluster, not the event loop thread (it waits for
+ * Redis). Returns 0, or -1: NULL argument, room not UTF-8, a room without history (SNOW_WS_E_INVALID_ARGUMENT),
+ * on the event loop thread with a cluster (SNOW_WS_E_INTERNAL). */
+SNOW_WS_API int64_t snow_room_position(const SnowString *room, SnowWsPosition *out);
+
+/* Join conn to room from the position *since (borrowed for the call) the client last saw. Returns 1: recovered,
+ * the *replayed (may be NULL) messages it missed are queued in order, then the live ones, with no gap and no
+ * duplicate; 0: unrecoverable (another epoch, or the history no longer holds every message after since->offset):
+ * conn is joined from now on, *replayed = 0, and the program reloads its state; -1: NULL argument, a room
+ * without history, a malformed epoch, a negative offset or one in the future (SNOW_WS_E_INVALID_ARGUMENT;
+ * nothing changed), unknown/ended handle (SNOW_WS_E_BAD_HANDLE / SNOW_WS_E_CLOSED), and on a cluster the event
+ * loop thread (SNOW_WS_E_INTERNAL: it waits for Redis; call it from a worker or a thread of yours). */
+SNOW_WS_API int64_t snow_room_join_from(void *conn, const SnowString *room, const SnowWsPosition *since,
+                                        int64_t *replayed);
+
+/* The last round-trip time the heartbeat measured on conn (ping to its pong), in microseconds; -2 before the
+ * first pong or with the heartbeat off; -1: NULL or unknown/ended handle. Any thread. */
+SNOW_WS_API int64_t snow_ws_conn_rtt_us(void *conn);
+
+/* Fill *out with the rooms' counters (fields past out->struct_size are left untouched). Any thread.
+ * Returns 0, or -1: NULL out or struct_size < 8 (SNOW_WS_E_INVALID_ARGUMENT). */
+SNOW_WS_API int64_t snow_room_stats(SnowWsRoomStats *out);
+
 /* A new SnowString holding a copy of len bytes from data (data may be NULL only when len == 0), owned by the
  * caller; free it with snow_string_free. NULL on failure (out of memory, len too large). (no runtime) */
 SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len);

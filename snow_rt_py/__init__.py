@@ -15,14 +15,20 @@ from snow_rt_py.api import (
     broadcast,
     broadcast_except,
     cluster_statistics,
+    configure_room,
     exit_actor,
+    history,
     join,
+    join_from,
     leave,
     link,
     member_count,
     presence,
     presence_count,
+    publish,
     room_names,
+    room_position,
+    room_statistics,
     rooms_of,
     send,
     serve,
@@ -30,6 +36,7 @@ from snow_rt_py.api import (
     start,
 )
 from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.backplane.base import Position
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.errors import (
     ConnectionClosedError,
@@ -39,6 +46,8 @@ from snow_rt_py.runtime.errors import (
     SnowError,
 )
 from snow_rt_py.runtime.handler import Handler, Reject, make_handler
+from snow_rt_py.runtime.history import open_envelope
+from snow_rt_py.runtime.history_rooms import HistoryItem, HistoryPage, Recovery
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.presence import Member, PresenceEvent
 from snow_rt_py.runtime.runtime import RunningServer, Runtime, default_runtime
@@ -52,10 +61,14 @@ __all__ = [
     "ExitSignal",
     "Handler",
     "Headers",
+    "HistoryItem",
+    "HistoryPage",
     "InvalidArgumentError",
     "Member",
+    "Position",
     "PresenceEvent",
     "QueueFullError",
+    "Recovery",
     "Reject",
     "RunningServer",
     "Runtime",
@@ -66,16 +79,23 @@ __all__ = [
     "broadcast",
     "broadcast_except",
     "cluster_statistics",
+    "configure_room",
     "default_runtime",
     "exit_actor",
+    "history",
     "join",
+    "join_from",
     "leave",
     "link",
     "make_handler",
     "member_count",
+    "open_envelope",
     "presence",
     "presence_count",
+    "publish",
     "room_names",
+    "room_position",
+    "room_statistics",
     "rooms_of",
     "send",
     "serve",

@@ -21,8 +21,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from snow_rt_py.runtime.backplane.base import Position
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.handler import Handler, make_handler
+from snow_rt_py.runtime.history import PendingPosition, room_config
+from snow_rt_py.runtime.history_rooms import HistoryPage, Recovery
 from snow_rt_py.runtime.loop import new_event_loop
 from snow_rt_py.runtime.options import ServerOptions
 from snow_rt_py.runtime.presence import Member
@@ -247,3 +250,105 @@ def cluster_statistics(runtime: Runtime | None = None) -> dict[str, int]:
 def room_names(runtime: Runtime | None = None) -> list[str]:
     """Every room that has members, sorted."""
     return (runtime or default_runtime()).rooms.room_names()
+
+
+# -- rooms that remember (see snow_rt_py/runtime/history_rooms.py for the rules) ----------------------------------
+
+
+def configure_room(
+    room: str,
+    *,
+    history_size: int = 0,
+    history_ttl: float = 0.0,
+    policy: str = "default",
+    runtime: Runtime | None = None,
+) -> None:
+    """Set a room's options; a room never configured has the defaults (no history, the ``default`` policy).
+
+    Configure a room before its first broadcast, and the same way on every node of a cluster. Changing the history
+    bounds of a room in one process starts its history again (a new epoch).
+
+    Args:
+        room: the room's name.
+        history_size: keep the last this many messages (0: no history; at most 1,000,000). Each broadcast then
+            gets a position and reaches the members inside the envelope (README: "Rooms that remember").
+        history_ttl: keep them at most this many seconds (0: no age bound; at most 30 days).
+        policy: for members whose queue is full: ``default`` (each connection's ``slow_consumer``),
+            ``drop_oldest`` or ``latest_per_key`` (runtime/room_delivery.py).
+        runtime: whose room; None = the default runtime's.
+
+    Raises:
+        InvalidArgumentError: a bound negative, too large or not a number; an unknown policy; room not a str.
+    """
+    config = room_config(history_size, history_ttl, policy)
+    (runtime or default_runtime()).rooms.configure(room, config)
+
+
+def publish(
+    room: str,
+    message: str | bytes,
+    *,
+    key: str | None = None,
+    except_conn: Connection | int | None = None,
+    runtime: Runtime | None = None,
+) -> PendingPosition[Position] | None:
+    """:func:`broadcast`, returning the broadcast's position in the room's history.
+
+    Args:
+        room: the room's name.
+        message: text (str) or binary (bytes).
+        key: for a ``latest_per_key`` room: a pending message with the same key is replaced by this one.
+        except_conn: a member (or connection id) not to send it to.
+        runtime: whose room; None = the default runtime's (or ``except_conn``'s).
+
+    Returns:
+        None for a room without history; else a future of its :class:`Position`: done at once in one process, done
+        once Redis has ordered it on a cluster (``.result(timeout)`` waits: not from the event loop thread).
+
+    Raises:
+        InvalidArgumentError: a bad message or room; a key for a room whose policy is not latest_per_key.
+    """
+    if runtime is None:
+        runtime = except_conn.runtime if isinstance(except_conn, Connection) else default_runtime()
+    return runtime.rooms.publish(room, message, except_conn, key)[1]
+
+
+def join_from(conn: Connection, room: str, epoch: str, offset: int, meta: str | None = None) -> Recovery:
+    """Join ``room`` from the position ``(epoch, offset)`` a client last saw, and queue what it missed.
+
+    If the epoch is the room's and its history still holds every message after ``offset``, they are queued in order,
+    then the live ones, with no gap and no duplicate (``Recovery.recovered`` True); otherwise ``conn`` is joined
+    from now on and ``recovered`` is False: unrecoverable, the program reloads its state from its own store.
+    On a cluster this waits for Redis: not from the event loop thread (RuntimeError).
+
+    Raises:
+        InvalidArgumentError: the room keeps no history; a malformed epoch; a negative offset, or one in the
+            future (past the room's last); nothing changed.
+        ConnectionClosedError: the connection ended.
+    """
+    return conn.runtime.rooms.history.join_from(conn, room, epoch, offset, meta)
+
+
+def history(room: str, since: int = 0, limit: int = 100, runtime: Runtime | None = None) -> HistoryPage:
+    """The messages of ``room``'s history after offset ``since``, at most ``limit`` (up to 100,000), oldest first,
+    with the room's current position. On a cluster this waits for Redis (not from the event loop thread).
+
+    Raises:
+        InvalidArgumentError: the room keeps no history; ``since`` negative or in the future; a bad limit.
+    """
+    return (runtime or default_runtime()).rooms.history.history(room, since, limit)
+
+
+def room_position(room: str, runtime: Runtime | None = None) -> Position:
+    """``room``'s current position (offset 0 before its first broadcast). On a cluster this waits for Redis.
+
+    Raises:
+        InvalidArgumentError: the room keeps no history.
+    """
+    return (runtime or default_runtime()).rooms.history.position(room)
+
+
+def room_statistics(runtime: Runtime | None = None) -> dict[str, int]:
+    """The configured rooms' counters: ``policy_drops``, ``policy_replacements`` (runtime/room_delivery.py),
+    ``recoveries``, ``unrecoverable`` (join_from outcomes) and ``policy_pending_bytes`` (held now)."""
+    return (runtime or default_runtime()).rooms.history.statistics()

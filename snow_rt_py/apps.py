@@ -6,10 +6,20 @@ import contextlib
 import json
 import threading
 
-from snow_rt_py.api import broadcast, broadcast_except, join, leave, presence, rooms_of
+from snow_rt_py.api import (
+    broadcast,
+    broadcast_except,
+    configure_room,
+    join,
+    join_from,
+    leave,
+    presence,
+    room_position,
+    rooms_of,
+)
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.connection import Connection
-from snow_rt_py.runtime.errors import ConnectionClosedError
+from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError
 from snow_rt_py.runtime.handler import Handler
 from snow_rt_py.runtime.presence import META_MAX_BYTES
 
@@ -31,14 +41,30 @@ class ChatApp(Handler):
     member, sender included; ``/rooms`` -> the JSON array of the sender's rooms, sorted; ``/who ROOM`` ->
     ``who ROOM `` + the JSON array of its members, ``[id, node, meta]`` each, cluster-wide in a cluster; ``/id``
     -> ``id N``, the connection's id; anything else (and binary) is echoed. A room name is one word (no spaces).
+
+    With ``history=N`` (``--history N``) every room keeps its last N messages and its messages arrive inside the
+    envelope (``{"room":R,"epoch":E,"offset":N,"data":TEXT}``): ``/join ROOM`` -> ``joined ROOM``, then its last
+    N messages; ``/rejoin ROOM EPOCH OFFSET`` (a page that reconnected) -> what it missed since that position, then
+    ``recovered ROOM COUNT``, or ``unrecoverable ROOM`` (joined from now on: reload); a bad position ->
+    ``not joined ROOM: WHY``.
     """
+
+    history = 0  # a class default too: subclasses that define their own __init__ keep working
+
+    def __init__(self, history: int = 0) -> None:
+        self.history = history
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         if isinstance(message, bytes) or not message.startswith("/"):
             conn.send(message)
             return
         command, _, rest = message.partition(" ")
-        if command == "/join" and rest:
+        if command in ("/join", "/rejoin") and rest and self.history:
+            try:
+                self._join_history(conn, command, rest)
+            except RuntimeError:  # a cluster: reading the history waits for Redis, so not on the loop thread
+                threading.Thread(target=self._join_history, args=(conn, command, rest), daemon=True).start()
+        elif command == "/join" and rest:
             join(conn, rest)
             conn.send_text(f"joined {rest}")
         elif command == "/joinas" and rest:
@@ -69,6 +95,26 @@ class ChatApp(Handler):
             conn.send_text(f"id {conn.id}")
         else:
             conn.send(message)
+
+    def _join_history(self, conn: Connection, command: str, rest: str) -> None:
+        room, _, position = rest.partition(" ")
+        configure_room(room, history_size=self.history, runtime=conn.runtime)
+        try:
+            if command == "/join":
+                now = room_position(room, conn.runtime)  # first: the only call that may refuse the loop thread
+                conn.send_text(f"joined {room}")
+                join_from(conn, room, now.epoch, max(0, now.offset - self.history))
+                return
+            epoch, _, offset = position.partition(" ")
+            if not offset.isdigit():
+                conn.send_text(f"not joined {room}: /rejoin ROOM EPOCH OFFSET")
+                return
+            recovery = join_from(conn, room, epoch, int(offset))
+            conn.send_text(f"recovered {room} {recovery.replayed}" if recovery.recovered else f"unrecoverable {room}")
+        except InvalidArgumentError as exc:
+            conn.send_text(f"not joined {room}: {exc}")
+        except ConnectionClosedError:
+            pass
 
     @staticmethod
     def _who(conn: Connection, room: str) -> None:

@@ -13,9 +13,9 @@ from typing import Any, NoReturn
 
 from snow_rt_py import __version__
 from snow_rt_py.api import serve
-from snow_rt_py.apps import APPS
+from snow_rt_py.apps import APPS, ChatApp
 from snow_rt_py.runtime.errors import ServerStartError
-from snow_rt_py.runtime.options import Cli, ServerOptions, cli_options, show_default
+from snow_rt_py.runtime.options import CHAT_HISTORY_MAX, Cli, ServerOptions, cli_options, show_default
 from snow_rt_py.runtime.server import Server
 
 PROG = "snow-ws"
@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--app", type=_choice(*APPS), metavar="|".join(APPS), default="echo", help="handler to serve (default: echo)"
     )
+    s.add_argument(
+        "--history",
+        type=_integer(0, CHAT_HISTORY_MAX, f"a number of messages from 0 to {CHAT_HISTORY_MAX}"),
+        default=0,
+        metavar="N",
+        help="--app chat: every room keeps its last N messages; /join shows them, a page recovers what it missed "
+        "(default: 0, no history)",
+    )
     for spec, cli in cli_options():
         _add_option(s, spec.name, spec.default, cli)
     s.add_argument(
@@ -226,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"metrics on http://{args.host}:{server.metrics.port}/metrics", flush=True)
 
     try:
-        serve(APPS[args.app](), options, ready=ready)
+        serve(ChatApp(history=args.history) if args.app == "chat" else APPS[args.app](), options, ready=ready)
     except ServerStartError as exc:
         return _error(_cli_words(str(exc)), 1)
     return 0

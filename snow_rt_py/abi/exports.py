@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import snow_rt_py
 from snow_rt_py import api
-from snow_rt_py.abi import handles
+from snow_rt_py.abi import handles, history_exports
 from snow_rt_py.abi.callbacks import CHandler, current_input
 from snow_rt_py.abi.errors import BAD_HANDLE, INVALID_ARGUMENT, NOT_FOUND, AbiError, ErrorMap
 from snow_rt_py.runtime.options import ServerOptions, c_fields
@@ -259,6 +259,7 @@ def install(ffi: Any, lib: Any) -> None:
             return fail(exc)
 
     stats_fields = _stats_fields(ffi)
+    history_exports.install(ffi, lib, fail, text)  # the "Rooms that remember" section (abi/snow_ws_history.c)
 
     @export(ffi, "snow_abi_py_server_stats", -1)
     def server_stats(server: int, out: Any) -> int:

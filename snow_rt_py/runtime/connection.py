@@ -241,7 +241,8 @@ class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol
             ``write_buffer_bytes`` (in the transport, not yet accepted by the kernel), ``drops`` (messages refused
             by the slow-consumer policy), ``max_queue_bytes``; ``inbox_bytes`` (received messages not yet handled
             by the handler), ``max_inbox_bytes``, ``reading_paused`` (1 while the socket is not read: inbox over
-            its bound, or output the peer does not read over ``max_queue_bytes``).
+            its bound, or output the peer does not read over ``max_queue_bytes``); ``rtt_us``: the heartbeat's last
+            ping-to-pong round trip in microseconds (-1 before the first pong, or without heartbeat).
         """
         transport = self._transport
         return {
@@ -255,7 +256,14 @@ class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol
             "inbox_bytes": self._inbox_given - self._inbox_done,
             "max_inbox_bytes": self._inbox_high,
             "reading_paused": int(self._paused_in or self._paused_out),
+            "rtt_us": self._rtt_us(),
         }
+
+    def _rtt_us(self) -> int:
+        """The heartbeat's last round-trip time in microseconds, -1 before the first pong or without heartbeat."""
+        wheel = self.server.heartbeat
+        rtt = None if wheel is None else wheel.rtt(self)
+        return -1 if rtt is None else round(rtt * 1e6)
 
     def __repr__(self) -> str:
         return f"<Connection id={self.id} {self.phase.value} path={self.path!r}>"

@@ -15,14 +15,23 @@ are rounded up to ticks of ``min(interval, timeout) / 10`` and kept in per-tick 
 bucket entry and two attributes per connection, not a timer handle, and ten thousand idle connections cost one
 timer. Deadlines fire at most one tick late. Timers come from the loop's clock, so tests drive the heartbeat fast
 with short intervals.
+
+Round-trip time: the wheel notes the loop time a ping leaves and, when its pong comes back, keeps the difference as
+the connection's RTT (:meth:`HeartbeatWheel.rtt`, in ``conn.statistics()["rtt_us"]`` and the C ABI's
+``snow_ws_conn_rtt_us``) and counts it in the server's histogram (:data:`RTT_BUCKETS`, OpenMetrics
+``snow_ws_rtt_seconds``). A connection's entries go with its heartbeat (:meth:`HeartbeatWheel.stop`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import os
 from typing import Protocol
+
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the RTT histogram's buckets; a last bucket takes the rest."""
 
 
 class HeartbeatClient(Protocol):
@@ -55,6 +64,14 @@ class HeartbeatWheel:
         self._buckets: dict[int, dict[HeartbeatClient, None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_tick = -1
+        self._sent: dict[HeartbeatClient, float] = {}  # loop time the outstanding ping left
+        self._rtt: dict[HeartbeatClient, float] = {}  # the last measured round trip, seconds
+        self.rtt_counts = [0] * (len(RTT_BUCKETS) + 1)  # the histogram: one count per bucket (not cumulative)
+        self.rtt_sum = 0.0
+
+    def rtt(self, conn: HeartbeatClient) -> float | None:
+        """The last round-trip time measured on ``conn`` (seconds), or None before its first pong."""
+        return self._rtt.get(conn)
 
     def start(self, conn: HeartbeatClient) -> None:
         """Begin the heartbeat of ``conn``: its first ping is due ``interval`` seconds from now."""
@@ -70,12 +87,20 @@ class HeartbeatWheel:
                 del self._buckets[conn.hb_due]
         conn.hb_due = -1
         conn.hb_payload = None
+        self._sent.pop(conn, None)
+        self._rtt.pop(conn, None)
 
     def pong_received(self, conn: HeartbeatClient, payload: bytes) -> bool:
         """A pong arrived on ``conn``. Returns True if it answered the outstanding ping."""
         if conn.hb_payload is None or payload != conn.hb_payload or conn.hb_due < 0:
             return False
+        sent = self._sent.pop(conn, None)
         self.stop(conn)
+        if sent is not None:
+            rtt = max(0.0, self._loop.time() - sent)
+            self._rtt[conn] = rtt
+            self.rtt_sum += rtt
+            self.rtt_counts[bisect.bisect_left(RTT_BUCKETS, rtt)] += 1
         self._schedule(conn, self.interval)
         return True
 
@@ -88,6 +113,8 @@ class HeartbeatWheel:
             for conn in bucket:
                 conn.hb_due = -1
         self._buckets.clear()
+        self._sent.clear()
+        self._rtt.clear()
 
     def _schedule(self, conn: HeartbeatClient, delay: float) -> None:
         due = math.ceil((self._loop.time() + delay) / self._tick)
@@ -111,6 +138,7 @@ class HeartbeatWheel:
                 if conn.hb_payload is None:  # a ping is due
                     conn.hb_payload = os.urandom(4)
                     self._schedule(conn, self.timeout)
+                    self._sent[conn] = self._loop.time()
                     conn.send_heartbeat_ping(conn.hb_payload)
                 else:  # the ping was not answered in time
                     conn.hb_payload = None

@@ -8,18 +8,23 @@ separate ``metrics_port`` by prometheus_client's own HTTP server (a thread of it
 Metric families (prefix ``snow_ws_``; counters get the ``_total`` suffix in the text):
 ``connections_open`` (gauge), ``connections`` (accepted), ``handshakes_refused{reason}``, ``messages_in``,
 ``messages_out``, ``bytes_in``, ``bytes_out``, ``broadcasts``, ``deliveries``, ``queue_drops``,
-``slow_consumer_closes``, ``heartbeat_timeouts``, ``closes{code}``, ``handler_crashes``, ``inbound_pauses``.
+``slow_consumer_closes``, ``heartbeat_timeouts``, ``closes{code}``, ``handler_crashes``, ``inbound_pauses``;
+the rooms' delivery policies ``room_policy_drops``, ``room_policy_replacements`` and recoveries
+``room_recoveries{outcome}`` (process-wide, as ``broadcasts``); ``rtt_seconds`` (histogram: the heartbeat's
+ping-to-pong round trips on this server).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from snow_rt_py.runtime.errors import ServerStartError
+from snow_rt_py.runtime.heartbeat import RTT_BUCKETS
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
     from prometheus_client.exposition import choose_encoder, start_http_server
     from prometheus_client.registry import Collector, CollectorRegistry
 except ImportError:  # depends on the installation (tests/test_cli.py blocks the import to see this)
@@ -66,6 +71,31 @@ class ServerCollector(Collector):
         for code, count in sorted(stats["close_codes"].items()):
             closes.add_metric([str(code)], count)
         yield closes
+        rooms = self.server.runtime.rooms.history.statistics()
+        yield CounterMetricFamily(
+            "snow_ws_room_policy_drops", "room messages dropped by drop_oldest / latest_per_key", rooms["policy_drops"]
+        )
+        yield CounterMetricFamily(
+            "snow_ws_room_policy_replacements",
+            "pending room messages replaced by a newer one with the same key (latest_per_key)",
+            rooms["policy_replacements"],
+        )
+        recoveries = CounterMetricFamily("snow_ws_room_recoveries", "join_from calls, by outcome", labels=["outcome"])
+        recoveries.add_metric(["recovered"], rooms["recoveries"])
+        recoveries.add_metric(["unrecoverable"], rooms["unrecoverable"])
+        yield recoveries
+        wheel = self.server.heartbeat
+        if wheel is not None:
+            buckets, total = [], 0
+            for bound, count in zip((*RTT_BUCKETS, math.inf), wheel.rtt_counts, strict=True):
+                total += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), total))
+            yield HistogramMetricFamily(
+                "snow_ws_rtt_seconds",
+                "heartbeat ping-to-pong round-trip time",
+                buckets=buckets,
+                sum_value=wheel.rtt_sum,
+            )
 
 
 class ServerMetrics:

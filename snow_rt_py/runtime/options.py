@@ -95,6 +95,10 @@ def show_default(value: object) -> str:
     return str(value)
 
 
+CHAT_HISTORY_MAX = 100_000
+"""The chat app's ``--history N`` at most (its own option, not a server's)."""
+
+
 @dataclass(slots=True)
 class ServerOptions:
     """How a server listens and treats its connections.

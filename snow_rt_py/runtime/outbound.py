@@ -335,6 +335,12 @@ class Outbound(ConnectionFields):
         message of any allowed size can go out; otherwise only within ``max_queue_bytes``."""
         return queued == 0 or queued + size <= self.max_queue_bytes
 
+    def fits(self, size: int) -> bool:
+        """True if a frame of ``size`` bytes would be queued now without the queue bound refusing it: the
+        connection is open and :meth:`_admits` takes it. A room with a delivery policy asks this first, so its
+        messages never meet the slow-consumer policy (runtime/room_delivery.py)."""
+        return self.phase is _OPEN and self._admits(self._queued_now(), size)
+
     def _offer_py(self, frame: bytes, count: int = 1, payload: bytes | None = None) -> bool:
         """Queue a data frame unless the connection is closing or its outbound queue is full. Never raises.
 

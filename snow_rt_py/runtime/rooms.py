@@ -42,6 +42,8 @@ from snow_rt_py.runtime.backplane.local import InProcessBackplane
 from snow_rt_py.runtime.compression import compressed_frame, worth_compressing
 from snow_rt_py.runtime.connection_base import offer_all as _c_offer_all
 from snow_rt_py.runtime.errors import ConnectionClosedError, InvalidArgumentError, InvalidUtf8Error
+from snow_rt_py.runtime.history import PendingPosition, RoomConfig
+from snow_rt_py.runtime.history_rooms import HistoryRooms
 from snow_rt_py.runtime.presence import META_MAX_BYTES, Member, PresenceEvent
 
 if TYPE_CHECKING:
@@ -70,6 +72,18 @@ class RoomRegistry:
         # The members of such a room sorted by how they take a compressed broadcast (made by the first broadcast
         # after a join or leave, which drops it): a broadcast does not look at every member's compression.
         self._partitions: dict[str, _Partition] = {}
+        # Rooms configured with history or a delivery policy (history_rooms.py); every other room is served here.
+        self.history = HistoryRooms(self)
+        self._configured = self.history.configs  # read without the lock: a dict lookup per broadcast
+
+    def configure(self, room: str, config: RoomConfig) -> None:
+        """Set ``room``'s options (history, delivery policy); see history_rooms.py.
+
+        Raises:
+            InvalidArgumentError: ``room`` is not a str.
+        """
+        _check_room(room)
+        self.history.configure(room, config)
 
     def join(self, conn: Connection, room: str, meta: str | None = None) -> None:
         """Add ``conn`` to ``room`` (no-op if already a member), with an optional short ``meta`` string (at most
@@ -151,6 +165,8 @@ class RoomRegistry:
                 self.rooms_version += 1
             left = Member(conn.id, self.node, meta)
             self.backplane.member_changed(False, room, left)
+            if self._configured:
+                self.history.member_left(room, conn.id)
         if room in conn.rooms_joined:
             conn.rooms_joined.discard(room)
         return left
@@ -165,6 +181,8 @@ class RoomRegistry:
             InvalidArgumentError: ``room`` is not a str, or ``message`` is not str/bytes or not valid UTF-8.
         """
         _check_room(room)
+        if self._configured and room in self._configured:
+            return self.publish(room, message, except_conn)[0]
         try:
             if isinstance(message, str):
                 frame = encode_text(message)
@@ -180,6 +198,38 @@ class RoomRegistry:
             return self.broadcast_frame(room, frame, except_conn)
         return self._fan_out(room, frame, except_conn, opcode, message)
 
+    def publish(
+        self,
+        room: str,
+        message: str | bytes,
+        except_conn: Connection | int | None = None,
+        key: str | None = None,
+    ) -> tuple[int, PendingPosition[Position] | None]:
+        """:meth:`broadcast`, with the broadcast's position: ``(local failures, position)``, the position None for
+        a room without history (on a cluster it is pending until Redis has ordered the message).
+
+        Raises:
+            InvalidArgumentError: as broadcast; or ``key`` given for a room whose policy is not latest_per_key.
+        """
+        _check_room(room)
+        if key is not None and not isinstance(key, str):
+            raise InvalidArgumentError(f"key must be str, not {type(key).__name__}")
+        if isinstance(message, str):
+            try:
+                data = message.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgumentError("text is not encodable as UTF-8") from None
+            opcode = Opcode.TEXT
+        elif isinstance(message, bytes | bytearray | memoryview):
+            data, opcode = bytes(message), Opcode.BINARY
+        else:
+            raise InvalidArgumentError(f"message must be str or bytes, not {type(message).__name__}")
+        if room not in self._configured:
+            if key is not None:
+                raise InvalidArgumentError(f"a key needs a room with policy latest_per_key; {room!r} has default")
+            return self.broadcast(room, message, except_conn), None
+        return self.history.broadcast(room, opcode, data, except_conn, key)
+
     def broadcast_utf8(self, room: str, data: bytes, except_conn: Connection | int | None = None) -> int:
         """:meth:`broadcast` of a text message given as its UTF-8 bytes (the C ABI: no decode, no re-encode).
 
@@ -190,6 +240,8 @@ class RoomRegistry:
         why = utf8_error(data)
         if why is not None:
             raise InvalidUtf8Error(f"not valid UTF-8: {why}")
+        if self._configured and room in self._configured:
+            return self.history.broadcast(room, Opcode.TEXT, data, except_conn, None)[0]
         if not self._deflated.get(room):
             return self.broadcast_frame(room, encode_frame(Opcode.TEXT, data), except_conn)
         return self._fan_out(room, encode_frame(Opcode.TEXT, data), except_conn, Opcode.TEXT, data)
@@ -232,6 +284,12 @@ class RoomRegistry:
         Returns:
             ``(queued, failed)`` deliveries.
         """
+        if self._configured and room in self._configured:  # a policy room without history (history: redis_history)
+            state = self.history.state(room)
+            if state is not None:
+                with state.lock:
+                    failures = sum(self.history.deliver(room, state, 0, one, except_id, None) for one in frames)
+                return 0, failures
         if self._deflated.get(room):  # a hint read without the lock, as in broadcast()
             part, excluded = self._partition(room, except_id, count=False)
             failures = self._offer_compressed(part, excluded, frames, [_message_of(one) for one in frames], True)

@@ -951,3 +951,42 @@ def test_snow_ws_serve_reads_snow_ws_compression(run: Run) -> None:
         assert closed_with(ws) == (1001, "server shutting down")
     prog.expect("shutdown from the callback -> 1", "serve returned: SNOW_WS_OK: ", "done")
     assert prog.finish() == 0
+
+
+def test_history_positions_and_bad_input(run: Run) -> None:
+    prog = run("history")
+    arg = "-1 SNOW_WS_E_INVALID_ARGUMENT:"
+    prog.expect(
+        f"configure size -1 -> {arg} history_size must be between 0 and 1000000, got -1",
+        f"configure size 2000000 -> {arg} history_size must be between 0 and 1000000, got 2000000",
+        f"configure ttl -5 -> {arg} history_ttl must be between 0 and 2592000 s, got -0.005",
+        f"configure policy 7 -> {arg} policy must be 0, 1 or 2 (SnowWsRoomPolicy), got 7",
+        "configure room not UTF-8 -> -1 SNOW_WS_E_INVALID_UTF8: not valid UTF-8: invalid start byte at byte 0",
+        f"configure NULL room -> {arg} snow_room_configure: room is NULL",
+        "configure -> 0",
+        "position before any broadcast -> 0",
+        "offset 0, epoch length 16",
+        "publish 1 -> 0",
+        "offset 1",
+        "publish 2 (out NULL) -> 0",
+        "publish 3 -> 0",
+        "offset 3",
+        "position -> 0",
+        "offset 3, same epoch: yes",
+        f"publish with a key (drop_oldest room) -> {arg} a key needs a room with policy latest_per_key; "
+        "'c-history' has drop_oldest",
+        "publish to a room without history -> 0",
+        "offset 0",
+        f"position of a room without history -> {arg} room 'c-plain' keeps no history "
+        "(configure_room with history_size > 0)",
+        f"position NULL out -> {arg} snow_room_position: out is NULL",
+        f"join_from NULL conn -> {arg} snow_room_join_from: conn is NULL",
+        f"join_from NULL since -> {arg} snow_room_join_from: since is NULL",
+        "join_from unknown conn -> -1 SNOW_WS_E_BAD_HANDLE: connection handle N is unknown or its connection has ended",
+        f"rtt NULL -> {arg} snow_ws_conn_rtt_us: conn is NULL",
+        "rtt unknown conn -> -1 SNOW_WS_E_BAD_HANDLE: connection handle N is unknown or its connection has ended",
+        f"room stats struct_size 0 -> {arg} snow_room_stats: out->struct_size is under 8",
+        "room stats -> 0",
+        "drops 0 replacements 0",
+    )
+    assert prog.finish() == 0

@@ -13,10 +13,13 @@ Rules every implementation keeps:
   the backplane (they were served before or are served right after, whatever it does).
 * **One call per broadcast per room**, never one per member: the registry hands over the frame it encoded, so a
   cluster encodes a message once.
-* A broadcast's **position**: :meth:`Backplane.broadcast` returns the :class:`Position` the backplane gave the
-  message in its room's history, or None when the room keeps none. No room keeps history yet, so both
-  implementations return None; a backplane that keeps it numbers the broadcasts of a room there (in-process
-  counters, or one script call per broadcast on Redis) and would read them back by position.
+* A broadcast's **position**: :meth:`Backplane.broadcast` carries broadcasts to rooms *without* history and
+  returns None. Rooms with history (runtime/history_rooms.py) go to the backplane's history store instead: a
+  backplane with an attribute ``history`` (the Redis one: redis_history.py, one script call per broadcast) keeps
+  their history and orders their messages itself, and their position is pending until Redis answered (local
+  members are then served from the room's channel, in offset order, like every other node's); a backplane
+  without one (in-process) leaves the history to the registry's in-process store, where the position is known
+  at once.
 * Connection ids carry the node number in their high bits (:data:`ID_NODE_SHIFT`): ids are unique across every
   node of a backplane, and node 0 is a runtime that is in no cluster.
 """

@@ -21,7 +21,8 @@ class InProcessBackplane:
         return 0
 
     def broadcast(self, room: str, frame: bytes, except_id: int) -> Position | None:
-        """Nothing to carry: every member is local. Returns None (no room keeps history yet)."""
+        """Nothing to carry: every member is local. Returns None (rooms with history are numbered by the registry's
+        in-process store, runtime/history_rooms.py)."""
         return None
 
     def member_changed(self, joined: bool, room: str, member: Member) -> None:

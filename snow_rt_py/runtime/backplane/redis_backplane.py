@@ -5,6 +5,7 @@ broadcasts, and the backplane carries them to the other nodes over Redis pub/sub
 module, which joins them: redis_session.py (the connections, the node number, reconnecting), redis_codec.py (the
 names and encodings of what goes through Redis) and redis_presence.py (the presence directory). Rules:
 
+* Rooms with history go through Redis Streams instead: one script call per broadcast (redis_history.py).
 * **One PUBLISH per broadcast**, on the room's channel, carrying the origin node, the excluded connection id and
   the frame already encoded: the other nodes hand those very bytes to their local members (encoded once per
   cluster). Local members were served directly by the registry; the origin ignores its own message when it comes
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from snow_rt_py.runtime.backplane import redis_codec as codec
 from snow_rt_py.runtime.backplane.base import Position
+from snow_rt_py.runtime.backplane.redis_history import RedisHistory
 from snow_rt_py.runtime.backplane.redis_presence import PresenceDirectory
 from snow_rt_py.runtime.backplane.redis_session import COMMAND_TIMEOUT, RedisSession
 from snow_rt_py.runtime.presence import Member
@@ -71,6 +73,7 @@ class RedisBackplane:
         self._wake_pending = False
         self._wake = asyncio.Event()
         self._closing = False
+        self.history = RedisHistory(self)  # rooms with history: Redis Streams (redis_history.py)
         self.stats = {
             "published": 0,
             "publish_dropped": 0,
@@ -201,6 +204,7 @@ class RedisBackplane:
         out["connected"] = int(self.session.connected)
         out["publish_queue"] = len(self._pub)
         out["subscriptions"] = len(self.session.subscribed)
+        out["history_script_calls"] = self.history.script_calls
         return out
 
     # -- the session's life (redis_session.SessionUser) --------------------------------------------------
@@ -225,7 +229,9 @@ class RedisBackplane:
         batch = codec.decode_batch(messages, self.session.node)
         self.stats["received"] += batch.received
         for change in batch.changes:
-            if isinstance(change, codec.Run):
+            if isinstance(change, codec.Ordered):
+                self.history.received(change.room, change.data)
+            elif isinstance(change, codec.Run):
                 sent, failed = self.registry.deliver_remote(change.room, change.frames, change.except_id)
                 self.stats["remote_deliveries"] += sent
                 self.stats["remote_delivery_failures"] += failed

@@ -5,7 +5,9 @@ Keys and channels (every name starts with :data:`PREFIX`; a room name is its UTF
 * ``snow:room:ROOM``: the room's pub/sub channel. A message on it is a header, ``>cQQ`` (kind, origin node,
   connection id), then a body: kind ``B`` (a broadcast: the id is the excluded connection, 0 for none; the body
   is the encoded frame, handed as it is to the receiving node's members), ``J`` (a member joined: the id is the
-  member's, the body its meta) or ``L`` (a member left: the id is the member's, no body).
+  member's, the body its meta), ``L`` (a member left: the id is the member's, no body) or ``H`` (a broadcast to a
+  room with history, published by redis_history.py's script with its position: every node takes it, the
+  origin's included).
 * ``snow:presence:ROOM``: a hash, connection id (decimal) -> ``NODE\\0META``.
 * ``snow:node:N``: present while node N is alive; ``snow:nodes:seq``: the counter node numbers are taken from.
 
@@ -27,7 +29,7 @@ NODE_SEQ_KEY = f"{PREFIX}nodes:seq"
 _CHANNEL_PREFIX = f"{PREFIX}room:".encode()
 _PRESENCE_PREFIX = f"{PREFIX}presence:".encode()
 _HEADER = struct.Struct(">cQQ")  # kind, origin node, connection id (excluded one for B, member for J/L)
-_BROADCAST, _JOIN, _LEAVE = b"B", b"J", b"L"
+_BROADCAST, _JOIN, _LEAVE, _ORDERED = b"B", b"J", b"L", b"H"
 
 
 def _enc(text: str) -> bytes:
@@ -98,6 +100,13 @@ class MemberChange(NamedTuple):
     member: Member
 
 
+class Ordered(NamedTuple):
+    """A broadcast to a room with history (kind ``H``): ``data`` is the whole publication (redis_history.py)."""
+
+    room: str
+    data: bytes
+
+
 class Batch(NamedTuple):
     """One read from the subscription, decoded.
 
@@ -107,7 +116,7 @@ class Batch(NamedTuple):
         received: how many messages of other nodes it held (a broadcast counts one, inside a run too).
     """
 
-    changes: list[Run | MemberChange]
+    changes: list[Run | MemberChange | Ordered]
     confirmed: list[bytes]
     received: int
 
@@ -116,7 +125,7 @@ def decode_batch(messages: list[dict[str, Any]], own_node: int) -> Batch:
     """Decode ``messages`` (redis-py's pub/sub message dicts, as read) for node ``own_node``."""
     size = _HEADER.size
     skip = len(_CHANNEL_PREFIX)
-    changes: list[Run | MemberChange] = []
+    changes: list[Run | MemberChange | Ordered] = []
     confirmed: list[bytes] = []
     received = 0
     run: Run | None = None
@@ -127,6 +136,11 @@ def decode_batch(messages: list[dict[str, Any]], own_node: int) -> Batch:
             if len(data) < size:  # not ours (someone else published on the channel)
                 continue
             tag, origin, conn_id = _HEADER.unpack_from(data)
+            if tag == _ORDERED:  # every node serves these, the origin too
+                received += origin != own_node
+                run = None
+                changes.append(Ordered(_dec(msg["channel"][skip:]), data))
+                continue
             if origin == own_node:
                 continue
             received += 1

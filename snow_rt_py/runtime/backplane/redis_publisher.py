@@ -10,9 +10,12 @@ one write, scheduled before the local flush.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import logging
-from typing import cast
+from typing import Any, cast
 
+from snow_rt_py.runtime.backplane.base import Position
 from snow_rt_py.runtime.errors import ServerStartError
 
 log = logging.getLogger("snow_rt_py.cluster")
@@ -39,6 +42,10 @@ class Publisher(asyncio.Protocol):
         self._out: list[bytes] = []  # commands of this loop iteration, written together by _flush
         self._out_bytes = 0
         self._flush_scheduled = False
+        # One entry per command written, in order: the future of a history broadcast (redis_history.py), completed
+        # by its one-line reply, or None for a reply that is only counted (every reply here is one line).
+        self._replies: collections.deque[concurrent.futures.Future[Any] | None] = collections.deque()
+        self._futures = 0  # futures in _replies
 
     @classmethod
     async def open(cls, url: str) -> Publisher:
@@ -62,6 +69,10 @@ class Publisher(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        while self._replies:
+            waiting = self._replies.popleft()
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(ConnectionError("the connection to Redis was lost before it answered"))
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -74,6 +85,21 @@ class Publisher(asyncio.Protocol):
         data = self._tail + data
         end = data.rfind(b"\r\n")
         self._tail = data[end + 2 :] if end >= 0 else data
+        replies = self._replies
+        if end >= 0 and self._futures:
+            for line in data[:end].split(b"\r\n"):
+                waiting = replies.popleft() if replies else None
+                if waiting is not None:
+                    self._futures -= 1
+                if waiting is not None and not waiting.done():
+                    if line.startswith(b"+"):
+                        epoch, _, offset = line[1:].decode("ascii", "replace").partition(":")
+                        waiting.set_result(Position(epoch, int(offset)))
+                    else:
+                        waiting.set_exception(ConnectionError(f"Redis refused the broadcast: {line[:200]!r}"))
+        elif end >= 0:
+            for _ in range(min(len(replies), data.count(b"\r\n", 0, end + 2))):
+                replies.popleft()
         if not self._error_logged and (data.startswith(b"-") or b"\r\n-" in data):
             self._error_logged = True
             log.error("cluster: Redis refused a command: %s", data[: max(0, end)].decode("utf-8", "replace")[:200])
@@ -86,6 +112,7 @@ class Publisher(asyncio.Protocol):
             for arg in args:
                 parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
             self.transport.write(b"".join(parts))
+            self._replies.append(None)
 
     def send(self, channel: bytes, head: bytes, body: bytes) -> bool:
         """Queue ``PUBLISH channel head+body`` (loop thread); False (nothing queued) if Redis is too far behind or
@@ -103,6 +130,25 @@ class Publisher(asyncio.Protocol):
             b"\r\n",
         )
         self._out_bytes += size
+        self._replies.append(None)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def call(self, args: tuple[bytes, ...], future: concurrent.futures.Future[Any]) -> bool:
+        """Queue one command whose one-line reply completes ``future`` (loop thread), as :meth:`send` queues;
+        False (nothing queued) if Redis is too far behind or gone."""
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() + self._out_bytes > PUBLISH_BUFFER_MAX:
+            return False
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+        self._out += parts
+        self._out_bytes += sum(map(len, args))
+        self._replies.append(future)
+        self._futures += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
