@@ -207,6 +207,10 @@ class RedisBackplane:
         out["history_script_calls"] = self.history.script_calls
         return out
 
+    def subscriptions(self) -> list[str]:
+        """The rooms whose channel this node is subscribed to (confirmed by Redis), sorted."""
+        return sorted(self.session.subscribed)
+
     # -- the session's life (redis_session.SessionUser) --------------------------------------------------
 
     def session_opened(self) -> None:
