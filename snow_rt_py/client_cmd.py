@@ -14,6 +14,7 @@ Exit status: 0 once a connection opened and ended; 1 when it could not be opened
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 from collections.abc import Sequence
@@ -110,10 +111,8 @@ class _Echo(_Printer):
     """--echo: every message back as it came."""
 
     def on_message(self, conn: Any, message: str | bytes) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosedError):  # the server is closing: its last messages go unanswered
             conn.send(message)
-        except ConnectionClosedError:
-            pass  # the server is closing: what it sent last is not answered
 
 
 def _headers(values: list[str]) -> tuple[tuple[str, str], ...]:
