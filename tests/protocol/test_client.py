@@ -24,7 +24,12 @@ def request_of(client: ClientProtocol) -> tuple[list[str], str]:
 
 
 def response(key: str, *extra: str, status: str = "101 Switching Protocols") -> bytes:
-    lines = [f"HTTP/1.1 {status}", "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(key)}"]
+    lines = [
+        f"HTTP/1.1 {status}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
     return ("\r\n".join([*lines, *extra]) + "\r\n\r\n").encode()
 
 
@@ -47,7 +52,12 @@ def test_request_on_the_wire() -> None:
         headers=[("Authorization", "Bearer t")],
     )
     lines, key = request_of(client)
-    assert lines[:4] == ["GET /chat?x=1 HTTP/1.1", "Host: example.com:8080", "Upgrade: websocket", "Connection: Upgrade"]
+    assert lines[:4] == [
+        "GET /chat?x=1 HTTP/1.1",
+        "Host: example.com:8080",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+    ]
     assert len(base64.b64decode(key)) == 16
     assert lines[5:] == [
         "Sec-WebSocket-Version: 13",
@@ -67,7 +77,11 @@ def test_request_on_the_wire() -> None:
     [
         ((), "403 Forbidden", "HTTP 403 Forbidden instead of 101"),
         (("Sec-WebSocket-Protocol: v3",), None, "server chose subprotocol 'v3', not offered"),
-        (("Sec-WebSocket-Extensions: permessage-deflate",), None, "server chose extension 'permessage-deflate', not offered"),
+        (
+            ("Sec-WebSocket-Extensions: permessage-deflate",),
+            None,
+            "server chose extension 'permessage-deflate', not offered",
+        ),
         (("Sec-WebSocket-Extensions: x-custom",), None, "server chose extension 'x-custom', not offered"),
     ],
 )

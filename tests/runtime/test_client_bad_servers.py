@@ -85,7 +85,10 @@ def failure(url: str, **options: object) -> tuple[ConnectError, tuple[int, str]]
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
-        (lambda key: ok(key).replace(accept_key(key).encode(), b"d3JvbmcgYWNjZXB0IGtleQ=="), "wrong Sec-WebSocket-Accept"),
+        (
+            lambda key: ok(key).replace(accept_key(key).encode(), b"d3JvbmcgYWNjZXB0IGtleQ=="),
+            "wrong Sec-WebSocket-Accept",
+        ),
         (lambda key: ok(key, "Sec-WebSocket-Extensions: permessage-deflate"), "server chose extension"),
         (lambda key: ok(key, "Sec-WebSocket-Protocol: chat"), "server chose subprotocol 'chat', not offered"),
         (lambda key: b"\x16\x03\x01\x02\x00garbage\r\n\r\n", "invalid HTTP response: "),
