@@ -101,6 +101,7 @@ bench: build
 	bash tests/cluster/setup.sh
 	$(PY) bench/bench_cluster.py
 	$(PY) bench/bench_deflate.py
+	$(PY) bench/bench_client.py
 
 # Coverage-guided fuzzing (atheris) of the handshake and frame parsers, FUZZ_SECONDS each (default 30), from the
 # committed seed corpus in fuzz/corpus/; a crash input is saved in fuzz/regressions/ and fails the target
