@@ -79,6 +79,7 @@ typecheck: build
 unit: build
 	bash tests/interop/setup.sh
 	bash tests/cluster/setup.sh
+	bash tests/proxy/setup.sh
 	$(PY) -m pytest -q
 	SNOW_RT_PY_NO_SPEEDUPS=1 $(PY) -m pytest -q tests/protocol tests/runtime tests/conformance tests/abi tests/c tests/cluster
 
@@ -101,6 +102,7 @@ bench: build
 	bash tests/cluster/setup.sh
 	$(PY) bench/bench_cluster.py
 	$(PY) bench/bench_deflate.py
+	$(PY) bench/bench_client.py
 
 # Coverage-guided fuzzing (atheris) of the handshake and frame parsers, FUZZ_SECONDS each (default 30), from the
 # committed seed corpus in fuzz/corpus/; a crash input is saved in fuzz/regressions/ and fails the target

@@ -37,6 +37,8 @@ from snow_rt_py.api import (
 )
 from snow_rt_py.protocol.headers import Headers
 from snow_rt_py.runtime.backplane.base import Position
+from snow_rt_py.runtime.client import Client, ConnectError, connect
+from snow_rt_py.runtime.client_options import ClientOptions
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.errors import (
     ConnectionClosedError,
@@ -56,6 +58,9 @@ from snow_rt_py.runtime.scheduler import ExitSignal
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
+    "ClientOptions",
+    "ConnectError",
     "Connection",
     "ConnectionClosedError",
     "ExitSignal",
@@ -80,6 +85,7 @@ __all__ = [
     "broadcast_except",
     "cluster_statistics",
     "configure_room",
+    "connect",
     "default_runtime",
     "exit_actor",
     "history",

@@ -68,16 +68,23 @@ def help_options(output: str) -> set[str]:
     return found - {"--help"}
 
 
-def test_readme_option_table_is_every_option_of_snow_ws_serve() -> None:
+@pytest.mark.parametrize(
+    ("command", "heading", "sample"),
+    [
+        ("serve", "## Command line", {"--app", "--port", "--compression", "--processes"}),
+        ("client", "## Client", {"--echo", "--insecure", "--proxy", "--compression"}),
+    ],
+)
+def test_readme_option_tables_are_every_option_of_the_command(command: str, heading: str, sample: set[str]) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "snow_rt_py", "serve", "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "snow_rt_py", command, "--help"], capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 0, out.stderr
     real = help_options(out.stdout)
-    assert {"--app", "--port", "--compression", "--processes"} <= real  # the help was read
-    docs = documented(section(REPO / "README.md", "## Command line"))
-    assert docs - real == set(), "documented in README.md, but snow-ws serve has no such option"
-    assert real - docs == set(), "options of snow-ws serve missing from README.md's option table"
+    assert sample <= real  # the help was read
+    docs = documented(section(REPO / "README.md", heading))
+    assert docs - real == set(), f"documented in README.md, but snow-ws {command} has no such option"
+    assert real - docs == set(), f"options of snow-ws {command} missing from README.md's table under {heading!r}"
 
 
 def parser_options(source: str) -> set[str]:
