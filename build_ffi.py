@@ -155,6 +155,7 @@ EMBED_C_SOURCES = tuple(
         "snow_ws_mesh.c",  # Mesh's names
         "snow_ws_replies.c",  # the reply fast path
         "snow_ws_wait.c",  # waiting for snow_ws_shutdown() or a signal
+        "snow_ws_client.c",  # the public wrappers of the client (snow_ws_connect, snow_ws_client_*)
     )
 )
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
@@ -187,6 +188,12 @@ extern "Python" {
     int64_t snow_abi_py_join_meta(uint64_t conn, const char *room, int64_t room_len, const char *meta,
                                   int64_t meta_len);
     int64_t snow_abi_py_presence(const char *room, int64_t room_len, SnowWsMember *out, int64_t capacity);
+    int64_t snow_abi_py_connect(const SnowWsClientOptions *opts, const char *url, void *on_connect_fn,
+                                void *on_connect_env, void *on_message_fn, void *on_message_env, void *on_close_fn,
+                                void *on_close_env);
+    int64_t snow_abi_py_client_wait_open(int64_t client, int64_t timeout_ms);
+    int64_t snow_abi_py_client_close(int64_t client, int64_t code, const char *reason, int64_t reason_len);
+    int64_t snow_abi_py_client_wait_closed(int64_t client, int64_t timeout_ms);
 }
 
 typedef struct SnowAbiTarget {
