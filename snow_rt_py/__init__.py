@@ -30,6 +30,8 @@ from snow_rt_py.api import (
     start,
 )
 from snow_rt_py.protocol.headers import Headers
+from snow_rt_py.runtime.client import Client, ConnectError, connect
+from snow_rt_py.runtime.client_options import ClientOptions
 from snow_rt_py.runtime.connection import Connection
 from snow_rt_py.runtime.errors import (
     ConnectionClosedError,
@@ -47,6 +49,9 @@ from snow_rt_py.runtime.scheduler import ExitSignal
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
+    "ClientOptions",
+    "ConnectError",
     "Connection",
     "ConnectionClosedError",
     "ExitSignal",
@@ -66,6 +71,7 @@ __all__ = [
     "broadcast",
     "broadcast_except",
     "cluster_statistics",
+    "connect",
     "default_runtime",
     "exit_actor",
     "join",

@@ -265,6 +265,13 @@ class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol
     # -- asyncio callbacks (loop thread) -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        self._started = self._loop.time()
+        self.server.connection_started(self)
+        self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport: its write bound, TCP_NODELAY, the peer's address (a server's and a client's)."""
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         # pause_writing() once more than max_queue_bytes wait in the transport (data or control frames).
         self._transport.set_write_buffer_limits(high=self.max_queue_bytes)
@@ -275,9 +282,6 @@ class Connection(Outbound, FrontDoor, Teardown, ConnectionCore, asyncio.Protocol
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.remote_address = (peer[0], peer[1])
-        self._started = self._loop.time()
-        self.server.connection_started(self)
-        self._timer = self._loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
 
     def _receive(self, data: bytes) -> None:
         if self._linger_left > 0:  # after an HTTP error: what the client still sends is dropped, up to a bound
