@@ -69,9 +69,7 @@ class CHandler(Handler):
             the connections of a client (snow_ws_connect), whose frames the runtime masks.
     """
 
-    def __init__(
-        self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]], *, fast_replies: bool = True
-    ) -> None:
+    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]], *, fast_replies: bool = True) -> None:
         self._lib = lib
         self._fast_replies = fast_replies and FAST_REPLIES
         null = ffi.NULL

@@ -73,7 +73,9 @@ def install(ffi: Any, lib: Any, fail: Fail) -> None:
                 "presence": presence,
             }
             target = ffi.string(url).decode("utf-8")
-            return handles.register_client(snow_rt_py.connect(target, CHandler(ffi, lib, callbacks, fast_replies=False), options=options))
+            return handles.register_client(
+                snow_rt_py.connect(target, CHandler(ffi, lib, callbacks, fast_replies=False), options=options)
+            )
         except BaseException as exc:
             return fail(exc)
 
@@ -204,7 +206,9 @@ def _options(ffi: Any, opts: Any, fields: list[tuple[str, int, bool]]) -> tuple[
             ffi, "SnowWsSlowConsumer", SLOW_CONSUMER_POLICIES, "slow_consumer", int(v["slow_consumer"])
         )
     if v["compression"]:
-        kwargs["compression"] = _named(ffi, "SnowWsCompression", COMPRESSION_MODES, "compression", int(v["compression"]))
+        kwargs["compression"] = _named(
+            ffi, "SnowWsCompression", COMPRESSION_MODES, "compression", int(v["compression"])
+        )
     if v["subprotocols"] != null:
         kwargs["subprotocols"] = tuple(p.strip() for p in _string(ffi, v["subprotocols"]).split(",") if p.strip())
     if v["headers"] != null:

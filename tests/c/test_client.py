@@ -252,7 +252,7 @@ def test_every_failure_to_connect_is_one_error_with_its_reason(
             *("timeout", f"ws://127.0.0.1:{silent_port}/", "300"),
             *("dns", "ws://nonexistent.invalid/", "0"),
         )
-        prog.expect(*failure_lines("refused", "connection refused"))
+        prog.expect(*failure_lines("refused", "connection refused (127.0.0.1:PORT)"))
         prog.expect(*failure_lines("http", "HTTP 403 Forbidden instead of 101"))
         prog.expect("tls:", "  connect -> 0")
         line = prog.line()
@@ -377,19 +377,20 @@ def test_echo_client_echoes_text_as_text_and_binary_as_binary_until_the_server_c
         (("a", "b"), 2, "echo_client: error: more than one argument (usage: echo_client URL [--help])"),
         (("--bogus",), 2, "echo_client: error: --bogus: unknown option (see echo_client --help)"),
         (("ftp://127.0.0.1/",), 2, None),
-        (("ws://127.0.0.1:{refused}/",), 1, "echo_client: error: connection refused"),
+        (("ws://127.0.0.1:{port}/",), 1, "echo_client: error: connection refused (127.0.0.1:{port})"),
     ],
 )
 def test_echo_client_bad_arguments_and_a_refused_connection(
     run: Run, args: tuple[str, ...], status: int, error: str | None
 ) -> None:
-    prog = run("echo_client", *(arg.format(refused=free_port()) for arg in args))
+    port = free_port()  # nothing listens there
+    prog = run("echo_client", *(arg.format(port=port) for arg in args))
     assert prog.finish() == status
     assert len(prog.stderr) == 1, prog.stderr
     if error is None:
         assert prog.stderr[0].startswith("echo_client: error: ftp://127.0.0.1/: "), prog.stderr
     else:
-        assert prog.stderr[0] == error + "\n"
+        assert prog.stderr[0] == error.format(port=port) + "\n"
 
 
 def test_echo_client_help(run: Run) -> None:
