@@ -5,7 +5,8 @@
  *     build/echo_client ws://127.0.0.1:8765/
  *
  * Its only argument is the URL (ws:// or wss://; wss:// is verified against the system's certificate authorities).
- * --help prints the usage line. It prints nothing while it echoes and exits 0 once the connection that opened has
+ * --help prints the usage line. permessage-deflate is offered in the mode named by the environment variable
+ * SNOW_WS_COMPRESSION (shared or dedicated; off or unset: not offered). It prints nothing while it echoes and exits 0 once the connection that opened has
  * ended, however it ended. A connection that cannot be opened prints one line with the reason
  * (`echo_client: error: connection refused`) and exits 1; a bad command line or URL prints one line naming what is
  * wrong (`echo_client: error: ftp://x/: ...`) and exits 2.
@@ -14,6 +15,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "snow_ws.h"
@@ -46,7 +48,7 @@ int main(int argc, char **argv)
 {
     SnowWsClientOptions opts;
     int64_t client, rc;
-    const char *arg = argc > 1 ? argv[1] : "";
+    const char *arg = argc > 1 ? argv[1] : "", *mode;
 
     if (argc == 2 && strcmp(arg, "--help") == 0) {
         printf("%s\n", USAGE);
@@ -59,6 +61,17 @@ int main(int argc, char **argv)
 
     snow_ws_client_options_init(&opts, sizeof opts);
     opts.on_binary_fn = (void *)on_binary;
+    mode = getenv("SNOW_WS_COMPRESSION");
+    if (mode != NULL && mode[0] != '\0') {
+        if (strcmp(mode, "shared") == 0)
+            opts.compression = SNOW_WS_COMPRESSION_SHARED;
+        else if (strcmp(mode, "dedicated") == 0)
+            opts.compression = SNOW_WS_COMPRESSION_DEDICATED;
+        else if (strcmp(mode, "off") == 0)
+            opts.compression = SNOW_WS_COMPRESSION_OFF;
+        else
+            return bad_usage("SNOW_WS_COMPRESSION", ": use off, shared or dedicated");
+    }
     client = snow_ws_connect(&opts, arg, NULL, NULL, (void *)on_message, NULL, NULL, NULL);
     if (client < 0) {
         int64_t code = snow_ws_last_error_code();
