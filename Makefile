@@ -79,6 +79,7 @@ typecheck: build
 unit: build
 	bash tests/interop/setup.sh
 	bash tests/cluster/setup.sh
+	bash tests/proxy/setup.sh
 	$(PY) -m pytest -q
 	SNOW_RT_PY_NO_SPEEDUPS=1 $(PY) -m pytest -q tests/protocol tests/runtime tests/conformance tests/abi tests/c tests/cluster
 

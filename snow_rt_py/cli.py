@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("config", help="print what a C build needs: snow-ws config --cflags --libs (see --help)")
+    sub.add_parser("client", help="connect to a WebSocket server: snow-ws client URL [--echo] (see --help)")
     s = sub.add_parser("serve", help="run a WebSocket server")
     s.add_argument(
         "--app", type=_choice(*APPS), metavar="|".join(APPS), default="echo", help="handler to serve (default: echo)"
@@ -291,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from snow_rt_py import config_cmd
 
         return config_cmd.main(raw[1:])
+    if raw[:1] == ["client"]:  # `snow-ws client URL`: a WebSocket client (client_cmd.py)
+        from snow_rt_py import client_cmd
+
+        return client_cmd.main(raw[1:])
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(raw)

@@ -254,7 +254,7 @@ class Client:
                 conn = await self._open(rejoin)
             finally:
                 self._opening = False
-            opened = conn.open
+            opened = conn.handshake.done() and conn.handshake.result() is None  # it may have ended already
             if opened:
                 failures = 0
                 with self._cond:

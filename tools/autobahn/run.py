@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_echo import stop_process as stop  # noqa: E402  (SIGTERM, then SIGKILL after 10 s: the benchmarks' own)
+from client_mode import CLIENTS, DEFAULT_CLIENTS, run_clients  # noqa: E402  (the suite in client mode)
 
 REQUIREMENTS = HERE / "requirements-py27.txt"
 ALLOW_LIST = HERE / "allow-list.txt"
@@ -322,7 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-list", type=Path, default=ALLOW_LIST, help="cases allowed to be not OK, with reasons")
     parser.add_argument("--out", type=Path, default=OUT, help="where the report goes (default artifacts/autobahn)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds wstest may take (default 1800)")
+    parser.add_argument(
+        "--clients",
+        default=os.environ.get("CLIENTS") or DEFAULT_CLIENTS,
+        help=f"echo clients to run wstest -m fuzzingserver against ({', '.join(CLIENTS)}), comma-separated, or "
+        f"'none'; 'websockets' is recorded for reference and never fails the run (default $CLIENTS, else "
+        f"{DEFAULT_CLIENTS})",
+    )
+    parser.add_argument("--no-servers", action="store_true", help="skip the server suite (client mode only)")
     opts = parser.parse_args(argv)
+    clients = [] if opts.clients == "none" else [c.strip() for c in opts.clients.split(",") if c.strip()]
+    for client in clients:
+        if client not in CLIENTS:
+            parser.error(f"unknown client {client!r}: use {', '.join(CLIENTS)} or none")
     cases = [c.strip() for c in opts.cases.split(",") if c.strip()]
     modes = list(ALL_MODES) if opts.modes == "all" else [m.strip() for m in opts.modes.split(",") if m.strip()]
     for mode in modes:
@@ -346,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         out = opts.out.resolve()
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        with running_servers(out, modes) as urls:
+        with running_servers(out, [] if opts.no_servers else modes) as urls:
             # One wstest per server, all at once: the suite's client is single-threaded and the slow part (it
             # compresses and checks every message of sections 12 and 13), so this divides the time by the cores.
             print(f"autobahn: wstest -m fuzzingclient, cases {','.join(cases)}, {len(urls)} servers in parallel")
@@ -386,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                     if proc.poll() is None:
                         stop(proc)
             print(f"autobahn: wstest finished in {time.monotonic() - t0:.0f} s (exit {statuses})", flush=True)
+        client_index, client_problems = run_clients(wstest, out / "clients", cases, clients) if clients else ({}, 0)
     except SetupError as exc:
         print(f"autobahn: {exc}", file=sys.stderr)
         return 2
@@ -410,6 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     (out / "index.html").write_text(f"<!doctype html><title>Autobahn|Testsuite</title><ul>{links}</ul>\n")
     summary: list[str] = []
     failing = judge(index, list(index), allowed, summary) + broken
+    if clients:
+        print("\nclient mode (wstest -m fuzzingserver):")
+        summary += ["", "Client mode (`wstest -m fuzzingserver`):", ""]
+        ours = {agent: cases for agent, cases in client_index.items() if agent != "websockets"}
+        failing += judge(ours, clients and [c for c in clients if c != "websockets"], allowed, summary)  # type: ignore[arg-type]
+        failing += client_problems
+        if "websockets" in client_index:
+            print("\nfor reference, the websockets library's client:")
+            summary += ["", "For reference, the `websockets` library's client, same run:", ""]
+            judge({"websockets": client_index["websockets"]}, ["websockets"], allowed, summary)  # type: ignore[dict-item]
     write_summary(out / "summary.md", summary, cases, wstest)
     print(f"\nreport: {(out / 'index.html').relative_to(ROOT)}; total time {time.monotonic() - started:.0f} s")
     if failing:
