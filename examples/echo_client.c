@@ -6,11 +6,11 @@
  *
  * Its only argument is the URL (ws:// or wss://; wss:// is verified against the system's certificate authorities).
  * --help prints the usage line. permessage-deflate is offered in the mode named by the environment variable
- * SNOW_WS_COMPRESSION (shared or dedicated; off or unset: not offered). It prints nothing while it echoes and exits 0 once the connection that opened has
+ * SNOW_WS_COMPRESSION (shared, dedicated, or off: not offered), in shared mode when it is unset or empty. It prints nothing while it echoes and exits 0 once the connection that opened has
  * ended, however it ended. A connection that cannot be opened prints one line with the reason
  * (`echo_client: error: connection refused`) and exits 1; a bad command line or URL prints one line naming what is
  * wrong (`echo_client: error: ftp://x/: ...`) and exits 2.
- * This is the client the Autobahn|Testsuite's fuzzingserver runs against (tools/autobahn/run.py).
+ * This is the client the Autobahn|Testsuite fuzzing server runs against (make autobahn, agent snow-c).
  */
 
 #include <stdint.h>
@@ -61,6 +61,7 @@ int main(int argc, char **argv)
 
     snow_ws_client_options_init(&opts, sizeof opts);
     opts.on_binary_fn = (void *)on_binary;
+    opts.compression = SNOW_WS_COMPRESSION_SHARED; /* what echo_server defaults to as well */
     mode = getenv("SNOW_WS_COMPRESSION");
     if (mode != NULL && mode[0] != '\0') {
         if (strcmp(mode, "shared") == 0)
