@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml setup.py snow_rt_py/__init__.py $(VENV_STALE)  # the ve
 # Every C part (build_ffi.py's table: the speed-ups, the hot path, the C ABI's libraries in snow_rt_py/lib/), in place,
 # by the same build as `pip install .`; it skips what is up to date. build/libsnow_ws.so links to the package's.
 ABI_LIB      := build/libsnow_ws.so
-C_EXAMPLES   := build/echo_server build/chat_server
+C_EXAMPLES   := build/echo_server build/chat_server build/echo_client
 C_LINK_FLAGS := -Lbuild -lsnow_ws -Wl,-rpath,'$$ORIGIN'
 .PHONY: c-parts
 c-parts: $(STAMP)

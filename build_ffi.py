@@ -156,6 +156,7 @@ EMBED_C_SOURCES = tuple(
         "snow_ws_replies.c",  # the reply fast path
         "snow_ws_wait.c",  # waiting for snow_ws_shutdown() or a signal
         "snow_ws_history.c",  # room history, positions, delivery policies, round-trip time
+        "snow_ws_client.c",  # the public wrappers of the client (snow_ws_connect, snow_ws_client_*)
     )
 )
 EMBED_MODULE = "_snow_ws_abi"  # the name cffi gives the embedded module (import it from the init code)
@@ -198,6 +199,12 @@ extern "Python" {
                                        int64_t offset, int64_t *replayed);
     int64_t snow_abi_py_conn_rtt_us(uint64_t conn);
     int64_t snow_abi_py_room_stats(SnowWsRoomStats *out);
+    int64_t snow_abi_py_connect(const SnowWsClientOptions *opts, const char *url, void *on_connect_fn,
+                                void *on_connect_env, void *on_message_fn, void *on_message_env, void *on_close_fn,
+                                void *on_close_env);
+    int64_t snow_abi_py_client_wait_open(int64_t client, int64_t timeout_ms);
+    int64_t snow_abi_py_client_close(int64_t client, int64_t code, const char *reason, int64_t reason_len);
+    int64_t snow_abi_py_client_wait_closed(int64_t client, int64_t timeout_ms);
 }
 
 typedef struct SnowAbiTarget {

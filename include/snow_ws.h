@@ -118,7 +118,9 @@ extern "C" {
     X(SNOW_WS_E_SERVER_START, 7, "the server could not start")                                                    \
     X(SNOW_WS_E_BAD_SERVER, 8, "unknown or stopped server")                                                       \
     X(SNOW_WS_E_NOT_FOUND, 9, "not found")                                                                        \
-    X(SNOW_WS_E_INTERNAL, 10, "internal error")
+    X(SNOW_WS_E_INTERNAL, 10, "internal error")                                                                   \
+    X(SNOW_WS_E_CONNECT, 11, "the connection could not be opened")                                                \
+    X(SNOW_WS_E_TIMEOUT, 12, "timed out")
 
 typedef enum SnowWsError {
 #define SNOW_WS_ENUM_ITEM_(name, value, message) name = value,
@@ -712,6 +714,169 @@ SNOW_WS_API SnowString *snow_string_new(const char *data, uint64_t len);
 /* Free a string from snow_string_new or snow_ws_rooms_of. NULL is a no-op. Never free strings handed to a
  * callback or returned by snow_ws_header_get. (no runtime) */
 SNOW_WS_API void snow_string_free(SnowString *s);
+
+/* ===============================================================================================================
+ * Client
+ * ===============================================================================================================
+ * A WebSocket client on the same runtime as the servers: snow_ws_connect opens a connection to a ws:// or wss://
+ * URL and calls the same three callbacks as snow_ws_start, with the same (fn, env) convention and signatures; the
+ * conn handle they get is a connection handle like a server's (see "Connection handles" at the top): snow_ws_send,
+ * snow_ws_send_binary, snow_ws_close, snow_room_join / snow_room_leave (and the other room and connection
+ * functions) take it, so a room can hold client and server connections alike and a broadcast reaches both.
+ *
+ *     static void *on_message(void *conn, const SnowString *msg) { snow_ws_send(conn, msg); return NULL; }
+ *
+ *     SnowWsClientOptions o;
+ *     snow_ws_client_options_init(&o, sizeof o);
+ *     o.open_timeout_ms = 5000;
+ *     int64_t client = snow_ws_connect(&o, "ws://127.0.0.1:8765/", NULL, NULL, (void *)on_message, NULL, NULL, NULL);
+ *     if (client < 0 || snow_ws_client_wait_open(client, 10000) < 0)
+ *         fprintf(stderr, "%s\n", snow_ws_last_error());      // e.g. "connection refused"
+ *     ...
+ *     snow_ws_client_close(client, 1000, NULL);
+ *     snow_ws_client_wait_closed(client, 10000);              // then the id is forgotten
+ *
+ * A client id (int64_t > 0, never reused) names one call of snow_ws_connect: the connection it opens and, with
+ * reconnect, the ones it opens after a loss. The id stays known until snow_ws_client_wait_closed has returned 0 for
+ * it (like a thread until it is joined): call it once for each client, even one that ended by itself, to free it.
+ * Every client function given an id that is not known (made up, or already waited for) returns -1 with
+ * SNOW_WS_E_BAD_HANDLE ("client N is unknown or was waited for").
+ *
+ * Callbacks of a client connection (threads and order as for a server's, "Threads" at the top; workers is
+ * SnowWsClientOptions.workers):
+ *   on_connect: once the server's 101 response has been validated, before any message; path is the request target
+ *     that was sent (the URL's path and query, "/" if none), headers are the RESPONSE headers (snow_ws_header_get,
+ *     borrowed until on_connect returns). Return non-NULL to keep the connection, NULL to close it with 1000.
+ *   on_message / on_binary: as for a server's connection.
+ *   on_close: exactly once for every connection the client tried to open, with what really happened: the
+ *     server's close code and reason, the code given to snow_ws_close / snow_ws_client_close, 1006 for a lost
+ *     connection, or the code the client failed it with (1002, 1007, 1009...). A connection that never opened
+ *     gets on_close with 1006 and a reason naming the failure, without on_connect: "connection refused", "DNS
+ *     lookup of HOST failed: ...", "TLS certificate verify failed: ...", "HTTP 403 Forbidden instead of 101",
+ *     "opening handshake timed out after 10 s"... Its conn handle was never valid (every call with it returns
+ *     SNOW_WS_E_BAD_HANDLE); compare it with nothing, it is only a number.
+ * A send while no connection is open cannot be made: there is no handle (no hidden buffer).
+ * A failure to connect never fails snow_ws_connect itself (it returns before any I/O): it reaches the program as
+ * on_close with 1006, and as -1 with SNOW_WS_E_CONNECT and the same reason from snow_ws_client_wait_open.
+ */
+
+/* Options of snow_ws_connect. Initialise them with snow_ws_client_options_init (or zero the struct and set
+ * struct_size = sizeof(SnowWsClientOptions)), then set the fields you need: a 0 or NULL field means the default.
+ * Fields past struct_size are taken as 0 (so a program compiled against an older, shorter struct keeps working;
+ * new fields are only ever appended); struct_size < 8 is SNOW_WS_E_INVALID_ARGUMENT. Every string is copied
+ * before snow_ws_connect returns. An invalid value fails snow_ws_connect with SNOW_WS_E_INVALID_ARGUMENT and a
+ * message naming the option.
+ *   open_timeout_ms:  time the TCP connect, the proxy, TLS and the opening handshake have to complete, else the
+ *                     connection fails (1006 "opening handshake timed out after N s"); 0 = 10000.
+ *   close_timeout_ms: time the server has to close TCP after the closing handshake (RFC 6455 7.1.1), after which
+ *                     the client closes it itself; 0 = 10000.
+ *   max_message_size: largest message (and frame) accepted, bigger ones are failed with 1009; 0 = 16 MiB.
+ *   max_queue_bytes:  bound of the connection's outbound queue, as SnowWsOptions.max_queue_bytes; 0 = 1 MiB.
+ *   slow_consumer:    as SnowWsOptions.slow_consumer (SnowWsSlowConsumer); 0 = SNOW_WS_SLOW_CONSUMER_CLOSE.
+ *   ping_interval_ms: interval of the client's pings; 0 = no heartbeat from the client (the default).
+ *   pong_timeout_ms:  with a heartbeat, time a pong has to arrive before close 1011; 0 = 10000.
+ *   compression:      SnowWsCompression: SHARED or DEDICATED offer permessage-deflate (with client_max_window_bits)
+ *                     in that mode, OFF offers nothing; 0 = OFF. (SNOW_WS_COMPRESSION is not read.)
+ *   subprotocols:     comma-separated subprotocols to offer, in order of preference; NULL = none. A server that
+ *                     selects one that was not offered fails the connection.
+ *   origin:           the Origin header to send; NULL = none.
+ *   headers:          extra request headers, one "Name: value" per line, lines separated by "\n" (or "\r\n");
+ *                     NULL = none. A line without ':' is SNOW_WS_E_INVALID_ARGUMENT.
+ *   tls_no_verify:    nonzero = wss:// does NOT verify the server's certificate or host name. UNSAFE: anyone on
+ *                     the path can then read and change the traffic; for tests only. 0 = verify (the default).
+ *   ca_file:          PEM file of the certificate authorities to trust for wss://; NULL = the system's store.
+ *   server_hostname:  the name to send in SNI and check the certificate against; NULL = the URL's host.
+ *   proxy:            an HTTP CONNECT proxy, "http://HOST:PORT"; NULL = from https_proxy / http_proxy / no_proxy in
+ *                     the environment (read at each connect); "" = no proxy.
+ *   max_redirects:    3xx answers followed (never from wss:// to ws://); 0 = 5; negative = none followed.
+ *   reconnect:        nonzero = after a lost or failed connection, connect again (a fresh handshake each time)
+ *                     until snow_ws_client_close; each connection gets its own on_connect / on_close and a new conn
+ *                     handle, and rooms the previous one had joined are joined again before its on_connect.
+ *   reconnect_delay_ms: the first delay, random in [0, delay]; 0 = 500.
+ *   reconnect_max_delay_ms: the delay's cap; 0 = 30000.
+ *   reconnect_factor: each delay is the previous one times this; 0 = 2.0.
+ *   workers:          0 = the callbacks run on the event-loop thread (must not block); N >= 1 = on N worker threads.
+ *   on_binary_fn,
+ *   on_binary_env:    as SnowWsOptions.on_binary_fn / on_binary_env.
+ *   on_presence_fn,
+ *   on_presence_env:  as SnowWsOptions.on_presence_fn / on_presence_env, for the rooms the client connection
+ *                     joins. */
+typedef struct SnowWsClientOptions {
+    uint64_t struct_size;
+    int64_t open_timeout_ms;
+    int64_t close_timeout_ms;
+    int64_t max_message_size;
+    int64_t max_queue_bytes;
+    int64_t slow_consumer;
+    int64_t ping_interval_ms;
+    int64_t pong_timeout_ms;
+    int64_t compression;
+    const char *subprotocols;
+    const char *origin;
+    const char *headers;
+    int64_t tls_no_verify;
+    const char *ca_file;
+    const char *server_hostname;
+    const char *proxy;
+    int64_t max_redirects;
+    int64_t reconnect;
+    int64_t reconnect_delay_ms;
+    int64_t reconnect_max_delay_ms;
+    double reconnect_factor;
+    int64_t workers;
+    void *on_binary_fn;
+    void *on_binary_env;
+    void *on_presence_fn;
+    void *on_presence_env;
+} SnowWsClientOptions;
+
+/* Set the struct_size bytes at opts to zero (every option's default) and opts->struct_size to struct_size. Pass
+ * sizeof(SnowWsClientOptions) as your header defines it: the library writes exactly that many bytes, so a program
+ * compiled against an older, shorter struct is safe with a newer library. Does not start the embedded interpreter.
+ * Any thread. Returns 0, or -1: NULL opts or struct_size < 8 (SNOW_WS_E_INVALID_ARGUMENT), or a library that
+ * cannot find its runtime at all (SNOW_WS_E_INIT, see "Start-up"). */
+SNOW_WS_API int64_t snow_ws_client_options_init(SnowWsClientOptions *opts, uint64_t struct_size);
+
+/* Connect to url and return at once: the connection (DNS, TCP, proxy, TLS, the opening handshake) is made on the
+ * runtime's event loop, and what becomes of it reaches the callbacks and snow_ws_client_wait_open.
+ * opts: NULL = every default. url: "ws://HOST[:PORT][/PATH][?QUERY]" or "wss://..." (NUL-terminated UTF-8,
+ * copied). Callbacks: (fn, env) pairs as for snow_ws_start (NULL fn = absent; a NULL on_connect keeps the
+ * connection); binary messages go to opts->on_binary_fn when it is set, else to on_message.
+ * Any thread, also from inside a callback (it does not wait for the loop).
+ * Returns a client id > 0 (see "Client" above), or -1 with no callback ever fired: NULL url, a URL that is not
+ * ws:// or wss:// or has no host, url not UTF-8, an invalid option (SNOW_WS_E_INVALID_ARGUMENT /
+ * SNOW_WS_E_INVALID_UTF8, naming what is wrong), the runtime could not start (SNOW_WS_E_INIT). */
+SNOW_WS_API int64_t snow_ws_connect(const SnowWsClientOptions *opts, const char *url, void *on_connect_fn,
+                                    void *on_connect_env, void *on_message_fn, void *on_message_env,
+                                    void *on_close_fn, void *on_close_env);
+
+/* Wait up to timeout_ms (0: do not wait) until client's connection is open (its handshake is done; its on_connect
+ * may still be running on the callback thread). With reconnect, failed attempts are waited through until one
+ * opens, the client is closed, or the time is up. Not from a callback running on the event-loop thread (workers
+ * == 0): the loop could not open anything while it waits.
+ * Returns 0 (open), or -1: the client ended without an open connection (SNOW_WS_E_CONNECT; snow_ws_last_error()
+ * is the reason of the last failure, the same text as that connection's on_close, e.g. "HTTP 404 Not Found instead
+ * of 101", "closed by the program while connecting"; or "the connection has ended" when the connection it had has
+ * ended and it will not reconnect), not open within timeout_ms (SNOW_WS_E_TIMEOUT: with reconnect, still trying),
+ * negative timeout_ms (SNOW_WS_E_INVALID_ARGUMENT), unknown id (SNOW_WS_E_BAD_HANDLE), a call with timeout_ms > 0
+ * from a callback on the event-loop thread while the client is not open (SNOW_WS_E_INTERNAL). */
+SNOW_WS_API int64_t snow_ws_client_wait_open(int64_t client, int64_t timeout_ms);
+
+/* Close client: stop reconnecting, start the closing handshake of its open connection with code and reason (NULL =
+ * empty; the same rules as snow_ws_close), or abandon a connection still being opened (its on_close reports 1006
+ * "closed by the program while connecting"). Returns at once; on_close runs when the
+ * connection has ended. A client that has ended already is left as it is (0). Any thread, any callback.
+ * Returns 0, or -1: a code or reason snow_ws_close would refuse (SNOW_WS_E_INVALID_ARGUMENT /
+ * SNOW_WS_E_INVALID_UTF8), unknown id (SNOW_WS_E_BAD_HANDLE). */
+SNOW_WS_API int64_t snow_ws_client_close(int64_t client, int64_t code, const SnowString *reason);
+
+/* Wait up to timeout_ms until client has ended for good: its last connection's on_close has returned and it will
+ * not reconnect (after snow_ws_client_close, or without reconnect after the server closed or the connection was
+ * lost or could not be opened). Returns 0 and forgets the id (later calls with it fail with SNOW_WS_E_BAD_HANDLE),
+ * or -1: not ended within timeout_ms (SNOW_WS_E_TIMEOUT; the id stays), negative timeout_ms
+ * (SNOW_WS_E_INVALID_ARGUMENT), unknown id (SNOW_WS_E_BAD_HANDLE), a call with timeout_ms > 0 from a callback on
+ * the event-loop thread while the client has not ended (SNOW_WS_E_INTERNAL). */
+SNOW_WS_API int64_t snow_ws_client_wait_closed(int64_t client, int64_t timeout_ms);
 
 #ifdef __cplusplus
 }

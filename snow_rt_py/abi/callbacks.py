@@ -59,16 +59,19 @@ def _register(lib: Any) -> None:
 
 
 class CHandler(Handler):
-    """Calls the C callbacks given to snow_ws_start / snow_ws_serve.
+    """Calls the C callbacks given to snow_ws_start / snow_ws_serve, or to snow_ws_connect.
 
     Args:
         ffi, lib: the embedded module.
         callbacks: ``(fn, env)`` pairs (cdata ``void *``) for ``connect``, ``message``, ``close`` and ``binary``;
             a NULL fn means absent.
+        fast_replies: whether replies may take the C fast path, which encodes unmasked (server) frames: False for
+            the connections of a client (snow_ws_connect), whose frames the runtime masks.
     """
 
-    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]]) -> None:
+    def __init__(self, ffi: Any, lib: Any, callbacks: dict[str, tuple[Any, Any]], *, fast_replies: bool = True) -> None:
         self._lib = lib
+        self._fast_replies = fast_replies and FAST_REPLIES
         null = ffi.NULL
         self._connect = callbacks["connect"] if callbacks["connect"][0] != null else None
         self._message = callbacks["message"] if callbacks["message"][0] != null else None
@@ -139,7 +142,7 @@ class CHandler(Handler):
             buffer = self._reply_buffer()
         # budget -1: C does not arm the fast path. plain_max: with permessage-deflate, replies from
         # compression_min_size bytes on go through Python, which compresses them (C's frames are plain).
-        budget = conn.reply_budget() if FAST_REPLIES else -1
+        budget = conn.reply_budget() if self._fast_replies else -1
         deflate = conn._deflate
         replies = call(target, conn.id, data, len(data), budget, -1 if deflate is None else deflate.min_size)
         if replies > 0:
@@ -156,7 +159,7 @@ class CHandler(Handler):
         runtime/_connection_core.h), the reply buffer, and whether the reply fast path may be armed."""
         native = self._natives.get(id(buffer))
         if native is None or native[1] is not buffer:
-            native = (int(self._ffi.cast("uintptr_t", self._message_target)), buffer, FAST_REPLIES)
+            native = (int(self._ffi.cast("uintptr_t", self._message_target)), buffer, self._fast_replies)
             self._natives[id(buffer)] = native
         return native
 

@@ -284,6 +284,10 @@ def install(ffi: Any, lib: Any) -> None:
             fail(exc)
             return null
 
+    from snow_rt_py.abi import client_exports  # the client's functions (it imports export() from here)
+
+    client_exports.install(ffi, lib, fail)
+
     @export(ffi, "snow_abi_py_stop", -1)
     def stop(server: int, timeout_ms: int) -> int:
         try:

@@ -5,6 +5,8 @@
   before its on_close is called (or right after an on_connect that rejected it); any other value is unknown. Ids
   are a counter, so a handle above the highest id ever registered was never issued (:func:`live_or_ended`).
 * A server id is a counter of this module (never reused), dropped once the server is stopped.
+* A client id (snow_ws_connect) is a counter of this module too, never reused, dropped once
+  snow_ws_client_wait_closed has seen the client end.
 * A header handle is a counter too, valid while its on_connect runs: strings returned for it are owned by it and
   freed when on_connect returns.
 
@@ -68,6 +70,8 @@ class AbiHandles:
         self._server_ids = itertools.count(1)
         self.header_scopes: dict[int, HeaderScope] = {}
         self._header_ids = itertools.count(1)
+        self.clients: dict[int, Any] = {}  # snow_rt_py.Client by id, until snow_ws_client_wait_closed saw it end
+        self._client_ids = itertools.count(1)
 
     def register_connection(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -79,6 +83,11 @@ class AbiHandles:
         server_id = next(self._server_ids)
         self.servers[server_id] = server
         return server_id
+
+    def register_client(self, client: Any) -> int:
+        client_id = next(self._client_ids)
+        self.clients[client_id] = client
+        return client_id
 
     def open_headers(self, scope: HeaderScope) -> int:
         handle = next(self._header_ids)
@@ -168,6 +177,28 @@ def server(server_id: int) -> RunningServer:
 def drop_server(server_id: int) -> None:
     """Forget a stopped server. Idempotent."""
     tables().servers.pop(server_id, None)
+
+
+def register_client(client: Any) -> int:
+    """A new id for ``client`` (a :class:`snow_rt_py.Client`), valid until :func:`drop_client`."""
+    return tables().register_client(client)
+
+
+def client(client_id: int) -> Any:
+    """The client with ``client_id``.
+
+    Raises:
+        AbiError: unknown (never issued, or already waited for).
+    """
+    found = tables().clients.get(client_id)
+    if found is None:
+        raise AbiError(BAD_HANDLE, f"client {client_id} is unknown or was waited for")
+    return found
+
+
+def drop_client(client_id: int) -> None:
+    """Forget a client that has ended. Idempotent."""
+    tables().clients.pop(client_id, None)
 
 
 def open_headers(scope: HeaderScope) -> int:

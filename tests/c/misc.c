@@ -23,7 +23,7 @@ int main(void)
         strcmp(snow_ws_version(), SNOW_WS_VERSION) == 0 ? "match" : "MISMATCH");
     out("version_number %lld, header %lld: %s", (long long)snow_ws_version_number(), (long long)SNOW_WS_VERSION_NUMBER,
         snow_ws_version_number() == SNOW_WS_VERSION_NUMBER ? "match" : "MISMATCH");
-    for (code = 0; code <= 11; code++)
+    for (code = 0; code <= 13; code++)
         out("strerror(%lld) %s: %s", (long long)code, code_name(code), snow_ws_strerror(code));
     out("strerror(-1): %s", snow_ws_strerror(-1));
 

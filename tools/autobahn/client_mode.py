@@ -9,7 +9,8 @@ by :data:`CASE_TIMEOUT`.
 
 Clients: ``snow-python`` is ``snow-ws client --echo`` (permessage-deflate offered, for sections 12 and 13);
 ``websockets`` is the ``websockets`` library's client (``websockets_echo.py``), recorded for reference in the same
-run; ``snow-c`` is ``build/echo_client URL`` (examples/echo_client.c) once it is built.
+run; ``snow-c`` is ``build/echo_client URL`` (examples/echo_client.c; it offers permessage-deflate in shared mode
+unless $SNOW_WS_COMPRESSION says otherwise).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ CLIENTS: dict[str, list[str]] = {
     "websockets": [PYTHON, str(HERE / "websockets_echo.py")],
     "snow-c": [str(ROOT / "build" / "echo_client")],
 }
-DEFAULT_CLIENTS = "snow-python,websockets"
+DEFAULT_CLIENTS = "snow-python,snow-c,websockets"
 
 
 def free_port() -> int:
@@ -83,7 +84,10 @@ def run_clients(wstest: Path, out: Path, cases: list[str], clients: list[str]) -
     problems = 0
     with open(out / "wstest.log", "wb") as log:
         server = subprocess.Popen(
-            [str(wstest), "-m", "fuzzingserver", "-s", str(out / "spec.json")], cwd=out, stdout=log, stderr=log
+            [str(wstest), "-m", "fuzzingserver", "-u", "0", "-s", str(out / "spec.json")],
+            cwd=out,
+            stdout=log,
+            stderr=log,
         )
     try:
         if not wait_listening(port, server):
