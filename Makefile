@@ -114,7 +114,9 @@ fuzz: build
 
 # Autobahn|Testsuite (cases 1-13 by default; CASES='6.*,7.1.*' for some; MODES=all: shared and dedicated
 # compression) against the Python and the C echo servers; sets the suite up in .autobahn/ (Python 2.7: PYTHON27=...,
-# else pyenv's 2.7.18); report and summary.md in artifacts/autobahn/.
+# else pyenv's 2.7.18); report and summary.md in artifacts/autobahn/. Then the suite in client mode against our clients
+# (CLIENTS=snow-python,snow-c,websockets by default: `snow-ws client --echo`, build/echo_client, and websockets' client
+# for reference), all at once; report in artifacts/autobahn/clients/.
 .PHONY: autobahn
 autobahn: build
 	$(PY) tools/autobahn/run.py $(if $(CASES),--cases '$(CASES)') $(if $(MODES),--modes '$(MODES)')

@@ -4,8 +4,8 @@ Used by run.py (``--clients``; ``make autobahn`` runs it after the server suite)
 port; for each client under test (by agent name, :data:`CLIENTS`) and each case number 1..N of the selected cases it
 starts the client on ``ws://127.0.0.1:PORT/runCase?case=N&agent=AGENT``, which must echo every message until the
 server closes; then ``/updateReports?agent=AGENT`` writes the report (``artifacts/autobahn/clients/``). The clients
-run one after the other (the suite's server runs one case at a time per connection anyway) and each case is bounded
-by :data:`CASE_TIMEOUT`.
+run at the same time, one thread each (the suite's server runs each agent's cases on their own connections), and each
+case is bounded by :data:`CASE_TIMEOUT`.
 
 Clients: ``snow-python`` is ``snow-ws client --echo`` (permessage-deflate offered, for sections 12 and 13);
 ``websockets`` is the ``websockets`` library's client (``websockets_echo.py``), recorded for reference in the same
@@ -19,6 +19,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,31 @@ def case_count(base: str) -> int:
     return int(out.stdout.strip())
 
 
+def _run_agent(agent: str, base: str, count: int, out: Path) -> int:
+    """Every case against one client, then its report; the number of problems."""
+    argv = CLIENTS[agent]
+    if not Path(argv[0]).exists():
+        print(f"autobahn: client {agent}: {argv[0]} does not exist (make build)", file=sys.stderr)
+        return 1
+    problems = 0
+    t0 = time.monotonic()
+    with open(out / f"{agent}.log", "wb") as client_log:
+        for n in range(1, count + 1):
+            url = f"{base}/runCase?case={n}&agent={agent}"
+            try:
+                subprocess.run([*argv, url], stdout=client_log, stderr=client_log, timeout=CASE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"autobahn: client {agent}, case {n}: did not end in {CASE_TIMEOUT:.0f} s")
+                problems += 1
+    subprocess.run(
+        [PYTHON, str(HERE / "websockets_echo.py"), "--read-one", f"{base}/updateReports?agent={agent}"],
+        capture_output=True,
+        timeout=120,
+    )
+    print(f"autobahn: client {agent}: {count} cases in {time.monotonic() - t0:.0f} s", flush=True)
+    return problems
+
+
 def run_clients(wstest: Path, out: Path, cases: list[str], clients: list[str]) -> tuple[dict[str, object], int]:
     """Run every case against every client; return the report's index (agent -> case -> result) and the number
     of problems (a client missing, a case that did not end in time, a report not written)."""
@@ -96,27 +122,17 @@ def run_clients(wstest: Path, out: Path, cases: list[str], clients: list[str]) -
         base = f"ws://127.0.0.1:{port}"
         count = case_count(base)
         print(f"autobahn: fuzzingserver on {base}, {count} cases per client: {', '.join(clients)}", flush=True)
-        for agent in clients:
-            argv = CLIENTS[agent]
-            if not Path(argv[0]).exists():
-                print(f"autobahn: client {agent}: {argv[0]} does not exist (make build)", file=sys.stderr)
-                problems += 1
-                continue
-            t0 = time.monotonic()
-            with open(out / f"{agent}.log", "wb") as client_log:
-                for n in range(1, count + 1):
-                    url = f"{base}/runCase?case={n}&agent={agent}"
-                    try:
-                        subprocess.run([*argv, url], stdout=client_log, stderr=client_log, timeout=CASE_TIMEOUT)
-                    except subprocess.TimeoutExpired:
-                        print(f"autobahn: client {agent}, case {n}: did not end in {CASE_TIMEOUT:.0f} s")
-                        problems += 1
-            subprocess.run(
-                [PYTHON, str(HERE / "websockets_echo.py"), "--read-one", f"{base}/updateReports?agent={agent}"],
-                capture_output=True,
-                timeout=120,
-            )
-            print(f"autobahn: client {agent}: {count} cases in {time.monotonic() - t0:.0f} s", flush=True)
+        # one thread per client: the fuzzing server runs each agent's cases on their own connections
+        problem_counts: list[int] = []
+        threads = [
+            threading.Thread(target=lambda a=agent: problem_counts.append(_run_agent(a, base, count, out)))
+            for agent in clients
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        problems += sum(problem_counts)
     finally:
         server.terminate()
         try:
