@@ -508,6 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--summarize-only", action="store_true", help="run nothing: rebuild the summary from the JSON of --out's run"
     )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="comma-separated peers to keep besides ours (e.g. picows; default: every peer of each step)",
+    )
     parser.add_argument("--out", type=Path, default=be.ROOT / "build" / "bench_all.md", help="markdown summary")
     opts = parser.parse_args(argv)
     opts.command_line = " ".join(sys.argv[1:]) or "defaults"
@@ -555,6 +560,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             bcast = found["broadcast"][1]
         steps = []
         opts.command_line += " (summary rebuilt from the JSON of an earlier run)"
+
+    if opts.peers:  # ours always; of the peers only those named
+        keep = {p.strip() for p in opts.peers.split(",") if p.strip()}
+
+        def only(names: list[str]) -> list[str]:
+            return [n for n in names if n.startswith("snow") or n in keep]
+
+        ECHO_SERVERS[:] = only(ECHO_SERVERS)
+        IDLE_SERVERS_MIN[:] = only(IDLE_SERVERS_MIN)
+        IDLE_SERVERS_ALL[:] = only(IDLE_SERVERS_ALL)
+        BROADCAST_SERVERS[:] = only(BROADCAST_SERVERS)
 
     if "echo" in steps:
         path = Path(f"{stem}.echo.json")

@@ -36,6 +36,7 @@ comment); an entry without a reason is an error. An entry applies to both server
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -385,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                         stderr=subprocess.STDOUT,
                     )
                 runs[agent] = (proc, agent_out)
+            # The client mode at the same time, with its own fuzzing server: both suites are single-threaded
+            # Python 2 processes, mostly waiting, so running them side by side takes about the time of the longer.
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            client_run = pool.submit(run_clients, wstest, out / "clients", cases, clients) if clients else None
             statuses: dict[str, int] = {}
             try:
                 for agent, (proc, _) in runs.items():
@@ -399,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                     if proc.poll() is None:
                         stop(proc)
             print(f"autobahn: wstest finished in {time.monotonic() - t0:.0f} s (exit {statuses})", flush=True)
-        client_index, client_problems = run_clients(wstest, out / "clients", cases, clients) if clients else ({}, 0)
+        client_index, client_problems = client_run.result() if client_run is not None else ({}, 0)
+        pool.shutdown()
     except SetupError as exc:
         print(f"autobahn: {exc}", file=sys.stderr)
         return 2
