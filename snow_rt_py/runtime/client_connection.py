@@ -83,11 +83,8 @@ class ClientConnection(Connection):
         return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        rooms = self.runtime.rooms
-        if self.rooms_joined:
-            with rooms._lock:  # what the client's next connection joins (rooms.leave_all forgets them now)
-                metas = rooms._meta
-                self.rooms_left = tuple((room, metas.get(room, {}).get(self.id)) for room in self.rooms_joined)
+        if self.rooms_joined:  # what the client's next connection joins (rooms.leave_all forgets them now)
+            self.rooms_left = self.runtime.rooms.memberships(self)
         super().connection_lost(exc)
         if not self.handshake.done():
             why = "connection closed during the opening handshake"

@@ -364,6 +364,11 @@ class RoomRegistry:
                     failures += not conn.offer_deflated(m[0], m[1], unused)
         return failures
 
+    def memberships(self, conn: Connection) -> tuple[tuple[str, str | None], ...]:
+        """The rooms ``conn`` is a member of, each with the meta it joined with (None: joined without one)."""
+        with self._lock:
+            return tuple((room, self._meta.get(room, {}).get(conn.id)) for room in conn.rooms_joined)
+
     # -- presence ------------------------------------------------------------------------------------------
 
     def _local_members(self, room: str) -> list[Member]:
